@@ -1,0 +1,122 @@
+"""A per-sample inequality constraint d(out(x), ref(x)) <= m(x), as a small value.
+
+Example:
+    >>> c = Constraint(d=sq_l2, margin=NormMargin(0.1))
+    >>> c.violation(out, ref)        # [B]; <= 0 means satisfied
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from ._validation import check_float_tensor
+from .divergences import Divergence
+from .margins import FixedMargin, Margin
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """The semi-infinite constraint d(out(x), ref(x)) - m(ref(x)) <= 0 for almost every x.
+
+    Args:
+        d: divergence, (out [B, ...], ref [B, ...]) -> [B].
+        margin: per-sample tolerance, ref [B, ...] -> [B] (default: 0).
+        name: label used in reports and state dicts.
+    """
+
+    d: Divergence
+    margin: Margin = field(default_factory=FixedMargin)
+    name: str = "constraint"
+
+    def __post_init__(self) -> None:
+        if not callable(self.d):
+            raise TypeError(f"d must be callable (out, ref) -> [B], got {type(self.d).__name__}")
+        if not callable(self.margin):
+            raise TypeError(f"margin must be callable ref -> [B], got {type(self.margin).__name__}")
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+
+    def violation(self, out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """Per-sample violation d(out, ref) - m(ref).
+
+        Args:
+            out: [B, ...] output of the model being trained (carries gradient).
+            ref: [B, ...] reference output (e.g. a frozen model's).
+
+        Returns:
+            [B] tensor; entry i <= 0 means sample i satisfies the constraint.
+        """
+        distance = self.d(out, ref)
+        margin = self.margin(ref)
+        if distance.shape != (out.shape[0],) or margin.shape != (out.shape[0],):
+            raise ValueError(
+                f"constraint {self.name!r}: d and margin must return shape [B]=[{out.shape[0]}], "
+                f"got d {tuple(distance.shape)} and margin {tuple(margin.shape)}"
+            )
+        return distance - margin
+
+    def observe(
+        self,
+        out: torch.Tensor,
+        ref: torch.Tensor,
+        *,
+        features: Optional[torch.Tensor] = None,
+        indices: Optional[torch.Tensor] = None,
+    ) -> "Observation":
+        """Evaluates the violation and packs what the multiplier needs.
+
+        Args:
+            out: [B, ...] model output.
+            ref: [B, ...] reference output.
+            features: [B, F] inputs of a multiplier network or linear multiplier
+                (LORE: the reference embedding phi_0(x)); no gradient flows into them.
+            indices: [B] int64 dataset indices for a per-sample multiplier.
+
+        Returns:
+            An `Observation` for `PrimalDual.step`.
+        """
+        return Observation(self, self.violation(out, ref), features=features, indices=indices)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One evaluation of a constraint on a batch.
+
+    Args:
+        constraint: the constraint observed.
+        violation: [B] per-sample violation (differentiable w.r.t. the model).
+        features: optional [B, F] multiplier features.
+        indices: optional [B] int64 dataset indices.
+    """
+
+    constraint: Constraint
+    violation: torch.Tensor
+    features: Optional[torch.Tensor] = None
+    indices: Optional[torch.Tensor] = None
+
+    def __post_init__(self) -> None:
+        check_float_tensor(self.violation, "violation")
+        if self.violation.dim() != 1:
+            raise ValueError(f"violation must have shape [B], got {tuple(self.violation.shape)}")
+        batch = self.violation.shape[0]
+        if self.features is not None:
+            check_float_tensor(self.features, "features")
+            if self.features.shape[0] != batch:
+                raise ValueError(
+                    f"features must have batch size {batch} like the violation, got shape {tuple(self.features.shape)}"
+                )
+            if self.features.device != self.violation.device:
+                raise ValueError(f"features on {self.features.device} but violation on {self.violation.device}")
+        if self.indices is not None:
+            if not isinstance(self.indices, torch.Tensor) or self.indices.dtype != torch.long:
+                got = self.indices.dtype if isinstance(self.indices, torch.Tensor) else type(self.indices).__name__
+                raise TypeError(f"indices must be an int64 tensor, got {got}")
+            if self.indices.shape != (batch,):
+                raise ValueError(f"indices must have shape [B]=[{batch}], got {tuple(self.indices.shape)}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.violation.shape[0]

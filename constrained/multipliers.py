@@ -1,0 +1,177 @@
+"""Lagrange multipliers lambda >= 0 for per-sample constraints.
+
+Four parameterisations, all `nn.Module`s built on cooper's multiplier classes:
+
+=========================  ============================  =========================
+class                      lambda for sample i           enforces
+=========================  ============================  =========================
+`ScalarMultiplier`         one lambda                    E[violation] <= 0 only (App. B)
+`IndexedMultiplier`        lambda[index_i]               every training sample
+`LinearMultiplier`         softplus(w . f_i + b)         per sample, through features
+`MultiplierNetwork`        softplus(MLP(f_i))            per sample (paper: lambda_w(x) = F_w(phi_0(x)))
+=========================  ============================  =========================
+
+How a multiplier enters the Lagrangian (see `PrimalDual`): the primal sees
+E_i[lambda_i.detach() * g_i]; the dual ascends E_i[lambda_i * g_i.detach()] for
+shared parameters (scalar, linear, network) and lambda_i * g_i for the
+per-index multipliers, so an index's step does not shrink with the batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import cooper
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validation import check_nonnegative_finite, check_positive_int
+from .constraint import Observation
+
+
+def _check_inequality(multiplier: cooper.multipliers.Multiplier) -> None:
+    if multiplier.constraint_type != cooper.ConstraintType.INEQUALITY:
+        raise ValueError(f"{type(multiplier).__name__} supports inequality constraints only")
+
+
+class ScalarMultiplier(cooper.multipliers.DenseMultiplier):
+    """A single lambda >= 0 for the whole constraint.
+
+    It prices only the average constraint E_x[d - m] <= 0 (paper App. B,
+    Fig. 8): samples may stay violated as long as the mean is not.
+
+    Args:
+        init: initial lambda, >= 0.
+        device: where the parameter lives.
+    """
+
+    averages_constraint = True
+    per_index = False
+
+    def __init__(self, init: float = 0.0, device: Optional[torch.device] = None) -> None:
+        init = check_nonnegative_finite(init, "init")
+        super().__init__(init=torch.tensor([init]), device=device)
+
+    def features_of(self, observation: Observation) -> None:
+        """The scalar multiplier needs no features."""
+        return None
+
+
+class IndexedMultiplier(cooper.multipliers.IndexedMultiplier):
+    """One lambda_i >= 0 per dataset index: the exact dual of a finite sample of constraints.
+
+    Gradients are sparse; use `torch.optim.SGD` or cooper's `nuPI` as the
+    dual optimizer (not Adam).
+
+    Args:
+        num_samples: dataset size N; indices must lie in [0, N).
+        init: initial lambda for every index, >= 0.
+        device: where the parameters live.
+    """
+
+    averages_constraint = False
+    per_index = True
+
+    def __init__(self, num_samples: int, init: float = 0.0, device: Optional[torch.device] = None) -> None:
+        num_samples = check_positive_int(num_samples, "num_samples")
+        init = check_nonnegative_finite(init, "init")
+        super().__init__(init=torch.full((num_samples,), init), device=device)
+
+    def features_of(self, observation: Observation) -> torch.Tensor:
+        """Returns the observation's [B] int64 indices, checked against N."""
+        indices = observation.indices
+        if indices is None:
+            raise ValueError(
+                f"constraint {observation.constraint.name!r} uses an IndexedMultiplier: "
+                "pass indices=... to observe()"
+            )
+        num_samples = self.weight.shape[0]
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_samples):
+            raise ValueError(
+                f"indices must lie in [0, {num_samples}), got min {int(indices.min())} max {int(indices.max())}"
+            )
+        return indices.to(self.weight.device)
+
+
+class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
+    """Base for multipliers computed from per-sample features: lambda = softplus(head(f))."""
+
+    expects_constraint_features = True
+    averages_constraint = False
+    per_index = False
+
+    def __init__(self, head: nn.Module, in_features: int, init: float) -> None:
+        super().__init__()
+        init = check_nonnegative_finite(init, "init")
+        if init <= 0:
+            raise ValueError(f"init must be > 0 for a softplus multiplier, got {init}")
+        self.in_features = in_features
+        self.head = head
+        last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+        with torch.no_grad():  # every sample starts at lambda = init
+            last.weight.zero_()
+            last.bias.fill_(math.log(math.expm1(init)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Maps [B, in_features] features to [B] multipliers > 0."""
+        if features.dim() != 2 or features.shape[1] != self.in_features:
+            raise ValueError(
+                f"{type(self).__name__} expects features of shape [B, {self.in_features}], "
+                f"got {tuple(features.shape)}"
+            )
+        weight = next(self.head.parameters())
+        return F.softplus(self.head(features.detach().to(weight.dtype))).squeeze(-1)
+
+    def features_of(self, observation: Observation) -> torch.Tensor:
+        if observation.features is None:
+            raise ValueError(
+                f"constraint {observation.constraint.name!r} uses a {type(self).__name__}: "
+                "pass features=... to observe()"
+            )
+        return observation.features
+
+    def sanity_check(self) -> None:
+        _check_inequality(self)
+
+    def post_step_(self) -> None:
+        """Nothing to project: softplus keeps lambda > 0."""
+
+
+class LinearMultiplier(_FeatureMultiplier):
+    """lambda(f) = softplus(w . f + b): a linear map of the features, kept >= 0.
+
+    The "linear" dual parameterisation of the paper's ablation (App. G, K.2).
+
+    Args:
+        in_features: F, the width of the features.
+        init: initial lambda of every sample, > 0.
+    """
+
+    def __init__(self, in_features: int, init: float = 1.0) -> None:
+        in_features = check_positive_int(in_features, "in_features")
+        super().__init__(nn.Linear(in_features, 1), in_features, init)
+
+
+class MultiplierNetwork(_FeatureMultiplier):
+    """lambda_w(x) = softplus(MLP(f(x))): the paper's dual network (Sec. 5, App. C).
+
+    Two linear layers with a ReLU between them; softplus keeps the output
+    positive without ReLU's dead gradients. For LORE the features are the
+    reference embedding phi_0(x).
+
+    Args:
+        in_features: F, the width of the features (the embedding dimension).
+        hidden: hidden width (paper: 512).
+        init: initial lambda of every sample, > 0.
+    """
+
+    def __init__(self, in_features: int, hidden: int = 512, init: float = 1.0) -> None:
+        in_features = check_positive_int(in_features, "in_features")
+        hidden = check_positive_int(hidden, "hidden")
+        head = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        super().__init__(head, in_features, init)
+
+
+Multiplier = ScalarMultiplier | IndexedMultiplier | LinearMultiplier | MultiplierNetwork

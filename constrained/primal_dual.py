@@ -1,0 +1,319 @@
+"""The primal-dual stepper: K primal steps per dual step over cooper's Lagrangian terms.
+
+A constrained training loop in user code::
+
+    constraint = Constraint(d=sq_l2, margin=NormMargin(0.1), name="clean")
+    pd = PrimalDual(torch.optim.AdamW(model.parameters(), lr=1e-5),
+                    {constraint: MultiplierNetwork(in_features=512)},
+                    dual_lr=5e-4, primal_steps_per_dual=5)
+    for x in loader:
+        ref = reference(x)
+        def closure():
+            out = model(x)
+            return objective(out), [constraint.observe(out, ref, features=ref)]
+        for _ in range(pd.primal_steps_per_dual):      # Algorithm 1: K steps on one batch
+            report = pd.step(closure)
+        log(report.as_dict())
+
+Each `step` takes one primal step on f + E_i[lambda_i.detach() g_i] (the
+formulation's primal term); every K-th step also takes one dual ascent step
+on E_i[lambda_i g_i.detach()]. "simultaneous" uses the violations of that
+K-th step (exactly Algorithm 1 of the paper); "alternating" re-evaluates the
+closure after the K-th primal step and uses those fresher violations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, Optional, Union
+
+import cooper
+import torch
+from torch import nn
+
+from ._validation import check_positive_int
+from .constraint import Constraint, Observation
+from .formulations import Formulation, Lagrangian
+from .multipliers import Multiplier
+from .report import ConstraintReport, StepReport
+
+Closure = Callable[[], tuple[torch.Tensor, Union[Observation, Sequence[Observation]]]]
+DualOptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+MODES = ("simultaneous", "alternating")
+
+
+class PrimalDual:
+    """Enforces per-sample constraints on a model trained by `primal_optimizer`.
+
+    Args:
+        primal_optimizer: optimizer of the model's parameters (theta).
+        constraints: {Constraint: multiplier} (multiplier None for `FixedPenalty`),
+            or a sequence of constraints when the formulation needs no multiplier.
+        formulation: `Lagrangian()` (default), `AugmentedLagrangian(c)` or `FixedPenalty(w)`.
+        dual_optimizer: a factory params -> optimizer for the multipliers' parameters;
+            it must maximise (`maximize=True`). Default: SGD(lr=dual_lr, maximize=True),
+            i.e. plain dual ascent as in Algorithm 1. Pass
+            ``lambda p: cooper.optim.nuPI(p, lr=..., Kp=..., maximize=True)`` for nuPI.
+        dual_lr: learning rate of the default dual optimizer (paper: 5e-4).
+        primal_steps_per_dual: K >= 1, primal steps per dual step (paper default 5).
+        mode: "simultaneous" (Algorithm 1) or "alternating".
+    """
+
+    def __init__(
+        self,
+        primal_optimizer: torch.optim.Optimizer,
+        constraints: Union[Mapping[Constraint, Optional[Multiplier]], Sequence[Constraint]],
+        *,
+        formulation: Formulation = Lagrangian(),
+        dual_optimizer: Optional[DualOptimizerFactory] = None,
+        dual_lr: float = 5e-4,
+        primal_steps_per_dual: int = 1,
+        mode: Literal["simultaneous", "alternating"] = "simultaneous",
+    ) -> None:
+        if not isinstance(primal_optimizer, torch.optim.Optimizer):
+            raise TypeError(f"primal_optimizer must be a torch.optim.Optimizer, got {type(primal_optimizer).__name__}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not isinstance(constraints, Mapping):
+            constraints = {c: None for c in constraints}
+        if not constraints:
+            raise ValueError("constraints is empty; use a plain optimizer for unconstrained training")
+        self.primal_optimizer = primal_optimizer
+        self.formulation = formulation
+        self.primal_steps_per_dual = check_positive_int(primal_steps_per_dual, "primal_steps_per_dual")
+        self.mode = mode
+        self.primal_steps = 0
+        self.dual_steps = 0
+        self._bindings: dict[str, tuple[Constraint, cooper.Constraint]] = {}
+        for constraint, multiplier in constraints.items():
+            self._bind(constraint, multiplier)
+        self.multipliers = nn.ModuleDict(
+            {name: c.multiplier for name, (_, c) in self._bindings.items() if c.multiplier is not None}
+        )
+        self.dual_optimizer = self._build_dual_optimizer(dual_optimizer, dual_lr)
+
+    def _bind(self, constraint: Constraint, multiplier: Optional[Multiplier]) -> None:
+        if not isinstance(constraint, Constraint):
+            raise TypeError(f"constraints keys must be Constraint, got {type(constraint).__name__}")
+        if constraint.name in self._bindings:
+            raise ValueError(f"two constraints share the name {constraint.name!r}; give each a unique name=")
+        if self.formulation.needs_multiplier and multiplier is None:
+            raise ValueError(f"constraint {constraint.name!r}: {type(self.formulation).__name__} needs a multiplier")
+        if not self.formulation.needs_multiplier and multiplier is not None:
+            raise ValueError(f"constraint {constraint.name!r}: {type(self.formulation).__name__} takes no multiplier")
+        if multiplier is not None and not hasattr(type(multiplier), "features_of"):
+            raise TypeError(
+                f"constraint {constraint.name!r}: multiplier must be one of constrained's multipliers, "
+                f"got {type(multiplier).__name__}"
+            )
+        penalty = self.formulation.penalty()
+        coefficient = None
+        if penalty is not None:
+            coefficient = cooper.penalty_coefficients.DensePenaltyCoefficient(torch.tensor(penalty))
+        bound = cooper.Constraint(
+            constraint_type=cooper.ConstraintType.INEQUALITY,
+            formulation_type=self.formulation.cooper_type(),
+            multiplier=multiplier,
+            penalty_coefficient=coefficient,
+        )
+        bound.name = constraint.name
+        self._bindings[constraint.name] = (constraint, bound)
+
+    def _build_dual_optimizer(
+        self, factory: Optional[DualOptimizerFactory], lr: float
+    ) -> Optional[torch.optim.Optimizer]:
+        params = list(self.multipliers.parameters())
+        if not params:
+            if factory is not None:
+                raise ValueError(f"{type(self.formulation).__name__} has no dual variables; drop dual_optimizer")
+            return None
+        optimizer = factory(params) if factory is not None else torch.optim.SGD(params, lr=lr, maximize=True)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"dual_optimizer must return a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        for group in optimizer.param_groups:
+            if not group.get("maximize", False):
+                raise ValueError("the dual optimizer must ascend: build it with maximize=True")
+        return optimizer
+
+    # ------------------------------------------------------------------ step
+
+    def step(self, closure: Closure) -> StepReport:
+        """One primal step, plus a dual step when K primal steps have been taken.
+
+        Args:
+            closure: evaluates the model and returns (loss, observations):
+                a scalar objective f and one `Observation` per constraint.
+
+        Returns:
+            A `StepReport` of the observations the last update used.
+        """
+        dual_due = (self.primal_steps + 1) % self.primal_steps_per_dual == 0
+        self.primal_optimizer.zero_grad(set_to_none=True)
+        loss, observations, states = self._evaluate(closure)
+        primal_terms = [self._contribution(name, state, "primal") for name, state in states.items()]
+        lagrangian = loss + sum((term for term, _ in primal_terms), torch.zeros((), device=loss.device))
+        if not torch.isfinite(lagrangian.detach()):
+            raise FloatingPointError(f"the Lagrangian is {lagrangian.item()}; stopping before the update")
+        lagrangian.backward()
+        multiplier_values = {name: value for name, (_, value) in zip(states, primal_terms)}
+        if dual_due and self.mode == "simultaneous":
+            self._dual_backward(states)
+        self.primal_optimizer.step()
+        self.primal_steps += 1
+        if dual_due:
+            if self.mode == "alternating":
+                with torch.no_grad():
+                    loss, observations, states = self._evaluate(closure)
+                multiplier_values = self._dual_backward(states)
+            self._dual_step()
+        reports = {
+            name: ConstraintReport.from_tensors(observations[name].violation, multiplier_values[name])
+            for name in states
+        }
+        return StepReport(
+            loss=float(loss.detach()),
+            lagrangian=float(lagrangian.detach()),
+            constraints=reports,
+            dual_updated=dual_due,
+            primal_steps=self.primal_steps,
+            dual_steps=self.dual_steps,
+        )
+
+    def _evaluate(
+        self, closure: Closure
+    ) -> tuple[torch.Tensor, dict[str, Observation], dict[str, cooper.ConstraintState]]:
+        result = closure()
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise TypeError("closure must return (loss, observations)")
+        loss, observations = result
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"closure's loss must be a scalar tensor, got {shape}")
+        if isinstance(observations, Observation):
+            observations = [observations]
+        by_name: dict[str, Observation] = {}
+        for observation in observations:
+            if not isinstance(observation, Observation):
+                raise TypeError(f"closure must return Observations, got {type(observation).__name__}")
+            name = observation.constraint.name
+            if name not in self._bindings or self._bindings[name][0] != observation.constraint:
+                raise ValueError(f"closure observed constraint {name!r}, which this PrimalDual does not enforce")
+            if name in by_name:
+                raise ValueError(f"closure observed constraint {name!r} twice")
+            by_name[name] = observation
+        missing = set(self._bindings) - set(by_name)
+        if missing:
+            raise ValueError(f"closure did not observe constraint(s) {sorted(missing)}")
+        return loss, by_name, {name: self._constraint_state(obs) for name, obs in by_name.items()}
+
+    def _constraint_state(self, observation: Observation) -> cooper.ConstraintState:
+        """Packs an observation for cooper; the scalar multiplier sees the mean violation."""
+        multiplier = self._bindings[observation.constraint.name][1].multiplier
+        g = observation.violation
+        if multiplier is not None and multiplier.averages_constraint:
+            return cooper.ConstraintState(violation=g.mean().unsqueeze(0))
+        features = None if multiplier is None else multiplier.features_of(observation)
+        return cooper.ConstraintState(violation=g, constraint_features=features)
+
+    def _contribution(
+        self, name: str, state: cooper.ConstraintState, primal_or_dual: Literal["primal", "dual"]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """cooper's Lagrangian term of one constraint, scaled to an expectation over the batch.
+
+        cooper sums over constraints; the primal term is divided by B so that it
+        reads E_i[...]. The dual term is divided by B too, except for per-index
+        multipliers, whose entries each own one sample.
+        """
+        bound = self._bindings[name][1]
+        violation = state.violation
+        if bound.penalty_coefficient is not None:
+            coefficient = bound.penalty_coefficient
+            if coefficient.value.dtype != violation.dtype or coefficient.value.device != violation.device:
+                coefficient.value = coefficient.value.to(device=violation.device, dtype=violation.dtype)
+        store = bound.compute_contribution_to_lagrangian(state, primal_or_dual)
+        value = store.multiplier_value if store.multiplier_value is not None else store.penalty_coefficient_value
+        per_index = bound.multiplier is not None and bound.multiplier.per_index
+        scale = 1.0 if primal_or_dual == "dual" and per_index else 1.0 / violation.shape[0]
+        return store.lagrangian_contribution * scale, value
+
+    def _dual_backward(self, states: dict[str, cooper.ConstraintState]) -> dict[str, torch.Tensor]:
+        if self.dual_optimizer is None:
+            return {name: self._contribution(name, state, "primal")[1] for name, state in states.items()}
+        self.dual_optimizer.zero_grad(set_to_none=True)
+        values = {}
+        total = None
+        for name, state in states.items():
+            term, values[name] = self._contribution(name, state, "dual")
+            total = term if total is None else total + term
+        total.backward()
+        return values
+
+    def _dual_step(self) -> None:
+        if self.dual_optimizer is not None:
+            _average_dual_gradients_across_ranks(self.multipliers)
+            self.dual_optimizer.step()
+            for multiplier in self.multipliers.values():
+                multiplier.post_step_()
+        self.dual_steps += 1
+
+    # ------------------------------------------------------------ state
+
+    def multiplier(self, name: str) -> Optional[Multiplier]:
+        """The multiplier bound to constraint `name` (None under a fixed penalty)."""
+        if name not in self._bindings:
+            raise KeyError(f"no constraint named {name!r}; have {sorted(self._bindings)}")
+        return self._bindings[name][1].multiplier
+
+    def state_dict(self) -> dict:
+        """All dual state: multipliers, dual optimizer, and the position in the K:1 schedule."""
+        return {
+            "constraints": sorted(self._bindings),
+            "formulation": repr(self.formulation),
+            "primal_steps_per_dual": self.primal_steps_per_dual,
+            "mode": self.mode,
+            "multipliers": self.multipliers.state_dict(),
+            "dual_optimizer": None if self.dual_optimizer is None else self.dual_optimizer.state_dict(),
+            "primal_steps": self.primal_steps,
+            "dual_steps": self.dual_steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores `state_dict()`; raises ValueError if it belongs to a different set-up."""
+        if not isinstance(state, dict) or "multipliers" not in state:
+            raise ValueError("not a PrimalDual state dict (no 'multipliers' entry)")
+        for key, mine in (
+            ("constraints", sorted(self._bindings)),
+            ("formulation", repr(self.formulation)),
+            ("primal_steps_per_dual", self.primal_steps_per_dual),
+            ("mode", self.mode),
+        ):
+            if state.get(key) != mine:
+                raise ValueError(f"state dict has {key}={state.get(key)!r}, this PrimalDual has {mine!r}")
+        self.multipliers.load_state_dict(state["multipliers"])
+        if self.dual_optimizer is not None:
+            self.dual_optimizer.load_state_dict(state["dual_optimizer"])
+        self.primal_steps = int(state["primal_steps"])
+        self.dual_steps = int(state["dual_steps"])
+
+
+def _average_dual_gradients_across_ranks(multipliers: nn.ModuleDict) -> None:
+    """Under torch.distributed, makes every rank take the same dual step.
+
+    Shared-parameter multipliers average their gradients (each rank saw an
+    equal shard of the batch); per-index multipliers sum theirs (each index
+    lives on one rank).
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return
+    for multiplier in multipliers.values():
+        for param in multiplier.parameters():
+            if param.grad is None:
+                param.grad = torch.zeros_like(param)
+            grad = param.grad.to_dense() if param.grad.is_sparse else param.grad
+            torch.distributed.all_reduce(grad)
+            if not multiplier.per_index:
+                grad /= world
+            param.grad = grad

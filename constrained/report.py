@@ -1,0 +1,77 @@
+"""Per-step numbers about each constraint, as plain Python floats ready to log."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class ConstraintReport:
+    """Statistics of one constraint over one batch.
+
+    Attributes:
+        violation_mean: mean of d - m over the batch (<= 0 is good on average).
+        violation_max: largest per-sample violation.
+        satisfied_fraction: fraction of samples with d - m <= 0, in [0, 1].
+        multiplier_mean: mean lambda over the batch (the fixed weight for a penalty).
+        multiplier_max: largest lambda over the batch.
+    """
+
+    violation_mean: float
+    violation_max: float
+    satisfied_fraction: float
+    multiplier_mean: float
+    multiplier_max: float
+
+    @classmethod
+    def from_tensors(cls, violation: torch.Tensor, multiplier: torch.Tensor) -> "ConstraintReport":
+        """Builds a report from [B] violations and [B] (or [1]) multiplier values, with one sync."""
+        violation = violation.detach().float()
+        multiplier = multiplier.detach().float().to(violation.device)
+        stats = torch.stack(
+            [
+                violation.mean(),
+                violation.max(),
+                (violation <= 0).float().mean(),
+                multiplier.mean(),
+                multiplier.max(),
+            ]
+        ).tolist()
+        return cls(*stats)
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What one `PrimalDual.step` did.
+
+    Attributes:
+        loss: the objective f (without constraint terms).
+        lagrangian: the primal Lagrangian that was back-propagated.
+        constraints: one `ConstraintReport` per constraint name.
+        dual_updated: whether this step ended with a dual update.
+        primal_steps: primal updates taken so far (including this one).
+        dual_steps: dual updates taken so far.
+    """
+
+    loss: float
+    lagrangian: float
+    constraints: dict[str, ConstraintReport] = field(default_factory=dict)
+    dual_updated: bool = False
+    primal_steps: int = 0
+    dual_steps: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        """Flat {name: number} view, e.g. {"loss": .., "clean/satisfied_fraction": ..}."""
+        flat: dict[str, float] = {
+            "loss": self.loss,
+            "lagrangian": self.lagrangian,
+            "dual_updated": float(self.dual_updated),
+            "primal_steps": float(self.primal_steps),
+            "dual_steps": float(self.dual_steps),
+        }
+        for name, report in self.constraints.items():
+            for key, value in asdict(report).items():
+                flat[f"{name}/{key}"] = value
+        return flat
