@@ -1,0 +1,222 @@
+"""PrimalDual: schedule, reports, nonnegativity, state dicts, hand-computed steps, bad input."""
+
+from __future__ import annotations
+
+import copy
+
+import hypothesis.strategies as st
+import pytest
+import torch
+from hypothesis import given, settings
+
+from constrained import (
+    Constraint,
+    FixedPenalty,
+    IndexedMultiplier,
+    LinearMultiplier,
+    MultiplierNetwork,
+    NormMargin,
+    PrimalDual,
+    ScalarMultiplier,
+    sq_l2,
+)
+
+CLEAN = Constraint(d=sq_l2, margin=NormMargin(0.1), name="clean")
+
+
+def tiny_problem(seed=0, batch=8, dim=4):
+    g = torch.Generator().manual_seed(seed)
+    model = torch.nn.Linear(dim, dim)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(dim) + 0.3 * torch.randn(dim, dim, generator=g))
+        model.bias.zero_()
+    x = torch.randn(batch, dim, generator=g)
+    target = torch.randn(batch, dim, generator=g)
+    return model, x, target
+
+
+def make_closure(model, x, target, constraint=CLEAN, **observe):
+    def closure():
+        out = model(x)
+        return (out - target).pow(2).sum(1).mean(), [constraint.observe(out, x, **observe)]
+
+    return closure
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_dual_step_every_k_primal_steps(k):
+    model, x, target = tiny_problem()
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.01), {CLEAN: ScalarMultiplier()}, primal_steps_per_dual=k)
+    flags = [pd.step(make_closure(model, x, target)).dual_updated for _ in range(3 * k)]
+    assert flags == ([False] * (k - 1) + [True]) * 3
+    assert (pd.primal_steps, pd.dual_steps) == (3 * k, 3)
+
+
+def test_simultaneous_step_matches_hand_computation():
+    """One step of Algorithm 1 with a scalar lambda, written out with plain autograd."""
+    model, x, target = tiny_problem()
+    reference = copy.deepcopy(model)
+    lam0, lr, dual_lr = 0.7, 0.05, 0.3
+    pd = PrimalDual(
+        torch.optim.SGD(model.parameters(), lr=lr), {CLEAN: ScalarMultiplier(init=lam0)}, dual_lr=dual_lr
+    )
+    report = pd.step(make_closure(model, x, target))
+
+    out = reference(x)
+    g = (out - x).pow(2).sum(1) - 0.1 * x.pow(2).sum(1)
+    lagrangian = (out - target).pow(2).sum(1).mean() + lam0 * g.mean()
+    grads = torch.autograd.grad(lagrangian, list(reference.parameters()))
+    for p_new, p_old, grad in zip(model.parameters(), reference.parameters(), grads):
+        assert torch.allclose(p_new, p_old - lr * grad, atol=1e-6)
+    expected_lambda = max(0.0, lam0 + dual_lr * g.mean().item())
+    assert pd.multiplier("clean").weight.item() == pytest.approx(expected_lambda, abs=1e-6)
+    assert report.lagrangian == pytest.approx(lagrangian.item(), rel=1e-6)
+    assert report.constraints["clean"].violation_mean == pytest.approx(g.mean().item(), rel=1e-5)
+    assert report.constraints["clean"].satisfied_fraction == pytest.approx((g <= 0).float().mean().item())
+
+
+def test_fixed_penalty_is_naive_regularization():
+    """FixedPenalty(w) takes the step of f + w * E[d] (Eq. 3): the margin only shifts the value."""
+    model, x, target = tiny_problem()
+    reference = copy.deepcopy(model)
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.05), [CLEAN], formulation=FixedPenalty(2.0))
+    assert pd.dual_optimizer is None
+    report = pd.step(make_closure(model, x, target))
+    out = reference(x)
+    loss = (out - target).pow(2).sum(1).mean() + 2.0 * (out - x).pow(2).sum(1).mean()
+    loss.backward()
+    for p_new, p_old in zip(model.parameters(), reference.parameters()):
+        assert torch.allclose(p_new, p_old - 0.05 * p_old.grad, atol=1e-6)
+    assert report.constraints["clean"].multiplier_mean == 2.0
+    assert report.dual_updated
+
+
+def test_alternating_uses_violations_after_the_primal_step():
+    model_a, x, target = tiny_problem()
+    model_b = copy.deepcopy(model_a)
+    results = {}
+    for mode, model in (("simultaneous", model_a), ("alternating", model_b)):
+        pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {CLEAN: ScalarMultiplier(1.0)}, mode=mode, dual_lr=1.0)
+        report = pd.step(make_closure(model, x, target))
+        results[mode] = (report.constraints["clean"].violation_mean, pd.multiplier("clean").weight.item())
+    # same primal step, so same parameters; the dual step saw different violations
+    for p, q in zip(model_a.parameters(), model_b.parameters()):
+        assert torch.allclose(p, q)
+    with torch.no_grad():
+        g_after = CLEAN.violation(model_b(x), x).mean().item()
+    assert results["alternating"][0] == pytest.approx(g_after, rel=1e-5)
+    assert results["alternating"][1] == pytest.approx(max(0.0, 1.0 + g_after), rel=1e-5)
+    assert results["simultaneous"][1] != pytest.approx(results["alternating"][1])
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 1000), dual_lr=st.floats(0.01, 50.0), kind=st.sampled_from(["scalar", "indexed", "linear", "network"]))
+def test_multipliers_stay_nonnegative(seed, dual_lr, kind):
+    torch.manual_seed(seed)
+    model, x, target = tiny_problem(seed)
+    multiplier = {
+        "scalar": lambda: ScalarMultiplier(0.5),
+        "indexed": lambda: IndexedMultiplier(8, init=0.5),
+        "linear": lambda: LinearMultiplier(4, init=0.5),
+        "network": lambda: MultiplierNetwork(4, hidden=16, init=0.5),
+    }[kind]()
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=1e-3), {CLEAN: multiplier}, dual_lr=dual_lr)
+    closure = make_closure(model, x, target, features=x, indices=torch.arange(8))
+    for _ in range(5):
+        report = pd.step(closure)
+        c = report.constraints["clean"]
+        assert c.multiplier_mean >= 0 and c.multiplier_max >= c.multiplier_mean - 1e-6
+    if kind in ("scalar", "indexed"):
+        assert (multiplier.weight >= 0).all()
+    else:
+        assert (multiplier(x) > 0).all()
+
+
+def run(pd, model, closure, n):
+    return [pd.step(closure).as_dict() for _ in range(n)]
+
+
+@pytest.mark.parametrize("kind", ["scalar", "network"])
+def test_state_dict_round_trip_resumes_identically(kind, tmp_path):
+    torch.manual_seed(0)
+
+    def build():
+        torch.manual_seed(0)
+        model, x, target = tiny_problem()
+        multiplier = ScalarMultiplier(0.5) if kind == "scalar" else MultiplierNetwork(4, hidden=8)
+        primal = torch.optim.Adam(model.parameters(), lr=0.01)
+        pd = PrimalDual(
+            primal, {CLEAN: multiplier}, dual_optimizer=lambda p: torch.optim.Adam(p, lr=0.01, maximize=True),
+            primal_steps_per_dual=3,
+        )
+        return model, primal, pd, make_closure(model, x, target, features=x)
+
+    model, primal, pd, closure = build()
+    straight = run(pd, model, closure, 8)
+
+    model, primal, pd, closure = build()
+    run(pd, model, closure, 4)  # stop in the middle of a K-cycle
+    path = tmp_path / "state.pt"
+    torch.save({"model": model.state_dict(), "primal": primal.state_dict(), "dual": pd.state_dict()}, path)
+    model, primal, pd, closure = build()
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict(state["model"])
+    primal.load_state_dict(state["primal"])
+    pd.load_state_dict(state["dual"])
+    resumed = run(pd, model, closure, 4)
+    assert resumed == straight[4:]
+
+
+def test_load_state_dict_rejects_a_different_setup():
+    model, x, target = tiny_problem()
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {CLEAN: ScalarMultiplier()}, primal_steps_per_dual=2)
+    other = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {CLEAN: ScalarMultiplier()}, primal_steps_per_dual=5)
+    with pytest.raises(ValueError, match="primal_steps_per_dual=2"):
+        other.load_state_dict(pd.state_dict())
+    with pytest.raises(ValueError, match="not a PrimalDual state dict"):
+        other.load_state_dict({"foo": 1})
+
+
+def test_bad_setup_is_rejected_clearly():
+    model, x, target = tiny_problem()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="maximize=True"):
+        PrimalDual(opt, {CLEAN: ScalarMultiplier()}, dual_optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
+    with pytest.raises(ValueError, match="needs a multiplier"):
+        PrimalDual(opt, [CLEAN])
+    with pytest.raises(ValueError, match="takes no multiplier"):
+        PrimalDual(opt, {CLEAN: ScalarMultiplier()}, formulation=FixedPenalty(1.0))
+    with pytest.raises(ValueError, match="primal_steps_per_dual must be >= 1, got 0"):
+        PrimalDual(opt, {CLEAN: ScalarMultiplier()}, primal_steps_per_dual=0)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        PrimalDual(opt, {CLEAN: ScalarMultiplier()}, mode="jacobi")
+    twin = Constraint(d=sq_l2, name="clean")
+    with pytest.raises(ValueError, match="share the name 'clean'"):
+        PrimalDual(opt, {CLEAN: ScalarMultiplier(), twin: ScalarMultiplier()})
+
+
+def test_bad_closures_are_rejected_clearly():
+    model, x, target = tiny_problem()
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {CLEAN: MultiplierNetwork(4, hidden=8)})
+    with pytest.raises(ValueError, match="pass features="):
+        pd.step(make_closure(model, x, target))
+    with pytest.raises(ValueError, match=r"features of shape \[B, 4\]"):
+        pd.step(make_closure(model, x, target, features=torch.randn(8, 3)))
+    other = Constraint(d=sq_l2, name="other")
+    with pytest.raises(ValueError, match="does not enforce"):
+        pd.step(make_closure(model, x, target, constraint=other, features=x))
+    with pytest.raises(ValueError, match="scalar tensor"):
+        pd.step(lambda: (torch.zeros(3), [CLEAN.observe(model(x), x, features=x)]))
+    with pytest.raises(FloatingPointError, match="Lagrangian is nan"):
+        pd.step(lambda: (torch.tensor(float("nan")), [CLEAN.observe(model(x), x, features=x)]))
+    indexed = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {CLEAN: IndexedMultiplier(4)})
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 4\)"):
+        indexed.step(make_closure(model, x, target, indices=torch.arange(8)))
+
+
+def test_report_as_dict_is_flat_floats():
+    model, x, target = tiny_problem()
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {CLEAN: LinearMultiplier(4)})
+    flat = pd.step(make_closure(model, x, target, features=x)).as_dict()
+    assert {"loss", "lagrangian", "clean/violation_mean", "clean/satisfied_fraction", "clean/multiplier_max"} <= set(flat)
+    assert all(isinstance(v, float) for v in flat.values())
