@@ -1,0 +1,75 @@
+"""l_inf PGD for adversarial training; the objective is an argument.
+
+Units: images and eps are in the [0, 1] pixel range (eps=4/255).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from constrained._validation import check_nonnegative_finite, check_positive_int
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
+"""Per-sample objective to maximise: perturbed images [B, C, H, W] -> [B]."""
+
+
+def pgd(
+    objective: Objective,
+    images: torch.Tensor,
+    *,
+    eps: float,
+    step_size: Optional[float] = None,
+    steps: int = 10,
+    random_start: bool = True,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Projected gradient ascent in the l_inf ball: returns delta maximising `objective(images + delta)`.
+
+    Each sample climbs its own objective (the sum over the batch is
+    differentiated, and samples do not interact). Only the input gradient is
+    computed: model parameters, their `.grad` and the train/eval mode are
+    left untouched.
+
+    Args:
+        objective: images [B, C, H, W] -> per-sample loss [B] (FARE: embedding distance
+            to phi_0(x); TeCoA: cross-entropy over class text embeddings).
+        images: clean images [B, C, H, W] in [0, 1].
+        eps: radius of the l_inf ball, in pixel units (4/255).
+        step_size: ascent step (default eps / 4, the paper's).
+        steps: number of ascent steps (paper: 10).
+        random_start: start from a uniform point of the ball.
+        generator: makes the random start reproducible (same generator state -> same delta).
+
+    Returns:
+        delta [B, C, H, W], detached, with |delta| <= eps and images + delta in [0, 1].
+    """
+    eps = check_nonnegative_finite(eps, "eps")
+    step_size = eps / 4 if step_size is None else check_nonnegative_finite(step_size, "step_size")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.dim() != 4:
+        raise ValueError(f"images must be a float tensor [B, C, H, W], got {getattr(images, 'shape', type(images))}")
+    images = images.detach()
+    if random_start and eps > 0:
+        noise = torch.rand(images.shape, generator=generator, device=generator.device if generator else images.device)
+        delta = (2 * noise.to(images.device, images.dtype) - 1) * eps
+    else:
+        delta = torch.zeros_like(images)
+    delta = _project(delta, images, eps)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        with torch.enable_grad():
+            values = objective(images + delta)
+            if values.shape != (images.shape[0],):
+                raise ValueError(f"objective must return shape [B]=[{images.shape[0]}], got {tuple(values.shape)}")
+            (grad,) = torch.autograd.grad(values.sum(), delta)
+        delta = _project(delta.detach() + step_size * grad.sign(), images, eps)
+    return delta.detach()
+
+
+def _project(delta: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
+    """Clips delta to the eps-ball and images + delta to [0, 1]."""
+    delta = delta.clamp(-eps, eps)
+    return (images + delta).clamp(0.0, 1.0) - images

@@ -1,0 +1,205 @@
+"""The LORE family of methods, each a small specification on `constrained`.
+
+A `Method` says what PGD attacks and the encoder minimises (`robust_loss`),
+and optionally which per-sample constraint keeps clean outputs near the
+frozen reference, with which multiplier and formulation:
+
+=============  ===================================  ==============================================
+method         robust loss (maximised by PGD)       constraint on clean x
+=============  ===================================  ==============================================
+FARE (Eq. 2)   ||phi(x+delta) - phi_0(x)||^2        none
+naive (Eq. 3)  as FARE                              lambda * ||phi(x) - phi_0(x)||^2, fixed lambda
+LORE (Eq. 7)   as FARE                              ||phi(x) - phi_0(x)||^2 <= rho ||phi_0(x)||^2, lambda_w(phi_0(x))
+TeCoA (Eq. 25) CE(zero-shot logits(phi(x+delta)), y)  none
+TeCoA+l2       as TeCoA                             as LORE
+TeCoA+KL       as TeCoA                             KL(p_0 || p_theta) <= rho H(p_0) (App. J.7)
+=============  ===================================  ==============================================
+
+A seventh method is one more `Method(...)` in user code; see docs/lore.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, Optional
+
+import torch
+import torch.nn.functional as F
+
+from constrained import (
+    Constraint,
+    EntropyMargin,
+    FixedMargin,
+    FixedPenalty,
+    Formulation,
+    Lagrangian,
+    LinearMultiplier,
+    Multiplier,
+    MultiplierNetwork,
+    NormMargin,
+    ScalarMultiplier,
+    kl_div,
+    sq_l2,
+)
+
+from .heads import ZeroShotHead
+
+DualKind = Literal["scalar", "linear", "network"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a method may look at for one batch.
+
+    Attributes:
+        images: [B, C, H, W] clean images in [0, 1].
+        reference: [B, D] frozen reference embeddings phi_0(x).
+        labels: [B] int64 class labels (supervised methods only).
+        head: zero-shot head mapping embeddings to logits (supervised methods only).
+    """
+
+    images: torch.Tensor
+    reference: torch.Tensor
+    labels: Optional[torch.Tensor] = None
+    head: Optional[ZeroShotHead] = None
+
+
+def embedding(embeddings: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """The identity view: constraints compare embeddings [B, D]."""
+    return embeddings
+
+
+def zero_shot_logits(embeddings: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """The logits view: [B, D] embeddings -> [B, C] zero-shot logits through `batch.head`."""
+    if batch.head is None:
+        raise ValueError("this method needs a zero-shot head: pass head=ZeroShotHead(...) to the trainer")
+    return batch.head(embeddings)
+
+
+def embedding_distance(adversarial: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """FARE's loss ||phi(x + delta) - phi_0(x)||^2 per sample, [B]."""
+    return sq_l2(adversarial, batch.reference)
+
+
+def zero_shot_cross_entropy(adversarial: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """TeCoA's loss CE(scale * cos(phi(x + delta), text_c), y) per sample, [B]."""
+    if batch.labels is None:
+        raise ValueError("this method is supervised: pass labels to the training step")
+    return F.cross_entropy(zero_shot_logits(adversarial, batch), batch.labels, reduction="none")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A robust fine-tuning method as a specification.
+
+    Args:
+        name: short name used in logs and files.
+        robust_loss: (embeddings of x + delta [B, D], Batch) -> [B]; PGD maximises it,
+            the encoder minimises its mean.
+        constraint: optional per-sample constraint on clean inputs, comparing
+            `view(phi(x))` with `view(phi_0(x))`.
+        view: maps embeddings to what the constraint compares (embeddings or logits).
+        multiplier: factory embed_dim -> multiplier, fed with phi_0(x) as features;
+            None when the formulation has no dual variable.
+        formulation: how the constraint enters the objective.
+        supervised: whether the method needs labels and a zero-shot head.
+    """
+
+    name: str
+    robust_loss: Callable[[torch.Tensor, Batch], torch.Tensor]
+    constraint: Optional[Constraint] = None
+    view: Callable[[torch.Tensor, Batch], torch.Tensor] = embedding
+    multiplier: Optional[Callable[[int], Multiplier]] = None
+    formulation: Formulation = Lagrangian()
+    supervised: bool = False
+
+
+def dual_factory(kind: DualKind = "network", *, hidden: int = 512, init: float = 1.0) -> Callable[[int], Multiplier]:
+    """Multiplier factory for the paper's dual parameterisations (App. G, K.2).
+
+    Args:
+        kind: "network" (2-layer MLP on phi_0(x), the paper's), "linear", or "scalar".
+        hidden: hidden width of the network (paper: 512).
+        init: initial lambda (> 0 for network/linear, >= 0 for scalar).
+    """
+    if kind == "network":
+        return lambda dim: MultiplierNetwork(dim, hidden=hidden, init=init)
+    if kind == "linear":
+        return lambda dim: LinearMultiplier(dim, init=init)
+    if kind == "scalar":
+        return lambda dim: ScalarMultiplier(init=init)
+    raise ValueError(f"dual must be 'network', 'linear' or 'scalar', got {kind!r}")
+
+
+def fare() -> Method:
+    """FARE (Schlarmann et al. 2024; paper Eq. 2): unsupervised, unconstrained."""
+    return Method("fare", embedding_distance)
+
+
+def naive(weight: float = 1.0) -> Method:
+    """Naive regularization (paper Eq. 3): FARE + weight * ||phi(x) - phi_0(x)||^2, weight fixed."""
+    clean = Constraint(d=sq_l2, margin=FixedMargin(0.0), name="clean")
+    return Method("naive", embedding_distance, clean, formulation=FixedPenalty(weight))
+
+
+def _proximity(rho: float, adaptive_margin: bool) -> Constraint:
+    margin = NormMargin(rho) if adaptive_margin else FixedMargin(rho)
+    return Constraint(d=sq_l2, margin=margin, name="clean")
+
+
+def lore(
+    rho: float = 0.1,
+    *,
+    dual: DualKind = "network",
+    hidden: int = 512,
+    init: float = 1.0,
+    adaptive_margin: bool = True,
+) -> Method:
+    """LORE (paper Eq. 7, Algorithm 1).
+
+    Args:
+        rho: margin scale (paper: 0.1; 0.01 CIFAR-10, 0.05 DINOv2-S, 0.15-0.2 elsewhere).
+        dual: multiplier parameterisation, "network" (paper), "linear" or "scalar" (App. G).
+        hidden: hidden width of the dual network.
+        init: initial lambda.
+        adaptive_margin: rho ||phi_0(x)||^2 (paper) if True, the fixed tolerance rho otherwise (Table 13).
+    """
+    return Method("lore", embedding_distance, _proximity(rho, adaptive_margin), multiplier=dual_factory(dual, hidden=hidden, init=init))
+
+
+def tecoa() -> Method:
+    """TeCoA (Mao et al. 2023; paper Eq. 25): supervised adversarial CE on zero-shot logits."""
+    return Method("tecoa", zero_shot_cross_entropy, supervised=True)
+
+
+def tecoa_l2(rho: float = 0.1, *, dual: DualKind = "network", hidden: int = 512, init: float = 1.0) -> Method:
+    """TeCoA + LORE's embedding constraint (paper App. J.7)."""
+    return Method(
+        "tecoa-l2",
+        zero_shot_cross_entropy,
+        _proximity(rho, True),
+        multiplier=dual_factory(dual, hidden=hidden, init=init),
+        supervised=True,
+    )
+
+
+def tecoa_kl(rho: float = 0.1, *, dual: DualKind = "network", hidden: int = 512, init: float = 1.0) -> Method:
+    """TeCoA + KL(p_0 || p_theta) <= rho H(p_0) on zero-shot predictions (paper App. J.7)."""
+    return Method(
+        "tecoa-kl",
+        zero_shot_cross_entropy,
+        Constraint(d=kl_div, margin=EntropyMargin(rho), name="clean"),
+        view=zero_shot_logits,
+        multiplier=dual_factory(dual, hidden=hidden, init=init),
+        supervised=True,
+    )
+
+
+METHODS: dict[str, Callable[..., Method]] = {
+    "fare": fare,
+    "naive": naive,
+    "lore": lore,
+    "tecoa": tecoa,
+    "tecoa-l2": tecoa_l2,
+    "tecoa-kl": tecoa_kl,
+}

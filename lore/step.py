@@ -1,0 +1,215 @@
+"""One training step of Algorithm 1 for any `Method`.
+
+For a batch x:
+  1. phi_0(x) once (frozen reference, or its cache);
+  2. delta <- PGD on the method's robust loss (once per batch);
+  3. K primal updates of the encoder on that same (x, delta);
+  4. one dual update (constrained methods), through `constrained.PrimalDual`.
+
+Clean and adversarial images go through the encoder in one concatenated
+forward when the method has a constraint (`fuse_passes`), which is exact
+for encoders without batch statistics (ViTs, LayerNorm CNNs).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable, Literal, Optional
+
+import torch
+from torch import nn
+
+from constrained import PrimalDual, sq_l2
+from constrained._validation import check_positive_int
+
+from .attacks import pgd
+from .heads import ZeroShotHead
+from .methods import Batch, Method
+from .reference import FrozenReference
+
+
+class RobustStep:
+    """Runs Algorithm 1's per-batch update for `method` on `encoder`.
+
+    Args:
+        encoder: trainable image encoder, images in [0, 1] -> [B, D] (may be DDP-wrapped).
+        method: a `Method` (fare(), lore(...), tecoa(), ...).
+        optimizer: optimizer of the encoder's parameters (paper: AdamW, lr 1e-5, wd 1e-4).
+        eps: l_inf training radius in pixel units (e.g. 4/255).
+        reference: frozen phi_0; default: a `FrozenReference` of `encoder` as it is now.
+        head: zero-shot head for supervised methods (TeCoA family).
+        pgd_steps: PGD iterations (paper: 10); step size `pgd_step_size` (default eps/4).
+        primal_steps: K, primal updates per batch and per dual update (paper: 5).
+        dual_lr: dual learning rate (paper: 5e-4) for the default SGD dual ascent.
+        dual_optimizer: optional factory params -> optimizer with maximize=True.
+        mode: "simultaneous" (Algorithm 1) or "alternating" dual updates.
+        embed_dim: D for the multiplier network (default: `encoder.embed_dim`).
+        fuse_passes: one forward over [x + delta; x] instead of two.
+        autocast_dtype: e.g. torch.bfloat16 to run forwards under autocast.
+        measure_clean: for unconstrained methods, also measure ||phi(x) - phi_0(x)||^2
+            (one extra no-grad forward); constrained methods get it for free.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        method: Method,
+        optimizer: torch.optim.Optimizer,
+        *,
+        eps: float,
+        reference: Optional[Callable[..., torch.Tensor]] = None,
+        head: Optional[ZeroShotHead] = None,
+        pgd_steps: int = 10,
+        pgd_step_size: Optional[float] = None,
+        primal_steps: int = 1,
+        dual_lr: float = 5e-4,
+        dual_optimizer=None,
+        mode: Literal["simultaneous", "alternating"] = "simultaneous",
+        embed_dim: Optional[int] = None,
+        fuse_passes: bool = True,
+        autocast_dtype: Optional[torch.dtype] = None,
+        measure_clean: bool = True,
+    ) -> None:
+        if not isinstance(method, Method):
+            raise TypeError(f"method must be a lore Method, got {type(method).__name__}")
+        if method.supervised and head is None:
+            raise ValueError(f"method {method.name!r} is supervised: pass head=ZeroShotHead(class_embeddings)")
+        self.encoder = encoder
+        self.method = method
+        self.optimizer = optimizer
+        self.eps = eps
+        self.reference = reference if reference is not None else FrozenReference(_unwrap(encoder))
+        self.head = head
+        self.pgd_steps = pgd_steps
+        self.pgd_step_size = pgd_step_size
+        self.primal_steps = check_positive_int(primal_steps, "primal_steps")
+        self.fuse_passes = fuse_passes
+        self.autocast_dtype = autocast_dtype
+        self.measure_clean = measure_clean
+        self.primal_dual: Optional[PrimalDual] = None
+        if method.constraint is not None:
+            multiplier = None
+            if method.multiplier is not None:
+                embed_dim = embed_dim or getattr(_unwrap(encoder), "embed_dim", None)
+                if embed_dim is None:
+                    raise ValueError(f"method {method.name!r} needs embed_dim to size its multiplier")
+                device = next(encoder.parameters()).device
+                multiplier = method.multiplier(embed_dim).to(device)
+            self.primal_dual = PrimalDual(
+                optimizer,
+                {method.constraint: multiplier},
+                formulation=method.formulation,
+                dual_optimizer=dual_optimizer,
+                dual_lr=dual_lr,
+                primal_steps_per_dual=self.primal_steps,
+                mode=mode,
+            )
+
+    def _autocast(self, images: torch.Tensor):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=images.device.type, dtype=self.autocast_dtype)
+
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
+        with self._autocast(images):
+            return self.encoder(images).float()
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        labels: Optional[torch.Tensor] = None,
+        indices: Optional[torch.Tensor] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> dict[str, float]:
+        """One batch: attack once, K primal updates, one dual update.
+
+        Args:
+            images: [B, C, H, W] clean images in [0, 1].
+            labels: [B] int64 labels (supervised methods).
+            indices: [B] int64 dataset indices (for a cached reference).
+            generator: makes PGD's random start reproducible.
+
+        Returns:
+            Numbers to log: robust_loss, clean_distance, relative_clean_distance,
+            and for constrained methods the constraint report (clean/violation_mean,
+            clean/satisfied_fraction, clean/multiplier_mean, ...).
+        """
+        if self.method.supervised and labels is None:
+            raise ValueError(f"method {self.method.name!r} is supervised: pass labels")
+        reference = self.reference(images, indices) if indices is not None else self.reference(images)
+        batch = Batch(images=images, reference=reference.float(), labels=labels, head=self.head)
+        method = self.method
+
+        delta = pgd(
+            lambda perturbed: method.robust_loss(self._embed(perturbed), batch),
+            images,
+            eps=self.eps,
+            step_size=self.pgd_step_size,
+            steps=self.pgd_steps,
+            generator=generator,
+        )
+        adversarial = images + delta
+        stats: dict[str, torch.Tensor] = {}
+
+        def closure():
+            if method.constraint is not None and self.fuse_passes:
+                adv_emb, clean_emb = self._embed(torch.cat([adversarial, images])).chunk(2)
+            else:
+                adv_emb = self._embed(adversarial)
+                clean_emb = self._embed(images) if method.constraint is not None else None
+            robust = method.robust_loss(adv_emb, batch)
+            stats["robust_loss"] = robust.detach().mean()
+            loss = robust.mean()
+            if clean_emb is None:
+                return loss, []
+            stats["clean_distance"] = sq_l2(clean_emb.detach(), batch.reference)
+            observation = method.constraint.observe(
+                method.view(clean_emb, batch), method.view(batch.reference, batch), features=batch.reference
+            )
+            return loss, [observation]
+
+        report = None
+        for _ in range(self.primal_steps):
+            if self.primal_dual is not None:
+                report = self.primal_dual.step(closure)
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss, _ = closure()
+                if not torch.isfinite(loss.detach()):
+                    raise FloatingPointError(f"{method.name} loss is {loss.item()}; stopping before the update")
+                loss.backward()
+                self.optimizer.step()
+
+        if "clean_distance" not in stats and self.measure_clean:
+            with torch.no_grad():
+                stats["clean_distance"] = sq_l2(self._embed(images), batch.reference)
+        out = {"robust_loss": float(stats["robust_loss"])}
+        if "clean_distance" in stats:
+            distance = stats["clean_distance"]
+            ref_norm = batch.reference.pow(2).sum(dim=1).clamp_min(1e-12)
+            out["clean_distance"] = float(distance.mean())
+            out["relative_clean_distance"] = float((distance / ref_norm).mean())
+        if report is not None:
+            out.update({k: v for k, v in report.as_dict().items() if "/" in k})
+        return out
+
+    def state_dict(self) -> dict:
+        """Dual state (multipliers, dual optimizer, schedule); the encoder and optimizer are saved by the caller."""
+        return {} if self.primal_dual is None else {"primal_dual": self.primal_dual.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.primal_dual is not None:
+            if "primal_dual" not in state:
+                raise ValueError(f"method {self.method.name!r} needs dual state, the state dict has none")
+            self.primal_dual.load_state_dict(state["primal_dual"])
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside DDP / torch.compile wrappers."""
+    while True:
+        if isinstance(module, nn.parallel.DistributedDataParallel):
+            module = module.module
+        elif isinstance(module, torch._dynamo.eval_frame.OptimizedModule):
+            module = module._orig_mod
+        else:
+            return module
