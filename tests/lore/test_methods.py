@@ -1,0 +1,154 @@
+"""The six methods as specifications, and Algorithm 1's training step."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lore
+from constrained import Constraint, FixedMargin, l2
+from lore import Batch, Method, RobustStep, ZeroShotHead, embedding_distance, fare, naive, tecoa, tecoa_kl, tecoa_l2
+
+
+def test_the_six_methods_are_importable_and_distinct():
+    names = {factory().name for factory in (lore.fare, lore.naive, lore.lore, lore.tecoa, lore.tecoa_l2, lore.tecoa_kl)}
+    assert names == {"fare", "naive", "lore", "tecoa", "tecoa-l2", "tecoa-kl"}
+    assert set(lore.METHODS) == names
+
+
+def batch_of(train, n=16, seed=0):
+    idx = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(seed))[:n]
+    return train.images[idx], train.labels[idx]
+
+
+def prototype_head(encoder, train):
+    """A zero-shot-style head from class-mean embeddings (the digits model has no text tower here)."""
+    with torch.no_grad():
+        emb = encoder(train.images[:500])
+    return ZeroShotHead(torch.stack([emb[train.labels[:500] == c].mean(0) for c in range(10)]), scale=20.0)
+
+
+def test_fare_step_equals_lore_step_when_lambda_is_zero(pretrained_encoder, digits_split):
+    train, _ = digits_split
+    images, _ = batch_of(train)
+    encoder_a, _ = pretrained_encoder
+    encoder_b = copy.deepcopy(encoder_a)
+    runs = []
+    for encoder, method in ((encoder_a, fare()), (encoder_b, lore.lore(0.1, dual="scalar", init=0.0))):
+        step = RobustStep(
+            encoder, method, torch.optim.SGD(encoder.parameters(), lr=0.1), eps=8 / 255, primal_steps=3, dual_lr=0.0
+        )
+        runs.append(step(images, generator=torch.Generator().manual_seed(0)))
+    for p, q in zip(encoder_a.parameters(), encoder_b.parameters()):
+        assert torch.allclose(p, q, rtol=1e-4, atol=1e-5)  # fused [adv; clean] batches round differently
+    assert runs[0]["robust_loss"] == pytest.approx(runs[1]["robust_loss"], rel=1e-5)
+    assert runs[1]["clean/multiplier_max"] == 0.0
+
+
+def test_tecoa_loss_matches_a_hand_computation():
+    embeddings = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    text = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # unnormalised on purpose
+    labels = torch.tensor([1, 1])
+    batch = Batch(images=torch.zeros(2, 3, 1, 1), reference=embeddings, labels=labels, head=ZeroShotHead(text, scale=10.0))
+    # cosines: sample 0 -> (1, 0), sample 1 -> (0.6, 0.8); logits = 10 * cos
+    expected = [
+        -(10 * 0.0) + torch.logsumexp(torch.tensor([10.0, 0.0]), 0).item(),
+        -(10 * 0.8) + torch.logsumexp(torch.tensor([6.0, 8.0]), 0).item(),
+    ]
+    assert tecoa().robust_loss(embeddings, batch).tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_algorithm_1_attacks_once_and_takes_k_primal_steps_per_dual_step(pretrained_encoder, digits_split):
+    train, _ = digits_split
+    images, _ = batch_of(train)
+    encoder, _ = pretrained_encoder
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+    forwards = []
+    encoder.backbone.register_forward_hook(lambda m, i, o: forwards.append(i[0].shape[0]))
+    step = RobustStep(encoder, lore.lore(0.1, hidden=16), optimizer, eps=8 / 255, pgd_steps=4, primal_steps=5)
+    reference_calls = []
+    original = step.reference
+    step.reference = lambda x: reference_calls.append(1) or original(x)
+    out = step(images)
+    # the reference once, 4 attack forwards of B, then 5 fused [adv; clean] forwards of 2B
+    assert forwards == [16] + [16] * 4 + [32] * 5
+    assert len(reference_calls) == 1
+    assert step.primal_dual.primal_steps == 5 and step.primal_dual.dual_steps == 1
+    assert {"robust_loss", "clean_distance", "clean/satisfied_fraction", "clean/multiplier_mean"} <= set(out)
+
+
+def test_fused_and_separate_passes_agree(pretrained_encoder, digits_split):
+    train, _ = digits_split
+    images, _ = batch_of(train)
+    encoder_a, _ = pretrained_encoder
+    encoder_b = copy.deepcopy(encoder_a)
+    outs = []
+    for encoder, fuse in ((encoder_a, True), (encoder_b, False)):
+        torch.manual_seed(0)
+        step = RobustStep(encoder, lore.lore(0.1, hidden=16), torch.optim.SGD(encoder.parameters(), lr=0.05),
+                          eps=8 / 255, primal_steps=2, fuse_passes=fuse)
+        outs.append(step(images, generator=torch.Generator().manual_seed(0)))
+    for p, q in zip(encoder_a.parameters(), encoder_b.parameters()):
+        assert torch.allclose(p, q, atol=1e-5)
+    assert outs[0]["clean/violation_mean"] == pytest.approx(outs[1]["clean/violation_mean"], rel=1e-4)
+
+
+@pytest.mark.parametrize("factory", [naive, tecoa, tecoa_l2, tecoa_kl])
+def test_every_method_trains_on_digits(factory, pretrained_encoder, digits_split):
+    train, _ = digits_split
+    encoder, _ = pretrained_encoder
+    head = prototype_head(encoder, train)
+    kwargs = {"hidden": 16} if factory in (tecoa_l2, tecoa_kl) else {}
+    step = RobustStep(encoder, factory(**kwargs), torch.optim.Adam(encoder.parameters(), lr=1e-3), eps=8 / 255,
+                      head=head, pgd_steps=3, primal_steps=2)
+    for seed in range(2):
+        images, labels = batch_of(train, seed=seed)
+        out = step(images, labels=labels)
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
+    if factory is not tecoa:
+        assert 0.0 <= out["clean/satisfied_fraction"] <= 1.0
+
+
+def test_supervised_methods_need_a_head_and_labels(pretrained_encoder):
+    encoder, _ = pretrained_encoder
+    with pytest.raises(ValueError, match="pass head=ZeroShotHead"):
+        RobustStep(encoder, tecoa(), torch.optim.SGD(encoder.parameters(), lr=0.1), eps=0.1)
+    head = ZeroShotHead(torch.randn(10, 32))
+    step = RobustStep(encoder, tecoa(), torch.optim.SGD(encoder.parameters(), lr=0.1), eps=0.1, head=head)
+    with pytest.raises(ValueError, match="pass labels"):
+        step(torch.rand(2, 3, 16, 16))
+
+
+def test_a_seventh_method_needs_no_library_change(pretrained_encoder, digits_split):
+    """FARE's objective with an l2 (not squared) proximity bound, a fixed tolerance and a scalar lambda."""
+    from constrained import ScalarMultiplier
+
+    my_method = Method(
+        name="fare-l2-ball",
+        robust_loss=embedding_distance,
+        constraint=Constraint(d=l2, margin=FixedMargin(0.5), name="clean"),
+        multiplier=lambda dim: ScalarMultiplier(init=1.0),
+    )
+    train, _ = digits_split
+    encoder, _ = pretrained_encoder
+    step = RobustStep(encoder, my_method, torch.optim.Adam(encoder.parameters(), lr=1e-3), eps=8 / 255, pgd_steps=2)
+    out = step(batch_of(train)[0])
+    assert "clean/violation_mean" in out
+
+
+def test_tecoa_kl_constrains_zero_shot_predictions(pretrained_encoder, digits_split):
+    """The KL constraint compares predictive distributions, so it is zero at the start."""
+    train, _ = digits_split
+    encoder, _ = pretrained_encoder
+    head = prototype_head(encoder, train)
+    images, labels = batch_of(train)
+    method = tecoa_kl(0.1, hidden=16)
+    with torch.no_grad():
+        emb = encoder(images)
+        batch = Batch(images, emb, labels, head)
+        violation = method.constraint.violation(method.view(emb, batch), method.view(emb, batch))
+        entropy = -(F.softmax(head(emb), 1) * F.log_softmax(head(emb), 1)).sum(1)
+    assert torch.allclose(violation, -0.1 * entropy, atol=1e-5)
