@@ -24,6 +24,7 @@ def pgd(
     steps: int = 10,
     random_start: bool = True,
     generator: Optional[torch.Generator] = None,
+    initial_delta: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Projected gradient ascent in the l_inf ball: returns delta maximising `objective(images + delta)`.
 
@@ -41,6 +42,8 @@ def pgd(
         steps: number of ascent steps (paper: 10).
         random_start: start from a uniform point of the ball.
         generator: makes the random start reproducible (same generator state -> same delta).
+        initial_delta: an explicit start [B, C, H, W] (projected onto the ball), replacing
+            the random start; lets data-parallel ranks slice one global random start.
 
     Returns:
         delta [B, C, H, W], detached, with |delta| <= eps and images + delta in [0, 1].
@@ -52,7 +55,11 @@ def pgd(
     if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.dim() != 4:
         raise ValueError(f"images must be a float tensor [B, C, H, W], got {getattr(images, 'shape', type(images))}")
     images = images.detach()
-    if random_start and eps > 0:
+    if initial_delta is not None:
+        if initial_delta.shape != images.shape:
+            raise ValueError(f"initial_delta must have shape {tuple(images.shape)}, got {tuple(initial_delta.shape)}")
+        delta = initial_delta.detach().to(images.device, images.dtype)
+    elif random_start and eps > 0:
         noise = torch.rand(images.shape, generator=generator, device=generator.device if generator else images.device)
         delta = (2 * noise.to(images.device, images.dtype) - 1) * eps
     else:

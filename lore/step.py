@@ -110,9 +110,11 @@ class RobustStep:
             return nullcontext()
         return torch.autocast(device_type=images.device.type, dtype=self.autocast_dtype)
 
-    def _embed(self, images: torch.Tensor) -> torch.Tensor:
+    def _embed(self, images: torch.Tensor, plain: bool = False) -> torch.Tensor:
+        # attacks and no-grad measurements run on the plain module: no gradient sync across ranks
+        encoder = _unwrap(self.encoder) if plain else self.encoder
         with self._autocast(images):
-            return self.encoder(images).float()
+            return encoder(images).float()
 
     def __call__(
         self,
@@ -120,6 +122,7 @@ class RobustStep:
         labels: Optional[torch.Tensor] = None,
         indices: Optional[torch.Tensor] = None,
         generator: Optional[torch.Generator] = None,
+        initial_delta: Optional[torch.Tensor] = None,
     ) -> dict[str, float]:
         """One batch: attack once, K primal updates, one dual update.
 
@@ -128,6 +131,7 @@ class RobustStep:
             labels: [B] int64 labels (supervised methods).
             indices: [B] int64 dataset indices (for a cached reference).
             generator: makes PGD's random start reproducible.
+            initial_delta: explicit PGD start (see `pgd`), e.g. a rank's slice of a global one.
 
         Returns:
             Numbers to log: robust_loss, clean_distance, relative_clean_distance,
@@ -141,12 +145,13 @@ class RobustStep:
         method = self.method
 
         delta = pgd(
-            lambda perturbed: method.robust_loss(self._embed(perturbed), batch),
+            lambda perturbed: method.robust_loss(self._embed(perturbed, plain=True), batch),
             images,
             eps=self.eps,
             step_size=self.pgd_step_size,
             steps=self.pgd_steps,
             generator=generator,
+            initial_delta=initial_delta,
         )
         adversarial = images + delta
         stats: dict[str, torch.Tensor] = {}
@@ -182,7 +187,7 @@ class RobustStep:
 
         if "clean_distance" not in stats and self.measure_clean:
             with torch.no_grad():
-                stats["clean_distance"] = sq_l2(self._embed(images), batch.reference)
+                stats["clean_distance"] = sq_l2(self._embed(images, plain=True), batch.reference)
         out = {"robust_loss": float(stats["robust_loss"])}
         if "clean_distance" in stats:
             distance = stats["clean_distance"]

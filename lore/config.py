@@ -1,0 +1,127 @@
+"""The typed configuration of a training run (`lore train`), with the paper's defaults.
+
+Library code takes a `TrainConfig`; only the CLI turns flags or a JSON file into one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional, Union
+
+METHOD_NAMES = ("fare", "naive", "lore", "tecoa", "tecoa-l2", "tecoa-kl")
+DUAL_KINDS = ("network", "linear", "scalar")
+PRECISIONS = ("fp32", "bf16")
+
+
+def parse_eps(value: Union[str, float]) -> float:
+    """Parses "4/255", "0.0157" or a float into a pixel-range fraction in [0, 1]."""
+    try:
+        eps = float(Fraction(value)) if isinstance(value, str) else float(value)
+    except (ValueError, ZeroDivisionError) as error:
+        raise ValueError(f"eps must look like 4/255 or 0.0157, got {value!r}") from error
+    if not (math.isfinite(eps) and 0 <= eps <= 1):
+        raise ValueError(f"eps must be in [0, 1] (a fraction of the pixel range, e.g. 4/255), got {value!r}")
+    return eps
+
+
+def read_json_object(path: Union[str, Path]) -> dict:
+    """Reads a JSON object from `path`, with errors that name the file."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"config file {path} is not valid JSON: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path} must hold a JSON object of TrainConfig keys")
+    return values
+
+
+def _help(text: str, **kwargs):
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs. Defaults: the paper's (App. C, Table 6) on the embedded digits model."""
+
+    # model
+    model: str = _help("'digits-cnn' (embedded), an open_clip name (ViT-B-32), 'local-dir:PATH', or 'timm:NAME'", default="digits-cnn")
+    pretrained: Optional[str] = _help("open_clip tag (openai, laion2b_s34b_b79k) or a local weights file; timm: a local weights file", default=None)
+    image_size: Optional[int] = _help("input resolution (default: the model's own; digits: 16)", default=None)
+    # data
+    data: str = _help("'digits', an ImageFolder directory, or 'torchvision:NAME:ROOT' (dataset already on disk)", default="digits")
+    probe_data: Optional[str] = _help("held-out data for the probe (default: a held-out split of --data)", default=None)
+    probe_size: int = _help("images in the held-out probe set", default=256)
+    workers: int = _help("data-loading worker processes", default=0)
+    # method
+    method: str = _help(f"one of {', '.join(METHOD_NAMES)}", default="lore")
+    eps: float = _help("l_inf training radius as a fraction of the pixel range; the CLI accepts 4/255", default=4 / 255)
+    pgd_steps: int = _help("PGD iterations (step size eps/4)", default=10)
+    rho: float = _help("margin scale rho (LORE, TeCoA+l2, TeCoA+KL)", default=0.1)
+    primal_steps: int = _help("K: primal updates per batch and per dual update", default=5)
+    dual: str = _help(f"dual parameterisation: {', '.join(DUAL_KINDS)}", default="network")
+    dual_hidden: int = _help("hidden width of the dual network", default=512)
+    dual_lr: float = _help("dual learning rate", default=5e-4)
+    naive_weight: float = _help("fixed lambda of naive regularization", default=1.0)
+    # optimisation
+    lr: float = _help("AdamW learning rate", default=1e-5)
+    weight_decay: float = _help("AdamW weight decay", default=1e-4)
+    warmup_steps: int = _help("linear warm-up batches before the cosine decay", default=0)
+    epochs: int = _help("passes over the training data", default=2)
+    max_steps: Optional[int] = _help("stop after this many batches (overrides epochs)", default=None)
+    batch_size: int = _help("images per process per batch", default=128)
+    precision: str = _help("fp32 or bf16 (autocast)", default="fp32")
+    seed: int = _help("seed of data order, PGD starts and initialisations", default=0)
+    # run
+    output: str = _help("run folder: checkpoints, metrics, plots, export", default="runs/train")
+    cache_dir: str = _help("where built reference models (the digits encoder) are cached", default="~/.cache/lore")
+    checkpoint_every: int = _help("write a checkpoint every N batches", default=50)
+    log_every: int = _help("write a metrics line every N batches", default=1)
+    probe_every: int = _help("measure clean/robust probe accuracy every N batches (0: never)", default=25)
+    tensorboard: bool = _help("also log to TensorBoard (needs the tensorboard package)", default=False)
+    device: str = _help("cpu, cuda, or cuda:N (default: cuda if available)", default="")
+
+    def __post_init__(self) -> None:
+        self.eps = parse_eps(self.eps)
+        if self.method not in METHOD_NAMES:
+            raise ValueError(f"method must be one of {METHOD_NAMES}, got {self.method!r}")
+        if self.dual not in DUAL_KINDS:
+            raise ValueError(f"dual must be one of {DUAL_KINDS}, got {self.dual!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("pgd_steps", "primal_steps", "epochs", "batch_size", "checkpoint_every", "log_every", "dual_hidden", "probe_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name in ("rho", "dual_lr", "lr", "weight_decay", "naive_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.warmup_steps < 0 or self.probe_every < 0 or self.workers < 0:
+            raise ValueError("warmup_steps, probe_every and workers must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, path: Union[str, Path]) -> "TrainConfig":
+        return cls.from_dict(read_json_object(path))
+
+    def resume_fingerprint(self) -> dict:
+        """Settings a checkpoint must share with the run that resumes it."""
+        keys = ("model", "pretrained", "image_size", "data", "method", "eps", "pgd_steps", "rho", "primal_steps",
+                "dual", "dual_hidden", "batch_size", "seed", "precision")
+        return {k: getattr(self, k) for k in keys}

@@ -1,0 +1,127 @@
+"""Training data: the bundled digits, ImageFolder directories, torchvision datasets on disk.
+
+Every dataset yields (image [3, H, W] in [0, 1], label, index). The order of
+each epoch is a permutation drawn from (seed, epoch), identical on every
+rank; a global batch is `world_size * batch_size` consecutive indices and
+rank r takes its r-th slice, so a DDP run sees exactly the batches of a single
+process with the global batch size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch.utils.data import Dataset
+
+from .digits import load_digits_images
+
+
+class TensorImages(Dataset):
+    """In-memory images [N, 3, H, W] in [0, 1] with labels [N]."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classnames: tuple[str, ...]) -> None:
+        if images.dim() != 4 or images.shape[0] != labels.shape[0]:
+            raise ValueError(f"images [N, C, H, W] and labels [N] must agree, got {tuple(images.shape)} and {tuple(labels.shape)}")
+        self.images, self.labels, self.classnames = images, labels, classnames
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.images[index], int(self.labels[index]), index
+
+
+class _Indexed(Dataset):
+    """Adds the index to an (image, label) dataset."""
+
+    def __init__(self, base: Dataset, classnames: tuple[str, ...]) -> None:
+        self.base, self.classnames = base, classnames
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index]
+        return image, int(label), index
+
+
+def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int = 0) -> Dataset:
+    """Builds a dataset from a spec string.
+
+    Args:
+        spec: "digits", a directory in ImageFolder layout (one sub-folder per class),
+            or "torchvision:NAME:ROOT" for a torchvision dataset already downloaded to ROOT.
+        image_size: side of the square images returned.
+        split: "train" or "test" (digits: a fixed 75/25 split; torchvision: train=True/False;
+            an ImageFolder directory is used whole).
+        seed: seed of the digits split.
+    """
+    if spec == "digits":
+        train, test = load_digits_images(image_size).split(held_out=0.25, seed=seed)
+        part = train if split == "train" else test
+        return TensorImages(part.images, part.labels, part.classnames)
+
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose(
+        [transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.Lambda(_to_rgb), transforms.ToTensor()]
+    )
+    if spec.startswith("torchvision:"):
+        parts = spec.split(":", 2)
+        if len(parts) != 3 or not parts[1] or not parts[2]:
+            raise ValueError(f"torchvision datasets are written 'torchvision:NAME:ROOT', got {spec!r}")
+        name, root = parts[1], parts[2]
+        if not hasattr(datasets, name):
+            raise ValueError(f"torchvision has no dataset {name!r}")
+        try:
+            base = getattr(datasets, name)(root=root, train=(split == "train"), download=False, transform=transform)
+        except RuntimeError as error:  # torchvision's "Dataset not found" (we never download)
+            raise FileNotFoundError(f"{name} not found under {root} (no downloads here): {error}") from error
+        return _Indexed(base, tuple(getattr(base, "classes", ())))
+
+    folder = Path(spec)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data must be 'digits', 'torchvision:NAME:ROOT' or an image folder; {spec!r} is none")
+    base = datasets.ImageFolder(str(folder), transform=transform)
+    return _Indexed(base, tuple(c.replace("_", " ") for c in base.classes))
+
+
+def _to_rgb(image):
+    return image.convert("RGB")
+
+
+def epoch_order(num_samples: int, epoch: int, seed: int) -> torch.Tensor:
+    """The permutation of [0, N) used in `epoch`, the same on every rank and every resume."""
+    return torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def batches_per_epoch(num_samples: int, global_batch: int) -> int:
+    """Full global batches per epoch (the ragged tail is dropped so that ranks stay in step)."""
+    count = num_samples // global_batch
+    if count == 0:
+        raise ValueError(f"the dataset has {num_samples} samples, fewer than one global batch of {global_batch}")
+    return count
+
+
+def load_batch(dataset: Dataset, indices: torch.Tensor, workers_pool=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stacks dataset items at `indices` into (images [B, 3, H, W], labels [B], indices [B])."""
+    if isinstance(dataset, TensorImages):
+        return dataset.images[indices], dataset.labels[indices], indices
+    items = list(workers_pool.map(dataset.__getitem__, indices.tolist())) if workers_pool else [dataset[i] for i in indices.tolist()]
+    images = torch.stack([item[0] for item in items])
+    labels = torch.tensor([item[1] for item in items], dtype=torch.long)
+    return images, labels, indices
+
+
+def probe_subset(dataset: Dataset, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random subset of `size` items as tensors (images, labels)."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed + 17))[: min(size, len(dataset))]
+    images, labels, _ = load_batch(dataset, order)
+    return images, labels
+
+
+def dataset_classnames(dataset: Dataset) -> Optional[tuple[str, ...]]:
+    names = getattr(dataset, "classnames", None)
+    return tuple(names) if names else None

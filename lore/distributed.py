@@ -1,0 +1,66 @@
+"""torch.distributed set-up for `lore train` under torchrun (NCCL on GPUs, gloo on CPU)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_hint: str = "") -> DistInfo:
+    """Joins the process group torchrun describes in the environment; a no-op for one process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and not device_hint.startswith("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def shutdown_distributed(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank if `flag` is True on some rank (keeps ranks stopping together)."""
+    if not info.enabled:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def parameters_agree(module: torch.nn.Module, info: DistInfo, device: torch.device) -> bool:
+    """Whether every rank holds bit-identical parameters (compares all of them against rank 0)."""
+    if not info.enabled:
+        return True
+    flat = torch.cat([p.detach().reshape(-1).float() for p in module.parameters()]).to(device)
+    reference = flat.clone()
+    dist.broadcast(reference, src=0)
+    mismatch = torch.tensor([0.0 if torch.equal(flat, reference) else 1.0], device=device)
+    dist.all_reduce(mismatch, op=dist.ReduceOp.MAX)
+    return bool(mismatch.item() == 0)

@@ -1,0 +1,259 @@
+"""The training engine behind `lore train`: one process or torchrun DDP, resumable.
+
+`train(config)` builds phi_0, the data, the method and the optimisers from a
+`TrainConfig`, then runs Algorithm 1 batch by batch with a progress bar,
+JSON-lines metrics, held-out probes, atomic checkpoints (every N batches, at
+the end, and on SIGTERM/SIGINT), and finally exports the encoder and draws
+the training curves. Everything a batch depends on — its indices, its PGD
+start — is derived from (seed, step), so a resumed run continues exactly
+where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from tqdm import tqdm
+
+from . import methods as method_factories
+from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_atomic
+from .config import TrainConfig
+from .data import batches_per_epoch, build_dataset, dataset_classnames, epoch_order, load_batch, probe_subset
+from .distributed import DistInfo, any_rank, init_distributed, parameters_agree, shutdown_distributed
+from .export import export_encoder
+from .models import build_head, build_model
+from .probe import probe
+from .reference import FrozenReference
+from .step import RobustStep
+
+LAST = "last.pt"
+
+
+@dataclass
+class RunResult:
+    """How a run ended: "finished" or "interrupted", at which step, and where its files are."""
+
+    status: str
+    step: int
+    total_steps: int
+    output: Path
+    ranks_agree: bool = True
+
+
+def make_method(config: TrainConfig):
+    """The `Method` a config names, with its parameters."""
+    if config.method == "fare":
+        return method_factories.fare()
+    if config.method == "naive":
+        return method_factories.naive(config.naive_weight)
+    if config.method == "tecoa":
+        return method_factories.tecoa()
+    factory = {"lore": method_factories.lore, "tecoa-l2": method_factories.tecoa_l2, "tecoa-kl": method_factories.tecoa_kl}
+    return factory[config.method](config.rho, dual=config.dual, hidden=config.dual_hidden)
+
+
+def cosine_with_warmup(total: int, warmup: int):
+    """LR multiplier per batch: linear warm-up, then cosine decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class _StopRequest:
+    """Turns SIGTERM/SIGINT into a flag checked between batches."""
+
+    def __init__(self) -> None:
+        self.signal: Optional[int] = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
+    """Runs (or resumes) the training that `config` describes. See the module docstring."""
+    info = init_distributed(config.device)
+    try:
+        return _train(config, resume, info)
+    finally:
+        shutdown_distributed(info)
+
+
+def _device(config: TrainConfig, info: DistInfo) -> torch.device:
+    if config.device:
+        return torch.device(config.device)
+    return torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
+
+
+def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
+    output = Path(config.output)
+    device = _device(config, info)
+    checkpoint_path = output / LAST
+    state = None
+    if resume:
+        state = load_checkpoint(checkpoint_path, config.resume_fingerprint())
+    elif info.is_main and checkpoint_path.exists():
+        raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --output")
+    if info.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+
+    torch.manual_seed(config.seed)
+    built = build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
+                        seed=config.seed, device=device)
+    encoder = built.encoder
+    reference = FrozenReference(encoder)  # phi_0: the weights as built, before any checkpoint is loaded
+    train_set = build_dataset(config.data, built.image_size, split="train", seed=config.seed)
+    probe_source = build_dataset(config.probe_data or config.data, built.image_size,
+                                 split="test" if config.probe_data is None else "train", seed=config.seed)
+    probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed)
+    head_images, head_labels = probe_subset(train_set, 1000, config.seed + 1)
+    head = build_head(built, dataset_classnames(train_set), reference, head_images.to(device), head_labels.to(device))
+
+    model = encoder
+    if info.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(encoder, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    global_batch = config.batch_size * info.world_size
+    per_epoch = batches_per_epoch(len(train_set), global_batch)
+    total = config.max_steps or per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, config.warmup_steps))
+    method = make_method(config)
+    step_fn = RobustStep(
+        model, method, optimizer, eps=config.eps, reference=reference, head=head, pgd_steps=config.pgd_steps,
+        primal_steps=config.primal_steps, dual_lr=config.dual_lr, embed_dim=encoder.embed_dim,
+        autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
+    )
+
+    start = 0
+    if state is not None:
+        encoder.load_state_dict(state["encoder"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step_fn.load_state_dict(state["dual"])
+        torch.set_rng_state(state["rng"]["torch"])
+        start = int(state["step"])
+
+    def checkpoint(step: int) -> None:
+        if info.is_main:
+            save_atomic({
+                "format_version": FORMAT_VERSION, "fingerprint": config.resume_fingerprint(), "step": step,
+                "epoch": step // per_epoch, "encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "dual": step_fn.state_dict(),
+                "rng": {"torch": torch.get_rng_state()}, "config": config.to_dict(),
+            }, checkpoint_path)
+
+    multiplier = step_fn.primal_dual.multiplier("clean") if step_fn.primal_dual is not None else None
+    writer = _tensorboard(output) if config.tensorboard and info.is_main else None
+    metrics_file = open(output / "metrics.jsonl", "a") if info.is_main else None
+    bar = tqdm(total=total, initial=start, disable=not info.is_main, desc=f"{config.method} eps={config.eps * 255:.3g}/255",
+               unit="batch", dynamic_ncols=True)
+    status, step = "finished", start
+    try:
+        with _StopRequest() as stop:
+            if start == 0 and info.is_main and config.probe_every:
+                _log(metrics_file, writer, 0, {"epoch": 0, **probe(encoder, reference, head, probe_images, probe_labels,
+                     eps=config.eps, rho=config.rho, multiplier=multiplier, seed=config.seed)})
+            for step in range(start, total):
+                epoch, position = divmod(step, per_epoch)
+                order = epoch_order(len(train_set), epoch, config.seed)
+                global_indices = order[position * global_batch:(position + 1) * global_batch]
+                shard = global_indices[info.rank * config.batch_size:(info.rank + 1) * config.batch_size]
+                images, labels, _ = load_batch(train_set, shard)
+                images, labels = images.to(device), labels.to(device)
+                start_noise = _global_start(step, config, global_batch, images.shape[1:], info)
+                began = time.perf_counter()
+                try:
+                    logs = step_fn(images, labels=labels, initial_delta=start_noise.to(device))
+                except FloatingPointError as error:
+                    raise FloatingPointError(
+                        f"training stopped at batch {step}: {error}. The last good checkpoint is {checkpoint_path} "
+                        f"(batch {(step // config.checkpoint_every) * config.checkpoint_every}); lower --lr or --dual-lr and resume."
+                    ) from error
+                scheduler.step()
+                seconds = time.perf_counter() - began
+                done = step + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{logs['robust_loss']:.3g}",
+                                sat=f"{logs.get('clean/satisfied_fraction', float('nan')):.2f}")
+                if info.is_main and done % config.log_every == 0:
+                    record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "images_per_second": global_batch / seconds, **logs}
+                    if config.probe_every and done % config.probe_every == 0:
+                        record.update(probe(encoder, reference, head, probe_images, probe_labels, eps=config.eps,
+                                            rho=config.rho, multiplier=multiplier, seed=config.seed))
+                    _log(metrics_file, writer, done, record)
+                if done % config.checkpoint_every == 0 and done < total:
+                    checkpoint(done)
+                if any_rank(stop.signal is not None, info, device):
+                    checkpoint(done)
+                    status, step = "interrupted", done
+                    break
+            else:
+                step = total
+                checkpoint(total)
+    finally:
+        bar.close()
+        if metrics_file:
+            metrics_file.close()
+        if writer:
+            writer.close()
+
+    agree = parameters_agree(encoder, info, device)
+    if info.is_main:
+        summary = {"status": status, "step": step, "total_steps": total, "world_size": info.world_size, "ranks_agree": agree}
+        if status == "finished":
+            summary["export"] = str(export_encoder(built, config.model, output / "export"))
+            from .plots import plot_run
+
+            summary["plots"] = [str(p) for p in plot_run(output, rho=config.rho)]
+        (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    return RunResult(status, step, total, output, agree)
+
+
+def _global_start(step: int, config: TrainConfig, global_batch: int, image_shape, info: DistInfo) -> torch.Tensor:
+    """PGD's random start for the whole global batch, from (seed, step); this rank's slice of it."""
+    generator = torch.Generator().manual_seed(config.seed * 7_919 + step)
+    noise = (2 * torch.rand((global_batch, *image_shape), generator=generator) - 1) * config.eps
+    return noise[info.rank * config.batch_size:(info.rank + 1) * config.batch_size]
+
+
+def _log(handle, writer, step: int, record: dict) -> None:
+    record = {"step": step, **record}
+    handle.write(json.dumps(record) + "\n")
+    handle.flush()
+    if writer is not None:
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key != "step":
+                writer.add_scalar(key, value, step)
+
+
+def _tensorboard(output: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as error:
+        raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard") from error
+    return SummaryWriter(str(output / "tensorboard"))
+
+
+__all__ = ["RunResult", "train", "make_method", "cosine_with_warmup", "CheckpointError"]

@@ -1,0 +1,67 @@
+"""Export a fine-tuned encoder so that others can load it in one line.
+
+- open_clip models: a `local-dir` folder (`open_clip_config.json` +
+  `open_clip_model.safetensors`) holding the full CLIP model with the
+  fine-tuned image tower, loadable with
+  ``open_clip.create_model_and_transforms("local-dir:PATH")`` or
+  ``lore.load_open_clip("local-dir:PATH")``;
+- timm and digits encoders: `encoder.safetensors` (the backbone's state) and
+  `encoder.json` (how to rebuild it), loadable with ``lore.load_exported(PATH)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Union
+
+import torch
+from safetensors.torch import save_file
+
+from .encoders import ImageEncoder, load_open_clip, load_state_file, load_timm
+
+
+def _save_tensors(state: dict, path: Path) -> None:
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(path))
+
+
+def export_encoder(built, model_name: str, folder: Union[str, Path]) -> Path:
+    """Writes the fine-tuned encoder of a `BuiltModel` into `folder`; returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if built.kind == "open_clip":
+        import open_clip
+
+        config = open_clip.get_model_config(model_name)
+        if config is None:
+            raise ValueError(f"no open_clip config found for {model_name!r}; cannot write a loadable export")
+        (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": {
+            "mean": built.encoder.mean.flatten().tolist(), "std": built.encoder.std.flatten().tolist()}}, indent=2))
+        _save_tensors(built.clip.state_dict(), folder / "open_clip_model.safetensors")  # visual.* is the tuned tower
+        return folder
+    _save_tensors(built.encoder.backbone.state_dict(), folder / "encoder.safetensors")
+    spec = {"kind": built.kind, "model": model_name, "mean": built.encoder.mean.flatten().tolist(),
+            "std": built.encoder.std.flatten().tolist(), "embed_dim": built.encoder.embed_dim, "image_size": built.image_size}
+    (folder / "encoder.json").write_text(json.dumps(spec, indent=2))
+    return folder
+
+
+def load_exported(folder: Union[str, Path], device: Union[str, torch.device] = "cpu") -> ImageEncoder:
+    """Loads any `export_encoder` folder back as an `ImageEncoder` (pixels in [0, 1])."""
+    folder = Path(folder)
+    if (folder / "open_clip_config.json").is_file():
+        return load_open_clip(f"local-dir:{folder}", device=device).encoder
+    spec_path = folder / "encoder.json"
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"{folder} holds no lore export (no open_clip_config.json or encoder.json)")
+    spec = json.loads(spec_path.read_text())
+    if spec["kind"] == "timm":
+        return load_timm(spec["model"][len("timm:"):], checkpoint=folder / "encoder.safetensors",
+                         image_size=spec["image_size"], device=device)
+    from .digits import SmallConvNet
+
+    state = load_state_file(folder / "encoder.safetensors")
+    width = state["features.0.weight"].shape[0]
+    backbone = SmallConvNet(embed_dim=spec["embed_dim"], width=width)
+    backbone.load_state_dict(state)
+    return ImageEncoder(backbone, spec["mean"], spec["std"], embed_dim=spec["embed_dim"]).to(device)

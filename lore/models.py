@@ -1,0 +1,98 @@
+"""Builds the encoder (and its text tower, when there is one) that a run fine-tunes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .digits import load_digits_images, pretrain_classifier, small_digits_encoder
+from .encoders import ImageEncoder, load_open_clip, load_timm, load_state_file
+from .heads import ZeroShotHead, class_text_embeddings
+
+DIGITS_MODEL = "digits-cnn"
+
+
+@dataclass
+class BuiltModel:
+    """The encoder to train, plus what zero-shot heads and export need.
+
+    Attributes:
+        encoder: trainable `ImageEncoder`, pixels in [0, 1] -> [B, D].
+        image_size: side of the square input.
+        clip: the full open_clip model, or None.
+        tokenizer: its tokenizer, or None.
+        kind: "digits", "open_clip" or "timm".
+    """
+
+    encoder: ImageEncoder
+    image_size: int
+    clip: Optional[nn.Module] = None
+    tokenizer: object = None
+    kind: str = "digits"
+
+
+def build_model(name: str, pretrained: Optional[str], image_size: Optional[int], *, cache_dir: Path, seed: int,
+                device: torch.device) -> BuiltModel:
+    """Builds the starting encoder phi_0.
+
+    Args:
+        name: "digits-cnn", an open_clip name, "local-dir:PATH", or "timm:NAME".
+        pretrained: open_clip tag or weights file; for timm a local weights file.
+        image_size: input side (default: the model's own).
+        cache_dir: where the digits reference encoder is cached (built once, deterministically).
+        seed: seed of the digits pretraining.
+        device: where the encoder goes.
+    """
+    if name == DIGITS_MODEL:
+        size = image_size or 16
+        encoder = small_digits_encoder(embed_dim=32, width=16)
+        cached = cache_dir / f"digits-cnn-w16-d32-{size}px-seed{seed}.safetensors"
+        if cached.is_file():
+            encoder.load_state_dict(load_state_file(cached))
+        else:
+            torch.manual_seed(seed)
+            encoder = small_digits_encoder(embed_dim=32, width=16)
+            train, _ = load_digits_images(size).split(held_out=0.25, seed=seed)
+            pretrain_classifier(encoder, train, steps=200, seed=seed)
+            from safetensors.torch import save_file
+
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(f".{os.getpid()}.tmp")  # ranks may build it at once: rename atomically
+            save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(partial))
+            os.replace(partial, cached)
+        return BuiltModel(encoder.to(device), size, kind="digits")
+    if name.startswith("timm:"):
+        encoder = load_timm(name[len("timm:"):], checkpoint=pretrained, image_size=image_size, device=device)
+        size = image_size or encoder.backbone.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
+        return BuiltModel(encoder, size, kind="timm")
+    model = load_open_clip(name, pretrained, device=device)
+    return BuiltModel(model.encoder, image_size or model.image_size[0], model.clip, model.tokenizer, kind="open_clip")
+
+
+def build_head(built: BuiltModel, classnames: Optional[tuple[str, ...]], reference, images: torch.Tensor,
+               labels: torch.Tensor) -> ZeroShotHead:
+    """A classification head for probes and supervised methods.
+
+    With a text tower and class names: CLIP's zero-shot head ("a photo of a {}.").
+    Otherwise: class prototypes, the mean reference embedding phi_0 of each class
+    over the given (training) images, read through cosine similarity.
+    """
+    if built.clip is not None and classnames:
+        templates = ["a photo of a {}.", "a photo of the {}."] if built.kind == "open_clip" else ["{}"]
+        weights = class_text_embeddings(built.clip, built.tokenizer, list(classnames), templates)
+        return ZeroShotHead(weights, scale=100.0)
+    with torch.no_grad():
+        embeddings = reference(images)
+    num_classes = int(labels.max()) + 1
+    if len(set(labels.tolist())) < 2:
+        raise ValueError("a prototype head needs images of at least two classes")
+    prototypes = torch.zeros(num_classes, embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
+    for c in range(num_classes):  # a class absent from the sample keeps a zero prototype (cosine 0)
+        if (labels == c).any():
+            prototypes[c] = embeddings[labels == c].mean(0)
+    return ZeroShotHead(prototypes, scale=20.0)

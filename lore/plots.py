@@ -1,0 +1,74 @@
+"""Training curves from a run's metrics.jsonl (paper Fig. 6, 7, 9)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Union
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_metrics(run_dir: Union[str, Path]) -> list[dict]:
+    """The records of `run_dir/metrics.jsonl` (a torn last line from a crash is skipped)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a `lore train` output folder?")
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
+    points = [(r["step"], r[key]) for r in records if key in r]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_run(run_dir: Union[str, Path], rho: Optional[float] = None) -> list[Path]:
+    """Draws `training_curves.png` into `run_dir`; returns the written paths.
+
+    Panels: probe clean and robust accuracy; training robust loss; mean lambda
+    (training batches and held-out probe); the held-out distribution of
+    ||phi(x) - phi_0(x)||^2 / ||phi_0(x)||^2 (10/50/90 % quantiles) against the margin rho.
+    """
+    run_dir = Path(run_dir)
+    records = read_metrics(run_dir)
+    if rho is None and (run_dir / "config.json").is_file():
+        rho = json.loads((run_dir / "config.json").read_text()).get("rho")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    ax = axes[0, 0]
+    for key, label in (("probe/clean_accuracy", "clean"), ("probe/robust_accuracy", "robust (PGD, train eps)")):
+        ax.plot(*_series(records, key), marker="o", label=label)
+    ax.set(title="held-out probe accuracy", xlabel="batch", ylabel="accuracy", ylim=(0, 1))
+    ax.legend()
+    ax = axes[0, 1]
+    ax.plot(*_series(records, "robust_loss"), color="tab:red")
+    ax.set(title="robust loss (training batches)", xlabel="batch", yscale="log")
+    ax = axes[1, 0]
+    ax.plot(*_series(records, "clean/multiplier_mean"), label="training batch")
+    ax.plot(*_series(records, "probe/lambda_mean"), marker="o", label="held-out probe")
+    ax.set(title="mean lambda(x)", xlabel="batch")
+    ax.legend()
+    ax = axes[1, 1]
+    steps, q50 = _series(records, "probe/relative_distance_q50")
+    _, q10 = _series(records, "probe/relative_distance_q10")
+    _, q90 = _series(records, "probe/relative_distance_q90")
+    if steps:
+        ax.fill_between(steps, q10, q90, alpha=0.3, label="10-90 %")
+        ax.plot(steps, q50, marker="o", label="median")
+    if rho is not None:
+        ax.axhline(rho, color="black", linestyle="--", label=f"margin rho = {rho:g}")
+    ax.set(title="||phi(x) - phi_0(x)||^2 / ||phi_0(x)||^2 (held out)", xlabel="batch")
+    ax.legend()
+    fig.tight_layout()
+    path = run_dir / "training_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]

@@ -1,0 +1,79 @@
+"""Held-out measurements taken during training: clean/robust accuracy, distance to phi_0, lambda."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .attacks import pgd
+from .heads import ZeroShotHead
+
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+@torch.no_grad()
+def _embed(encoder, images, batch_size):
+    return torch.cat([encoder(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def probe(
+    encoder: torch.nn.Module,
+    reference,
+    head: ZeroShotHead,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    eps: float,
+    rho: float,
+    pgd_steps: int = 10,
+    multiplier: Optional[torch.nn.Module] = None,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Clean and PGD-robust accuracy of `head` on `encoder`, and how far clean embeddings moved.
+
+    Args:
+        encoder: the plain (unwrapped) encoder; its train/eval mode is restored afterwards.
+        reference: frozen phi_0.
+        head: classification head on embeddings.
+        images: [N, C, H, W] held-out images in [0, 1]; labels: [N].
+        eps: PGD radius for the robust accuracy (pixel units).
+        rho: margin scale for the `probe/within_margin` fraction (||phi - phi_0||^2 <= rho ||phi_0||^2).
+        multiplier: the dual network, to report its lambda on held-out data.
+
+    Returns:
+        probe/clean_accuracy, probe/robust_accuracy, probe/within_margin,
+        probe/relative_distance_q10/q50/q90, and probe/lambda_mean when a feature multiplier is given.
+    """
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        device = next(encoder.parameters()).device
+        images, labels = images.to(device), labels.to(device)
+        clean = _embed(encoder, images, batch_size)
+        ref = torch.cat([reference(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+        correct = robust = 0
+        generator = torch.Generator(device=device).manual_seed(seed)
+        for i in range(0, len(images), batch_size):
+            x, y = images[i : i + batch_size], labels[i : i + batch_size]
+            delta = pgd(lambda z: F.cross_entropy(head(encoder(z)), y, reduction="none"), x, eps=eps,
+                        steps=pgd_steps, generator=generator)
+            with torch.no_grad():
+                robust += (head(encoder(x + delta)).argmax(1) == y).sum().item()
+        correct = (head(clean).argmax(1) == labels).sum().item()
+        relative = (clean - ref).pow(2).sum(1) / ref.pow(2).sum(1).clamp_min(1e-12)
+        quantiles = torch.quantile(relative.float().cpu(), torch.tensor(QUANTILES)).tolist()
+        out = {
+            "probe/clean_accuracy": correct / len(labels),
+            "probe/robust_accuracy": robust / len(labels),
+            "probe/within_margin": (relative <= rho).float().mean().item(),
+        }
+        out.update({f"probe/relative_distance_q{int(q * 100)}": v for q, v in zip(QUANTILES, quantiles)})
+        if multiplier is not None and getattr(multiplier, "expects_constraint_features", False):
+            with torch.no_grad():
+                out["probe/lambda_mean"] = multiplier(ref).mean().item()
+        return out
+    finally:
+        encoder.train(was_training)

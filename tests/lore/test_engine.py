@@ -1,0 +1,173 @@
+"""`lore train`: CLI, outputs, checkpoints that survive faults, kill-and-resume, torchrun DDP."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lore.checkpoint import CheckpointError, load_checkpoint
+from lore.cli import build_parser, main
+from lore.config import TrainConfig, parse_eps
+from lore.export import load_exported
+
+FAST = ["--batch-size", "16", "--eps", "32/255", "--pgd-steps", "3", "--primal-steps", "2", "--lr", "1e-3",
+        "--dual-lr", "1e-3", "--dual-hidden", "32", "--probe-size", "64", "--probe-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("lore-cache")
+
+
+def run_cli(args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "lore", *args], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def encoder_state(run: Path) -> dict:
+    return torch.load(run / "last.pt", weights_only=True)
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(TrainConfig):
+        assert "--" + field.name.replace("_", "-") in text, field.name
+    assert "--resume" in text and "--config" in text
+
+
+def test_config_validation_names_the_bad_value(tmp_path):
+    assert parse_eps("4/255") == pytest.approx(4 / 255)
+    with pytest.raises(ValueError, match="eps must look like 4/255"):
+        parse_eps("four")
+    with pytest.raises(ValueError, match="method must be one of"):
+        TrainConfig(method="lora")
+    with pytest.raises(ValueError, match="unknown config keys \\['learning_rate'\\]"):
+        TrainConfig.from_dict({"learning_rate": 1.0})
+    bad = tmp_path / "c.json"
+    bad.write_text("{not json")
+    args = build_parser().parse_args(["train", "--config", str(bad)])
+    with pytest.raises(ValueError, match="not valid JSON"):
+        from lore.cli import config_from_args
+
+        config_from_args(args)
+
+
+@pytest.mark.slow
+def test_cpu_run_writes_checkpoint_metrics_plots_and_export(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"method": "lore", "rho": 0.05}))
+    done = run_cli(["train", "--config", str(config), "--output", str(run), "--cache-dir", str(cache_dir),
+                    "--max-steps", "4", "--checkpoint-every", "2", *FAST])
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["step"] == 4
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
+    for key in ("robust_loss", "clean_distance", "clean/satisfied_fraction", "clean/multiplier_mean", "lr", "images_per_second"):
+        assert key in records[-1]
+    assert {"probe/clean_accuracy", "probe/robust_accuracy", "probe/within_margin"} <= set(records[2])
+    assert (run / "training_curves.png").stat().st_size > 10_000
+    assert json.loads((run / "config.json").read_text())["rho"] == 0.05
+    # the export loads back in one line and equals the trained encoder
+    exported = load_exported(run / "export")
+    state = encoder_state(run)["encoder"]
+    assert all(torch.equal(exported.state_dict()[k], v) for k, v in state.items())
+    # starting again into the same folder is refused instead of overwriting it
+    again = run_cli(["train", "--output", str(run), "--cache-dir", str(cache_dir), "--max-steps", "4", *FAST])
+    assert again.returncode == 1 and "pass --resume" in again.stderr
+
+
+def test_corrupt_and_foreign_checkpoints_give_clear_errors(tmp_path):
+    fingerprint = TrainConfig().resume_fingerprint()
+    truncated = tmp_path / "last.pt"
+    torch.save({"format_version": 1, "payload": torch.zeros(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(truncated, fingerprint)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not a lore training checkpoint"):
+        load_checkpoint(foreign, fingerprint)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt", fingerprint)
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    first = run_cli(["train", "--output", str(run), "--cache-dir", str(cache_dir), "--max-steps", "1", *FAST])
+    assert first.returncode == 0, first.stderr
+    other = run_cli(["train", "--output", str(run), "--cache-dir", str(cache_dir), "--max-steps", "2", "--resume",
+                     *FAST, "--rho", "0.3"])
+    assert other.returncode == 1 and "rho: checkpoint 0.1 vs now 0.3" in other.stderr
+    (run / "last.pt").write_bytes(b"garbage")
+    broken = run_cli(["train", "--output", str(run), "--cache-dir", str(cache_dir), "--max-steps", "2", "--resume", *FAST])
+    assert broken.returncode == 1 and "corrupt or truncated" in broken.stderr
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path, cache_dir):
+    common = ["--cache-dir", str(cache_dir), "--max-steps", "10", "--checkpoint-every", "1", *FAST]
+    straight = tmp_path / "straight"
+    assert run_cli(["train", "--output", str(straight), *common]).returncode == 0
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "lore", "train", "--output", str(killed), *common],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = killed / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr
+    interrupted_at = torch.load(killed / "last.pt", weights_only=True)["step"]
+    assert 3 <= interrupted_at < 10
+    resumed = run_cli(["train", "--output", str(killed), "--resume", *common])
+    assert resumed.returncode == 0, resumed.stderr
+
+    a, b = encoder_state(straight), encoder_state(killed)
+    assert a["step"] == b["step"] == 10
+    for key in a["encoder"]:
+        assert torch.equal(a["encoder"][key], b["encoder"][key]), key
+    dual_a = a["dual"]["primal_dual"]["multipliers"]
+    dual_b = b["dual"]["primal_dual"]["multipliers"]
+    assert all(torch.equal(dual_a[k], dual_b[k]) for k in dual_a)
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 10
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_matches_a_single_process_with_the_same_global_batch(tmp_path, cache_dir):
+    common = ["--cache-dir", str(cache_dir), "--max-steps", "3", "--probe-every", "0", "--batch-size", "8",
+              "--eps", "32/255", "--pgd-steps", "3", "--primal-steps", "2", "--lr", "1e-3", "--dual-lr", "1e-2",
+              "--dual-hidden", "32", "--device", "cpu"]
+    ddp = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+                           "-m", "lore", "train", "--output", str(ddp), *common], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((ddp / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["ranks_agree"] is True
+
+    single = tmp_path / "single"
+    args = [a if a != "8" else "16" for a in common]  # the same global batch in one process
+    assert run_cli(["train", "--output", str(single), *args], env=env).returncode == 0
+    a, b = encoder_state(ddp), encoder_state(single)
+    for key in a["encoder"]:
+        assert torch.allclose(a["encoder"][key], b["encoder"][key], rtol=1e-4, atol=1e-5), key
+    net_a, net_b = a["dual"]["primal_dual"]["multipliers"], b["dual"]["primal_dual"]["multipliers"]
+    for key in net_a:
+        assert torch.allclose(net_a[key], net_b[key], rtol=1e-4, atol=1e-6), key
