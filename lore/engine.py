@@ -140,6 +140,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     total = config.max_steps or per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, config.warmup_steps))
     method = make_method(config)
+    torch.manual_seed(config.seed)  # the dual network's init must not depend on whether phi_0 came from the cache
     step_fn = RobustStep(
         model, method, optimizer, eps=config.eps, reference=reference, head=head, pgd_steps=config.pgd_steps,
         primal_steps=config.primal_steps, dual_lr=config.dual_lr, embed_dim=encoder.embed_dim,

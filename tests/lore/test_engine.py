@@ -171,3 +171,15 @@ def test_torchrun_ddp_matches_a_single_process_with_the_same_global_batch(tmp_pa
     net_a, net_b = a["dual"]["primal_dual"]["multipliers"], b["dual"]["primal_dual"]["multipliers"]
     for key in net_a:
         assert torch.allclose(net_a[key], net_b[key], rtol=1e-4, atol=1e-6), key
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    done = run_cli(["train", "--output", str(run), "--cache-dir", str(cache_dir), "--max-steps", "6",
+                    "--checkpoint-every", "1", "--probe-every", "0", "--batch-size", "16", "--pgd-steps", "2",
+                    "--primal-steps", "1", "--lr", "1e20", "--dual-hidden", "32"])
+    assert done.returncode == 1
+    assert "training stopped at batch" in done.stderr and "is nan" in done.stderr
+    state = load_checkpoint(run / "last.pt", TrainConfig(**json.loads((run / "config.json").read_text())).resume_fingerprint())
+    assert all(torch.isfinite(v).all() for v in state["encoder"].values())
