@@ -156,7 +156,10 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         torch.set_rng_state(state["rng"]["torch"])
         start = int(state["step"])
 
+    last_saved = [start]
+
     def checkpoint(step: int) -> None:
+        last_saved[0] = step
         if info.is_main:
             save_atomic({
                 "format_version": FORMAT_VERSION, "fingerprint": config.resume_fingerprint(), "step": step,
@@ -190,7 +193,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                 except FloatingPointError as error:
                     raise FloatingPointError(
                         f"training stopped at batch {step}: {error}. The last good checkpoint is {checkpoint_path} "
-                        f"(batch {(step // config.checkpoint_every) * config.checkpoint_every}); lower --lr or --dual-lr and resume."
+                        f"(batch {last_saved[0]}); lower --lr or --dual-lr and resume."
                     ) from error
                 scheduler.step()
                 seconds = time.perf_counter() - began

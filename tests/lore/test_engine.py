@@ -183,3 +183,41 @@ def test_a_diverging_run_stops_with_a_message_and_keeps_the_last_good_checkpoint
     assert "training stopped at batch" in done.stderr and "is nan" in done.stderr
     state = load_checkpoint(run / "last.pt", TrainConfig(**json.loads((run / "config.json").read_text())).resume_fingerprint())
     assert all(torch.isfinite(v).all() for v in state["encoder"].values())
+
+
+@pytest.mark.slow
+def test_open_clip_local_dir_on_an_image_folder_trains_and_exports_for_open_clip(tmp_path, cache_dir):
+    """The real-weights path on files written here: a tiny open_clip model and an ImageFolder of digits."""
+    import open_clip
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from lore import load_digits_images
+
+    tiny = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    model_dir = tmp_path / "tiny-clip"
+    model_dir.mkdir()
+    (model_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": tiny, "preprocess_cfg": {}}))
+    clip = open_clip.create_model(f"local-dir:{model_dir}", load_weights=False)
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(model_dir / "open_clip_model.safetensors"))
+
+    digits = load_digits_images(32)
+    folder = tmp_path / "images"
+    for i in range(60):
+        label = digits.classnames[int(digits.labels[i])]
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        array = (digits.images[i].permute(1, 2, 0).numpy() * 255).astype("uint8")
+        Image.fromarray(array).save(folder / label / f"{i}.png")
+
+    run = tmp_path / "run"
+    done = run_cli(["train", "--model", f"local-dir:{model_dir}", "--data", str(folder), "--probe-data", str(folder),
+                    "--output", str(run), "--cache-dir", str(cache_dir), "--max-steps", "2", "--batch-size", "8",
+                    "--method", "tecoa-kl", "--pgd-steps", "2", "--primal-steps", "1", "--dual-hidden", "16",
+                    "--probe-size", "16", "--probe-every", "1", "--lr", "1e-4"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    exported, _, _ = open_clip.create_model_and_transforms(f"local-dir:{run / 'export'}")
+    trained = torch.load(run / "last.pt", weights_only=True)["encoder"]
+    for key, value in exported.visual.state_dict().items():
+        assert torch.equal(value, trained[f"backbone.{key}"]), key
+    assert not torch.equal(exported.visual.state_dict()["conv1.weight"], clip.visual.state_dict()["conv1.weight"])
