@@ -55,7 +55,7 @@ class TrainConfig:
     data: str = _help("'digits', an ImageFolder directory, or 'torchvision:NAME:ROOT' (dataset already on disk)", default="digits")
     probe_data: Optional[str] = _help("held-out data for the probe (default: a held-out split of --data)", default=None)
     probe_size: int = _help("images in the held-out probe set", default=256)
-    workers: int = _help("data-loading worker processes", default=0)
+    workers: int = _help("threads decoding images of folder/torchvision data (0: decode in the main thread)", default=0)
     # method
     method: str = _help(f"one of {', '.join(METHOD_NAMES)}", default="lore")
     eps: float = _help("l_inf training radius as a fraction of the pixel range; the CLI accepts 4/255", default=4 / 255)

@@ -15,6 +15,7 @@ import json
 import math
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -174,6 +175,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     bar = tqdm(total=total, initial=start, disable=not info.is_main, desc=f"{config.method} eps={config.eps * 255:.3g}/255",
                unit="batch", dynamic_ncols=True)
     status, step = "finished", start
+    pool = ThreadPoolExecutor(config.workers) if config.workers else None  # parallel image decoding
     try:
         with _StopRequest() as stop:
             if start == 0 and info.is_main and config.probe_every:
@@ -184,7 +186,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                 order = epoch_order(len(train_set), epoch, config.seed)
                 global_indices = order[position * global_batch:(position + 1) * global_batch]
                 shard = global_indices[info.rank * config.batch_size:(info.rank + 1) * config.batch_size]
-                images, labels, _ = load_batch(train_set, shard)
+                images, labels, _ = load_batch(train_set, shard, pool)
                 images, labels = images.to(device), labels.to(device)
                 start_noise = _global_start(step, config, global_batch, images.shape[1:], info)
                 began = time.perf_counter()
@@ -218,6 +220,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                 checkpoint(total)
     finally:
         bar.close()
+        if pool:
+            pool.shutdown()
         if metrics_file:
             metrics_file.close()
         if writer:

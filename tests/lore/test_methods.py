@@ -152,3 +152,13 @@ def test_tecoa_kl_constrains_zero_shot_predictions(pretrained_encoder, digits_sp
         violation = method.constraint.violation(method.view(emb, batch), method.view(emb, batch))
         entropy = -(F.softmax(head(emb), 1) * F.log_softmax(head(emb), 1)).sum(1)
     assert torch.allclose(violation, -0.1 * entropy, atol=1e-5)
+
+
+def test_bf16_autocast_step_runs_and_keeps_fp32_weights(pretrained_encoder, digits_split):
+    train, _ = digits_split
+    encoder, _ = pretrained_encoder
+    step = RobustStep(encoder, lore.lore(0.1, hidden=16), torch.optim.Adam(encoder.parameters(), lr=1e-3),
+                      eps=8 / 255, pgd_steps=2, primal_steps=2, autocast_dtype=torch.bfloat16)
+    out = step(batch_of(train)[0])
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
+    assert all(p.dtype == torch.float32 for p in encoder.parameters())
