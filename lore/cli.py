@@ -20,9 +20,9 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
+def _add_config_flags(parser: argparse.ArgumentParser, config_type=TrainConfig) -> None:
+    hints = typing.get_type_hints(config_type)
+    for field in dataclasses.fields(config_type):
         hint = hints[field.name]
         default = field.default
         help_text = f"{field.metadata.get('help', '')} (default: {default!r})"
@@ -30,7 +30,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
-        kind = parse_eps if field.name == "eps" else base
+        kind = parse_eps if field.name == "eps" and config_type is TrainConfig else base
         parser.add_argument(_flag(field.name), type=kind, default=None, help=help_text, metavar=field.name.upper())
 
 
@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, default=None, help="JSON file with TrainConfig keys")
     train.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
     _add_config_flags(train)
+    from .evaluation.run import EvalConfig
+
+    evaluate = commands.add_parser(
+        "eval", help="evaluate clean and robust accuracy (APGD-CE, APGD-DLR-T, Square, noise, corruptions)",
+        description="Evaluate a model, an export folder or a run folder: zero-shot head for CLIP models, a linear head "
+        "fitted on clean features otherwise; writes report.json, report.md and robust_accuracy.png.",
+    )
+    _add_config_flags(evaluate, EvalConfig)
     plot = commands.add_parser("plot", help="draw training curves (PNG) of a run folder")
     plot.add_argument("run_dir", type=Path)
     return parser
@@ -61,6 +69,21 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "eval":
+        from .evaluation.run import EvalConfig, run_evaluation
+        from .evaluation.report import markdown_table
+
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig) if getattr(args, f.name) is not None}
+        try:
+            config = EvalConfig(**values)
+            config.settings()
+        except ValueError as error:
+            print(f"lore eval: {error}", file=sys.stderr)
+            return 2
+        report = run_evaluation(config)
+        print(markdown_table(report))
+        print(f"wrote {config.output}/report.json, report.md, robust_accuracy.png")
+        return 0
     if args.command == "plot":
         from .plots import plot_run
 

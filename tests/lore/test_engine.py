@@ -23,9 +23,9 @@ FAST = ["--batch-size", "16", "--eps", "32/255", "--pgd-steps", "3", "--primal-s
         "--dual-lr", "1e-3", "--dual-hidden", "32", "--probe-size", "64", "--probe-every", "2"]
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("lore-cache")
+@pytest.fixture
+def cache_dir(lore_cache):
+    return lore_cache
 
 
 def run_cli(args, **kwargs):

@@ -1,0 +1,186 @@
+"""APGD (Croce & Hein, ICML 2020): step-size-free l_inf PGD with momentum, as in AutoAttack.
+
+Two losses, the first two attacks of AutoAttack's standard suite:
+- `apgd_ce`: untargeted, cross-entropy;
+- `apgd_dlr_targeted`: targeted DLR loss against each of the top-k non-true classes.
+
+Written from the paper's Algorithm 1 and its description of AutoAttack:
+step size starts at 2 eps and is halved at checkpoints w_j (p_0 = 0,
+p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)) when fewer than
+75 % of the steps since the last checkpoint increased the loss, or when the
+step size was not reduced at the last checkpoint and the best loss has not
+improved since; a halving restarts from the best point. Momentum 0.75.
+Every iterate is checked: a point counts as broken as soon as any iterate
+is misclassified.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+Classifier = Callable[[torch.Tensor], torch.Tensor]
+"""images [B, C, H, W] in [0, 1] -> logits [B, K]."""
+
+
+def checkpoints(n_iter: int) -> list[int]:
+    """Iterations at which APGD may halve its step size (paper Sec. 3.2), in integer steps as AutoAttack.
+
+    The first window is 0.22 n_iter long; each next one is 0.03 n_iter shorter, and at least 0.06 n_iter.
+    """
+    length = max(int(0.22 * n_iter), 1)
+    shrink, shortest = max(int(0.03 * n_iter), 1), max(int(0.06 * n_iter), 1)
+    marks, mark = [], length
+    while mark <= n_iter:
+        marks.append(mark)
+        length = max(length - shrink, shortest)
+        mark += length
+    return marks
+
+
+def dlr_targeted_loss(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Targeted DLR loss per sample, [B]: -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2); needs >= 4 classes."""
+    if logits.shape[1] < 4:
+        raise ValueError(f"the targeted DLR loss needs at least 4 classes, got {logits.shape[1]}")
+    ordered, _ = logits.sort(dim=1, descending=True)
+    true = logits.gather(1, labels[:, None]).squeeze(1)
+    target = logits.gather(1, targets[:, None]).squeeze(1)
+    return -(true - target) / (ordered[:, 0] - 0.5 * (ordered[:, 2] + ordered[:, 3]) + 1e-12)
+
+
+def _project(x: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.min(torch.max(x, images - eps), images + eps).clamp(0.0, 1.0)
+
+
+def apgd(
+    classifier: Classifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    eps: float,
+    n_iter: int = 100,
+    generator: Optional[torch.Generator] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One APGD run from a random start.
+
+    Args:
+        classifier: images -> logits; must not change between calls.
+        images: [B, C, H, W] clean images in [0, 1]; labels: [B] true classes.
+        loss_fn: logits [B, K] -> per-sample loss [B] to maximise.
+        eps: l_inf radius in pixel units.
+        n_iter: iterations (updates; n_iter + 1 gradient evaluations with the start).
+        generator: random start.
+
+    Returns:
+        (fooled [B] bool, adversarial images [B, C, H, W]); for points never
+        misclassified the adversarial image is the best-loss iterate.
+    """
+    batch = images.shape[0]
+    shape = (batch,) + (1,) * (images.dim() - 1)
+    noise = 2 * torch.rand(images.shape, generator=generator, device=generator.device if generator else images.device) - 1
+    noise = noise.to(images)
+    x = _project(images + eps * noise / noise.flatten(1).abs().amax(1).clamp_min(1e-12).view(shape), images, eps)
+
+    def evaluate(points):
+        points = points.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = classifier(points)
+            loss = loss_fn(logits)
+            (grad,) = torch.autograd.grad(loss.sum(), points)
+        return loss.detach(), grad.detach().contiguous(), logits.detach().argmax(1) != labels
+
+    loss, grad, wrong = evaluate(x)
+    fooled = wrong.clone()
+    adversarial = torch.where(wrong.view(shape), x, images)
+    best_loss, best_x, best_grad = loss.clone(), x.clone(), grad.clone()
+    step = torch.full(shape, 2 * eps, device=images.device, dtype=images.dtype)
+    previous = x.clone()
+    marks = checkpoints(n_iter)
+    last_mark = 0
+    increases = torch.zeros(batch, device=images.device)
+    best_at_last_mark = best_loss.clone()
+    reduced_at_last_mark = torch.ones(batch, dtype=torch.bool, device=images.device)
+
+    for k in range(n_iter):
+        momentum = 0.75 if k > 0 else 1.0
+        z = _project(x + step * grad.sign(), images, eps)
+        candidate = _project(x + momentum * (z - x) + (1 - momentum) * (x - previous), images, eps)
+        previous, x = x, candidate
+        new_loss, grad, wrong = evaluate(x)
+        newly = wrong & ~fooled
+        adversarial[newly] = x[newly]
+        fooled |= wrong
+        increases += (new_loss > loss).float()
+        loss = new_loss
+        better = loss > best_loss
+        best_loss = torch.where(better, loss, best_loss)
+        best_x[better], best_grad[better] = x[better], grad[better]
+        if k + 1 in marks:
+            window = k + 1 - last_mark
+            oscillating = increases <= 0.75 * window
+            stalled = ~reduced_at_last_mark & (best_at_last_mark >= best_loss)
+            halve = oscillating | stalled
+            step[halve] /= 2
+            x[halve], grad[halve] = best_x[halve], best_grad[halve]  # restart from the best point
+            reduced_at_last_mark = halve
+            best_at_last_mark = best_loss.clone()
+            increases.zero_()
+            last_mark = k + 1
+    adversarial[~fooled] = best_x[~fooled]
+    return fooled, adversarial.detach()
+
+
+def apgd_ce(classifier: Classifier, images, labels, *, eps: float, n_iter: int = 100, restarts: int = 1,
+            generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Untargeted APGD on the cross-entropy; each restart attacks only points not yet fooled.
+
+    Returns:
+        (fooled [B] bool, adversarial images [B, C, H, W]).
+    """
+    fooled = torch.zeros(len(labels), dtype=torch.bool, device=images.device)
+    adversarial = images.clone()
+    for _ in range(restarts):
+        todo = (~fooled).nonzero().flatten()
+        if len(todo) == 0:
+            break
+        y = labels[todo]
+        hit, adv = apgd(classifier, images[todo], y, lambda logits: F.cross_entropy(logits, y, reduction="none"),
+                        eps=eps, n_iter=n_iter, generator=generator)
+        adversarial[todo[hit]] = adv[hit]
+        fooled[todo[hit]] = True
+    return fooled, adversarial
+
+
+def apgd_dlr_targeted(classifier: Classifier, images, labels, *, eps: float, n_iter: int = 100, n_targets: int = 9,
+                      restarts: int = 1, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """APGD with the targeted DLR loss against each of the `n_targets` highest non-true classes.
+
+    Targets are ranked by the clean logits; fewer are used when there are fewer classes.
+
+    Returns:
+        (fooled [B] bool, adversarial images [B, C, H, W]).
+    """
+    with torch.no_grad():
+        ranking = classifier(images).sort(dim=1, descending=True)[1]
+    num_classes = ranking.shape[1]
+    fooled = torch.zeros(len(labels), dtype=torch.bool, device=images.device)
+    adversarial = images.clone()
+    for target_rank in range(1, min(n_targets, num_classes - 1) + 1):
+        for _ in range(restarts):
+            todo = (~fooled).nonzero().flatten()
+            if len(todo) == 0:
+                return fooled, adversarial
+            y = labels[todo]
+            # the target_rank-th class that is not the true one
+            candidates = ranking[todo]
+            not_true = candidates != y[:, None]
+            order = torch.cumsum(not_true.int(), dim=1)
+            target = candidates.gather(1, ((order == target_rank) & not_true).int().argmax(1, keepdim=True)).squeeze(1)
+            hit, adv = apgd(classifier, images[todo], y, lambda logits: dlr_targeted_loss(logits, y, target),
+                            eps=eps, n_iter=n_iter, generator=generator)
+            adversarial[todo[hit]] = adv[hit]
+            fooled[todo[hit]] = True
+    return fooled, adversarial

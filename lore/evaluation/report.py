@@ -1,0 +1,67 @@
+"""Writes an evaluation report as JSON, a markdown table, and a robust-accuracy-vs-eps PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Union
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def markdown_table(report: dict) -> str:
+    """One row per eps: each attack's accuracy, the worst case, and Square when present."""
+    lines = [f"clean accuracy: {report['clean_accuracy']:.4f} ({report['n_samples']} images)", ""]
+    robust = report.get("robust_accuracy", {})
+    if robust:
+        columns = list(next(iter(robust.values())).keys())
+        extra = ["square"] if "square" in report else []
+        lines.append("| eps | " + " | ".join(columns + extra) + " |")
+        lines.append("|---" * (1 + len(columns) + len(extra)) + "|")
+        for eps, row in robust.items():
+            cells = [f"{row[c]:.4f}" for c in columns] + ([f"{report['square'][eps]:.4f}"] if extra else [])
+            lines.append(f"| {eps} | " + " | ".join(cells) + " |")
+    for key, title in (("gaussian_noise", "Gaussian noise (sigma)"),):
+        if key in report:
+            lines += ["", f"{title}: " + ", ".join(f"{k}: {v:.4f}" for k, v in report[key].items())]
+    if "corruptions" in report:
+        lines += ["", "| corruption | " + " | ".join(f"severity {s}" for s in range(1, 6)) + " |", "|---" * 6 + "|"]
+        for name, row in report["corruptions"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{v:.4f}" for v in row.values()) + " |")
+    if "alignment" in report:
+        lines += ["", f"image-text alignment (mean cosine to the class text embedding): {report['alignment']:.4f}"]
+    for warning in report.get("warnings", []):
+        lines += ["", f"WARNING: {warning}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_robustness(reports: dict[str, dict], path: Union[str, Path]) -> Path:
+    """Robust accuracy (worst case over the APGD cascade) against eps, one line per model."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, report in reports.items():
+        robust = report.get("robust_accuracy", {})
+        if not robust:
+            continue
+        labels = ["0"] + list(robust)
+        values = [report["clean_accuracy"]] + [list(row.values())[-1] for row in robust.values()]
+        ax.plot(range(len(labels)), values, marker="o", label=name)
+        ax.set_xticks(range(len(labels)), labels)
+    ax.set(xlabel="eps (l_inf)", ylabel="robust accuracy", ylim=(0, 1), title="robust accuracy vs eps (APGD-CE + APGD-DLR-T)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_report(report: dict, folder: Union[str, Path], name: str = "model") -> list[Path]:
+    """Writes report.json, report.md and robust_accuracy.png into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(report, indent=2))
+    (folder / "report.md").write_text(markdown_table(report))
+    return [folder / "report.json", folder / "report.md", plot_robustness({name: report}, folder / "robust_accuracy.png")]

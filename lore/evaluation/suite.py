@@ -1,0 +1,184 @@
+"""The evaluation suite: clean accuracy, APGD-CE -> APGD-DLR-T robust accuracy, Square, noise, corruptions.
+
+Robust accuracy follows AutoAttack's protocol: a point counts as robust only
+if every attack fails on it, and each attack runs only on points that are
+still robust (clean-misclassified points are never attacked).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .apgd import apgd_ce, apgd_dlr_targeted
+from .corruptions import CORRUPTIONS, gaussian_noise
+from .masking import check_gradient_masking
+from .square import square_attack
+
+ATTACKS = ("apgd-ce", "apgd-t")
+
+
+def format_eps(eps: float) -> str:
+    """4/255 -> "4/255" (rounded to the nearest 1/255 when close), otherwise the decimal."""
+    scaled = eps * 255
+    return f"{round(scaled)}/255" if abs(scaled - round(scaled)) < 1e-6 else f"{eps:.6g}"
+
+
+@dataclass
+class EvalSettings:
+    """What to run.
+
+    Attributes:
+        eps: l_inf radii (pixel units) for the APGD cascade and Square.
+        attacks: subset of ("apgd-ce", "apgd-t"), run in that order.
+        n_iter, restarts, n_targets: APGD iterations, restarts, DLR-T target classes (AutoAttack: 100, 1, 9).
+        square_queries: Square attack budget per image (0: skip).
+        noise_sigmas: Gaussian noise std list (pixel units).
+        corruptions: names from `CORRUPTIONS`, each at severities 1..5.
+        batch_size, seed: batching and randomness.
+    """
+
+    eps: Sequence[float] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+    attacks: Sequence[str] = ATTACKS
+    n_iter: int = 100
+    restarts: int = 1
+    n_targets: int = 9
+    square_queries: int = 0
+    noise_sigmas: Sequence[float] = ()
+    corruptions: Sequence[str] = ()
+    batch_size: int = 128
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.attacks if a not in ATTACKS]
+        if unknown:
+            raise ValueError(f"unknown attacks {unknown}; choose from {ATTACKS}")
+        bad = [c for c in self.corruptions if c not in CORRUPTIONS]
+        if bad:
+            raise ValueError(f"unknown corruptions {bad}; choose from {sorted(CORRUPTIONS)}")
+        if any(not (0 <= e <= 1) for e in self.eps):
+            raise ValueError(f"eps values must be in [0, 1] (pixel fractions like 4/255), got {list(self.eps)}")
+        if self.batch_size < 1 or self.n_iter < 1 or self.restarts < 1:
+            raise ValueError("batch_size, n_iter and restarts must be >= 1")
+
+
+def _batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+@torch.no_grad()
+def _predict(classifier, images, batch_size):
+    return torch.cat([classifier(images[s]).argmax(1) for s in _batches(len(images), batch_size)])
+
+
+def robust_accuracy(classifier: Callable, images: torch.Tensor, labels: torch.Tensor, eps: float,
+                    settings: EvalSettings, *, eps_index: int = 0) -> dict[str, float]:
+    """The APGD cascade at one eps.
+
+    Returns:
+        {"apgd-ce": accuracy under APGD-CE alone, "apgd-ce+apgd-t": accuracy under both (worst case),
+         "robust_mask": list of per-sample booleans}; keys follow `settings.attacks`.
+    """
+    robust = _predict(classifier, images, settings.batch_size) == labels
+    results: dict[str, float] = {}
+    done = []
+    num_classes = None
+    for attack in settings.attacks:
+        todo = robust.nonzero().flatten()
+        bar = tqdm(total=len(todo), desc=f"{attack} eps={format_eps(eps)}", unit="img", disable=not settings.progress, leave=False)
+        for batch_index, s in enumerate(_batches(len(todo), settings.batch_size)):
+            index = todo[s]
+            generator = torch.Generator(device=images.device).manual_seed(settings.seed * 100_003 + eps_index * 1009 + batch_index)
+            x, y = images[index], labels[index]
+            if attack == "apgd-ce":
+                fooled, _ = apgd_ce(classifier, x, y, eps=eps, n_iter=settings.n_iter, restarts=settings.restarts,
+                                    generator=generator)
+            else:
+                if num_classes is None:
+                    with torch.no_grad():
+                        num_classes = classifier(x[:1]).shape[1]
+                if num_classes < 4:  # targeted DLR needs 4 classes (PCAM has 2): CE only
+                    fooled = torch.zeros(len(index), dtype=torch.bool, device=images.device)
+                else:
+                    fooled, _ = apgd_dlr_targeted(classifier, x, y, eps=eps, n_iter=settings.n_iter,
+                                                  n_targets=settings.n_targets, restarts=settings.restarts,
+                                                  generator=generator)
+            robust[index[fooled]] = False
+            bar.update(len(index))
+        bar.close()
+        done.append(attack)
+        results["+".join(done)] = robust.float().mean().item()
+    return results
+
+
+def evaluate(
+    classifier: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    settings: EvalSettings,
+    *,
+    embed: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    class_embeddings: Optional[torch.Tensor] = None,
+) -> dict:
+    """Runs the suite and returns a JSON-ready report.
+
+    Args:
+        classifier: images [B, C, H, W] in [0, 1] -> logits [B, K], in eval mode.
+        images, labels: the evaluation set.
+        settings: what to run.
+        embed, class_embeddings: image encoder and [K, D] class text embeddings, for the
+            image-text alignment (mean cosine of clean embeddings with their class embedding, Fig. 4b).
+
+    Returns:
+        {"n_samples", "clean_accuracy", "robust_accuracy": {eps: {attack: acc}}, "square": {eps: acc},
+         "gaussian_noise": {sigma: acc}, "corruptions": {name: {severity: acc}}, "alignment", "warnings"}.
+    """
+    if images.dim() != 4 or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
+        raise ValueError(f"need images [N > 0, C, H, W] and labels [N], got {tuple(images.shape)} and {tuple(labels.shape)}")
+    warnings_seen = check_gradient_masking(classifier, images[: min(16, len(images))], labels[: min(16, len(labels))])
+    predictions = _predict(classifier, images, settings.batch_size)
+    report: dict = {
+        "n_samples": len(labels),
+        "clean_accuracy": (predictions == labels).float().mean().item(),
+        "robust_accuracy": {},
+        "warnings": warnings_seen,
+    }
+    for i, eps in enumerate(settings.eps):
+        if settings.attacks:
+            report["robust_accuracy"][format_eps(eps)] = robust_accuracy(classifier, images, labels, eps, settings, eps_index=i)
+    if settings.square_queries:
+        report["square"] = {}
+        for i, eps in enumerate(settings.eps):
+            correct = (predictions == labels).nonzero().flatten()
+            fooled_total = 0
+            for b, s in enumerate(_batches(len(correct), settings.batch_size)):
+                generator = torch.Generator(device=images.device).manual_seed(settings.seed + 31 * i + b)
+                fooled, _ = square_attack(classifier, images[correct[s]], labels[correct[s]], eps=eps,
+                                          n_queries=settings.square_queries, generator=generator)
+                fooled_total += int(fooled.sum())
+            report["square"][format_eps(eps)] = (len(correct) - fooled_total) / len(labels)
+    if settings.noise_sigmas:
+        generator = torch.Generator(device=images.device).manual_seed(settings.seed)
+        report["gaussian_noise"] = {
+            f"{sigma:g}": (_predict(classifier, gaussian_noise(images, sigma, generator), settings.batch_size) == labels).float().mean().item()
+            for sigma in settings.noise_sigmas
+        }
+    if settings.corruptions:
+        generator = torch.Generator(device=images.device).manual_seed(settings.seed)
+        report["corruptions"] = {
+            name: {str(sev): (_predict(classifier, CORRUPTIONS[name](images, sev, generator), settings.batch_size) == labels).float().mean().item()
+                   for sev in range(1, 6)}
+            for name in settings.corruptions
+        }
+    if embed is not None and class_embeddings is not None:
+        with torch.no_grad():
+            emb = torch.cat([embed(images[s]) for s in _batches(len(images), settings.batch_size)])
+            cos = F.cosine_similarity(emb, class_embeddings[labels].to(emb), dim=1)
+        report["alignment"] = cos.mean().item()
+    return report
