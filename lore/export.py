@@ -40,6 +40,8 @@ def export_encoder(built, model_name: str, folder: Union[str, Path]) -> Path:
         _save_tensors(built.clip.state_dict(), folder / "open_clip_model.safetensors")  # visual.* is the tuned tower
         return folder
     _save_tensors(built.encoder.backbone.state_dict(), folder / "encoder.safetensors")
+    if built.kind == "digits-clip":  # the text tower too, for zero-shot evaluation of the export
+        _save_tensors(built.clip.state_dict(), folder / "clip.safetensors")
     spec = {"kind": built.kind, "model": model_name, "mean": built.encoder.mean.flatten().tolist(),
             "std": built.encoder.std.flatten().tolist(), "embed_dim": built.encoder.embed_dim, "image_size": built.image_size}
     (folder / "encoder.json").write_text(json.dumps(spec, indent=2))

@@ -15,6 +15,7 @@ from .encoders import ImageEncoder, load_open_clip, load_timm, load_state_file
 from .heads import ZeroShotHead, class_text_embeddings
 
 DIGITS_MODEL = "digits-cnn"
+DIGITS_CLIP = "digits-clip"
 
 
 @dataclass
@@ -41,13 +42,21 @@ def build_model(name: str, pretrained: Optional[str], image_size: Optional[int],
     """Builds the starting encoder phi_0.
 
     Args:
-        name: "digits-cnn", an open_clip name, "local-dir:PATH", or "timm:NAME".
+        name: "digits-clip" (the embedded CLIP-style default), "digits-cnn", an open_clip name,
+            "local-dir:PATH", or "timm:NAME".
         pretrained: open_clip tag or weights file; for timm a local weights file.
         image_size: input side (default: the model's own).
         cache_dir: where the digits reference encoder is cached (built once, deterministically).
         seed: seed of the digits pretraining.
         device: where the encoder goes.
     """
+    if name == DIGITS_CLIP:
+        from .digits_clip import digits_tokenizer, load_or_train_digits_clip
+
+        size = image_size or 16
+        train, _ = load_digits_images(size).split(held_out=0.25, seed=seed)
+        clip = load_or_train_digits_clip(train, cache_dir, seed=seed).to(device)
+        return BuiltModel(clip.visual, size, clip, digits_tokenizer(), kind="digits-clip")
     if name == DIGITS_MODEL:
         size = image_size or 16
         encoder = small_digits_encoder(embed_dim=32, width=16)
@@ -83,7 +92,7 @@ def build_head(built: BuiltModel, classnames: Optional[tuple[str, ...]], referen
     over the given (training) images, read through cosine similarity.
     """
     if built.clip is not None and classnames:
-        templates = ["a photo of a {}.", "a photo of the {}."] if built.kind == "open_clip" else ["{}"]
+        templates = ["a photo of the digit {}."] if built.kind == "digits-clip" else ["a photo of a {}.", "a photo of the {}."]
         weights = class_text_embeddings(built.clip, built.tokenizer, list(classnames), templates)
         return ZeroShotHead(weights, scale=100.0)
     with torch.no_grad():

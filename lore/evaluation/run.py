@@ -67,6 +67,13 @@ def _load(config: EvalConfig, device: torch.device) -> BuiltModel:
     if path.is_dir() and (path / "open_clip_config.json").is_file():
         return build_model(f"local-dir:{path}", None, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
                            seed=config.seed, device=device)
+    if path.is_dir() and (path / "clip.safetensors").is_file():
+        from ..digits_clip import DigitsCLIP, digits_tokenizer
+        from ..encoders import load_state_file
+
+        clip = DigitsCLIP()
+        clip.load_state_dict(load_state_file(path / "clip.safetensors"))
+        return BuiltModel(clip.visual.to(device), 16, clip.to(device), digits_tokenizer(), kind="digits-clip")
     if path.is_dir() and (path / "encoder.json").is_file():
         encoder = load_exported(path, device=device)
         size = config.image_size or json.loads((path / "encoder.json").read_text())["image_size"]
@@ -87,7 +94,8 @@ def run_evaluation(config: EvalConfig) -> dict:
     classnames = dataset_classnames(test_set)
     class_embeddings = None
     if built.clip is not None and classnames:
-        class_embeddings = class_text_embeddings(built.clip, built.tokenizer, list(classnames), ["a photo of a {}.", "a photo of the {}."])
+        templates = ["a photo of the digit {}."] if built.kind == "digits-clip" else ["a photo of a {}.", "a photo of the {}."]
+        class_embeddings = class_text_embeddings(built.clip, built.tokenizer, list(classnames), templates)
         head = ZeroShotHead(class_embeddings, scale=100.0)
         head_kind = "zero-shot"
     else:

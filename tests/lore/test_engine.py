@@ -28,7 +28,11 @@ def cache_dir(lore_cache):
     return lore_cache
 
 
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # two xdist workers on two cores: no oversubscription
+
+
 def run_cli(args, **kwargs):
+    kwargs.setdefault("env", ONE_THREAD)
     return subprocess.run([sys.executable, "-m", "lore", *args], capture_output=True, text=True, timeout=600, **kwargs)
 
 
@@ -124,7 +128,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path
 
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "lore", "train", "--output", str(killed), *common],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
     metrics = killed / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
@@ -186,30 +190,13 @@ def test_a_diverging_run_stops_with_a_message_and_keeps_the_last_good_checkpoint
 
 
 @pytest.mark.slow
-def test_open_clip_local_dir_on_an_image_folder_trains_and_exports_for_open_clip(tmp_path, cache_dir):
+def test_open_clip_local_dir_on_an_image_folder_trains_and_exports_for_open_clip(tmp_path, cache_dir, tiny_clip_dir,
+                                                                                  digit_folders):
     """The real-weights path on files written here: a tiny open_clip model and an ImageFolder of digits."""
     import open_clip
-    from PIL import Image
-    from safetensors.torch import save_file
 
-    from lore import load_digits_images
-
-    tiny = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-    model_dir = tmp_path / "tiny-clip"
-    model_dir.mkdir()
-    (model_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": tiny, "preprocess_cfg": {}}))
-    clip = open_clip.create_model(f"local-dir:{model_dir}", load_weights=False)
-    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(model_dir / "open_clip_model.safetensors"))
-
-    digits = load_digits_images(32)
-    folder = tmp_path / "images"
-    for i in range(60):
-        label = digits.classnames[int(digits.labels[i])]
-        (folder / label).mkdir(parents=True, exist_ok=True)
-        array = (digits.images[i].permute(1, 2, 0).numpy() * 255).astype("uint8")
-        Image.fromarray(array).save(folder / label / f"{i}.png")
-
+    model_dir, (folder, _) = tiny_clip_dir, digit_folders
+    clip = open_clip.create_model(f"local-dir:{model_dir}")
     run = tmp_path / "run"
     done = run_cli(["train", "--model", f"local-dir:{model_dir}", "--data", str(folder), "--probe-data", str(folder),
                     "--output", str(run), "--cache-dir", str(cache_dir), "--max-steps", "2", "--batch-size", "8",

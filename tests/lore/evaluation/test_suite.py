@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -132,7 +133,8 @@ def test_lore_eval_cli_writes_json_table_and_plot(tmp_path, lore_cache):
         assert flag in help_text
     done = subprocess.run([sys.executable, "-m", "lore", "eval", "--n-samples", "40", "--n-iter", "5", "--eps", "4/255,8/255",
                            "--batch-size", "16", "--noise-sigmas", "0.1", "--cache-dir", str(lore_cache),
-                           "--output", str(tmp_path / "eval")], capture_output=True, text=True, timeout=600)
+                           "--output", str(tmp_path / "eval")], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["n_samples"] == 40 and report["head"].startswith("linear")

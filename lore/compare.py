@@ -1,0 +1,124 @@
+"""Comparing methods on one reference model: train each, evaluate zero-shot clean and robust accuracy, plot.
+
+The building blocks of `examples/lore_clip.py` and `examples/tecoa_variants.py`.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from .config import TrainConfig  # noqa: E402
+from .engine import train  # noqa: E402
+from .evaluation import EvalSettings, evaluate, plot_robustness  # noqa: E402
+from .heads import ZeroShotHead  # noqa: E402
+from .plots import read_metrics  # noqa: E402
+
+
+def train_fresh(config: TrainConfig) -> Path:
+    """Trains `config` into an emptied `config.output` (the caller owns that folder); returns it."""
+    folder = Path(config.output)
+    if folder.exists():
+        shutil.rmtree(folder)
+    train(config)
+    return folder
+
+
+def load_trained(reference_encoder: torch.nn.Module, run: Path) -> torch.nn.Module:
+    """A copy of `reference_encoder` carrying the weights of `run/last.pt`, in eval mode."""
+    encoder = copy.deepcopy(reference_encoder)
+    encoder.load_state_dict(torch.load(Path(run) / "last.pt", map_location="cpu", weights_only=True)["encoder"])
+    return encoder.eval()
+
+
+def zero_shot_results(encoder, reference_encoder, class_embeddings: torch.Tensor, images: torch.Tensor,
+                      labels: torch.Tensor, *, eps: Sequence[float], n_iter: int, rho: float, seed: int = 0) -> dict:
+    """Zero-shot clean and APGD-CE + APGD-DLR-T robust accuracy, margin satisfaction and alignment.
+
+    Returns:
+        {"clean_accuracy", "robust_accuracy": {"8/255": worst case, ...}, "robust_accuracy_apgd_ce": {...},
+         "constraint_satisfaction": fraction of images with ||phi - phi_0||^2 <= rho ||phi_0||^2,
+         "alignment", "warnings"}.
+    """
+    classifier = torch.nn.Sequential(encoder, ZeroShotHead(class_embeddings, scale=100.0)).eval()
+    settings = EvalSettings(eps=list(eps), n_iter=n_iter, batch_size=128, seed=seed)
+    report = evaluate(classifier, images, labels, settings, embed=encoder, class_embeddings=class_embeddings)
+    with torch.no_grad():
+        ref, emb = reference_encoder(images), encoder(images)
+        within = ((emb - ref).pow(2).sum(1) <= rho * ref.pow(2).sum(1)).float().mean().item()
+    return {
+        "clean_accuracy": report["clean_accuracy"],
+        "robust_accuracy": {e: row["apgd-ce+apgd-t"] for e, row in report["robust_accuracy"].items()},
+        "robust_accuracy_apgd_ce": {e: row["apgd-ce"] for e, row in report["robust_accuracy"].items()},
+        "constraint_satisfaction": within,
+        "alignment": report.get("alignment"),
+        "warnings": report["warnings"],
+    }
+
+
+def results_table(results: dict[str, dict]) -> str:
+    """A fixed-width table of `zero_shot_results` per method."""
+    eps_labels = list(next(iter(results.values()))["robust_accuracy"])
+    lines = [f"{'method':<11}{'clean':>7}" + "".join(f"{'rob ' + e:>12}" for e in eps_labels) + f"{'in margin':>11}{'align':>8}"]
+    for name, r in results.items():
+        lines.append(f"{name:<11}{r['clean_accuracy']:>7.3f}" + "".join(f"{r['robust_accuracy'][e]:>12.3f}" for e in eps_labels)
+                     + f"{r['constraint_satisfaction']:>11.3f}{(r['alignment'] or float('nan')):>8.3f}")
+    return "\n".join(lines)
+
+
+def plot_training_comparison(runs: dict[str, Path], rho: float, path: Path) -> Path:
+    """Mean lambda on training batches, held-out margin satisfaction and clean accuracy over training, per method."""
+    panels = (
+        ("clean/multiplier_mean", "mean lambda(x) (training batches)", None),
+        ("probe/within_margin", f"held out: fraction with ||phi-phi_0||^2 <= {rho:g} ||phi_0||^2", (0, 1.02)),
+        ("probe/clean_accuracy", "held out: zero-shot clean accuracy", (0, 1.02)),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for name, run in runs.items():
+        records = read_metrics(run)
+        for ax, (key, _, _) in zip(axes, panels):
+            points = [(r["step"], r[key]) for r in records if key in r]
+            if points:
+                ax.plot(*zip(*points), marker="." if key.startswith("probe") else None, label=name)
+    for ax, (_, title, limits) in zip(axes, panels):
+        ax.set(title=title, xlabel="batch", ylim=limits)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_accuracy(results: dict[str, dict], path: Path) -> Path:
+    """Clean (eps 0) and robust accuracy against eps, one line per method."""
+    reports = {name: {"clean_accuracy": r["clean_accuracy"],
+                      "robust_accuracy": {eps: {"worst case": v} for eps, v in r["robust_accuracy"].items()}}
+               for name, r in results.items()}
+    return plot_robustness(reports, path)
+
+
+def plot_front(points: dict[str, list[tuple[float, float, float]]], eps_label: str, path: Path) -> Path:
+    """Robust vs clean accuracy for families of models, each point annotated with its parameter (Fig. 1b)."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for family, rows in points.items():
+        rows = sorted(rows, key=lambda r: r[1])
+        ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o", label=family)
+        for value, clean, robust in rows:
+            ax.annotate(f"{value:g}", (clean, robust), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xlabel="clean zero-shot accuracy", ylabel=f"robust accuracy at {eps_label}",
+           title="robustness-accuracy front (paper Fig. 1b)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
