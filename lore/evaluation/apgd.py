@@ -58,7 +58,7 @@ def apgd(
     classifier: Classifier,
     images: torch.Tensor,
     labels: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     *,
     eps: float,
     n_iter: int = 100,
@@ -66,10 +66,16 @@ def apgd(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One APGD run from a random start.
 
+    A point leaves the batch as soon as an iterate is misclassified: every
+    point's trajectory depends only on itself, so this computes what running
+    all points to the end would (a point counts as broken if any iterate
+    fools the model; up to float rounding of batch-size-dependent kernels)
+    at a fraction of the cost.
+
     Args:
-        classifier: images -> logits; must not change between calls.
+        classifier: images -> logits; must not change between calls nor mix samples (eval mode).
         images: [B, C, H, W] clean images in [0, 1]; labels: [B] true classes.
-        loss_fn: logits [B, K] -> per-sample loss [B] to maximise.
+        loss_fn: (logits [A, K], indices [A] of those rows in the batch) -> per-sample loss [A] to maximise.
         eps: l_inf radius in pixel units.
         n_iter: iterations (updates; n_iter + 1 gradient evaluations with the start).
         generator: random start.
@@ -79,57 +85,71 @@ def apgd(
         misclassified the adversarial image is the best-loss iterate.
     """
     batch = images.shape[0]
-    shape = (batch,) + (1,) * (images.dim() - 1)
+    view = (-1,) + (1,) * (images.dim() - 1)
     noise = 2 * torch.rand(images.shape, generator=generator, device=generator.device if generator else images.device) - 1
     noise = noise.to(images)
-    x = _project(images + eps * noise / noise.flatten(1).abs().amax(1).clamp_min(1e-12).view(shape), images, eps)
+    x = _project(images + eps * noise / noise.flatten(1).abs().amax(1).clamp_min(1e-12).view(view), images, eps)
+    fooled = torch.zeros(batch, dtype=torch.bool, device=images.device)
+    adversarial = images.clone()
+    active = torch.arange(batch, device=images.device)  # rows of the batch still being attacked
+    clean, targets = images, labels
 
     def evaluate(points):
         points = points.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = classifier(points)
-            loss = loss_fn(logits)
+            loss = loss_fn(logits, active)
             (grad,) = torch.autograd.grad(loss.sum(), points)
-        return loss.detach(), grad.detach().contiguous(), logits.detach().argmax(1) != labels
+        return loss.detach(), grad.detach().contiguous(), logits.detach().argmax(1) != targets
 
     loss, grad, wrong = evaluate(x)
-    fooled = wrong.clone()
-    adversarial = torch.where(wrong.view(shape), x, images)
-    best_loss, best_x, best_grad = loss.clone(), x.clone(), grad.clone()
-    step = torch.full(shape, 2 * eps, device=images.device, dtype=images.dtype)
-    previous = x.clone()
-    marks = checkpoints(n_iter)
-    last_mark = 0
-    increases = torch.zeros(batch, device=images.device)
-    best_at_last_mark = best_loss.clone()
-    reduced_at_last_mark = torch.ones(batch, dtype=torch.bool, device=images.device)
+    step = torch.full((batch,) + view[1:], 2 * eps, device=images.device, dtype=images.dtype)
+    state = {
+        "x": x, "previous": x.clone(), "grad": grad, "loss": loss, "best_loss": loss.clone(),
+        "best_x": x.clone(), "best_grad": grad.clone(), "step": step, "clean": clean, "targets": targets,
+        "increases": torch.zeros(batch, device=images.device), "best_at_last_mark": loss.clone(),
+        "reduced_at_last_mark": torch.ones(batch, dtype=torch.bool, device=images.device), "active": active,
+    }
 
+    def retire(wrong):
+        """Records newly fooled points and drops them from every per-point state tensor."""
+        nonlocal active, clean, targets
+        if wrong.any():
+            adversarial[state["active"][wrong]] = state["x"][wrong]
+            fooled[state["active"][wrong]] = True
+            keep = ~wrong
+            for key in state:
+                state[key] = state[key][keep]
+            active, clean, targets = state["active"], state["clean"], state["targets"]
+
+    retire(wrong)
+    marks = set(checkpoints(n_iter))
+    last_mark = 0
     for k in range(n_iter):
+        if len(active) == 0:
+            break
+        st = state
         momentum = 0.75 if k > 0 else 1.0
-        z = _project(x + step * grad.sign(), images, eps)
-        candidate = _project(x + momentum * (z - x) + (1 - momentum) * (x - previous), images, eps)
-        previous, x = x, candidate
-        new_loss, grad, wrong = evaluate(x)
-        newly = wrong & ~fooled
-        adversarial[newly] = x[newly]
-        fooled |= wrong
-        increases += (new_loss > loss).float()
-        loss = new_loss
-        better = loss > best_loss
-        best_loss = torch.where(better, loss, best_loss)
-        best_x[better], best_grad[better] = x[better], grad[better]
+        z = _project(st["x"] + st["step"] * st["grad"].sign(), clean, eps)
+        candidate = _project(st["x"] + momentum * (z - st["x"]) + (1 - momentum) * (st["x"] - st["previous"]), clean, eps)
+        st["previous"], st["x"] = st["x"], candidate
+        new_loss, st["grad"], wrong = evaluate(candidate)
+        st["increases"] += (new_loss > st["loss"]).float()
+        st["loss"] = new_loss
+        better = new_loss > st["best_loss"]
+        st["best_loss"] = torch.where(better, new_loss, st["best_loss"])
+        st["best_x"][better], st["best_grad"][better] = candidate[better], st["grad"][better]
         if k + 1 in marks:
             window = k + 1 - last_mark
-            oscillating = increases <= 0.75 * window
-            stalled = ~reduced_at_last_mark & (best_at_last_mark >= best_loss)
-            halve = oscillating | stalled
-            step[halve] /= 2
-            x[halve], grad[halve] = best_x[halve], best_grad[halve]  # restart from the best point
-            reduced_at_last_mark = halve
-            best_at_last_mark = best_loss.clone()
-            increases.zero_()
+            halve = (st["increases"] <= 0.75 * window) | (~st["reduced_at_last_mark"] & (st["best_at_last_mark"] >= st["best_loss"]))
+            st["step"][halve] /= 2
+            st["x"][halve], st["grad"][halve] = st["best_x"][halve], st["best_grad"][halve]  # restart from the best point
+            st["reduced_at_last_mark"] = halve
+            st["best_at_last_mark"] = st["best_loss"].clone()
+            st["increases"].zero_()
             last_mark = k + 1
-    adversarial[~fooled] = best_x[~fooled]
+        retire(wrong)
+    adversarial[state["active"]] = state["best_x"]
     return fooled, adversarial.detach()
 
 
@@ -147,7 +167,7 @@ def apgd_ce(classifier: Classifier, images, labels, *, eps: float, n_iter: int =
         if len(todo) == 0:
             break
         y = labels[todo]
-        hit, adv = apgd(classifier, images[todo], y, lambda logits: F.cross_entropy(logits, y, reduction="none"),
+        hit, adv = apgd(classifier, images[todo], y, lambda logits, rows: F.cross_entropy(logits, y[rows], reduction="none"),
                         eps=eps, n_iter=n_iter, generator=generator)
         adversarial[todo[hit]] = adv[hit]
         fooled[todo[hit]] = True
@@ -179,7 +199,7 @@ def apgd_dlr_targeted(classifier: Classifier, images, labels, *, eps: float, n_i
             not_true = candidates != y[:, None]
             order = torch.cumsum(not_true.int(), dim=1)
             target = candidates.gather(1, ((order == target_rank) & not_true).int().argmax(1, keepdim=True)).squeeze(1)
-            hit, adv = apgd(classifier, images[todo], y, lambda logits: dlr_targeted_loss(logits, y, target),
+            hit, adv = apgd(classifier, images[todo], y, lambda logits, rows: dlr_targeted_loss(logits, y[rows], target[rows]),
                             eps=eps, n_iter=n_iter, generator=generator)
             adversarial[todo[hit]] = adv[hit]
             fooled[todo[hit]] = True

@@ -1,0 +1,25 @@
+"""benchmarks/run.py --quick runs and writes every key (timings are never asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {"lore_over_fare_step", "lore_over_fare_step_k5", "lore_step_over_floor", "fare_step_over_floor", "floor_ratio",
+        "apgd_time_over_torchattacks", "apgd_robust_acc_minus_torchattacks", "eval_time_over_naive",
+        "lore_over_fare_peak_memory"}
+
+
+@pytest.mark.slow
+def test_benchmark_quick_writes_every_key(tmp_path):
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(out)], check=True,
+                   capture_output=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = json.loads(out.read_text())
+    assert KEYS <= set(result)
+    assert all(isinstance(result[k], float) and result[k] == result[k] for k in KEYS)  # numbers, not NaN
+    assert 0 <= result["eval_model_robust_accuracy"] <= result["eval_model_clean_accuracy"] <= 1
