@@ -147,32 +147,65 @@ class PrimalDual:
         Returns:
             A `StepReport` of the observations the last update used.
         """
+        return self.step_accumulated([closure])
+
+    def step_accumulated(self, closures: Sequence[Closure]) -> StepReport:
+        """Like `step`, with gradients accumulated over micro-batches before the updates.
+
+        Each closure evaluates one micro-batch (all of equal size); the primal and
+        dual Lagrangians are averaged over them, so the update equals `step` on the
+        whole batch while only one micro-batch's activations are alive at a time.
+
+        Args:
+            closures: one closure per micro-batch, as for `step`.
+
+        Returns:
+            A `StepReport` over all micro-batches.
+        """
+        if not closures:
+            raise ValueError("closures is empty")
+        weight = 1.0 / len(closures)
         dual_due = (self.primal_steps + 1) % self.primal_steps_per_dual == 0
+        dual_now = dual_due and self.mode == "simultaneous"
         self.primal_optimizer.zero_grad(set_to_none=True)
-        loss, observations, states = self._evaluate(closure)
-        primal_terms = [self._contribution(name, state, "primal") for name, state in states.items()]
-        lagrangian = loss + sum((term for term, _ in primal_terms), torch.zeros((), device=loss.device))
-        if not torch.isfinite(lagrangian.detach()):
-            raise FloatingPointError(f"the Lagrangian is {lagrangian.item()}; stopping before the update")
-        lagrangian.backward()
-        multiplier_values = {name: value for name, (_, value) in zip(states, primal_terms)}
-        if dual_due and self.mode == "simultaneous":
-            self._dual_backward(states)
+        if dual_now and self.dual_optimizer is not None:
+            self.dual_optimizer.zero_grad(set_to_none=True)
+        losses, lagrangians, seen = [], [], []
+        for closure in closures:
+            loss, observations, states = self._evaluate(closure)
+            primal_terms = [self._contribution(name, state, "primal") for name, state in states.items()]
+            lagrangian = loss + sum((term for term, _ in primal_terms), torch.zeros((), device=loss.device))
+            if not torch.isfinite(lagrangian.detach()):
+                raise FloatingPointError(f"the Lagrangian is {lagrangian.item()}; stopping before the update")
+            (weight * lagrangian).backward()
+            values = {name: value for name, (_, value) in zip(states, primal_terms)}
+            if dual_now:
+                values = self._dual_backward(states, weight)
+            losses.append(loss.detach())
+            lagrangians.append(lagrangian.detach())
+            seen.append((observations, values))
         self.primal_optimizer.step()
         self.primal_steps += 1
         if dual_due:
             if self.mode == "alternating":
-                with torch.no_grad():
-                    loss, observations, states = self._evaluate(closure)
-                multiplier_values = self._dual_backward(states)
+                if self.dual_optimizer is not None:
+                    self.dual_optimizer.zero_grad(set_to_none=True)
+                seen = []
+                for closure in closures:
+                    with torch.no_grad():
+                        loss, observations, states = self._evaluate(closure)
+                    seen.append((observations, self._dual_backward(states, weight)))
             self._dual_step()
         reports = {
-            name: ConstraintReport.from_tensors(observations[name].violation, multiplier_values[name])
-            for name in states
+            name: ConstraintReport.from_tensors(
+                torch.cat([obs[name].violation.detach().reshape(-1) for obs, _ in seen]),
+                torch.cat([vals[name].detach().reshape(-1) for _, vals in seen]),
+            )
+            for name in seen[0][0]
         }
         return StepReport(
-            loss=float(loss.detach()),
-            lagrangian=float(lagrangian.detach()),
+            loss=float(torch.stack(losses).mean()),
+            lagrangian=float(torch.stack(lagrangians).mean()),
             constraints=reports,
             dual_updated=dual_due,
             primal_steps=self.primal_steps,
@@ -236,14 +269,16 @@ class PrimalDual:
         scale = 1.0 if primal_or_dual == "dual" and per_index else 1.0 / violation.shape[0]
         return store.lagrangian_contribution * scale, value
 
-    def _dual_backward(self, states: dict[str, cooper.ConstraintState]) -> dict[str, torch.Tensor]:
+    def _dual_backward(self, states: dict[str, cooper.ConstraintState], weight: float = 1.0) -> dict[str, torch.Tensor]:
+        """Accumulates weight x the dual Lagrangian's gradient; returns the multiplier values."""
         if self.dual_optimizer is None:
             return {name: self._contribution(name, state, "primal")[1] for name, state in states.items()}
-        self.dual_optimizer.zero_grad(set_to_none=True)
         values = {}
         total = None
         for name, state in states.items():
             term, values[name] = self._contribution(name, state, "dual")
+            multiplier = self._bindings[name][1].multiplier
+            term = term if multiplier.per_index else weight * term  # an index's entry owns its sample's violation
             total = term if total is None else total + term
         total.backward()
         return values

@@ -73,6 +73,7 @@ class TrainConfig:
     epochs: int = _help("passes over the training data", default=2)
     max_steps: Optional[int] = _help("stop after this many batches (overrides epochs)", default=None)
     batch_size: int = _help("images per process per batch", default=128)
+    grad_accumulation: int = _help("split each batch into this many micro-batches (same update, less memory)", default=1)
     precision: str = _help("fp32 or bf16 (autocast)", default="fp32")
     seed: int = _help("seed of data order, PGD starts and initialisations", default=0)
     # run
@@ -92,7 +93,8 @@ class TrainConfig:
             raise ValueError(f"dual must be one of {DUAL_KINDS}, got {self.dual!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        for name in ("pgd_steps", "primal_steps", "epochs", "batch_size", "checkpoint_every", "log_every", "dual_hidden", "probe_size"):
+        for name in ("pgd_steps", "primal_steps", "epochs", "batch_size", "checkpoint_every", "log_every", "dual_hidden",
+                     "probe_size", "grad_accumulation"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -100,6 +102,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        if self.batch_size % self.grad_accumulation:
+            raise ValueError(f"batch_size {self.batch_size} must be divisible by grad_accumulation {self.grad_accumulation}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.warmup_steps < 0 or self.probe_every < 0 or self.workers < 0:

@@ -146,6 +146,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         model, method, optimizer, eps=config.eps, reference=reference, head=head, pgd_steps=config.pgd_steps,
         primal_steps=config.primal_steps, dual_lr=config.dual_lr, embed_dim=encoder.embed_dim,
         autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
+        accumulation_steps=config.grad_accumulation,
     )
 
     start = 0

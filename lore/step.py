@@ -48,6 +48,8 @@ class RobustStep:
         autocast_dtype: e.g. torch.bfloat16 to run forwards under autocast.
         measure_clean: for unconstrained methods, also measure ||phi(x) - phi_0(x)||^2
             (one extra no-grad forward); constrained methods get it for free.
+        accumulation_steps: split each batch into this many equal micro-batches (attacked and
+            back-propagated one at a time, gradients accumulated): the same update with less memory.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class RobustStep:
         fuse_passes: bool = True,
         autocast_dtype: Optional[torch.dtype] = None,
         measure_clean: bool = True,
+        accumulation_steps: int = 1,
     ) -> None:
         if not isinstance(method, Method):
             raise TypeError(f"method must be a lore Method, got {type(method).__name__}")
@@ -86,6 +89,7 @@ class RobustStep:
         self.fuse_passes = fuse_passes
         self.autocast_dtype = autocast_dtype
         self.measure_clean = measure_clean
+        self.accumulation_steps = check_positive_int(accumulation_steps, "accumulation_steps")
         self.primal_dual: Optional[PrimalDual] = None
         if method.constraint is not None:
             multiplier = None
@@ -116,6 +120,19 @@ class RobustStep:
         with self._autocast(images):
             return encoder(images).float()
 
+    def _micro_batches(self, batch: Batch, initial_delta: Optional[torch.Tensor]):
+        """Splits a batch into `accumulation_steps` equal parts, each with its slice of the PGD start."""
+        count = self.accumulation_steps
+        size = batch.images.shape[0]
+        if size % count:
+            raise ValueError(f"batch size {size} is not divisible by accumulation_steps={count}")
+        parts = []
+        for rows in torch.arange(size, device=batch.images.device).chunk(count):
+            part = Batch(batch.images[rows], batch.reference[rows],
+                         None if batch.labels is None else batch.labels[rows], batch.head)
+            parts.append((part, None if initial_delta is None else initial_delta[rows]))
+        return parts
+
     def __call__(
         self,
         images: torch.Tensor,
@@ -143,52 +160,57 @@ class RobustStep:
         reference = self.reference(images, indices) if indices is not None else self.reference(images)
         batch = Batch(images=images, reference=reference.float(), labels=labels, head=self.head)
         method = self.method
-
-        delta = pgd(
-            lambda perturbed: method.robust_loss(self._embed(perturbed, plain=True), batch),
-            images,
-            eps=self.eps,
-            step_size=self.pgd_step_size,
-            steps=self.pgd_steps,
-            generator=generator,
-            initial_delta=initial_delta,
-        )
-        adversarial = images + delta
-        stats: dict[str, torch.Tensor] = {}
-
-        def closure():
-            if method.constraint is not None and self.fuse_passes:
-                adv_emb, clean_emb = self._embed(torch.cat([adversarial, images])).chunk(2)
-            else:
-                adv_emb = self._embed(adversarial)
-                clean_emb = self._embed(images) if method.constraint is not None else None
-            robust = method.robust_loss(adv_emb, batch)
-            stats["robust_loss"] = robust.detach().mean()
-            loss = robust.mean()
-            if clean_emb is None:
-                return loss, []
-            stats["clean_distance"] = sq_l2(clean_emb.detach(), batch.reference)
-            observation = method.constraint.observe(
-                method.view(clean_emb, batch), method.view(batch.reference, batch), features=batch.reference
+        stats: dict[str, list[torch.Tensor]] = {"robust_loss": [], "clean_distance": []}
+        micro = self._micro_batches(batch, initial_delta)
+        adversarial = [
+            part.images + pgd(
+                lambda perturbed, part=part: method.robust_loss(self._embed(perturbed, plain=True), part),
+                part.images, eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps,
+                generator=generator, initial_delta=start,
             )
-            return loss, [observation]
+            for part, start in micro
+        ]
 
+        def closure_for(part: Batch, adv: torch.Tensor):
+            def closure():
+                if method.constraint is not None and self.fuse_passes:
+                    adv_emb, clean_emb = self._embed(torch.cat([adv, part.images])).chunk(2)
+                else:
+                    adv_emb = self._embed(adv)
+                    clean_emb = self._embed(part.images) if method.constraint is not None else None
+                robust = method.robust_loss(adv_emb, part)
+                stats["robust_loss"].append(robust.detach())
+                if clean_emb is None:
+                    return robust.mean(), []
+                stats["clean_distance"].append(sq_l2(clean_emb.detach(), part.reference))
+                observation = method.constraint.observe(
+                    method.view(clean_emb, part), method.view(part.reference, part), features=part.reference
+                )
+                return robust.mean(), [observation]
+
+            return closure
+
+        closures = [closure_for(part, adv) for (part, _), adv in zip(micro, adversarial)]
         report = None
         for _ in range(self.primal_steps):
+            stats["robust_loss"].clear()
+            stats["clean_distance"].clear()
             if self.primal_dual is not None:
-                report = self.primal_dual.step(closure)
-            else:
-                self.optimizer.zero_grad(set_to_none=True)
+                report = self.primal_dual.step_accumulated(closures)
+                continue
+            self.optimizer.zero_grad(set_to_none=True)
+            for closure in closures:
                 loss, _ = closure()
                 if not torch.isfinite(loss.detach()):
                     raise FloatingPointError(f"{method.name} loss is {loss.item()}; stopping before the update")
-                loss.backward()
-                self.optimizer.step()
+                (loss / len(closures)).backward()
+            self.optimizer.step()
+        stats = {k: torch.cat(v) for k, v in stats.items() if v}
 
         if "clean_distance" not in stats and self.measure_clean:
             with torch.no_grad():
                 stats["clean_distance"] = sq_l2(self._embed(images, plain=True), batch.reference)
-        out = {"robust_loss": float(stats["robust_loss"])}
+        out = {"robust_loss": float(stats["robust_loss"].mean())}
         if "clean_distance" in stats:
             distance = stats["clean_distance"]
             ref_norm = batch.reference.pow(2).sum(dim=1).clamp_min(1e-12)

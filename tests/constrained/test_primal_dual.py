@@ -220,3 +220,31 @@ def test_report_as_dict_is_flat_floats():
     flat = pd.step(make_closure(model, x, target, features=x)).as_dict()
     assert {"loss", "lagrangian", "clean/violation_mean", "clean/satisfied_fraction", "clean/multiplier_max"} <= set(flat)
     assert all(isinstance(v, float) for v in flat.values())
+
+
+@pytest.mark.parametrize("kind", ["scalar", "indexed", "network"])
+@pytest.mark.parametrize("mode", ["simultaneous", "alternating"])
+def test_accumulated_micro_batches_equal_one_full_batch_step(kind, mode):
+    def build():
+        torch.manual_seed(0)
+        model, x, target = tiny_problem(batch=8)
+        multiplier = {"scalar": lambda: ScalarMultiplier(0.5), "indexed": lambda: IndexedMultiplier(8, init=0.5),
+                      "network": lambda: MultiplierNetwork(4, hidden=8)}[kind]()
+        pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {CLEAN: multiplier}, dual_lr=0.5, mode=mode)
+        return model, x, target, pd, multiplier
+
+    def closure_for(model, x, target, rows):
+        def closure():
+            out = model(x[rows])
+            return (out - target[rows]).pow(2).sum(1).mean(), [CLEAN.observe(out, x[rows], features=x[rows], indices=rows)]
+        return closure
+
+    model_a, x, target, pd_a, mult_a = build()
+    model_b, _, _, pd_b, mult_b = build()
+    everything, halves = torch.arange(8), (torch.arange(4), torch.arange(4, 8))
+    for _ in range(3):
+        full = pd_a.step(closure_for(model_a, x, target, everything))
+        split = pd_b.step_accumulated([closure_for(model_b, x, target, rows) for rows in halves])
+    for p, q in zip(list(model_a.parameters()) + list(mult_a.parameters()), list(model_b.parameters()) + list(mult_b.parameters())):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert full.constraints["clean"].violation_mean == pytest.approx(split.constraints["clean"].violation_mean, rel=1e-5)

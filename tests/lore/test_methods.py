@@ -162,3 +162,24 @@ def test_bf16_autocast_step_runs_and_keeps_fp32_weights(pretrained_encoder, digi
     out = step(batch_of(train)[0])
     assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
     assert all(p.dtype == torch.float32 for p in encoder.parameters())
+
+
+@pytest.mark.parametrize("method", ["fare", "lore"])
+def test_gradient_accumulation_gives_the_same_update(method, pretrained_encoder, digits_split):
+    train, _ = digits_split
+    images, _ = batch_of(train)
+    encoder_a, _ = pretrained_encoder
+    encoder_b = copy.deepcopy(encoder_a)
+    outs = []
+    for encoder, steps in ((encoder_a, 1), (encoder_b, 2)):
+        torch.manual_seed(0)
+        spec = lore.fare() if method == "fare" else lore.lore(0.1, hidden=16)
+        step = RobustStep(encoder, spec, torch.optim.SGD(encoder.parameters(), lr=0.05), eps=8 / 255, pgd_steps=3,
+                          primal_steps=2, accumulation_steps=steps, dual_lr=0.5)
+        outs.append(step(images, initial_delta=torch.zeros_like(images)))
+    for p, q in zip(encoder_a.parameters(), encoder_b.parameters()):
+        assert torch.allclose(p, q, rtol=1e-4, atol=1e-5)
+    assert outs[0]["robust_loss"] == pytest.approx(outs[1]["robust_loss"], rel=1e-4)
+    with pytest.raises(ValueError, match="not divisible by accumulation_steps=3"):
+        RobustStep(encoder_a, lore.fare(), torch.optim.SGD(encoder_a.parameters(), lr=0.1), eps=0.1,
+                   accumulation_steps=3)(images)
