@@ -20,7 +20,7 @@ from .config import TrainConfig  # noqa: E402
 from .engine import train  # noqa: E402
 from .evaluation import EvalSettings, evaluate, plot_robustness  # noqa: E402
 from .heads import ZeroShotHead  # noqa: E402
-from .plots import read_metrics  # noqa: E402
+from .plots import finish_axes, read_metrics, save_figure  # noqa: E402
 
 
 def train_fresh(config: TrainConfig) -> Path:
@@ -90,12 +90,8 @@ def plot_training_comparison(runs: dict[str, Path], rho: float, path: Path) -> P
                 ax.plot(*zip(*points), marker="." if key.startswith("probe") else None, label=name)
     for ax, (_, title, limits) in zip(axes, panels):
         ax.set(title=title, xlabel="batch", ylim=limits)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    finish_axes(*axes)
+    return save_figure(fig, path)
 
 
 def plot_accuracy(results: dict[str, dict], path: Path) -> Path:
@@ -116,9 +112,5 @@ def plot_front(points: dict[str, list[tuple[float, float, float]]], eps_label: s
             ax.annotate(f"{value:g}", (clean, robust), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set(xlabel="clean zero-shot accuracy", ylabel=f"robust accuracy at {eps_label}",
            title="robustness-accuracy front (paper Fig. 1b)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    finish_axes(ax)
+    return save_figure(fig, path)

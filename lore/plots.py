@@ -12,6 +12,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def save_figure(fig, path: Union[str, Path]) -> Path:
+    """Lays out, writes (PNG, 110 dpi) and closes a figure; returns the path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def finish_axes(*axes) -> None:
+    """Grid and legend on each axis."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+
+
 def read_metrics(run_dir: Union[str, Path]) -> list[dict]:
     """The records of `run_dir/metrics.jsonl` (a torn last line from a crash is skipped)."""
     path = Path(run_dir) / "metrics.jsonl"
@@ -67,8 +82,4 @@ def plot_run(run_dir: Union[str, Path], rho: Optional[float] = None) -> list[Pat
         ax.axhline(rho, color="black", linestyle="--", label=f"margin rho = {rho:g}")
     ax.set(title="||phi(x) - phi_0(x)||^2 / ||phi_0(x)||^2 (held out)", xlabel="batch")
     ax.legend()
-    fig.tight_layout()
-    path = run_dir / "training_curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, run_dir / "training_curves.png")]

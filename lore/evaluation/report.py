@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 from typing import Union
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from ..plots import finish_axes, save_figure
 
 
 def markdown_table(report: dict) -> str:
@@ -50,12 +49,8 @@ def plot_robustness(reports: dict[str, dict], path: Union[str, Path]) -> Path:
         ax.plot(range(len(labels)), values, marker="o", label=name)
         ax.set_xticks(range(len(labels)), labels)
     ax.set(xlabel="eps (l_inf)", ylabel="robust accuracy", ylim=(0, 1), title="robust accuracy vs eps (APGD-CE + APGD-DLR-T)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    finish_axes(ax)
+    return save_figure(fig, path)
 
 
 def write_report(report: dict, folder: Union[str, Path], name: str = "model") -> list[Path]:
