@@ -50,7 +50,7 @@ def fit(x, y, group, steps, constraint=None, margin=None):
         return (out - y).pow(2).mean(), [constraint.observe(out, y, indices=group)]
 
     for _ in range(steps):
-        report = pd.step(closure)
+        pd.step(closure)
     return model, pd.multiplier(constraint.name).weight.detach().flatten().tolist()
 
 

@@ -7,7 +7,7 @@ still robust (clean-misclassified points are never attacked).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
