@@ -72,7 +72,7 @@ def test_cpu_run_writes_checkpoint_metrics_plots_and_export(tmp_path, cache_dir)
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"method": "lore", "rho": 0.05}))
     done = run_cli(["train", "--config", str(config), "--output", str(run), "--cache-dir", str(cache_dir),
-                    "--max-steps", "4", "--checkpoint-every", "2", *FAST])
+                    "--max-steps", "4", "--checkpoint-every", "2", "--tensorboard", *FAST])
     assert done.returncode == 0, done.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["step"] == 4
@@ -82,6 +82,7 @@ def test_cpu_run_writes_checkpoint_metrics_plots_and_export(tmp_path, cache_dir)
         assert key in records[-1]
     assert {"probe/clean_accuracy", "probe/robust_accuracy", "probe/within_margin"} <= set(records[2])
     assert (run / "training_curves.png").stat().st_size > 10_000
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert json.loads((run / "config.json").read_text())["rho"] == 0.05
     # the export loads back in one line and equals the trained encoder
     exported = load_exported(run / "export")
