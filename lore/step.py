@@ -205,14 +205,13 @@ class RobustStep:
                     raise FloatingPointError(f"{method.name} loss is {loss.item()}; stopping before the update")
                 (loss / len(closures)).backward()
             self.optimizer.step()
-        stats = {k: torch.cat(v) for k, v in stats.items() if v}
-
-        if "clean_distance" not in stats and self.measure_clean:
+        measured = {k: torch.cat(v) for k, v in stats.items() if v}
+        if "clean_distance" not in measured and self.measure_clean:
             with torch.no_grad():
-                stats["clean_distance"] = sq_l2(self._embed(images, plain=True), batch.reference)
-        out = {"robust_loss": float(stats["robust_loss"].mean())}
-        if "clean_distance" in stats:
-            distance = stats["clean_distance"]
+                measured["clean_distance"] = sq_l2(self._embed(images, plain=True), batch.reference)
+        out = {"robust_loss": float(measured["robust_loss"].mean())}
+        if "clean_distance" in measured:
+            distance = measured["clean_distance"]
             ref_norm = batch.reference.pow(2).sum(dim=1).clamp_min(1e-12)
             out["clean_distance"] = float(distance.mean())
             out["relative_clean_distance"] = float((distance / ref_norm).mean())
