@@ -2,9 +2,9 @@
 
 Only logits are used (no gradients), so it is immune to gradient masking.
 Written from the paper: start from vertical stripes of +-eps; at each query,
-pick one random square per image (side from the fraction p of pixels, p
-halved on AutoAttack's schedule) and set it to +-eps per channel; keep the
-change if the margin loss z_y - max_{j != y} z_j decreases.
+pick one random square per image (its own location; side from the fraction p
+of pixels, p halved on AutoAttack's schedule) and set it to +-eps per
+channel; keep the change if the margin loss z_y - max_{j != y} z_j decreases.
 """
 
 from __future__ import annotations
@@ -69,13 +69,15 @@ def square_attack(
             break
         p = _fraction(p_init, query, n_queries)
         side = max(1, min(height, width, int(round(math.sqrt(p * height * width)))))
-        top = int(rand(1).item() * (height - side + 1))
-        left = int(rand(1).item() * (width - side + 1))
+        count = len(active)
+        top = (rand(count) * (height - side + 1)).long().view(-1, 1, 1, 1)  # one square per image
+        left = (rand(count) * (width - side + 1)).long().view(-1, 1, 1, 1)
+        rows = torch.arange(height, device=device).view(1, 1, -1, 1)
+        cols = torch.arange(width, device=device).view(1, 1, 1, -1)
+        window = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
         base, clean = x[active], images[active]
-        candidate = base.clone()
-        window = (slice(None), slice(None), slice(top, top + side), slice(left, left + side))
-        patch_signs = torch.where(rand(len(active), channels, 1, 1) < 0.5, -1.0, 1.0).to(images.dtype)
-        candidate[window] = (clean[window] + eps * patch_signs).clamp(0, 1)
+        patch_signs = torch.where(rand(count, channels, 1, 1) < 0.5, -1.0, 1.0).to(images.dtype)
+        candidate = torch.where(window, (clean + eps * patch_signs).clamp(0, 1), base)
         new_margin = _margin(classifier(candidate), labels[active])
         improved = new_margin < margin[active]
         x[active[improved]] = candidate[improved]
