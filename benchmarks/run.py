@@ -216,15 +216,13 @@ def attack_benchmarks(args, device) -> dict:
 
 def apgd_dlr_targeted_all(model, x, y, eps, n_iter, generator):
     """APGD-DLR-T against all 9 targets on every point (no point is ever skipped): the naive evaluation."""
-    from lore.evaluation.apgd import apgd, dlr_targeted_loss
+    from lore.evaluation.apgd import apgd, dlr_targeted_loss, target_classes
 
     with torch.no_grad():
         ranking = model(x).sort(dim=1, descending=True)[1]
     fooled = torch.zeros(len(y), dtype=torch.bool, device=x.device)
     for rank in range(1, 10):
-        not_true = ranking != y[:, None]
-        order = torch.cumsum(not_true.int(), dim=1)
-        target = ranking.gather(1, ((order == rank) & not_true).int().argmax(1, keepdim=True)).squeeze(1)
+        target = target_classes(ranking, y, rank)
         hit, _ = apgd(model, x, y, lambda logits, rows: dlr_targeted_loss(logits, y[rows], target[rows]), eps=eps, n_iter=n_iter,
                       generator=generator)
         fooled |= hit

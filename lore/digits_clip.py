@@ -10,7 +10,6 @@ is the frozen reference phi_0 of `examples/lore_clip.py` and of
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -20,7 +19,7 @@ from open_clip.transformer import TextTransformer
 from torch import nn
 
 from .digits import DIGIT_NAMES, Digits, SmallConvNet
-from .encoders import ImageEncoder, load_state_file
+from .encoders import ImageEncoder, load_state_file, save_state_file
 
 CAPTIONS = ("a photo of the digit {}.", "a handwritten {}.", "the number {}.", "a picture of a {}.")
 CONTEXT = 16
@@ -93,10 +92,5 @@ def load_or_train_digits_clip(data: Digits, cache_dir: Path, *, seed: int = 0, s
         model.load_state_dict(load_state_file(path))
         return model.eval()
     model = train_digits_clip(data, steps=steps, seed=seed)
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(partial))
-    os.replace(partial, path)
+    save_state_file(model.state_dict(), path)
     return model

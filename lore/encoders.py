@@ -8,6 +8,7 @@ other timm model) without ever touching the network when given local files.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -163,6 +164,21 @@ def load_state_file(path: Union[str, Path]) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors")
     return state
+
+
+def save_state_file(state: dict[str, torch.Tensor], path: Union[str, Path]) -> Path:
+    """Writes a state dict as safetensors atomically (temporary file + rename), creating the folder.
+
+    Several processes (DDP ranks) may write the same file at once; each renames its own complete copy.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(partial))
+    os.replace(partial, path)
+    return path
 
 
 def _looks_like_path(value: str) -> bool:

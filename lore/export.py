@@ -16,13 +16,7 @@ from pathlib import Path
 from typing import Union
 
 import torch
-from safetensors.torch import save_file
-
-from .encoders import ImageEncoder, load_open_clip, load_state_file, load_timm
-
-
-def _save_tensors(state: dict, path: Path) -> None:
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(path))
+from .encoders import ImageEncoder, load_open_clip, load_state_file, load_timm, save_state_file
 
 
 def export_encoder(built, model_name: str, folder: Union[str, Path]) -> Path:
@@ -37,11 +31,11 @@ def export_encoder(built, model_name: str, folder: Union[str, Path]) -> Path:
             raise ValueError(f"no open_clip config found for {model_name!r}; cannot write a loadable export")
         (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": {
             "mean": built.encoder.mean.flatten().tolist(), "std": built.encoder.std.flatten().tolist()}}, indent=2))
-        _save_tensors(built.clip.state_dict(), folder / "open_clip_model.safetensors")  # visual.* is the tuned tower
+        save_state_file(built.clip.state_dict(), folder / "open_clip_model.safetensors")  # visual.* is the tuned tower
         return folder
-    _save_tensors(built.encoder.backbone.state_dict(), folder / "encoder.safetensors")
+    save_state_file(built.encoder.backbone.state_dict(), folder / "encoder.safetensors")
     if built.kind == "digits-clip":  # the text tower too, for zero-shot evaluation of the export
-        _save_tensors(built.clip.state_dict(), folder / "clip.safetensors")
+        save_state_file(built.clip.state_dict(), folder / "clip.safetensors")
     spec = {"kind": built.kind, "model": model_name, "mean": built.encoder.mean.flatten().tolist(),
             "std": built.encoder.std.flatten().tolist(), "embed_dim": built.encoder.embed_dim, "image_size": built.image_size}
     (folder / "encoder.json").write_text(json.dumps(spec, indent=2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 
 from .digits import load_digits_images, pretrain_classifier, small_digits_encoder
-from .encoders import ImageEncoder, load_open_clip, load_timm, load_state_file
+from .encoders import ImageEncoder, load_open_clip, load_state_file, load_timm, save_state_file
 from .heads import ZeroShotHead, class_text_embeddings
 
 DIGITS_MODEL = "digits-cnn"
@@ -59,21 +58,15 @@ def build_model(name: str, pretrained: Optional[str], image_size: Optional[int],
         return BuiltModel(clip.visual, size, clip, digits_tokenizer(), kind="digits-clip")
     if name == DIGITS_MODEL:
         size = image_size or 16
+        torch.manual_seed(seed)
         encoder = small_digits_encoder(embed_dim=32, width=16)
         cached = cache_dir / f"digits-cnn-w16-d32-{size}px-seed{seed}.safetensors"
         if cached.is_file():
             encoder.load_state_dict(load_state_file(cached))
         else:
-            torch.manual_seed(seed)
-            encoder = small_digits_encoder(embed_dim=32, width=16)
             train, _ = load_digits_images(size).split(held_out=0.25, seed=seed)
             pretrain_classifier(encoder, train, steps=200, seed=seed)
-            from safetensors.torch import save_file
-
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_suffix(f".{os.getpid()}.tmp")  # ranks may build it at once: rename atomically
-            save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(partial))
-            os.replace(partial, cached)
+            save_state_file(encoder.state_dict(), cached)
         return BuiltModel(encoder.to(device), size, kind="digits")
     if name.startswith("timm:"):
         encoder = load_timm(name[len("timm:"):], checkpoint=pretrained, image_size=image_size, device=device)

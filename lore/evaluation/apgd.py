@@ -153,6 +153,13 @@ def apgd(
     return fooled, adversarial.detach()
 
 
+def target_classes(ranking: torch.Tensor, labels: torch.Tensor, rank: int) -> torch.Tensor:
+    """The `rank`-th highest non-true class of each sample ([B]), from clean logits sorted descending ([B, K])."""
+    not_true = ranking != labels[:, None]
+    position = torch.cumsum(not_true.int(), dim=1)
+    return ranking.gather(1, ((position == rank) & not_true).int().argmax(1, keepdim=True)).squeeze(1)
+
+
 def apgd_ce(classifier: Classifier, images, labels, *, eps: float, n_iter: int = 100, restarts: int = 1,
             generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Untargeted APGD on the cross-entropy; each restart attacks only points not yet fooled.
@@ -194,11 +201,7 @@ def apgd_dlr_targeted(classifier: Classifier, images, labels, *, eps: float, n_i
             if len(todo) == 0:
                 return fooled, adversarial
             y = labels[todo]
-            # the target_rank-th class that is not the true one
-            candidates = ranking[todo]
-            not_true = candidates != y[:, None]
-            order = torch.cumsum(not_true.int(), dim=1)
-            target = candidates.gather(1, ((order == target_rank) & not_true).int().argmax(1, keepdim=True)).squeeze(1)
+            target = target_classes(ranking[todo], y, target_rank)
             hit, adv = apgd(classifier, images[todo], y, lambda logits, rows: dlr_targeted_loss(logits, y[rows], target[rows]),
                             eps=eps, n_iter=n_iter, generator=generator)
             adversarial[todo[hit]] = adv[hit]

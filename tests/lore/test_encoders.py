@@ -124,3 +124,13 @@ def test_arbitrary_pickles_are_refused(tmp_path):
     torch.save({"w": torch.zeros(2), "payload": _NotATensor()}, path)
     with pytest.raises(ValueError, match="could not read weights"):
         load_state_file(path)  # weights_only=True refuses to unpickle _NotATensor
+
+
+def test_save_state_file_round_trips_and_leaves_no_temporary(tmp_path):
+    from lore.encoders import save_state_file
+
+    state = {"w": torch.randn(3, 4), "b": torch.arange(5.0)[::2]}  # non-contiguous on purpose
+    path = save_state_file(state, tmp_path / "deep" / "w.safetensors")
+    loaded = load_state_file(path)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert [p.name for p in path.parent.iterdir()] == ["w.safetensors"]

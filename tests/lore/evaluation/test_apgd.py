@@ -84,3 +84,12 @@ def test_square_attack_fools_an_undefended_model_at_a_large_eps(digits_classifie
                                         generator=torch.Generator().manual_seed(0))
     assert fooled.float().mean() > 0.5
     assert torch.equal(model(adversarial).argmax(1) != y[:64], fooled)
+
+
+def test_target_classes_skip_the_true_class():
+    from lore.evaluation.apgd import target_classes
+
+    ranking = torch.tensor([[3, 1, 2, 0], [0, 2, 1, 3]])  # classes by decreasing clean logit
+    labels = torch.tensor([1, 0])
+    assert target_classes(ranking, labels, 1).tolist() == [3, 2]
+    assert target_classes(ranking, labels, 2).tolist() == [2, 1]
