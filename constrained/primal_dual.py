@@ -31,7 +31,7 @@ import cooper
 import torch
 from torch import nn
 
-from ._validation import check_positive_int
+from ._validation import check_nonnegative_finite, check_positive_int
 from .constraint import Constraint, Observation
 from .formulations import Formulation, Lagrangian
 from .multipliers import Multiplier
@@ -90,6 +90,8 @@ class PrimalDual:
         self.multipliers = nn.ModuleDict(
             {name: c.multiplier for name, (_, c) in self._bindings.items() if c.multiplier is not None}
         )
+        if dual_optimizer is None or dual_lr is not None:
+            dual_lr = check_nonnegative_finite(dual_lr, "dual_lr")
         self.dual_optimizer = self._build_dual_optimizer(dual_optimizer, dual_lr)
 
     def _bind(self, constraint: Constraint, multiplier: Optional[Multiplier]) -> None:
@@ -171,8 +173,13 @@ class PrimalDual:
         if dual_now and self.dual_optimizer is not None:
             self.dual_optimizer.zero_grad(set_to_none=True)
         losses, lagrangians, seen = [], [], []
+        sizes = []
         for closure in closures:
-            loss, observations, states = self._evaluate(closure)
+            loss, observations, states = self._evaluate(closure, require_grad=True)
+            sizes.append(_batch_size(observations))
+            if sizes[-1] != sizes[0]:
+                raise ValueError(f"micro-batches must all have the same size for step_accumulated to equal the "
+                                 f"full-batch update; got sizes {sizes} so far (closure {len(sizes) - 1})")
             primal_terms = [self._contribution(name, state, "primal") for name, state in states.items()]
             lagrangian = loss + sum((term for term, _ in primal_terms), torch.zeros((), device=loss.device))
             if not torch.isfinite(lagrangian.detach()):
@@ -213,7 +220,7 @@ class PrimalDual:
         )
 
     def _evaluate(
-        self, closure: Closure
+        self, closure: Closure, require_grad: bool = False
     ) -> tuple[torch.Tensor, dict[str, Observation], dict[str, cooper.ConstraintState]]:
         result = closure()
         if not (isinstance(result, tuple) and len(result) == 2):
@@ -233,6 +240,9 @@ class PrimalDual:
                 raise ValueError(f"closure observed constraint {name!r}, which this PrimalDual does not enforce")
             if name in by_name:
                 raise ValueError(f"closure observed constraint {name!r} twice")
+            if require_grad and torch.is_grad_enabled() and not observation.violation.requires_grad:
+                raise ValueError(f"constraint {name!r}: its violation carries no gradient (was it computed from a "
+                                 "detached output or under torch.no_grad()?); the primal step could not enforce it")
             by_name[name] = observation
         missing = set(self._bindings) - set(by_name)
         if missing:
@@ -329,6 +339,10 @@ class PrimalDual:
             self.dual_optimizer.load_state_dict(state["dual_optimizer"])
         self.primal_steps = int(state["primal_steps"])
         self.dual_steps = int(state["dual_steps"])
+
+
+def _batch_size(observations: Mapping[str, Observation]) -> int:
+    return next(iter(observations.values())).violation.shape[0]
 
 
 def _average_dual_gradients_across_ranks(multipliers: nn.ModuleDict) -> None:

@@ -33,13 +33,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import signal
 import sys
 from pathlib import Path
 
 import torch
 
 from lore.compare import (
-    load_trained, plot_accuracy, plot_front, plot_training_comparison, results_table, train_fresh, zero_shot_results,
+    RunInterrupted, load_trained, plot_accuracy, plot_front, plot_training_comparison, results_table, train_fresh, zero_shot_results,
 )
 from lore.config import TrainConfig, parse_eps
 from lore.data import build_dataset, dataset_classnames, probe_subset
@@ -77,6 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", default="~/.cache/lore", help="where the embedded reference model is cached")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="", help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted job in --out: finished trainings are reused, an interrupted one resumes")
     return parser.parse_args(argv)
 
 
@@ -111,12 +114,31 @@ def train_config(args, s, method: str, folder: Path, **overrides) -> TrainConfig
 
 
 def main(argv=None) -> int:
+    """Runs the job; on SIGTERM/SIGINT it stops, writes an "interrupted" results.json and returns 130."""
     args = parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # outside training too (training checkpoints first)
+    try:
+        return run(args)
+    except (RunInterrupted, KeyboardInterrupt) as stop:
+        where = str(stop) if isinstance(stop, RunInterrupted) else "interrupted outside training (nothing was lost)"
+        (args.out / "results.json").write_text(json.dumps({"status": "interrupted", "reason": where}, indent=2))
+        print(f"\n{where}\nno results were written; continue with the same command and --resume", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(args) -> int:
     s = settings_for(args)
     if s["train_data"] is None:
         print("--train-data is required with real weights (an ImageFolder or torchvision:NAME:ROOT)", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").unlink(missing_ok=True)  # a results.json describes a finished job, and only that
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     print(f"building the reference phi_0 ({args.model}) ...", flush=True)
     built = build_model(args.model, args.pretrained, None, cache_dir=Path(args.cache_dir).expanduser(), seed=args.seed, device=device)
@@ -137,7 +159,7 @@ def main(argv=None) -> int:
 
     def run_and_evaluate(name, method, **overrides):
         print(f"\n== {name}: training ({method}, eps {format_eps(s['train_eps'])}) ==", flush=True)
-        run = train_fresh(train_config(args, s, method, args.out / name, **overrides))
+        run = train_fresh(train_config(args, s, method, args.out / name, **overrides), resume=args.resume)
         print(f"== {name}: evaluating ==", flush=True)
         return run, measure(load_trained(reference_encoder, run))
 
@@ -167,6 +189,7 @@ def main(argv=None) -> int:
     print(f"\nzero-shot accuracy on {len(labels)} held-out images; robust = APGD-CE + APGD-DLR-T ({s['apgd_iter']} iterations)")
     print(results_table(results))
     payload = {
+        "status": "finished",
         "setting": {"model": args.model, "train_eps": format_eps(s["train_eps"]), "eval_eps": eps_labels, "rho": s["rho"],
                     "naive_weight": args.naive_weight, "steps": s["steps"], "batch_size": s["batch_size"],
                     "eval_samples": len(labels), "apgd_iter": s["apgd_iter"], "quick": args.quick, "seed": args.seed},

@@ -55,6 +55,7 @@ def pgd(
     if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.dim() != 4:
         raise ValueError(f"images must be a float tensor [B, C, H, W], got {getattr(images, 'shape', type(images))}")
     images = images.detach()
+    check_pixel_range(images, "images")
     if initial_delta is not None:
         if initial_delta.shape != images.shape:
             raise ValueError(f"initial_delta must have shape {tuple(images.shape)}, got {tuple(initial_delta.shape)}")
@@ -74,6 +75,20 @@ def pgd(
             (grad,) = torch.autograd.grad(values.sum(), delta)
         delta = _project(delta.detach() + step_size * grad.sign(), images, eps)
     return delta.detach()
+
+
+def check_pixel_range(images: torch.Tensor, name: str = "images", tolerance: float = 1e-4) -> None:
+    """Raises ValueError unless `images` lie in the [0, 1] pixel range (eps is a fraction of that range).
+
+    Images in [0, 255] or normalised to [-1, 1] would make eps = 4/255 meaningless and the clamp to
+    [0, 1] would move pixels by up to 254, so they are refused with the range found.
+    """
+    if images.numel() == 0:
+        return
+    low, high = float(images.min()), float(images.max())
+    if not (low >= -tolerance and high <= 1 + tolerance):
+        hint = " (divide by 255)" if high > 1.5 else " (undo the normalisation; lore normalises inside the encoder)"
+        raise ValueError(f"{name} must be pixels in [0, 1], got values in [{low:.4g}, {high:.4g}]{hint}")
 
 
 def _project(delta: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:

@@ -5,19 +5,25 @@ loads with `weights_only=True`): the encoder, the dual state, both
 optimisers, the LR schedule, the position (step, epoch, batch in epoch), the
 RNG state, and the run's fingerprint. It is written to a temporary file in
 the same folder, flushed to disk, then renamed over the old one, so a crash
-never leaves a half-written `last.pt`.
+never leaves a half-written `last.pt`; temporaries left by a killed writer
+are removed by the next write (and by `remove_stale_temporaries`).
+
+Reading checks the CRC-32 of every record of the file's zip container
+first: `torch.load` does not, so a flipped bit inside a tensor would
+otherwise load silently as different weights.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Union
 
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the fingerprint holds every training-shaping setting and the world size
 REQUIRED_KEYS = ("format_version", "fingerprint", "step", "epoch", "encoder", "optimizer", "scheduler", "dual", "rng")
 
 
@@ -25,10 +31,26 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: corrupt, truncated, foreign or from another run."""
 
 
+def _temporaries(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def remove_stale_temporaries(path: Union[str, Path]) -> list[Path]:
+    """Deletes temporaries of `path` left behind by a writer that was killed; returns them.
+
+    Only one process writes a run's checkpoint, so any temporary present when it starts to write is stale.
+    """
+    stale = _temporaries(Path(path))
+    for temporary in stale:
+        temporary.unlink(missing_ok=True)
+    return stale
+
+
 def save_atomic(state: dict, path: Union[str, Path]) -> Path:
     """Writes `state` to `path` via a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
@@ -57,6 +79,7 @@ def load_checkpoint(path: Union[str, Path], fingerprint: dict) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    verify_integrity(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -67,8 +90,25 @@ def load_checkpoint(path: Union[str, Path], fingerprint: dict) -> dict:
     if state["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {state['format_version']}, this lore reads {FORMAT_VERSION}")
     theirs = state["fingerprint"]
-    differences = {k: (theirs.get(k), v) for k, v in fingerprint.items() if theirs.get(k) != v}
+    differences = {k: (theirs.get(k, "(not recorded)"), v) for k, v in fingerprint.items() if theirs.get(k, "(not recorded)") != v}
     if differences:
         listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in differences.items())
-        raise CheckpointError(f"checkpoint {path} belongs to a different run ({listed}); use another --output or the same settings")
+        raise CheckpointError(f"checkpoint {path} was written with other settings ({listed}); a resumed run must keep "
+                              "every setting that shapes training (see docs/training.md): resume with the run's own "
+                              "settings, or start a new run in another --output")
     return state
+
+
+def verify_integrity(path: Union[str, Path]) -> None:
+    """Raises `CheckpointError` unless every record of the zip container at `path` matches its CRC-32."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read: {error}") from error
+    except Exception as error:  # zlib/struct errors from a damaged header
+        raise CheckpointError(f"checkpoint {path} is corrupt and cannot be read: {error}") from error
+    if damaged is not None:
+        raise CheckpointError(f"checkpoint {path} is damaged: record {damaged!r} fails its CRC check (a flipped bit "
+                              "on disk?); it cannot be trusted. Restore a copy or start the run again")

@@ -1,7 +1,10 @@
-"""`lore` command line: `lore train`, `lore plot`.
+"""`lore` command line: `lore train`, `lore eval`, `lore plot`.
 
 Only this module reads argparse; it turns flags (or a JSON config file) into
-a `TrainConfig` and calls the library.
+a typed config and calls the library. It imports nothing heavy until a
+command runs, so `lore --help` and argument errors answer at once. Every
+error about the user's input is one line naming that input, exit code 2;
+a traceback means a bug.
 """
 
 from __future__ import annotations
@@ -13,24 +16,38 @@ import typing
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import TrainConfig, parse_eps, read_json_object
+from .config import TrainConfig, read_json_object
+from .evaluation.config import EvalConfig
+
+INPUT_ERROR = 2
+INTERRUPTED = 130
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, config_type=TrainConfig) -> None:
+def _default_text(name: str, default) -> str:
+    if name == "eps" and isinstance(default, float):
+        from fractions import Fraction
+
+        return str(Fraction(default).limit_denominator(1000))
+    return repr(default)
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, config_type) -> None:
+    """One flag per dataclass field; values stay strings/numbers and the config validates them."""
     hints = typing.get_type_hints(config_type)
     for field in dataclasses.fields(config_type):
         hint = hints[field.name]
-        default = field.default
-        help_text = f"{field.metadata.get('help', '')} (default: {default!r})"
+        help_text = field.metadata.get("help", "")
+        if "default" not in help_text:
+            help_text += f" (default: {_default_text(field.name, field.default)})"
         if hint is bool:
             parser.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
-        kind = parse_eps if field.name == "eps" and config_type is TrainConfig else base
+        kind = str if field.name == "eps" else base  # eps: "4/255"; TrainConfig parses and names it when wrong
         parser.add_argument(_flag(field.name), type=kind, default=None, help=help_text, metavar=field.name.upper())
 
 
@@ -43,10 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         "defaults are the paper's (AdamW, lr 1e-5, wd 1e-4, cosine schedule, PGD-10 with step eps/4, K=5, dual lr 5e-4).",
     )
     train.add_argument("--config", type=Path, default=None, help="JSON file with TrainConfig keys")
-    train.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
-    _add_config_flags(train)
-    from .evaluation.run import EvalConfig
-
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUTPUT/last.pt; only output/device/logging settings may differ from the run's")
+    _add_config_flags(train, TrainConfig)
     evaluate = commands.add_parser(
         "eval", help="evaluate clean and robust accuracy (APGD-CE, APGD-DLR-T, Square, noise, corruptions)",
         description="Evaluate a model, an export folder or a run folder: zero-shot head for CLIP models, a linear head "
@@ -67,48 +83,70 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "eval":
-        from .evaluation.run import EvalConfig, run_evaluation
-        from .evaluation.report import markdown_table
+def _fail(command: str, error: BaseException) -> int:
+    print(f"lore {command}: {error}", file=sys.stderr)
+    return INPUT_ERROR
 
-        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig) if getattr(args, f.name) is not None}
-        try:
-            config = EvalConfig(**values)
-            config.settings()
-        except ValueError as error:
-            print(f"lore eval: {error}", file=sys.stderr)
-            return 2
+
+def _eval(args: argparse.Namespace) -> int:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig) if getattr(args, f.name) is not None}
+    try:
+        config = EvalConfig(**values)
+    except ValueError as error:
+        return _fail("eval", error)
+    from .evaluation.report import markdown_table
+    from .evaluation.run import run_evaluation
+
+    from .data import UnreadableImageError
+
+    try:
         report = run_evaluation(config)
-        print(markdown_table(report))
-        print(f"wrote {config.output}/report.json, report.md, robust_accuracy.png")
-        return 0
-    if args.command == "plot":
-        from .plots import plot_run
+    except (ValueError, FileNotFoundError, UnreadableImageError) as error:
+        return _fail("eval", error)
+    print(markdown_table(report))
+    print(f"wrote {config.output}/report.json, report.md, robust_accuracy.png")
+    return 0
 
-        for path in plot_run(args.run_dir):
-            print(path)
-        return 0
+
+def _plot(args: argparse.Namespace) -> int:
+    from .plots import plot_run
+
+    try:
+        paths = plot_run(args.run_dir)
+    except FileNotFoundError as error:
+        return _fail("plot", error)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
     except (ValueError, OSError) as error:
-        print(f"lore train: {error}", file=sys.stderr)
-        return 2
+        return _fail("train", error)
     from .checkpoint import CheckpointError
+    from .data import UnreadableImageError
     from .engine import train
 
     try:
         result = train(config, resume=args.resume)
-    except (CheckpointError, FileExistsError, FileNotFoundError, FloatingPointError) as error:
+    except (CheckpointError, FileExistsError, FileNotFoundError, UnreadableImageError, ValueError) as error:
+        return _fail("train", error)
+    except FloatingPointError as error:  # the run diverged: not an input error, but no traceback helps either
         print(f"lore train: {error}", file=sys.stderr)
         return 1
     if result.status == "interrupted":
         print(f"interrupted at batch {result.step}/{result.total_steps}; checkpoint written, continue with --resume",
               file=sys.stderr)
-        return 130
-    print(f"finished {result.total_steps} batches; outputs in {result.output}")
+        return INTERRUPTED
+    print(f"finished batches {result.start_step}..{result.step} of {result.total_steps}; outputs in {result.output}")
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return {"eval": _eval, "plot": _plot, "train": _train}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -19,16 +19,40 @@ import torch  # noqa: E402
 from .config import TrainConfig  # noqa: E402
 from .engine import train  # noqa: E402
 from .evaluation import EvalSettings, evaluate, plot_robustness  # noqa: E402
+from .evaluation.suite import fraction  # noqa: E402
 from .heads import ZeroShotHead  # noqa: E402
 from .plots import finish_axes, read_metrics, save_figure  # noqa: E402
 
 
-def train_fresh(config: TrainConfig) -> Path:
-    """Trains `config` into an emptied `config.output` (the caller owns that folder); returns it."""
+class RunInterrupted(RuntimeError):
+    """A training run stopped (SIGTERM/SIGINT) before its last batch; its checkpoint allows a resume."""
+
+    def __init__(self, folder: Path, step: int, total: int) -> None:
+        super().__init__(f"training in {folder} was interrupted at batch {step}/{total}; its checkpoint is kept, "
+                         "run again with --resume to continue")
+        self.folder, self.step, self.total = folder, step, total
+
+
+def train_fresh(config: TrainConfig, *, resume: bool = False) -> Path:
+    """Trains `config` into `config.output` (the caller owns that folder); returns it once the run has finished.
+
+    Args:
+        config: the run.
+        resume: continue the run's checkpoint if the folder holds one (a finished run is reused as it is;
+            a checkpoint of other settings is refused); otherwise the folder is emptied and training starts over.
+
+    Raises:
+        RunInterrupted: the run was stopped by a signal before its last batch.
+    """
     folder = Path(config.output)
-    if folder.exists():
-        shutil.rmtree(folder)
-    train(config)
+    if resume and (folder / "last.pt").is_file():
+        result = train(config, resume=True)
+    else:
+        if folder.exists():
+            shutil.rmtree(folder)
+        result = train(config)
+    if result.status != "finished":
+        raise RunInterrupted(folder, result.step, result.total_steps)
     return folder
 
 
@@ -53,7 +77,7 @@ def zero_shot_results(encoder, reference_encoder, class_embeddings: torch.Tensor
     report = evaluate(classifier, images, labels, settings, embed=encoder, class_embeddings=class_embeddings)
     with torch.no_grad():
         ref, emb = reference_encoder(images), encoder(images)
-        within = ((emb - ref).pow(2).sum(1) <= rho * ref.pow(2).sum(1)).float().mean().item()
+        within = fraction((emb - ref).pow(2).sum(1) <= rho * ref.pow(2).sum(1))
     return {
         "clean_accuracy": report["clean_accuracy"],
         "robust_accuracy": {e: row["apgd-ce+apgd-t"] for e, row in report["robust_accuracy"].items()},

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
@@ -19,8 +21,10 @@ PRECISIONS = ("fp32", "bf16")
 
 def parse_eps(value: Union[str, float]) -> float:
     """Parses "4/255", "0.0157" or a float into a pixel-range fraction in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"eps must look like 4/255 or 0.0157, got {value!r}")
     try:
-        eps = float(Fraction(value)) if isinstance(value, str) else float(value)
+        eps = float(Fraction(value.strip())) if isinstance(value, str) else float(value)
     except (ValueError, ZeroDivisionError) as error:
         raise ValueError(f"eps must look like 4/255 or 0.0157, got {value!r}") from error
     if not (math.isfinite(eps) and 0 <= eps <= 1):
@@ -28,10 +32,43 @@ def parse_eps(value: Union[str, float]) -> float:
     return eps
 
 
+def check_field_types(config) -> None:
+    """Checks every field of a config dataclass against its annotation (int, float, str, bool, Optional[...]).
+
+    JSON config files carry their own types, so `"max_steps": "5"` or `"seed": 2.5` must be refused here,
+    naming the key, instead of failing later inside the training loop.
+    """
+    hints = typing.get_type_hints(type(config))
+    for item in fields(config):
+        value, hint = getattr(config, item.name), hints[item.name]
+        optional = typing.get_origin(hint) is Union and type(None) in typing.get_args(hint)
+        if optional:
+            if value is None:
+                continue
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            continue  # 1 is a fine float
+        if hint in (int, float, str, bool) and (not isinstance(value, hint) or (hint is not bool and isinstance(value, bool))):
+            expected = hint.__name__ + (" or null" if optional else "")
+            raise ValueError(f"{item.name} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
+DEVICE_PATTERN = re.compile(r"^(|cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$")
+
+
+def check_device(device: str) -> str:
+    """'' (auto), 'cpu', 'cuda', 'cuda:N', 'mps' or 'xpu[:N]'; anything else is refused by name."""
+    if not DEVICE_PATTERN.match(device):
+        raise ValueError(f"device must be cpu, cuda, cuda:N (or empty for automatic), got {device!r}")
+    return device
+
+
 def read_json_object(path: Union[str, Path]) -> dict:
     """Reads a JSON object from `path`, with errors that name the file."""
     try:
         values = json.loads(Path(path).read_text())
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"config file {path} not found") from error
     except json.JSONDecodeError as error:
         raise ValueError(f"config file {path} is not valid JSON: {error}") from error
     if not isinstance(values, dict):
@@ -56,6 +93,8 @@ class TrainConfig:
     probe_data: Optional[str] = _help("held-out data for the probe (default: a held-out split of --data)", default=None)
     probe_size: int = _help("images in the held-out probe set", default=256)
     workers: int = _help("threads decoding images of folder/torchvision data (0: decode in the main thread)", default=0)
+    skip_unreadable: bool = _help("replace an undecodable image by the next decodable one, naming it in "
+                                  "OUTPUT/unreadable_images.txt (--no-skip-unreadable: stop at the first, naming it)", default=True)
     # method
     method: str = _help(f"one of {', '.join(METHOD_NAMES)}", default="lore")
     eps: float = _help("l_inf training radius as a fraction of the pixel range; the CLI accepts 4/255", default=4 / 255)
@@ -86,7 +125,11 @@ class TrainConfig:
     device: str = _help("cpu, cuda, or cuda:N (default: cuda if available)", default="")
 
     def __post_init__(self) -> None:
+        if isinstance(self.eps, str):
+            self.eps = parse_eps(self.eps)
+        check_field_types(self)
         self.eps = parse_eps(self.eps)
+        check_device(self.device)
         if self.method not in METHOD_NAMES:
             raise ValueError(f"method must be one of {METHOD_NAMES}, got {self.method!r}")
         if self.dual not in DUAL_KINDS:
@@ -106,8 +149,9 @@ class TrainConfig:
             raise ValueError(f"batch_size {self.batch_size} must be divisible by grad_accumulation {self.grad_accumulation}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.warmup_steps < 0 or self.probe_every < 0 or self.workers < 0:
-            raise ValueError("warmup_steps, probe_every and workers must be >= 0")
+        for name in ("warmup_steps", "probe_every", "workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,8 +168,18 @@ class TrainConfig:
     def from_json(cls, path: Union[str, Path]) -> "TrainConfig":
         return cls.from_dict(read_json_object(path))
 
-    def resume_fingerprint(self) -> dict:
-        """Settings a checkpoint must share with the run that resumes it."""
-        keys = ("model", "pretrained", "image_size", "data", "method", "eps", "pgd_steps", "rho", "primal_steps",
-                "dual", "dual_hidden", "batch_size", "seed", "precision")
-        return {k: getattr(self, k) for k in keys}
+    def resume_fingerprint(self, world_size: int = 1) -> dict:
+        """Settings a checkpoint must share with the run that resumes it.
+
+        Everything that decides the trained weights is in it: the model, data, method, optimiser, schedule
+        (lr, epochs, max_steps), batch and world size, seed, probe set. Only `OPERATIONAL_FIELDS` (where
+        files go, how often to log, which device) may change on resume.
+        """
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in OPERATIONAL_FIELDS}
+        values["world_size"] = world_size
+        return values
+
+
+OPERATIONAL_FIELDS = frozenset({"output", "cache_dir", "checkpoint_every", "log_every", "probe_every", "tensorboard",
+                                "device", "workers"})
+"""`TrainConfig` fields that do not change what a run computes, so a resume may change them."""

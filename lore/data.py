@@ -10,7 +10,7 @@ process with the global batch size.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch.utils.data import Dataset
@@ -33,8 +33,12 @@ class TensorImages(Dataset):
         return self.images[index], int(self.labels[index]), index
 
 
+class UnreadableImageError(OSError):
+    """An image file that cannot be decoded (truncated, garbage, not an image); the message names the file."""
+
+
 class _Indexed(Dataset):
-    """Adds the index to an (image, label) dataset."""
+    """Adds the index to an (image, label) dataset; an undecodable file raises `UnreadableImageError` naming it."""
 
     def __init__(self, base: Dataset, classnames: tuple[str, ...]) -> None:
         self.base, self.classnames = base, classnames
@@ -43,8 +47,16 @@ class _Indexed(Dataset):
         return len(self.base)
 
     def __getitem__(self, index: int):
-        image, label = self.base[index]
+        try:
+            image, label = self.base[index]
+        except (OSError, SyntaxError, ValueError) as error:  # PIL: truncated / unidentified / broken files
+            raise UnreadableImageError(f"image {self.source(index)} cannot be decoded: {error}") from error
         return image, int(label), index
+
+    def source(self, index: int) -> str:
+        """The file behind item `index` (or a description when the dataset has no files)."""
+        samples = getattr(self.base, "samples", None)
+        return str(samples[index][0]) if samples else f"#{index} of {type(self.base).__name__}"
 
 
 def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int = 0) -> Dataset:
@@ -84,7 +96,13 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
     folder = Path(spec)
     if not folder.is_dir():
         raise FileNotFoundError(f"data must be 'digits', 'torchvision:NAME:ROOT' or an image folder; {spec!r} is none")
-    base = datasets.ImageFolder(str(folder), transform=transform)
+    try:
+        base = datasets.ImageFolder(str(folder), transform=transform)
+    except FileNotFoundError as error:  # torchvision: no class folders / no images in them
+        raise ValueError(f"image folder {spec}: {error}") from error
+    if len(base.classes) < 2:
+        raise ValueError(f"image folder {spec} has {len(base.classes)} class folder(s) ({base.classes}); "
+                         "classification needs at least 2 (one sub-folder per class)")
     return _Indexed(base, tuple(c.replace("_", " ") for c in base.classes))
 
 
@@ -105,20 +123,46 @@ def batches_per_epoch(num_samples: int, global_batch: int) -> int:
     return count
 
 
-def load_batch(dataset: Dataset, indices: torch.Tensor, workers_pool=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Stacks dataset items at `indices` into (images [B, 3, H, W], labels [B], indices [B])."""
+def load_batch(dataset: Dataset, indices: torch.Tensor, workers_pool=None, *,
+               on_unreadable: Optional[Callable[[str], None]] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stacks dataset items at `indices` into (images [B, 3, H, W], labels [B], indices [B]).
+
+    Args:
+        dataset, indices: what to load.
+        workers_pool: optional thread pool decoding images in parallel.
+        on_unreadable: None: an undecodable image raises `UnreadableImageError` naming its file. Otherwise
+            it is called with that error's message and the item is replaced by the next decodable index
+            (i + 1, i + 2, ... modulo N): deterministic, so every resume and every rank make the same choice.
+            The returned indices are those actually loaded.
+    """
     if isinstance(dataset, TensorImages):
         return dataset.images[indices], dataset.labels[indices], indices
-    items = list(workers_pool.map(dataset.__getitem__, indices.tolist())) if workers_pool else [dataset[i] for i in indices.tolist()]
+
+    def load(index: int):
+        return _load_item(dataset, index, on_unreadable)
+
+    items = list(workers_pool.map(load, indices.tolist())) if workers_pool else [load(i) for i in indices.tolist()]
     images = torch.stack([item[0] for item in items])
     labels = torch.tensor([item[1] for item in items], dtype=torch.long)
-    return images, labels, indices
+    return images, labels, torch.tensor([item[2] for item in items], dtype=torch.long)
 
 
-def probe_subset(dataset: Dataset, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed random subset of `size` items as tensors (images, labels)."""
+def _load_item(dataset: Dataset, index: int, on_unreadable: Optional[Callable[[str], None]]):
+    for offset in range(len(dataset)):
+        try:
+            return dataset[(index + offset) % len(dataset)]
+        except UnreadableImageError as error:
+            if on_unreadable is None:
+                raise
+            on_unreadable(str(error))
+    raise UnreadableImageError(f"no image of the dataset ({len(dataset)} files) can be decoded")
+
+
+def probe_subset(dataset: Dataset, size: int, seed: int, *,
+                 on_unreadable: Optional[Callable[[str], None]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random subset of `size` items as tensors (images, labels); `on_unreadable` as in `load_batch`."""
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed + 17))[: min(size, len(dataset))]
-    images, labels, _ = load_batch(dataset, order)
+    images, labels, _ = load_batch(dataset, order, on_unreadable=on_unreadable)
     return images, labels
 
 

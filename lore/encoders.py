@@ -49,7 +49,19 @@ class ImageEncoder(nn.Module):
             raise ValueError(
                 f"images must have shape [B, {self.mean.shape[1]}, H, W], got {tuple(images.shape)}"
             )
+        if not images.is_floating_point():
+            raise TypeError(f"images must be floating point pixels in [0, 1], got dtype {images.dtype} "
+                            "(for uint8 images: images.float() / 255)")
+        dtype = self._parameter_dtype()
+        if dtype is not None and images.dtype != dtype and not torch.is_autocast_enabled(images.device.type):
+            images = images.to(dtype)  # float16/float64 pixels into a float32 tower (autocast handles its own casts)
         return self.backbone((images - self.mean.to(images.dtype)) / self.std.to(images.dtype))
+
+    def _parameter_dtype(self) -> Optional[torch.dtype]:
+        for parameter in self.backbone.parameters():
+            if parameter.is_floating_point():
+                return parameter.dtype
+        return None
 
 
 @dataclass
@@ -94,6 +106,13 @@ def load_open_clip(
         raise ValueError(f"pretrained={pretrained!r} is ignored for {model!r}; a local-dir folder carries its weights")
     if pretrained is not None and _looks_like_path(pretrained) and not Path(pretrained).is_file():
         raise FileNotFoundError(f"pretrained checkpoint file not found: {pretrained}")
+    if model.startswith("local-dir:"):
+        folder = Path(model[len("local-dir:"):])
+        if not (folder / "open_clip_config.json").is_file():
+            raise FileNotFoundError(f"model {model!r}: no open_clip_config.json in {folder}")
+    elif model not in open_clip.list_models():
+        raise ValueError(f"model {model!r} is not an open_clip architecture (e.g. ViT-B-32; see open_clip.list_models()), "
+                         "'digits-clip', 'digits-cnn', 'timm:NAME', 'local-dir:PATH', or an existing folder")
     clip, _, preprocess = open_clip.create_model_and_transforms(
         model, pretrained=pretrained, device=device, weights_only=True
     )

@@ -15,6 +15,7 @@ import json
 import math
 import signal
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from . import methods as method_factories
-from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_atomic
+from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig
 from .data import batches_per_epoch, build_dataset, dataset_classnames, epoch_order, load_batch, probe_subset
 from .distributed import DistInfo, any_rank, init_distributed, parameters_agree, shutdown_distributed
@@ -39,13 +40,15 @@ LAST = "last.pt"
 
 @dataclass
 class RunResult:
-    """How a run ended: "finished" or "interrupted", at which step, and where its files are."""
+    """How a run ended: "finished" or "interrupted", at which step (having started at `start_step`), and where its files are."""
 
     status: str
     step: int
     total_steps: int
     output: Path
     ranks_agree: bool = True
+    start_step: int = 0
+    unreadable_images: int = 0
 
 
 def make_method(config: TrainConfig):
@@ -103,22 +106,37 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
 
 def _device(config: TrainConfig, info: DistInfo) -> torch.device:
     if config.device:
-        return torch.device(config.device)
+        return resolve_device(config.device)
     return torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device `name` ('' = cuda if available, else cpu); refuses one this machine does not have."""
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was requested but CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     output = Path(config.output)
     device = _device(config, info)
     checkpoint_path = output / LAST
+    fingerprint = config.resume_fingerprint(info.world_size)
     state = None
     if resume:
-        state = load_checkpoint(checkpoint_path, config.resume_fingerprint())
+        state = load_checkpoint(checkpoint_path, fingerprint)  # refuses any change it could not honour
     elif info.is_main and checkpoint_path.exists():
         raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --output")
     if info.is_main:
         output.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(checkpoint_path)
         (output / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    unreadable = _UnreadableLog(output / "unreadable_images.txt" if info.is_main else None) if config.skip_unreadable else None
 
     torch.manual_seed(config.seed)
     built = build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
@@ -128,8 +146,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     train_set = build_dataset(config.data, built.image_size, split="train", seed=config.seed)
     probe_source = build_dataset(config.probe_data or config.data, built.image_size,
                                  split="test" if config.probe_data is None else "train", seed=config.seed)
-    probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed)
-    head_images, head_labels = probe_subset(train_set, 1000, config.seed + 1)
+    probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed, on_unreadable=unreadable)
+    head_images, head_labels = probe_subset(train_set, 1000, config.seed + 1, on_unreadable=unreadable)
     head = build_head(built, dataset_classnames(train_set), reference, head_images.to(device), head_labels.to(device))
 
     model = encoder
@@ -164,7 +182,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         last_saved[0] = step
         if info.is_main:
             save_atomic({
-                "format_version": FORMAT_VERSION, "fingerprint": config.resume_fingerprint(), "step": step,
+                "format_version": FORMAT_VERSION, "fingerprint": fingerprint, "step": step,
                 "epoch": step // per_epoch, "encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "dual": step_fn.state_dict(),
                 "rng": {"torch": torch.get_rng_state()}, "config": config.to_dict(),
@@ -187,7 +205,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                 order = epoch_order(len(train_set), epoch, config.seed)
                 global_indices = order[position * global_batch:(position + 1) * global_batch]
                 shard = global_indices[info.rank * config.batch_size:(info.rank + 1) * config.batch_size]
-                images, labels, _ = load_batch(train_set, shard, pool)
+                images, labels, _ = load_batch(train_set, shard, pool, on_unreadable=unreadable)
                 images, labels = images.to(device), labels.to(device)
                 start_noise = _global_start(step, config, global_batch, images.shape[1:], info)
                 began = time.perf_counter()
@@ -230,14 +248,36 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
 
     agree = parameters_agree(encoder, info, device)
     if info.is_main:
-        summary = {"status": status, "step": step, "total_steps": total, "world_size": info.world_size, "ranks_agree": agree}
+        summary = {"status": status, "start_step": start, "step": step, "total_steps": total,
+                   "world_size": info.world_size, "ranks_agree": agree,
+                   "unreadable_images": unreadable.count if unreadable else 0}
         if status == "finished":
             summary["export"] = str(export_encoder(built, config.model, output / "export"))
             from .plots import plot_run
 
             summary["plots"] = [str(p) for p in plot_run(output, rho=config.rho)]
         (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    return RunResult(status, step, total, output, agree)
+    return RunResult(status, step, total, output, agree, start, unreadable.count if unreadable else 0)
+
+
+class _UnreadableLog:
+    """Receives the messages of skipped undecodable images: warns once per file and lists them in a file."""
+
+    def __init__(self, path: Optional[Path]) -> None:
+        self.path, self.seen = path, set()
+
+    @property
+    def count(self) -> int:
+        return len(self.seen)
+
+    def __call__(self, message: str) -> None:
+        if message in self.seen:
+            return
+        self.seen.add(message)
+        warnings.warn(f"skipping an unreadable image (replaced by the next readable one): {message}", stacklevel=2)
+        if self.path is not None:
+            with open(self.path, "a") as handle:
+                handle.write(message + "\n")
 
 
 def _global_start(step: int, config: TrainConfig, global_batch: int, image_shape, info: DistInfo) -> torch.Tensor:

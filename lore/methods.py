@@ -85,7 +85,14 @@ def zero_shot_cross_entropy(adversarial: torch.Tensor, batch: Batch) -> torch.Te
     """TeCoA's loss CE(scale * cos(phi(x + delta), text_c), y) per sample, [B]."""
     if batch.labels is None:
         raise ValueError("this method is supervised: pass labels to the training step")
-    return F.cross_entropy(zero_shot_logits(adversarial, batch), batch.labels, reduction="none")
+    logits = zero_shot_logits(adversarial, batch)
+    labels = batch.labels
+    if labels.dtype not in (torch.int64, torch.int32) or labels.shape != logits.shape[:1]:
+        raise ValueError(f"labels must be integer class ids of shape [{logits.shape[0]}], got {labels.dtype} {tuple(labels.shape)}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
+        raise ValueError(f"labels must lie in [0, {logits.shape[1] - 1}] (the head's classes), got values in "
+                         f"[{int(labels.min())}, {int(labels.max())}]; ignored labels (-100) are not supported")
+    return F.cross_entropy(logits, labels.long(), reduction="none")
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,21 @@ def save_figure(fig, path: Union[str, Path]) -> Path:
 
 
 def finish_axes(*axes) -> None:
-    """Grid and legend on each axis."""
+    """Grid on each axis, and a legend where something is labelled."""
     for ax in axes:
         ax.grid(alpha=0.3)
+        legend(ax)
+
+
+def legend(ax) -> None:
+    """A legend only when the axis holds labelled artists (an empty legend box says nothing)."""
+    if ax.get_legend_handles_labels()[0]:
         ax.legend()
+
+
+def mark_empty(ax, message: str) -> None:
+    """Writes `message` across an axis that has nothing to show (e.g. no multiplier in FARE)."""
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
 def read_metrics(run_dir: Union[str, Path]) -> list[dict]:
@@ -62,15 +73,21 @@ def plot_run(run_dir: Union[str, Path], rho: Optional[float] = None) -> list[Pat
     for key, label in (("probe/clean_accuracy", "clean"), ("probe/robust_accuracy", "robust (PGD, train eps)")):
         ax.plot(*_series(records, key), marker="o", label=label)
     ax.set(title="held-out probe accuracy", xlabel="batch", ylabel="accuracy", ylim=(0, 1))
-    ax.legend()
+    legend(ax)
     ax = axes[0, 1]
     ax.plot(*_series(records, "robust_loss"), color="tab:red")
     ax.set(title="robust loss (training batches)", xlabel="batch", yscale="log")
     ax = axes[1, 0]
-    ax.plot(*_series(records, "clean/multiplier_mean"), label="training batch")
-    ax.plot(*_series(records, "probe/lambda_mean"), marker="o", label="held-out probe")
+    drawn = False
+    for key, label, marker in (("clean/multiplier_mean", "training batch", None), ("probe/lambda_mean", "held-out probe", "o")):
+        steps, values = _series(records, key)
+        if steps:
+            ax.plot(steps, values, marker=marker, label=label)
+            drawn = True
+    if not drawn:
+        mark_empty(ax, "no multiplier: this method has no constraint")
     ax.set(title="mean lambda(x)", xlabel="batch")
-    ax.legend()
+    legend(ax)
     ax = axes[1, 1]
     steps, q50 = _series(records, "probe/relative_distance_q50")
     _, q10 = _series(records, "probe/relative_distance_q10")
@@ -80,6 +97,8 @@ def plot_run(run_dir: Union[str, Path], rho: Optional[float] = None) -> list[Pat
         ax.plot(steps, q50, marker="o", label="median")
     if rho is not None:
         ax.axhline(rho, color="black", linestyle="--", label=f"margin rho = {rho:g}")
+    if not steps:
+        mark_empty(ax, "no probe measurements")
     ax.set(title="||phi(x) - phi_0(x)||^2 / ||phi_0(x)||^2 (held out)", xlabel="batch")
-    ax.legend()
+    legend(ax)
     return [save_figure(fig, run_dir / "training_curves.png")]

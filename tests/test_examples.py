@@ -83,3 +83,35 @@ def test_fairness_example_meets_its_bound_on_training_data():
 @pytest.mark.slow
 def test_custom_constraint_example_runs():
     assert "within the custom margin" in run_example("custom_constraint.py")
+
+
+@pytest.mark.slow
+def test_lore_clip_interrupted_leaves_no_finished_results_and_resumes(tmp_path, lore_cache):
+    """SIGTERM stops the whole job (not only the current training) and --resume finishes it."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    args = [sys.executable, str(ROOT / "examples" / "lore_clip.py"), "--quick", "--methods", "fare,lore", "--steps", "12",
+            "--eval-samples", "40", "--apgd-iter", "3", "--out", str(out), "--cache-dir", str(lore_cache)]
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"status": "finished", "methods": {}}))  # a stale earlier result
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD, cwd=tmp_path)
+    metrics = out / "fare" / "metrics.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode != 0, stderr
+    results = out / "results.json"
+    assert not results.exists() or json.loads(results.read_text())["status"] == "interrupted"
+    assert not (out / "lore").exists()  # the job stopped: the next method never started
+    summary = json.loads((out / "fare" / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+
+    run_example("lore_clip.py", *args[2:], "--resume", cwd=tmp_path)
+    payload = json.loads(results.read_text())
+    assert payload["status"] == "finished" and set(payload["methods"]) == {"reference", "fare", "lore"}
+    resumed = json.loads((out / "fare" / "summary.json").read_text())
+    assert resumed["status"] == "finished" and resumed["start_step"] == summary["step"]

@@ -1,15 +1,45 @@
-"""Robustness evaluation: APGD-CE / APGD-DLR-T (AutoAttack protocol), Square, noise, corruptions."""
+"""Robustness evaluation: APGD-CE / APGD-DLR-T (AutoAttack protocol), Square, noise, corruptions.
 
-from .apgd import apgd, apgd_ce, apgd_dlr_targeted, checkpoints, dlr_targeted_loss
-from .corruptions import CORRUPTIONS, gaussian_noise
-from .linear_head import fit_linear_head
-from .masking import GradientMaskingWarning, check_gradient_masking
-from .report import plot_robustness, write_report
-from .square import square_attack
-from .suite import ATTACKS, EvalSettings, evaluate, format_eps, robust_accuracy
+Public names are imported lazily (PEP 562), so the torch-free `EvalConfig` loads without torch.
+"""
 
-__all__ = [
-    "ATTACKS", "CORRUPTIONS", "EvalSettings", "GradientMaskingWarning", "apgd", "apgd_ce", "apgd_dlr_targeted",
-    "check_gradient_masking", "checkpoints", "dlr_targeted_loss", "evaluate", "fit_linear_head", "format_eps",
-    "gaussian_noise", "plot_robustness", "robust_accuracy", "square_attack", "write_report",
-]
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {
+    "apgd": ".apgd",
+    "apgd_ce": ".apgd",
+    "apgd_dlr_targeted": ".apgd",
+    "checkpoints": ".apgd",
+    "dlr_targeted_loss": ".apgd",
+    "CORRUPTIONS": ".corruptions",
+    "gaussian_noise": ".corruptions",
+    "EvalConfig": ".config",
+    "fit_linear_head": ".linear_head",
+    "GradientMaskingWarning": ".masking",
+    "check_gradient_masking": ".masking",
+    "plot_robustness": ".report",
+    "write_report": ".report",
+    "square_attack": ".square",
+    "ATTACKS": ".suite",
+    "EvalSettings": ".suite",
+    "evaluate": ".suite",
+    "format_eps": ".suite",
+    "robust_accuracy": ".suite",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    """Imports a public name on first use, so that light entry points (`lore --help`) never import torch."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

@@ -8,6 +8,7 @@ from typing import Union
 
 import matplotlib.pyplot as plt
 
+from ..config import parse_eps
 from ..plots import finish_axes, save_figure
 
 
@@ -45,10 +46,11 @@ def plot_robustness(reports: dict[str, dict], path: Union[str, Path]) -> Path:
         if not robust:
             continue
         labels = ["0"] + list(robust)
+        positions = [parse_eps(label) * 255 for label in labels]  # eps on a true scale, in /255 units
         values = [report["clean_accuracy"]] + [list(row.values())[-1] for row in robust.values()]
-        ax.plot(range(len(labels)), values, marker="o", label=name)
-        ax.set_xticks(range(len(labels)), labels)
-    ax.set(xlabel="eps (l_inf)", ylabel="robust accuracy", ylim=(0, 1), title="robust accuracy vs eps (APGD-CE + APGD-DLR-T)")
+        ax.plot(positions, values, marker="o", label=name)
+        ax.set_xticks(positions, labels)
+    ax.set(xlabel="eps (l_inf, x/255)", ylabel="robust accuracy", ylim=(0, 1), title="robust accuracy vs eps (APGD-CE + APGD-DLR-T)")
     finish_axes(ax)
     return save_figure(fig, path)
 

@@ -3,67 +3,42 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import torch
 
-from ..config import parse_eps
 from ..data import build_dataset, dataset_classnames, probe_subset
 from ..encoders import ImageEncoder
 from ..export import load_exported
 from ..heads import ZeroShotHead, class_text_embeddings
 from ..models import BuiltModel, build_model
+from .config import EvalConfig
 from .linear_head import fit_linear_head
 from .report import write_report
 from .suite import EvalSettings, evaluate
 
 
-@dataclass
-class EvalConfig:
-    """What `lore eval` evaluates and how (flags of the same names)."""
-
-    model: str = field(default="digits-cnn", metadata={"help": "as in `lore train --model`, or an export folder / run folder"})
-    pretrained: Optional[str] = field(default=None, metadata={"help": "open_clip tag or weights file"})
-    image_size: Optional[int] = field(default=None, metadata={"help": "input resolution (default: the model's)"})
-    data: str = field(default="digits", metadata={"help": "'digits', an ImageFolder directory, or 'torchvision:NAME:ROOT'"})
-    head_data: Optional[str] = field(default=None, metadata={"help": "training data for the linear head of non-CLIP models (default: --data's train split)"})
-    n_samples: int = field(default=500, metadata={"help": "evaluation images (a fixed random subset)"})
-    batch_size: int = field(default=128, metadata={"help": "images per attack batch"})
-    attacks: str = field(default="apgd-ce,apgd-t", metadata={"help": "comma list of apgd-ce, apgd-t (empty: none)"})
-    eps: str = field(default="1/255,2/255,4/255,8/255", metadata={"help": "comma list of l_inf radii"})
-    n_iter: int = field(default=100, metadata={"help": "APGD iterations"})
-    restarts: int = field(default=1, metadata={"help": "APGD restarts"})
-    n_targets: int = field(default=9, metadata={"help": "APGD-DLR-T target classes"})
-    square_queries: int = field(default=0, metadata={"help": "Square attack query budget per image (0: skip)"})
-    noise_sigmas: str = field(default="", metadata={"help": "comma list of Gaussian noise std (pixel units)"})
-    corruptions: str = field(default="", metadata={"help": "comma list of noise, blur, jpeg, brightness, contrast ('all' for all)"})
-    seed: int = field(default=0, metadata={"help": "seed of the subset, the attacks and the noise"})
-    output: str = field(default="runs/eval", metadata={"help": "folder for report.json, report.md, robust_accuracy.png"})
-    cache_dir: str = field(default="~/.cache/lore", metadata={"help": "cache of built reference models"})
-    device: str = field(default="", metadata={"help": "cpu, cuda, cuda:N (default: cuda if available)"})
-
-    def settings(self) -> EvalSettings:
-        from .corruptions import CORRUPTIONS
-
-        corruptions = sorted(CORRUPTIONS) if self.corruptions == "all" else _split(self.corruptions)
-        return EvalSettings(
-            eps=[parse_eps(e) for e in _split(self.eps)], attacks=_split(self.attacks), n_iter=self.n_iter,
-            restarts=self.restarts, n_targets=self.n_targets, square_queries=self.square_queries,
-            noise_sigmas=[float(s) for s in _split(self.noise_sigmas)], corruptions=corruptions,
-            batch_size=self.batch_size, seed=self.seed,
-        )
-
-
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+def settings_of(config: EvalConfig) -> EvalSettings:
+    """The `EvalSettings` an (already validated) `EvalConfig` asks for."""
+    return EvalSettings(
+        eps=config.eps_list, attacks=config.attack_list, n_iter=config.n_iter, restarts=config.restarts,
+        n_targets=config.n_targets, square_queries=config.square_queries, noise_sigmas=config.sigma_list,
+        corruptions=config.corruption_list, batch_size=config.batch_size, seed=config.seed,
+    )
 
 
 def _load(config: EvalConfig, device: torch.device) -> BuiltModel:
     path = Path(config.model)
+    if _looks_like_path(config.model) and not path.exists():
+        raise FileNotFoundError(f"model {config.model!r}: no such file or folder")
     if path.is_dir() and (path / "export").is_dir():
         path = path / "export"
+    elif path.is_dir() and (path / "config.json").is_file() and (path / "metrics.jsonl").is_file():
+        summary = path / "summary.json"
+        state = json.loads(summary.read_text()).get("status", "unknown") if summary.is_file() else "still running or killed"
+        raise FileNotFoundError(f"model {config.model!r} is a `lore train` run folder without an export (run status: "
+                                f"{state}); finish it with `lore train --resume --output {config.model}` first")
     if path.is_dir() and (path / "open_clip_config.json").is_file():
         return build_model(f"local-dir:{path}", None, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
                            seed=config.seed, device=device)
@@ -78,14 +53,23 @@ def _load(config: EvalConfig, device: torch.device) -> BuiltModel:
         encoder = load_exported(path, device=device)
         size = config.image_size or json.loads((path / "encoder.json").read_text())["image_size"]
         return BuiltModel(encoder, size, kind="export")
+    if path.is_dir():
+        raise FileNotFoundError(f"model {config.model!r} is a folder but neither an export (encoder.json or "
+                                "open_clip_config.json) nor a `lore train` run folder")
     return build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
                        seed=config.seed, device=device)
 
 
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or "\\" in text or text.startswith(".") or text.startswith("~")
+
+
 def run_evaluation(config: EvalConfig) -> dict:
     """Evaluates the configured model and writes its report into `config.output`; returns the report."""
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    settings = config.settings()
+    from ..engine import resolve_device
+
+    device = resolve_device(config.device)
+    settings = settings_of(config)
     built = _load(config, device)
     encoder: ImageEncoder = built.encoder.eval().requires_grad_(False)
     test_set = build_dataset(config.data, built.image_size, split="test", seed=config.seed)

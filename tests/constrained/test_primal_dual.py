@@ -248,3 +248,34 @@ def test_accumulated_micro_batches_equal_one_full_batch_step(kind, mode):
     for p, q in zip(list(model_a.parameters()) + list(mult_a.parameters()), list(model_b.parameters()) + list(mult_b.parameters())):
         assert torch.allclose(p, q, atol=1e-6)
     assert full.constraints["clean"].violation_mean == pytest.approx(split.constraints["clean"].violation_mean, rel=1e-5)
+
+
+@pytest.mark.parametrize("dual_lr", [float("nan"), float("inf"), -1.0])
+def test_a_non_finite_or_negative_dual_lr_is_refused(dual_lr):
+    model, _, _ = tiny_problem()
+    with pytest.raises(ValueError, match="dual_lr must be finite and >= 0"):
+        PrimalDual(torch.optim.SGD(model.parameters(), lr=0.01), {CLEAN: ScalarMultiplier()}, dual_lr=dual_lr)
+
+
+def test_micro_batches_of_unequal_size_are_refused_before_any_update():
+    model, x, target = tiny_problem(batch=10)
+    before = copy.deepcopy(model.state_dict())
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {CLEAN: MultiplierNetwork(4, hidden=8)})
+    closures = [make_closure(model, x[:6], target[:6], features=x[:6]),
+                make_closure(model, x[6:], target[6:], features=x[6:])]
+    with pytest.raises(ValueError, match=r"same size .* sizes \[6, 4\]"):
+        pd.step_accumulated(closures)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert (pd.primal_steps, pd.dual_steps) == (0, 0)
+
+
+def test_a_detached_violation_is_refused():
+    model, x, target = tiny_problem()
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {CLEAN: ScalarMultiplier()})
+
+    def closure():
+        out = model(x)
+        return (out - target).pow(2).mean(), [CLEAN.observe(out.detach(), x)]
+
+    with pytest.raises(ValueError, match="'clean'.*carries no gradient"):
+        pd.step(closure)

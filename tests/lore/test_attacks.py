@@ -113,3 +113,11 @@ def test_bad_input_is_named():
         pgd(lambda x: x.sum(1), torch.rand(2, 4), eps=0.1)
     with pytest.raises(ValueError, match=r"objective must return shape \[B\]=\[2\], got \(\)"):
         pgd(lambda x: x.sum(), images, eps=0.1)
+
+
+@pytest.mark.parametrize("scale, shift, hint", [(255.0, 0.0, "divide by 255"), (2.0, -1.0, "undo the normalisation")])
+def test_pgd_refuses_images_outside_the_unit_pixel_range(scale, shift, hint):
+    images = torch.rand(2, 3, 4, 4) * scale + shift
+    model = tiny_model()
+    with pytest.raises(ValueError, match=f"pixels in \\[0, 1\\].*{hint}"):
+        pgd(lambda x: model(x).sum(1), images, eps=4 / 255)

@@ -134,3 +134,29 @@ def test_save_state_file_round_trips_and_leaves_no_temporary(tmp_path):
     loaded = load_state_file(path)
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
     assert [p.name for p in path.parent.iterdir()] == ["w.safetensors"]
+
+
+def _small_image_encoder():
+    from lore import ImageEncoder
+
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(6))
+    encoder = ImageEncoder(backbone, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), embed_dim=6)
+    encoder(torch.rand(1, 3, 8, 8))  # materialise the lazy layer
+    return encoder
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_image_encoder_refuses_integer_images_instead_of_returning_nan(dtype):
+    encoder = _small_image_encoder()
+    with pytest.raises(TypeError, match=f"floating point pixels in \\[0, 1\\], got dtype {dtype}"):
+        encoder(torch.randint(0, 255, (2, 3, 8, 8), dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_image_encoder_accepts_half_and_double_images(dtype):
+    encoder = _small_image_encoder()
+    images = torch.rand(2, 3, 8, 8)
+    expected = encoder(images)
+    got = encoder(images.to(dtype))
+    assert got.dtype == torch.float32 and torch.allclose(got, expected, atol=2e-2 if dtype == torch.float16 else 1e-6)

@@ -90,7 +90,7 @@ def test_cpu_run_writes_checkpoint_metrics_plots_and_export(tmp_path, cache_dir)
     assert all(torch.equal(exported.state_dict()[k], v) for k, v in state.items())
     # starting again into the same folder is refused instead of overwriting it
     again = run_cli(["train", "--output", str(run), "--cache-dir", str(cache_dir), "--max-steps", "4", *FAST])
-    assert again.returncode == 1 and "pass --resume" in again.stderr
+    assert again.returncode == 2 and "pass --resume" in again.stderr
 
 
 def test_corrupt_and_foreign_checkpoints_give_clear_errors(tmp_path):
@@ -115,10 +115,10 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, cache_dir):
     assert first.returncode == 0, first.stderr
     other = run_cli(["train", "--output", str(run), "--cache-dir", str(cache_dir), "--max-steps", "2", "--resume",
                      *FAST, "--rho", "0.3"])
-    assert other.returncode == 1 and "rho: checkpoint 0.1 vs now 0.3" in other.stderr
+    assert other.returncode == 2 and "rho: checkpoint 0.1 vs now 0.3" in other.stderr
     (run / "last.pt").write_bytes(b"garbage")
     broken = run_cli(["train", "--output", str(run), "--cache-dir", str(cache_dir), "--max-steps", "2", "--resume", *FAST])
-    assert broken.returncode == 1 and "corrupt or truncated" in broken.stderr
+    assert broken.returncode == 2 and "corrupt or truncated" in broken.stderr
 
 
 @pytest.mark.slow

@@ -183,3 +183,12 @@ def test_gradient_accumulation_gives_the_same_update(method, pretrained_encoder,
     with pytest.raises(ValueError, match="not divisible by accumulation_steps=3"):
         RobustStep(encoder_a, lore.fare(), torch.optim.SGD(encoder_a.parameters(), lr=0.1), eps=0.1,
                    accumulation_steps=3)(images)
+
+
+@pytest.mark.parametrize("labels", [torch.tensor([1, -100]), torch.tensor([0, 2])])
+def test_tecoa_refuses_ignored_or_out_of_range_labels_instead_of_a_zero_loss(labels):
+    embeddings = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    head = ZeroShotHead(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), scale=10.0)
+    batch = Batch(images=torch.zeros(2, 3, 1, 1), reference=embeddings, labels=labels, head=head)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\]"):
+        tecoa().robust_loss(embeddings, batch)

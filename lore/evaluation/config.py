@@ -1,0 +1,84 @@
+"""The typed configuration of `lore eval` (torch-free, so `lore --help` and argument errors stay instant)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..config import check_device, check_field_types, parse_eps
+
+ATTACK_NAMES = ("apgd-ce", "apgd-t")
+CORRUPTION_NAMES = ("blur", "brightness", "contrast", "jpeg", "noise")
+
+
+def split_list(text: str) -> list[str]:
+    """"a, b,,c" -> ["a", "b", "c"]."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@dataclass
+class EvalConfig:
+    """What `lore eval` evaluates and how (flags of the same names). Every value is checked on construction."""
+
+    model: str = field(default="digits-cnn", metadata={"help": "as in `lore train --model`, or an export folder / run folder"})
+    pretrained: Optional[str] = field(default=None, metadata={"help": "open_clip tag or weights file"})
+    image_size: Optional[int] = field(default=None, metadata={"help": "input resolution (default: the model's)"})
+    data: str = field(default="digits", metadata={"help": "'digits', an ImageFolder directory, or 'torchvision:NAME:ROOT'"})
+    head_data: Optional[str] = field(default=None, metadata={"help": "training data for the linear head of non-CLIP models (default: --data's train split)"})
+    n_samples: int = field(default=500, metadata={"help": "evaluation images (a fixed random subset)"})
+    batch_size: int = field(default=128, metadata={"help": "images per attack batch"})
+    attacks: str = field(default="apgd-ce,apgd-t", metadata={"help": "comma list of apgd-ce, apgd-t (empty: none)"})
+    eps: str = field(default="1/255,2/255,4/255,8/255", metadata={"help": "comma list of l_inf radii"})
+    n_iter: int = field(default=100, metadata={"help": "APGD iterations"})
+    restarts: int = field(default=1, metadata={"help": "APGD restarts"})
+    n_targets: int = field(default=9, metadata={"help": "APGD-DLR-T target classes (>= 1 when apgd-t runs)"})
+    square_queries: int = field(default=0, metadata={"help": "Square attack query budget per image (0: skip)"})
+    noise_sigmas: str = field(default="", metadata={"help": "comma list of Gaussian noise std > 0 (pixel units)"})
+    corruptions: str = field(default="", metadata={"help": "comma list of noise, blur, jpeg, brightness, contrast ('all' for all)"})
+    seed: int = field(default=0, metadata={"help": "seed of the subset, the attacks and the noise"})
+    output: str = field(default="runs/eval", metadata={"help": "folder for report.json, report.md, robust_accuracy.png"})
+    cache_dir: str = field(default="~/.cache/lore", metadata={"help": "cache of built reference models"})
+    device: str = field(default="", metadata={"help": "cpu, cuda, cuda:N (default: cuda if available)"})
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        check_device(self.device)
+        for name in ("n_samples", "batch_size", "n_iter", "restarts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.square_queries < 0:
+            raise ValueError(f"square_queries must be >= 0 (0 skips Square), got {self.square_queries}")
+        unknown = [a for a in self.attack_list if a not in ATTACK_NAMES]
+        if unknown:
+            raise ValueError(f"attacks: unknown {unknown}; choose from {list(ATTACK_NAMES)}")
+        if "apgd-t" in self.attack_list and self.n_targets < 1:
+            raise ValueError(f"n_targets must be >= 1 when apgd-t runs, got {self.n_targets} (drop apgd-t from --attacks instead)")
+        eps = self.eps_list
+        if (self.attack_list or self.square_queries) and not eps:
+            raise ValueError(f"eps lists no radius ({self.eps!r}) but attacks are requested; give e.g. --eps 4/255")
+        bad = [s for s in self.sigma_list if not (math.isfinite(s) and s > 0)]
+        if bad:
+            raise ValueError(f"noise_sigmas must be finite and > 0, got {bad}")
+        bad_names = [c for c in self.corruption_list if c not in CORRUPTION_NAMES]
+        if bad_names:
+            raise ValueError(f"corruptions: unknown {bad_names}; choose from {list(CORRUPTION_NAMES)} or 'all'")
+
+    @property
+    def attack_list(self) -> list[str]:
+        return split_list(self.attacks)
+
+    @property
+    def eps_list(self) -> list[float]:
+        return [parse_eps(e) for e in split_list(self.eps)]
+
+    @property
+    def sigma_list(self) -> list[float]:
+        try:
+            return [float(s) for s in split_list(self.noise_sigmas)]
+        except ValueError as error:
+            raise ValueError(f"noise_sigmas must be a comma list of numbers, got {self.noise_sigmas!r}") from error
+
+    @property
+    def corruption_list(self) -> list[str]:
+        return list(CORRUPTION_NAMES) if self.corruptions.strip() == "all" else split_list(self.corruptions)
