@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import matplotlib
 
@@ -126,14 +126,24 @@ def plot_accuracy(results: dict[str, dict], path: Path) -> Path:
     return plot_robustness(reports, path)
 
 
-def plot_front(points: dict[str, list[tuple[float, float, float]]], eps_label: str, path: Path) -> Path:
-    """Robust vs clean accuracy for families of models, each point annotated with its parameter (Fig. 1b)."""
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+def plot_front(points: dict[str, list[tuple[float, float, float]]], eps_label: str, path: Path,
+               single: Optional[dict[str, tuple[float, float]]] = None) -> Path:
+    """Robust vs clean accuracy for families of models, each point annotated with its parameter (Fig. 1b).
+
+    Args:
+        points: {family: [(parameter value, clean, robust), ...]}, drawn as annotated lines.
+        eps_label: the eval radius of the robust accuracy, for the axis label.
+        path: the PNG to write.
+        single: {name: (clean, robust)} drawn as lone markers (FARE, the reference).
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
     for family, rows in points.items():
         rows = sorted(rows, key=lambda r: r[1])
         ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o", label=family)
         for value, clean, robust in rows:
             ax.annotate(f"{value:g}", (clean, robust), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for (name, (clean, robust)), marker in zip((single or {}).items(), "s^Dv*"):
+        ax.plot([clean], [robust], marker=marker, markersize=9, linestyle="none", label=name)
     ax.set(xlabel="clean zero-shot accuracy", ylabel=f"robust accuracy at {eps_label}",
            title="robustness-accuracy front (paper Fig. 1b)")
     finish_axes(ax)

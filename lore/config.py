@@ -17,6 +17,7 @@ from typing import Optional, Union
 METHOD_NAMES = ("fare", "naive", "lore", "tecoa", "tecoa-l2", "tecoa-kl")
 DUAL_KINDS = ("network", "linear", "scalar")
 PRECISIONS = ("fp32", "bf16")
+DUAL_OPTIMIZERS = ("sgd", "adam")
 
 
 def parse_eps(value: Union[str, float]) -> float:
@@ -100,10 +101,13 @@ class TrainConfig:
     eps: float = _help("l_inf training radius as a fraction of the pixel range; the CLI accepts 4/255", default=4 / 255)
     pgd_steps: int = _help("PGD iterations (step size eps/4)", default=10)
     rho: float = _help("margin scale rho (LORE, TeCoA+l2, TeCoA+KL)", default=0.1)
+    adaptive_margin: bool = _help("LORE's margin rho ||phi_0(x)||^2 (paper); --no-adaptive-margin: the fixed "
+                                  "tolerance rho in squared-l2 units (paper Table 13)", default=True)
     primal_steps: int = _help("K: primal updates per batch and per dual update", default=5)
     dual: str = _help(f"dual parameterisation: {', '.join(DUAL_KINDS)}", default="network")
     dual_hidden: int = _help("hidden width of the dual network", default=512)
     dual_lr: float = _help("dual learning rate", default=5e-4)
+    dual_optimizer: str = _help(f"dual ascent: {', '.join(DUAL_OPTIMIZERS)} (both with maximize=True)", default="sgd")
     naive_weight: float = _help("fixed lambda of naive regularization", default=1.0)
     # optimisation
     lr: float = _help("AdamW learning rate", default=1e-5)
@@ -115,6 +119,8 @@ class TrainConfig:
     grad_accumulation: int = _help("split each batch into this many micro-batches (same update, less memory)", default=1)
     precision: str = _help("fp32 or bf16 (autocast)", default="fp32")
     seed: int = _help("seed of data order, PGD starts and initialisations", default=0)
+    split_seed: int = _help("seed of the digits train/held-out split and of the embedded reference models' "
+                            "pretraining; keep it fixed when repeating a run over --seed values", default=0)
     # run
     output: str = _help("run folder: checkpoints, metrics, plots, export", default="runs/train")
     cache_dir: str = _help("where built reference models (the digits encoder) are cached", default="~/.cache/lore")
@@ -134,6 +140,8 @@ class TrainConfig:
             raise ValueError(f"method must be one of {METHOD_NAMES}, got {self.method!r}")
         if self.dual not in DUAL_KINDS:
             raise ValueError(f"dual must be one of {DUAL_KINDS}, got {self.dual!r}")
+        if self.dual_optimizer not in DUAL_OPTIMIZERS:
+            raise ValueError(f"dual_optimizer must be one of {DUAL_OPTIMIZERS}, got {self.dual_optimizer!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("pgd_steps", "primal_steps", "epochs", "batch_size", "checkpoint_every", "log_every", "dual_hidden",

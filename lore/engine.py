@@ -24,6 +24,8 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
+from constrained import NormMargin
+
 from . import methods as method_factories
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig
@@ -59,8 +61,20 @@ def make_method(config: TrainConfig):
         return method_factories.naive(config.naive_weight)
     if config.method == "tecoa":
         return method_factories.tecoa()
-    factory = {"lore": method_factories.lore, "tecoa-l2": method_factories.tecoa_l2, "tecoa-kl": method_factories.tecoa_kl}
+    if config.method == "lore":
+        return method_factories.lore(config.rho, dual=config.dual, hidden=config.dual_hidden,
+                                     adaptive_margin=config.adaptive_margin)
+    factory = {"tecoa-l2": method_factories.tecoa_l2, "tecoa-kl": method_factories.tecoa_kl}
     return factory[config.method](config.rho, dual=config.dual, hidden=config.dual_hidden)
+
+
+def dual_optimizer_factory(kind: str, lr: float):
+    """params -> the dual ascent optimizer a config names ("sgd": Algorithm 1's plain ascent; "adam")."""
+    if kind == "sgd":
+        return lambda params: torch.optim.SGD(params, lr=lr, maximize=True)
+    if kind == "adam":
+        return lambda params: torch.optim.Adam(params, lr=lr, maximize=True)
+    raise ValueError(f"dual_optimizer must be 'sgd' or 'adam', got {kind!r}")
 
 
 def cosine_with_warmup(total: int, warmup: int):
@@ -140,12 +154,12 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
 
     torch.manual_seed(config.seed)
     built = build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
-                        seed=config.seed, device=device)
+                        seed=config.split_seed, device=device)
     encoder = built.encoder
     reference = FrozenReference(encoder)  # phi_0: the weights as built, before any checkpoint is loaded
-    train_set = build_dataset(config.data, built.image_size, split="train", seed=config.seed)
+    train_set = build_dataset(config.data, built.image_size, split="train", seed=config.split_seed)
     probe_source = build_dataset(config.probe_data or config.data, built.image_size,
-                                 split="test" if config.probe_data is None else "train", seed=config.seed)
+                                 split="test" if config.probe_data is None else "train", seed=config.split_seed)
     probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed, on_unreadable=unreadable)
     head_images, head_labels = probe_subset(train_set, 1000, config.seed + 1, on_unreadable=unreadable)
     head = build_head(built, dataset_classnames(train_set), reference, head_images.to(device), head_labels.to(device))
@@ -163,6 +177,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     step_fn = RobustStep(
         model, method, optimizer, eps=config.eps, reference=reference, head=head, pgd_steps=config.pgd_steps,
         primal_steps=config.primal_steps, dual_lr=config.dual_lr, embed_dim=encoder.embed_dim,
+        dual_optimizer=dual_optimizer_factory(config.dual_optimizer, config.dual_lr) if method.multiplier else None,
         autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
         accumulation_steps=config.grad_accumulation,
     )
@@ -189,6 +204,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
             }, checkpoint_path)
 
     multiplier = step_fn.primal_dual.multiplier("clean") if step_fn.primal_dual is not None else None
+    # held-out "within margin" uses LORE's own margin; other methods are measured against rho ||phi_0(x)||^2
+    probe_margin = method.constraint.margin if config.method == "lore" else NormMargin(config.rho)
     writer = _tensorboard(output) if config.tensorboard and info.is_main else None
     metrics_file = open(output / "metrics.jsonl", "a") if info.is_main else None
     bar = tqdm(total=total, initial=start, disable=not info.is_main, desc=f"{config.method} eps={config.eps * 255:.3g}/255",
@@ -199,7 +216,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         with _StopRequest() as stop:
             if start == 0 and info.is_main and config.probe_every:
                 _log(metrics_file, writer, 0, {"epoch": 0, **probe(encoder, reference, head, probe_images, probe_labels,
-                     eps=config.eps, rho=config.rho, multiplier=multiplier, seed=config.seed)})
+                     eps=config.eps, margin=probe_margin, multiplier=multiplier, seed=config.seed)})
             for step in range(start, total):
                 epoch, position = divmod(step, per_epoch)
                 order = epoch_order(len(train_set), epoch, config.seed)
@@ -220,13 +237,15 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                 seconds = time.perf_counter() - began
                 done = step + 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{logs['robust_loss']:.3g}",
-                                sat=f"{logs.get('clean/satisfied_fraction', float('nan')):.2f}")
+                postfix = {"loss": f"{logs['robust_loss']:.3g}"}
+                if "clean/satisfied_fraction" in logs:  # constrained methods only
+                    postfix["sat"] = f"{logs['clean/satisfied_fraction']:.2f}"
+                bar.set_postfix(postfix)
                 if info.is_main and done % config.log_every == 0:
                     record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "images_per_second": global_batch / seconds, **logs}
                     if config.probe_every and done % config.probe_every == 0:
                         record.update(probe(encoder, reference, head, probe_images, probe_labels, eps=config.eps,
-                                            rho=config.rho, multiplier=multiplier, seed=config.seed))
+                                            margin=probe_margin, multiplier=multiplier, seed=config.seed))
                     _log(metrics_file, writer, done, record)
                 if done % config.checkpoint_every == 0 and done < total:
                     checkpoint(done)

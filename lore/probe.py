@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ def probe(
     labels: torch.Tensor,
     *,
     eps: float,
-    rho: float,
+    margin: Callable[[torch.Tensor], torch.Tensor],
     pgd_steps: int = 10,
     multiplier: Optional[torch.nn.Module] = None,
     batch_size: int = 256,
@@ -40,12 +40,14 @@ def probe(
         head: classification head on embeddings.
         images: [N, C, H, W] held-out images in [0, 1]; labels: [N].
         eps: PGD radius for the robust accuracy (pixel units).
-        rho: margin scale for the `probe/within_margin` fraction (||phi - phi_0||^2 <= rho ||phi_0||^2).
+        margin: m(phi_0(x)) -> [N] for the `probe/within_margin` fraction (||phi - phi_0||^2 <= m), e.g.
+            `NormMargin(rho)`; the relative distances are reported whatever the margin.
         multiplier: the dual network, to report its lambda on held-out data.
 
     Returns:
         probe/clean_accuracy, probe/robust_accuracy, probe/within_margin,
-        probe/relative_distance_q10/q50/q90, and probe/lambda_mean when a feature multiplier is given.
+        probe/relative_distance_q10/q50/q90 (||phi - phi_0||^2 / ||phi_0||^2), and probe/lambda_mean and
+        probe/lambda_q10/q50/q90 when a multiplier is given (a scalar multiplier has no spread).
     """
     was_training = encoder.training
     encoder.eval()
@@ -68,12 +70,17 @@ def probe(
         out = {
             "probe/clean_accuracy": correct / len(labels),
             "probe/robust_accuracy": robust / len(labels),
-            "probe/within_margin": (relative <= rho).float().mean().item(),
+            "probe/within_margin": int(((clean - ref).pow(2).sum(1) <= margin(ref)).sum()) / len(labels),
         }
         out.update({f"probe/relative_distance_q{int(q * 100)}": v for q, v in zip(QUANTILES, quantiles)})
-        if multiplier is not None and getattr(multiplier, "expects_constraint_features", False):
+        if multiplier is not None and not getattr(multiplier, "per_index", False):  # per-index: no held-out lambda
             with torch.no_grad():
-                out["probe/lambda_mean"] = multiplier(ref).mean().item()
+                lam = (multiplier(ref) if getattr(multiplier, "expects_constraint_features", False) else multiplier())
+            lam = lam.detach().float().flatten().cpu()
+            out["probe/lambda_mean"] = lam.mean().item()
+            if lam.numel() > 1:
+                lambda_quantiles = torch.quantile(lam, torch.tensor(QUANTILES)).tolist()
+                out.update({f"probe/lambda_q{int(q * 100)}": v for q, v in zip(QUANTILES, lambda_quantiles)})
         return out
     finally:
         encoder.train(was_training)

@@ -40,8 +40,23 @@ def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
     out = tmp_path / "out"
     run_example("lore_clip.py", "--quick", "--out", out, "--cache-dir", lore_cache, cwd=tmp_path)
     check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"8/255", "16/255", "32/255"})
-    for plot in ("training_curves.png", "accuracy.png"):
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["status"] == "finished"
+    runs = payload["runs"]
+    for method in ("fare", "lore"):
+        radii = {r["train_eps"] for r in runs if r["method"] == method}
+        assert len(radii) >= 2, (method, radii)
+    for entry in runs:
+        assert set(entry) == {"method", "train_eps", "seed", "clean_accuracy", "robust_accuracy", "within_margin"}
+        assert set(entry["robust_accuracy"]) == {"8/255", "16/255", "32/255"}
+        assert 0 <= min(entry["robust_accuracy"].values()) <= entry["clean_accuracy"] <= 1
+    # the headline comparison is the largest training radius, and its numbers are those of that run
+    largest = payload["setting"]["train_eps"]
+    lore_run = next(r for r in runs if r["method"] == "lore" and r["train_eps"] == largest)
+    assert payload["methods"]["lore"]["clean_accuracy"] == lore_run["clean_accuracy"]
+    for plot in ("training_curves.png", "accuracy.png", "series.png", "constraint.png"):
         assert (out / plot).stat().st_size > 10_000
+    assert "↑" in (out / "series.md").read_text() or "↓" in (out / "series.md").read_text()
 
 
 @pytest.mark.slow
@@ -50,7 +65,7 @@ def test_lore_clip_real_weights_path_on_a_tiny_open_clip_model(tmp_path, lore_ca
     model_dir = tiny_clip_dir
     train_dir, val_dir = digit_folders
     out = tmp_path / "out"
-    run_example("lore_clip.py", "--model", f"local-dir:{model_dir}", "--train-data", train_dir,
+    run_example("lore_clip.py", "--model", f"local-dir:{model_dir}", "--train-data", train_dir, "--train-eps", "2/255,4/255",
                 "--eval-data", val_dir, "--steps", 2, "--batch-size", 8, "--eval-samples", 16, "--apgd-iter", 3,
                 "--out", out, "--cache-dir", lore_cache, cwd=tmp_path)
     check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"1/255", "2/255", "4/255", "8/255"})
@@ -97,21 +112,24 @@ def test_lore_clip_interrupted_leaves_no_finished_results_and_resumes(tmp_path, 
     out.mkdir()
     (out / "results.json").write_text(json.dumps({"status": "finished", "methods": {}}))  # a stale earlier result
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD, cwd=tmp_path)
-    metrics = out / "fare" / "metrics.jsonl"
     deadline = time.time() + 600
-    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+    while time.time() < deadline:
+        started = list(out.glob("runs/fare-*/metrics.jsonl"))
+        if started and len(started[0].read_text().splitlines()) >= 3:
+            break
         time.sleep(0.05)
+    first = started[0].parent
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=600)
     assert process.returncode != 0, stderr
     results = out / "results.json"
     assert not results.exists() or json.loads(results.read_text())["status"] == "interrupted"
-    assert not (out / "lore").exists()  # the job stopped: the next method never started
-    summary = json.loads((out / "fare" / "summary.json").read_text())
+    assert not list(out.glob("runs/lore-*"))  # the job stopped: the next method never started
+    summary = json.loads((first / "summary.json").read_text())
     assert summary["status"] == "interrupted"
 
     run_example("lore_clip.py", *args[2:], "--resume", cwd=tmp_path)
     payload = json.loads(results.read_text())
     assert payload["status"] == "finished" and set(payload["methods"]) == {"reference", "fare", "lore"}
-    resumed = json.loads((out / "fare" / "summary.json").read_text())
+    resumed = json.loads((first / "summary.json").read_text())
     assert resumed["status"] == "finished" and resumed["start_step"] == summary["step"]
