@@ -102,12 +102,15 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
     averages_constraint = False
     per_index = False
 
-    def __init__(self, head: nn.Module, in_features: int, init: float) -> None:
+    def __init__(self, head: nn.Module, in_features: int, init: float, normalize: bool = False) -> None:
         super().__init__()
         init = check_nonnegative_finite(init, "init")
         if init <= 0:
             raise ValueError(f"init must be > 0 for a softplus multiplier, got {init}")
+        if not isinstance(normalize, bool):
+            raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
         self.in_features = in_features
+        self.normalize = normalize
         self.head = head
         last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
         with torch.no_grad():  # every sample starts at lambda = init
@@ -122,7 +125,10 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
                 f"got {tuple(features.shape)}"
             )
         weight = next(self.head.parameters())
-        return F.softplus(self.head(features.detach().to(weight.dtype))).squeeze(-1)
+        features = features.detach().to(weight.dtype)
+        if self.normalize:  # unit root-mean-square per sample: the same network whatever the embedding's scale
+            features = features / features.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
+        return F.softplus(self.head(features)).squeeze(-1)
 
     def features_of(self, observation: Observation) -> torch.Tensor:
         if observation.features is None:
@@ -147,11 +153,12 @@ class LinearMultiplier(_FeatureMultiplier):
     Args:
         in_features: F, the width of the features.
         init: initial lambda of every sample, > 0.
+        normalize: rescale each sample's features to unit root-mean-square first.
     """
 
-    def __init__(self, in_features: int, init: float = 1.0) -> None:
+    def __init__(self, in_features: int, init: float = 1.0, normalize: bool = False) -> None:
         in_features = check_positive_int(in_features, "in_features")
-        super().__init__(nn.Linear(in_features, 1), in_features, init)
+        super().__init__(nn.Linear(in_features, 1), in_features, init, normalize)
 
 
 class MultiplierNetwork(_FeatureMultiplier):
@@ -165,13 +172,16 @@ class MultiplierNetwork(_FeatureMultiplier):
         in_features: F, the width of the features (the embedding dimension).
         hidden: hidden width (paper: 512).
         init: initial lambda of every sample, > 0.
+        normalize: rescale each sample's features to unit root-mean-square first, so that the hidden layer
+            works in the same regime whatever the scale of the embeddings (||phi_0||^2 ~ 2 on the digits
+            model, ~ 100 for CLIP ViT-B/32); lambda then depends on the direction of the features only.
     """
 
-    def __init__(self, in_features: int, hidden: int = 512, init: float = 1.0) -> None:
+    def __init__(self, in_features: int, hidden: int = 512, init: float = 1.0, normalize: bool = False) -> None:
         in_features = check_positive_int(in_features, "in_features")
         hidden = check_positive_int(hidden, "hidden")
         head = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        super().__init__(head, in_features, init)
+        super().__init__(head, in_features, init, normalize)
 
 
 Multiplier = ScalarMultiplier | IndexedMultiplier | LinearMultiplier | MultiplierNetwork

@@ -7,7 +7,7 @@ Public names are imported lazily (PEP 562): `import lore` costs nothing until a 
 
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_exports
 
 _HOMES = {
     "pgd": ".attacks",
@@ -42,16 +42,4 @@ _HOMES = {
 }
 
 __all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str):
-    """Imports a public name on first use, so that light entry points (`lore --help`) never import torch."""
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOMES[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())

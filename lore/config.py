@@ -107,7 +107,13 @@ class TrainConfig:
     dual: str = _help(f"dual parameterisation: {', '.join(DUAL_KINDS)}", default="network")
     dual_hidden: int = _help("hidden width of the dual network", default=512)
     dual_lr: float = _help("dual learning rate", default=5e-4)
-    dual_optimizer: str = _help(f"dual ascent: {', '.join(DUAL_OPTIMIZERS)} (both with maximize=True)", default="sgd")
+    penalty: float = _help("LORE: c > 0 adds (c/2) relu(violation)^2 per sample (augmented Lagrangian); 0: the "
+                           "paper's Lagrangian", default=0.0)
+    dual_normalize: bool = _help("feed the dual network phi_0(x) rescaled to unit root-mean-square per sample",
+                                 default=False)
+    dual_optimizer: str = _help(f"dual ascent: {', '.join(DUAL_OPTIMIZERS)} (both maximize). adam: steps of about "
+                                "dual_lr whatever the violations' scale (see docs/lore.md); sgd: plain ascent, steps "
+                                "proportional to the violations", default="adam")
     naive_weight: float = _help("fixed lambda of naive regularization", default=1.0)
     # optimisation
     lr: float = _help("AdamW learning rate", default=1e-5)
@@ -149,7 +155,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        for name in ("rho", "dual_lr", "lr", "weight_decay", "naive_weight"):
+        for name in ("rho", "dual_lr", "lr", "weight_decay", "naive_weight", "penalty"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")

@@ -63,7 +63,8 @@ def make_method(config: TrainConfig):
         return method_factories.tecoa()
     if config.method == "lore":
         return method_factories.lore(config.rho, dual=config.dual, hidden=config.dual_hidden,
-                                     adaptive_margin=config.adaptive_margin)
+                                     adaptive_margin=config.adaptive_margin, normalize_features=config.dual_normalize,
+                                     penalty=config.penalty)
     factory = {"tecoa-l2": method_factories.tecoa_l2, "tecoa-kl": method_factories.tecoa_kl}
     return factory[config.method](config.rho, dual=config.dual, hidden=config.dual_hidden)
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from constrained import (
+    AugmentedLagrangian,
     Constraint,
     EntropyMargin,
     FixedMargin,
@@ -121,18 +122,20 @@ class Method:
     supervised: bool = False
 
 
-def dual_factory(kind: DualKind = "network", *, hidden: int = 512, init: float = 1.0) -> Callable[[int], Multiplier]:
+def dual_factory(kind: DualKind = "network", *, hidden: int = 512, init: float = 1.0,
+                 normalize: bool = False) -> Callable[[int], Multiplier]:
     """Multiplier factory for the paper's dual parameterisations (App. G, K.2).
 
     Args:
         kind: "network" (2-layer MLP on phi_0(x), the paper's), "linear", or "scalar".
         hidden: hidden width of the network (paper: 512).
         init: initial lambda (> 0 for network/linear, >= 0 for scalar).
+        normalize: network/linear: feed features rescaled to unit root-mean-square per sample.
     """
     if kind == "network":
-        return lambda dim: MultiplierNetwork(dim, hidden=hidden, init=init)
+        return lambda dim: MultiplierNetwork(dim, hidden=hidden, init=init, normalize=normalize)
     if kind == "linear":
-        return lambda dim: LinearMultiplier(dim, init=init)
+        return lambda dim: LinearMultiplier(dim, init=init, normalize=normalize)
     if kind == "scalar":
         return lambda dim: ScalarMultiplier(init=init)
     raise ValueError(f"dual must be 'network', 'linear' or 'scalar', got {kind!r}")
@@ -161,6 +164,8 @@ def lore(
     hidden: int = 512,
     init: float = 1.0,
     adaptive_margin: bool = True,
+    normalize_features: bool = False,
+    penalty: float = 0.0,
 ) -> Method:
     """LORE (paper Eq. 7, Algorithm 1).
 
@@ -170,8 +175,13 @@ def lore(
         hidden: hidden width of the dual network.
         init: initial lambda.
         adaptive_margin: rho ||phi_0(x)||^2 (paper) if True, the fixed tolerance rho otherwise (Table 13).
+        normalize_features: feed the dual network phi_0(x) rescaled to unit root-mean-square.
+        penalty: c > 0 adds (c/2) relu(g(x))^2 per sample to the primal (augmented Lagrangian): each
+            violating sample is pushed back on its own, whatever lambda_w(x); 0 is the paper's Lagrangian.
     """
-    return Method("lore", embedding_distance, _proximity(rho, adaptive_margin), multiplier=dual_factory(dual, hidden=hidden, init=init))
+    formulation = AugmentedLagrangian(penalty) if penalty else Lagrangian()
+    return Method("lore", embedding_distance, _proximity(rho, adaptive_margin), formulation=formulation,
+                  multiplier=dual_factory(dual, hidden=hidden, init=init, normalize=normalize_features))
 
 
 def tecoa() -> Method:

@@ -133,3 +133,24 @@ def test_lore_clip_interrupted_leaves_no_finished_results_and_resumes(tmp_path, 
     assert payload["status"] == "finished" and set(payload["methods"]) == {"reference", "fare", "lore"}
     resumed = json.loads((first / "summary.json").read_text())
     assert resumed["status"] == "finished" and resumed["start_step"] == summary["step"]
+
+
+@pytest.mark.slow
+def test_lore_clip_sweep_and_ablation_modes_write_their_fronts_and_tables(tmp_path, lore_cache):
+    out = tmp_path / "out"
+    tiny = ["--quick", "--steps", "3", "--eval-samples", "30", "--apgd-iter", "2", "--out", out, "--cache-dir", lore_cache]
+    run_example("lore_clip.py", *tiny, "--sweep", "rho,lambda", cwd=tmp_path)
+    sweeps = json.loads((out / "sweeps.json").read_text())
+    assert [r["value"] for r in sweeps["rho"]["rows"]] == [0.02, 0.05, 0.1, 0.2, 0.4]
+    assert [r["value"] for r in sweeps["lambda"]["rows"]] == [0.1, 0.3, 1.0, 3.0, 10.0]
+    assert "clean_accuracy" in sweeps["fare"] and "clean_accuracy" in sweeps["reference"]
+    assert (out / "pareto_front.png").stat().st_size > 10_000
+    run_example("lore_clip.py", *tiny, "--ablation", cwd=tmp_path)
+    ablation = json.loads((out / "ablation.json").read_text())
+    assert ablation["status"] == "finished"
+    assert {r["method"] for r in ablation["runs"]} == {"fare", "lore", "dual linear", "dual scalar", "fixed margin", "K = 1"}
+    assert ablation["fixed_margin"] > 0
+    configs = {json.loads(p.read_text())["dual"] for p in out.glob("runs/lore-dual*/config.json")}
+    assert configs == {"linear", "scalar"}
+    fixed = json.loads(next(out.glob("runs/lore-fixedmargin*/config.json")).read_text())
+    assert fixed["adaptive_margin"] is False and fixed["rho"] == pytest.approx(ablation["fixed_margin"])

@@ -279,3 +279,18 @@ def test_a_detached_violation_is_refused():
 
     with pytest.raises(ValueError, match="'clean'.*carries no gradient"):
         pd.step(closure)
+
+
+@settings(max_examples=25, deadline=None)
+@given(scale=st.floats(1e-3, 1e3), seed=st.integers(0, 2**16))
+def test_a_normalized_multiplier_network_ignores_the_scale_of_its_features(scale, seed):
+    torch.manual_seed(seed)
+    network = MultiplierNetwork(6, hidden=8, normalize=True)
+    with torch.no_grad():
+        network.head[-1].weight.normal_()  # leave the zero initialisation so that lambda varies with x
+    features = torch.randn(5, 6)
+    assert torch.allclose(network(features * scale), network(features), rtol=1e-4, atol=1e-6)
+    raw = LinearMultiplier(6, normalize=False)
+    with torch.no_grad():
+        raw.head.weight.normal_()
+    assert not torch.allclose(raw(features * 10), raw(features))

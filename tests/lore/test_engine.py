@@ -209,3 +209,22 @@ def test_open_clip_local_dir_on_an_image_folder_trains_and_exports_for_open_clip
     for key, value in exported.visual.state_dict().items():
         assert torch.equal(value, trained[f"backbone.{key}"]), key
     assert not torch.equal(exported.visual.state_dict()["conv1.weight"], clip.visual.state_dict()["conv1.weight"])
+
+
+def test_config_options_reach_the_method_and_the_dual_optimizer():
+    from constrained import AugmentedLagrangian, FixedMargin, Lagrangian, NormMargin
+    from lore.engine import dual_optimizer_factory, make_method
+
+    default = make_method(TrainConfig())
+    assert isinstance(default.formulation, Lagrangian) and isinstance(default.constraint.margin, NormMargin)
+    assert isinstance(make_method(TrainConfig(penalty=20.0)).formulation, AugmentedLagrangian)
+    assert isinstance(make_method(TrainConfig(adaptive_margin=False, rho=0.3)).constraint.margin, FixedMargin)
+    assert make_method(TrainConfig(dual_normalize=True)).multiplier(8).normalize is True
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    adam = dual_optimizer_factory(TrainConfig().dual_optimizer, 5e-4)(params)
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["maximize"] and adam.param_groups[0]["lr"] == 5e-4
+    assert isinstance(dual_optimizer_factory("sgd", 0.1)(params), torch.optim.SGD)
+    with pytest.raises(ValueError, match="dual_optimizer must be one of"):
+        TrainConfig(dual_optimizer="rmsprop")
+    with pytest.raises(ValueError, match="penalty must be finite and >= 0"):
+        TrainConfig(penalty=-1.0)
