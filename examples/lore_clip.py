@@ -94,12 +94,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dual-lr", type=float, default=None,
                         help="Adam dual learning rate (default: 5e-4 real, the paper's; embedded 1e-3: its 200 batches "
                         "are only 40 dual steps)")
-    parser.add_argument("--steps", type=int, default=None, help="training batches per model (default: 160 embedded, 40 quick)")
+    parser.add_argument("--steps", type=int, default=None, help="training batches per model (default: 160 embedded, 30 quick)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs with real data (when --steps is not given)")
     parser.add_argument("--batch-size", type=int, default=None, help="per process (default: 64 embedded, 448 real)")
     parser.add_argument("--lr", type=float, default=None, help="AdamW lr (default: 1e-3 embedded, 1e-5 real)")
     parser.add_argument("--eval-samples", type=int, default=None,
-                        help="held-out images evaluated (default: all 449 embedded, 150 quick; 1000 real)")
+                        help="held-out images evaluated (default: all 449 embedded, 120 quick; 1000 real)")
     parser.add_argument("--apgd-iter", type=int, default=None,
                         help="APGD iterations (default: 100 real; 10 embedded, which ranks the methods as 100 do: docs/results.md)")
     parser.add_argument("--sweep", default=None, help="rho, lambda or rho,lambda: train families and plot their fronts")
@@ -136,11 +136,11 @@ def settings_for(args) -> dict:
         "train_eps": radii,
         "eval_eps": [parse_eps(e) for e in _split(args.eval_eps or ("8/255,16/255,32/255" if embedded else "1/255,2/255,4/255,8/255"))],
         "rho": args.rho if args.rho is not None else 0.1,
-        "steps": args.steps or ((40 if args.quick else 160) if embedded else None),
+        "steps": args.steps or ((30 if args.quick else 160) if embedded else None),
         "batch_size": args.batch_size or (64 if embedded else 448),
         "lr": args.lr or (1e-3 if embedded else 1e-5),
         "dual_lr": args.dual_lr or (1e-3 if embedded else 5e-4),
-        "eval_samples": args.eval_samples or (150 if args.quick else (100_000 if embedded else 1000)),
+        "eval_samples": args.eval_samples or (120 if args.quick else (100_000 if embedded else 1000)),
         "apgd_iter": args.apgd_iter or (10 if embedded else 100),
         "train_data": args.train_data or ("digits" if embedded else None),
         "eval_data": args.eval_data or args.train_data or "digits",
@@ -219,10 +219,11 @@ class Job:
               f"{elapsed / done * (total - done) / 60:.1f} min left", flush=True)
 
 
-def expected_minutes(s: dict, trainings: list[str], evaluations: int) -> float:
-    """The embedded job's expected duration from per-batch costs measured on 2 CPU cores."""
+def expected_minutes(s: dict, trainings: list[str], evaluations: int, samples: int) -> float:
+    """The embedded job's expected duration from per-batch and per-evaluation costs measured on 2 CPU cores."""
     batches = sum(SECONDS_PER_BATCH.get(m, 0.32) * (s["steps"] or 0) for m in trainings)
-    return (batches + evaluations * SECONDS_PER_EVALUATION * len(s["eval_eps"]) / 3) / 60
+    scale = len(s["eval_eps"]) / 3 * samples / 449 * s["apgd_iter"] / 10
+    return (batches + evaluations * SECONDS_PER_EVALUATION * scale) / 60
 
 
 def run_entry(method: str, train_eps: float, seed: int, result: dict) -> dict:
@@ -241,7 +242,7 @@ def run_series(job: Job) -> int:
     args, s = job.args, job.s
     seeds = list(range(args.seed, args.seed + args.seeds))
     plan = [(seed, eps, method) for seed in seeds for eps in s["train_eps"] for method in s["methods"]]
-    expected = (f"; expected about {expected_minutes(s, [m for _, _, m in plan], len(plan) + 1):.0f} min on 2 CPU cores"
+    expected = (f"; expected about {expected_minutes(s, [m for _, _, m in plan], len(plan) + 1, len(job.labels)):.0f} min on 2 CPU cores"
                 if args.model == EMBEDDED else "")
     print(f"plan: {len(plan)} trainings ({len(s['methods'])} methods x {len(s['train_eps'])} radii x {len(seeds)} seeds) "
           f"and {len(plan) + 1} evaluations on {len(job.labels)} images{expected}", flush=True)
@@ -291,7 +292,7 @@ def run_sweeps(job: Job) -> int:
     trainings = ["fare"] + [SWEEPS[k][0] for k in kinds for _ in SWEEPS[k][2]]
     if args.model == EMBEDDED:
         print(f"plan: {len(trainings)} trainings at {format_eps(eps)}; expected about "
-              f"{expected_minutes(s, trainings, len(trainings) + 1):.0f} min on 2 CPU cores", flush=True)
+              f"{expected_minutes(s, trainings, len(trainings) + 1, len(job.labels)):.0f} min on 2 CPU cores", flush=True)
     reference = job.measure(job.reference, args.out / "reference", seed)
     fare = job.train_and_measure("fare", train_config(args, s, "fare", run_folder(args.out, "fare", eps, seed), eps=eps, seed=seed),
                                  resume=True)  # reused when the series already trained it with these settings
@@ -340,7 +341,7 @@ def run_ablation(job: Job) -> int:
     plan = [(seed, name) for seed in seeds for name in variants]
     if args.model == EMBEDDED:
         print(f"plan: {len(plan)} trainings at {format_eps(eps)}; expected about "
-              f"{expected_minutes(s, [variants[n][0] for _, n in plan], len(plan)):.0f} min on 2 CPU cores", flush=True)
+              f"{expected_minutes(s, [variants[n][0] for _, n in plan], len(plan), len(job.labels)):.0f} min on 2 CPU cores", flush=True)
     runs = []
     for index, (seed, name) in enumerate(plan):
         method, overrides = variants[name]
