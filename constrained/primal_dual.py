@@ -172,11 +172,10 @@ class PrimalDual:
         self.primal_optimizer.zero_grad(set_to_none=True)
         if dual_now and self.dual_optimizer is not None:
             self.dual_optimizer.zero_grad(set_to_none=True)
-        losses, lagrangians, seen = [], [], []
-        sizes = []
+        losses, lagrangians, seen, sizes = [], [], [], []
         for closure in closures:
             loss, observations, states = self._evaluate(closure, require_grad=True)
-            sizes.append(_batch_size(observations))
+            sizes.append(next(iter(observations.values())).violation.shape[0])
             if sizes[-1] != sizes[0]:
                 raise ValueError(f"micro-batches must all have the same size for step_accumulated to equal the "
                                  f"full-batch update; got sizes {sizes} so far (closure {len(sizes) - 1})")
@@ -339,10 +338,6 @@ class PrimalDual:
             self.dual_optimizer.load_state_dict(state["dual_optimizer"])
         self.primal_steps = int(state["primal_steps"])
         self.dual_steps = int(state["dual_steps"])
-
-
-def _batch_size(observations: Mapping[str, Observation]) -> int:
-    return next(iter(observations.values())).violation.shape[0]
 
 
 def _average_dual_gradients_across_ranks(multipliers: nn.ModuleDict) -> None:

@@ -31,16 +31,13 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: corrupt, truncated, foreign or from another run."""
 
 
-def _temporaries(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
-
-
 def remove_stale_temporaries(path: Union[str, Path]) -> list[Path]:
     """Deletes temporaries of `path` left behind by a writer that was killed; returns them.
 
     Only one process writes a run's checkpoint, so any temporary present when it starts to write is stale.
     """
-    stale = _temporaries(Path(path))
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
     for temporary in stale:
         temporary.unlink(missing_ok=True)
     return stale
@@ -105,10 +102,8 @@ def verify_integrity(path: Union[str, Path]) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+    except Exception as error:  # BadZipFile, OSError, EOFError, zlib/struct errors from a damaged header
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read: {error}") from error
-    except Exception as error:  # zlib/struct errors from a damaged header
-        raise CheckpointError(f"checkpoint {path} is corrupt and cannot be read: {error}") from error
     if damaged is not None:
         raise CheckpointError(f"checkpoint {path} is damaged: record {damaged!r} fails its CRC check (a flipped bit "
                               "on disk?); it cannot be trusted. Restore a copy or start the run again")

@@ -94,10 +94,9 @@ def _eval(args: argparse.Namespace) -> int:
         config = EvalConfig(**values)
     except ValueError as error:
         return _fail("eval", error)
+    from .data import UnreadableImageError
     from .evaluation.report import markdown_table
     from .evaluation.run import run_evaluation
-
-    from .data import UnreadableImageError
 
     try:
         report = run_evaluation(config)

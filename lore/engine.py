@@ -69,13 +69,14 @@ def make_method(config: TrainConfig):
     return factory[config.method](config.rho, dual=config.dual, hidden=config.dual_hidden)
 
 
+DUAL_OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}  # keys: config.DUAL_OPTIMIZERS
+
+
 def dual_optimizer_factory(kind: str, lr: float):
-    """params -> the dual ascent optimizer a config names ("sgd": Algorithm 1's plain ascent; "adam")."""
-    if kind == "sgd":
-        return lambda params: torch.optim.SGD(params, lr=lr, maximize=True)
-    if kind == "adam":
-        return lambda params: torch.optim.Adam(params, lr=lr, maximize=True)
-    raise ValueError(f"dual_optimizer must be 'sgd' or 'adam', got {kind!r}")
+    """params -> the dual ascent optimizer a config names ("sgd": Algorithm 1's plain ascent; "adam"), maximising."""
+    if kind not in DUAL_OPTIMIZER_CLASSES:
+        raise ValueError(f"dual_optimizer must be one of {sorted(DUAL_OPTIMIZER_CLASSES)}, got {kind!r}")
+    return lambda params: DUAL_OPTIMIZER_CLASSES[kind](params, lr=lr, maximize=True)
 
 
 def cosine_with_warmup(total: int, warmup: int):

@@ -65,12 +65,13 @@ def probe(
             with torch.no_grad():
                 robust += (head(encoder(x + delta)).argmax(1) == y).sum().item()
         correct = (head(clean).argmax(1) == labels).sum().item()
-        relative = (clean - ref).pow(2).sum(1) / ref.pow(2).sum(1).clamp_min(1e-12)
+        distance = (clean - ref).pow(2).sum(1)
+        relative = distance / ref.pow(2).sum(1).clamp_min(1e-12)
         quantiles = torch.quantile(relative.float().cpu(), torch.tensor(QUANTILES)).tolist()
         out = {
             "probe/clean_accuracy": correct / len(labels),
             "probe/robust_accuracy": robust / len(labels),
-            "probe/within_margin": int(((clean - ref).pow(2).sum(1) <= margin(ref)).sum()) / len(labels),
+            "probe/within_margin": int((distance <= margin(ref)).sum()) / len(labels),
         }
         out.update({f"probe/relative_distance_q{int(q * 100)}": v for q, v in zip(QUANTILES, quantiles)})
         if multiplier is not None and not getattr(multiplier, "per_index", False):  # per-index: no held-out lambda

@@ -99,8 +99,11 @@ def robust_accuracy(classifier: Callable, images: torch.Tensor, labels: torch.Te
     robust = _predict(classifier, images, settings.batch_size) == labels
     results: dict[str, float] = {}
     done = []
-    num_classes = None
+    with torch.no_grad():
+        num_classes = classifier(images[:1]).shape[1]
     for attack in settings.attacks:
+        if attack == "apgd-t" and num_classes < 4:
+            continue  # targeted DLR needs 4 classes (PCAM has 2): it does not run, so no label may claim it
         todo = robust.nonzero().flatten()
         bar = tqdm(total=len(todo), desc=f"{attack} eps={format_eps(eps)}", unit="img", disable=not settings.progress, leave=False)
         for batch_index, s in enumerate(_batches(len(todo), settings.batch_size)):
@@ -111,19 +114,12 @@ def robust_accuracy(classifier: Callable, images: torch.Tensor, labels: torch.Te
                 fooled, _ = apgd_ce(classifier, x, y, eps=eps, n_iter=settings.n_iter, restarts=settings.restarts,
                                     generator=generator)
             else:
-                if num_classes is None:
-                    with torch.no_grad():
-                        num_classes = classifier(x[:1]).shape[1]
-                if num_classes < 4:  # targeted DLR needs 4 classes (PCAM has 2): it does not run, and says so
-                    break
                 fooled, _ = apgd_dlr_targeted(classifier, x, y, eps=eps, n_iter=settings.n_iter,
                                               n_targets=settings.n_targets, restarts=settings.restarts,
                                               generator=generator)
             robust[index[fooled]] = False
             bar.update(len(index))
         bar.close()
-        if attack == "apgd-t" and num_classes is not None and num_classes < 4:
-            continue  # not run: the label must not claim it
         done.append(attack)
         results["+".join(done)] = fraction(robust)
     return results
