@@ -35,20 +35,26 @@ def _default_text(name: str, default) -> str:
     return repr(default)
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, config_type) -> None:
+#: Extra spellings of some flags (the issue-tracker and paper-reproduction commands use the short ones).
+ALIASES = {"output": ["--out"], "n_samples": ["--samples"]}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, config_type, aliases: Optional[dict] = None) -> None:
     """One flag per dataclass field; values stay strings/numbers and the config validates them."""
     hints = typing.get_type_hints(config_type)
+    aliases = aliases or {}
     for field in dataclasses.fields(config_type):
         hint = hints[field.name]
         help_text = field.metadata.get("help", "")
         if "default" not in help_text:
             help_text += f" (default: {_default_text(field.name, field.default)})"
+        flags = [_flag(field.name)] + aliases.get(field.name, [])
         if hint is bool:
-            parser.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
         kind = str if field.name == "eps" else base  # eps: "4/255"; TrainConfig parses and names it when wrong
-        parser.add_argument(_flag(field.name), type=kind, default=None, help=help_text, metavar=field.name.upper())
+        parser.add_argument(*flags, dest=field.name, type=kind, default=None, help=help_text, metavar=field.name.upper())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,9 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "eval", help="evaluate clean and robust accuracy (APGD-CE, APGD-DLR-T, Square, noise, corruptions)",
         description="Evaluate a model, an export folder or a run folder: zero-shot head for CLIP models, a linear head "
-        "fitted on clean features otherwise; writes report.json, report.md and robust_accuracy.png.",
+        "fitted on clean features otherwise; writes report.json, report.md and robust_accuracy.png. With --benchmark: "
+        "the paper's Table 3 over CLIP_benchmark datasets under --data-root, one or more models (comma list), "
+        "--samples images per dataset; results are kept per dataset and a re-run resumes; writes report.json, "
+        "report.md (the paper's table layout) and benchmark.png.",
     )
-    _add_config_flags(evaluate, EvalConfig)
+    _add_config_flags(evaluate, EvalConfig, ALIASES)
     plot = commands.add_parser("plot", help="draw training curves (PNG) of a run folder")
     plot.add_argument("run_dir", type=Path)
     return parser
@@ -94,16 +103,39 @@ def _eval(args: argparse.Namespace) -> int:
         config = EvalConfig(**values)
     except ValueError as error:
         return _fail("eval", error)
+    if config.benchmark and args.data is not None:
+        return _fail("eval", ValueError("give either --data (one dataset) or --benchmark with --data-root, not both"))
     from .data import UnreadableImageError
-    from .evaluation.report import markdown_table
-    from .evaluation.run import run_evaluation
 
     try:
+        if config.benchmark:
+            return _benchmark(config)
+        from .evaluation.report import markdown_table
+        from .evaluation.run import run_evaluation
+
         report = run_evaluation(config)
-    except (ValueError, FileNotFoundError, UnreadableImageError) as error:
+    except (ValueError, FileNotFoundError, ModuleNotFoundError, UnreadableImageError) as error:
         return _fail("eval", error)
     print(markdown_table(report))
     print(f"wrote {config.output}/report.json, report.md, robust_accuracy.png")
+    return 0
+
+
+def _benchmark(config: EvalConfig) -> int:
+    from .evaluation.benchmark import run_benchmark
+    from .evaluation.run import settings_of
+
+    try:
+        run_benchmark(config.model_list, config.benchmark_list, config.data_root, config.output, settings=settings_of(config),
+                      samples=config.samples, pretrained=config.pretrained, image_size=config.image_size,
+                      baseline=config.baseline, cache_dir=config.cache_dir, device=config.device,
+                      linear_head=config.linear_head, head_samples=config.head_samples, workers=config.workers)
+    except KeyboardInterrupt:
+        print(f"lore eval: interrupted; finished datasets are kept in {config.output}/models/ and a re-run resumes",
+              file=sys.stderr)
+        return INTERRUPTED
+    print((Path(config.output) / "report.md").read_text())
+    print(f"wrote {config.output}/report.json, report.md, benchmark.png")
     return 0
 
 

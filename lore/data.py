@@ -37,7 +37,7 @@ class UnreadableImageError(OSError):
     """An image file that cannot be decoded (truncated, garbage, not an image); the message names the file."""
 
 
-class _Indexed(Dataset):
+class IndexedImages(Dataset):
     """Adds the index to an (image, label) dataset; an undecodable file raises `UnreadableImageError` naming it."""
 
     def __init__(self, base: Dataset, classnames: tuple[str, ...]) -> None:
@@ -75,11 +75,9 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
         part = train if split == "train" else test
         return TensorImages(part.images, part.labels, part.classnames)
 
-    from torchvision import datasets, transforms
+    from torchvision import datasets
 
-    transform = transforms.Compose(
-        [transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.Lambda(_to_rgb), transforms.ToTensor()]
-    )
+    transform = image_transform(image_size)
     if spec.startswith("torchvision:"):
         parts = spec.split(":", 2)
         if len(parts) != 3 or not parts[1] or not parts[2]:
@@ -91,7 +89,7 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
             base = getattr(datasets, name)(root=root, train=(split == "train"), download=False, transform=transform)
         except RuntimeError as error:  # torchvision's "Dataset not found" (we never download)
             raise FileNotFoundError(f"{name} not found under {root} (no downloads here): {error}") from error
-        return _Indexed(base, tuple(getattr(base, "classes", ())))
+        return IndexedImages(base, tuple(getattr(base, "classes", ())))
 
     folder = Path(spec)
     if not folder.is_dir():
@@ -103,7 +101,17 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
     if len(base.classes) < 2:
         raise ValueError(f"image folder {spec} has {len(base.classes)} class folder(s) ({base.classes}); "
                          "classification needs at least 2 (one sub-folder per class)")
-    return _Indexed(base, tuple(c.replace("_", " ") for c in base.classes))
+    return IndexedImages(base, tuple(c.replace("_", " ") for c in base.classes))
+
+
+def image_transform(image_size: int, *, bicubic: bool = False):
+    """PIL image -> RGB tensor [3, S, S] in [0, 1]: resize the short side to S, centre crop (CLIP's preprocessing
+    resizes bicubically; `bicubic=True` matches it), no normalisation (encoders normalise inside)."""
+    from torchvision import transforms
+
+    interpolation = transforms.InterpolationMode.BICUBIC if bicubic else transforms.InterpolationMode.BILINEAR
+    return transforms.Compose([transforms.Resize(image_size, interpolation=interpolation), transforms.CenterCrop(image_size),
+                               transforms.Lambda(_to_rgb), transforms.ToTensor()])
 
 
 def _to_rgb(image):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from ..config import check_device, check_field_types, parse_eps
+from .zero_shot import parse_benchmark
 
 ATTACK_NAMES = ("apgd-ce", "apgd-t")
 CORRUPTION_NAMES = ("blur", "brightness", "contrast", "jpeg", "noise")
@@ -26,7 +28,9 @@ class EvalConfig:
     image_size: Optional[int] = field(default=None, metadata={"help": "input resolution (default: the model's)"})
     data: str = field(default="digits", metadata={"help": "'digits', an ImageFolder directory, or 'torchvision:NAME:ROOT'"})
     head_data: Optional[str] = field(default=None, metadata={"help": "training data for the linear head of non-CLIP models (default: --data's train split)"})
-    n_samples: int = field(default=500, metadata={"help": "evaluation images (a fixed random subset)"})
+    n_samples: Optional[int] = field(default=None, metadata={
+        "help": "evaluation images per dataset, a fixed seeded subset (default: 500; with --benchmark 1000, "
+                "as RobustVLM's zero-shot evaluation); alias --samples"})
     batch_size: int = field(default=128, metadata={"help": "images per attack batch"})
     attacks: str = field(default="apgd-ce,apgd-t", metadata={"help": "comma list of apgd-ce, apgd-t (empty: none)"})
     eps: str = field(default="1/255,2/255,4/255,8/255", metadata={"help": "comma list of l_inf radii"})
@@ -37,15 +41,28 @@ class EvalConfig:
     noise_sigmas: str = field(default="", metadata={"help": "comma list of Gaussian noise std > 0 (pixel units)"})
     corruptions: str = field(default="", metadata={"help": "comma list of noise, blur, jpeg, brightness, contrast ('all' for all)"})
     seed: int = field(default=0, metadata={"help": "seed of the subset, the attacks and the noise"})
-    output: str = field(default="runs/eval", metadata={"help": "folder for report.json, report.md, robust_accuracy.png"})
+    output: str = field(default="runs/eval", metadata={"help": "folder for report.json, report.md and the plot; alias --out"})
+    benchmark: str = field(default="", metadata={
+        "help": "evaluate on the paper's zero-shot benchmark instead of --data: a comma list of CLIP_benchmark names "
+                "(imagenet1k, caltech101, cars, cifar10, cifar100, dtd, eurosat, fgvc_aircraft, flowers, imagenet-r, "
+                "imagenet_sketch, pcam, pets, stl10) or 'paper' for all 14; --model may then be a comma list"})
+    data_root: str = field(default="", metadata={"help": "with --benchmark: the folder holding the datasets "
+                                                         "(layouts in docs/evaluation.md); nothing is downloaded"})
+    baseline: Optional[str] = field(default=None, metadata={"help": "with --benchmark: the model the ↑/↓ differences "
+                                                                     "refer to (default: the first)"})
+    linear_head: Optional[str] = field(default=None, metadata={
+        "help": "with --benchmark, for encoders without a text tower: a fixed head (safetensors with weight [K, D] and "
+                "bias [K]; '{dataset}' is replaced by the dataset name) instead of fitting one"})
+    head_samples: int = field(default=10000, metadata={"help": "train images the linear head is fitted on"})
+    workers: int = field(default=8, metadata={"help": "threads decoding images"})
     cache_dir: str = field(default="~/.cache/lore", metadata={"help": "cache of built reference models"})
     device: str = field(default="", metadata={"help": "cpu, cuda, cuda:N (default: cuda if available)"})
 
     def __post_init__(self) -> None:
         check_field_types(self)
         check_device(self.device)
-        for name in ("n_samples", "batch_size", "n_iter", "restarts"):
-            if getattr(self, name) < 1:
+        for name in ("n_samples", "batch_size", "n_iter", "restarts", "head_samples", "workers"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.square_queries < 0:
             raise ValueError(f"square_queries must be >= 0 (0 skips Square), got {self.square_queries}")
@@ -63,6 +80,40 @@ class EvalConfig:
         bad_names = [c for c in self.corruption_list if c not in CORRUPTION_NAMES]
         if bad_names:
             raise ValueError(f"corruptions: unknown {bad_names}; choose from {list(CORRUPTION_NAMES)} or 'all'")
+        if self.benchmark:
+            self._check_benchmark()
+        elif self.data_root or self.baseline or self.linear_head:
+            raise ValueError("data_root, baseline and linear_head belong to --benchmark; give --benchmark NAMES too")
+
+    def _check_benchmark(self) -> None:
+        parse_benchmark(self.benchmark)
+        if not self.data_root:
+            raise ValueError("benchmark needs --data-root, the folder holding the datasets (see docs/evaluation.md)")
+        if not Path(self.data_root).expanduser().is_dir():
+            raise ValueError(f"data_root {self.data_root!r} is not a folder")
+        extras = [name for name, value in (("square_queries", self.square_queries), ("noise_sigmas", self.noise_sigmas),
+                                           ("corruptions", self.corruptions), ("head_data", self.head_data)) if value]
+        if extras:
+            raise ValueError(f"{', '.join(extras)} are not part of the benchmark report; run `lore eval --data ...` "
+                             "per dataset for them")
+        if not self.model_list:
+            raise ValueError("model lists no model")
+
+    @property
+    def benchmark_list(self) -> list[str]:
+        return parse_benchmark(self.benchmark) if self.benchmark else []
+
+    @property
+    def model_list(self) -> list[str]:
+        """--model split at commas in benchmark mode (several models in one report), else the one model."""
+        return split_list(self.model) if self.benchmark else [self.model]
+
+    @property
+    def samples(self) -> int:
+        """Images per dataset: --n-samples, else 1000 in benchmark mode (RobustVLM) and 500 otherwise."""
+        if self.n_samples is not None:
+            return self.n_samples
+        return 1000 if self.benchmark else 500
 
     @property
     def attack_list(self) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -29,19 +30,30 @@ def settings_of(config: EvalConfig) -> EvalSettings:
 
 
 def _load(config: EvalConfig, device: torch.device) -> BuiltModel:
-    path = Path(config.model)
-    if _looks_like_path(config.model) and not path.exists():
-        raise FileNotFoundError(f"model {config.model!r}: no such file or folder")
+    return load_model(config.model, config.pretrained, config.image_size, cache_dir=config.cache_dir,
+                      seed=config.seed, device=device)
+
+
+def load_model(model: str, pretrained: Optional[str], image_size: Optional[int], *, cache_dir: str, seed: int,
+               device: torch.device) -> BuiltModel:
+    """Whatever `lore eval --model` accepts: a model name (+ pretrained tag), an export folder, or a run folder.
+
+    Raises:
+        FileNotFoundError: a path that does not exist, or a run folder without its export (names its status).
+    """
+    path = Path(model)
+    if _looks_like_path(model) and not path.exists():
+        raise FileNotFoundError(f"model {model!r}: no such file or folder")
     if path.is_dir() and (path / "export").is_dir():
         path = path / "export"
     elif path.is_dir() and (path / "config.json").is_file() and (path / "metrics.jsonl").is_file():
         summary = path / "summary.json"
         state = json.loads(summary.read_text()).get("status", "unknown") if summary.is_file() else "still running or killed"
-        raise FileNotFoundError(f"model {config.model!r} is a `lore train` run folder without an export (run status: "
-                                f"{state}); finish it with `lore train --resume --output {config.model}` first")
+        raise FileNotFoundError(f"model {model!r} is a `lore train` run folder without an export (run status: "
+                                f"{state}); finish it with `lore train --resume --output {model}` first")
     if path.is_dir() and (path / "open_clip_config.json").is_file():
-        return build_model(f"local-dir:{path}", None, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
-                           seed=config.seed, device=device)
+        return build_model(f"local-dir:{path}", None, image_size, cache_dir=Path(cache_dir).expanduser(),
+                           seed=seed, device=device)
     if path.is_dir() and (path / "clip.safetensors").is_file():
         from ..digits_clip import DigitsCLIP, digits_tokenizer
         from ..encoders import load_state_file
@@ -51,13 +63,13 @@ def _load(config: EvalConfig, device: torch.device) -> BuiltModel:
         return BuiltModel(clip.visual.to(device), 16, clip.to(device), digits_tokenizer(), kind="digits-clip")
     if path.is_dir() and (path / "encoder.json").is_file():
         encoder = load_exported(path, device=device)
-        size = config.image_size or json.loads((path / "encoder.json").read_text())["image_size"]
+        size = image_size or json.loads((path / "encoder.json").read_text())["image_size"]
         return BuiltModel(encoder, size, kind="export")
     if path.is_dir():
-        raise FileNotFoundError(f"model {config.model!r} is a folder but neither an export (encoder.json or "
+        raise FileNotFoundError(f"model {model!r} is a folder but neither an export (encoder.json or "
                                 "open_clip_config.json) nor a `lore train` run folder")
-    return build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
-                       seed=config.seed, device=device)
+    return build_model(model, pretrained, image_size, cache_dir=Path(cache_dir).expanduser(),
+                       seed=seed, device=device)
 
 
 def _looks_like_path(text: str) -> bool:
@@ -73,7 +85,7 @@ def run_evaluation(config: EvalConfig) -> dict:
     built = _load(config, device)
     encoder: ImageEncoder = built.encoder.eval().requires_grad_(False)
     test_set = build_dataset(config.data, built.image_size, split="test", seed=config.seed)
-    images, labels = probe_subset(test_set, config.n_samples, config.seed)
+    images, labels = probe_subset(test_set, config.samples, config.seed)
     images, labels = images.to(device), labels.to(device)
     classnames = dataset_classnames(test_set)
     class_embeddings = None

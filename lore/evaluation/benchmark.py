@@ -1,0 +1,277 @@
+"""`lore eval --benchmark`: the paper's Table 3 evaluation over many datasets and models, resumable.
+
+For each model and dataset: a fixed, seeded subset of `samples` test images;
+the zero-shot head from the dataset's class names and templates (CLIP models)
+or a linear head on clean train-split features (encoders without a text tower);
+clean accuracy and the APGD-CE -> APGD-DLR-T cascade at each eps. Each
+dataset's result is written to OUT/models/MODEL/DATASET.json the moment it
+finishes, with the settings it was computed under; a re-run reuses finished
+datasets (and refuses ones computed under other settings rather than mixing
+them). Text embeddings of the class prompts are cached under the cache folder,
+keyed by the text tower's weights, so models sharing a text tower (CLIP,
+FARE, LORE fine-tunes of it) embed the prompts once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from tqdm import tqdm
+
+from ..data import load_batch
+from ..encoders import load_state_file, save_state_file
+from ..heads import ZeroShotHead, class_text_embeddings
+from ..models import BuiltModel
+from .benchmark_report import write_benchmark_report
+from .datasets import build_benchmark_dataset
+from .linear_head import fit_linear_head
+from .suite import EvalSettings, evaluate, format_eps
+from .zero_shot import PAPER_DATASETS, zero_shot_metadata
+
+#: Images per dataset for robust accuracy: RobustVLM's zero-shot scripts attack 1000 per dataset (SAMPLES=1000).
+DEFAULT_SAMPLES = 1000
+
+
+def model_label(model: str, pretrained: Optional[str] = None) -> str:
+    """A short, file-safe name for a model: a folder's name, or NAME:TAG for an open_clip name with a tag."""
+    path = Path(model)
+    if path.exists() or "/" in model:
+        base = path.name if path.name != "export" else path.parent.name
+    else:
+        base = model if pretrained is None else f"{model}:{Path(pretrained).stem if '/' in pretrained else pretrained}"
+    return "".join(c if c.isalnum() or c in "-_.:+" else "_" for c in base) or "model"
+
+
+def settings_record(settings: EvalSettings, samples: int, head_samples: int) -> dict:
+    """What a dataset result depends on besides the model and the data (compared on reuse)."""
+    return {"eps": [format_eps(e) for e in settings.eps], "attacks": list(settings.attacks), "n_iter": settings.n_iter,
+            "restarts": settings.restarts, "n_targets": settings.n_targets, "samples": samples, "seed": settings.seed,
+            "head_samples": head_samples}
+
+
+def run_benchmark(
+    models: Sequence[str],
+    datasets: Sequence[str],
+    data_root: Union[str, Path],
+    output: Union[str, Path],
+    *,
+    settings: EvalSettings,
+    samples: int = DEFAULT_SAMPLES,
+    pretrained: Optional[str] = None,
+    image_size: Optional[int] = None,
+    baseline: Optional[str] = None,
+    cache_dir: str = "~/.cache/lore",
+    device: Union[str, torch.device] = "",
+    linear_head: Optional[str] = None,
+    head_samples: int = 10_000,
+    workers: int = 8,
+) -> dict:
+    """Evaluates every model on every dataset and writes OUTPUT/report.json, report.md and benchmark.png.
+
+    Args:
+        models: what `lore eval --model` accepts (names, export folders, run folders); `pretrained`
+            applies to the open_clip names among them.
+        datasets: CLIP_benchmark names (see `zero_shot.PAPER_DATASETS`).
+        data_root: folder holding the datasets (layouts in `datasets.LAYOUTS`).
+        output: the report folder; per-dataset results live in OUTPUT/models/MODEL/.
+        settings: attacks, eps, iterations, batch size, seed.
+        samples: images per dataset (a fixed subset drawn from `settings.seed`; all when fewer).
+        baseline: the model (as given, or its label) the ↑/↓ differences refer to; default the first.
+        linear_head: for encoders without a text tower, a safetensors file with "weight" [K, D] and
+            "bias" [K] (may contain "{dataset}"); otherwise a head is fitted on `head_samples` clean
+            train-split features and saved next to the results for reuse.
+        workers: threads decoding images.
+
+    Returns:
+        The report (as written to report.json).
+    """
+    from ..engine import resolve_device
+    from .run import load_model
+
+    unknown = [d for d in datasets if d not in PAPER_DATASETS]
+    if unknown:
+        raise ValueError(f"unknown benchmark dataset(s) {unknown}; choose from {list(PAPER_DATASETS)}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if not models:
+        raise ValueError("no model to evaluate")
+    labels = [model_label(m, pretrained) for m in models]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"two models share a name {labels}; give them distinct folder names")
+    base_label = _baseline_label(baseline, models, labels)
+    check_datasets_present(datasets, data_root)
+    output = Path(output)
+    record = settings_record(settings, samples, head_samples)
+    device = resolve_device(device) if isinstance(device, str) else device
+    results: dict[str, dict[str, dict]] = {label: {} for label in labels}
+
+    def report(status: str) -> dict:
+        return write_benchmark_report(results, list(datasets), output, baseline=base_label, status=status, settings=record,
+                                      specs=dict(zip(labels, models)))
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for model, label in zip(models, labels):
+            folder = output / "models" / label
+            built: Optional[BuiltModel] = None
+            for name in tqdm(datasets, desc=f"{label}", unit="dataset"):
+                path = folder / f"{name}.json"
+                if path.is_file():
+                    results[label][name] = _reuse(path, _canonical(model), record)
+                    continue
+                if built is None:
+                    built = load_model(model, pretrained, image_size, cache_dir=cache_dir, seed=settings.seed, device=device)
+                    built.encoder.eval().requires_grad_(False)
+                result = evaluate_dataset(built, name, data_root, settings=settings, samples=samples, pool=pool,
+                                          cache_dir=cache_dir, linear_head=linear_head, head_samples=head_samples,
+                                          head_folder=folder / "heads")
+                result.update(model=_canonical(model), settings=record)
+                _write_json(path, result)
+                results[label][name] = result
+                tqdm.write(f"{label} {name}: clean {result['clean']:.3f}, robust "
+                           + ", ".join(f"{e} {v:.3f}" for e, v in result["robust"].items()) + f" ({result['samples']} images)")
+                report("incomplete")
+    return report("complete")
+
+
+def evaluate_dataset(built: BuiltModel, name: str, data_root: Union[str, Path], *, settings: EvalSettings, samples: int,
+                     pool=None, cache_dir: str = "~/.cache/lore", linear_head: Optional[str] = None,
+                     head_samples: int = 10_000, head_folder: Optional[Path] = None) -> dict:
+    """One model on one dataset: {"clean", "robust": {eps: worst case over the cascade}, "robust_by_attack",
+    "attacks", "samples", "classes", "head", "alignment"?, "warnings"}."""
+    device = next(built.encoder.parameters()).device
+    dataset = build_benchmark_dataset(name, data_root, built.image_size)
+    classnames, templates = zero_shot_metadata(name, data_root)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(settings.seed + 17))[:samples]
+    images, labels, _ = load_batch(dataset, order, pool)
+    images, labels = images.to(device), labels.to(device)
+    class_embeddings = None
+    if built.clip is not None:
+        class_embeddings = cached_class_embeddings(built.clip, built.tokenizer, classnames, templates, cache_dir)
+        head, head_kind = ZeroShotHead(class_embeddings.to(device), scale=100.0), "zero-shot"
+    else:
+        head, head_kind = _linear_head(built, name, data_root, linear_head, head_samples, settings.seed, pool, head_folder)
+    classifier = torch.nn.Sequential(built.encoder, head.to(device)).eval()
+    report = evaluate(classifier, images, labels, settings, embed=built.encoder, class_embeddings=class_embeddings)
+    robust = {eps: list(row.values())[-1] for eps, row in report["robust_accuracy"].items()}
+    attacks = {eps: list(row)[-1] for eps, row in report["robust_accuracy"].items()}
+    result = {"clean": report["clean_accuracy"], "robust": robust, "robust_by_attack": report["robust_accuracy"],
+              "attacks": sorted(set(attacks.values())), "samples": report["n_samples"], "classes": len(classnames),
+              "head": head_kind, "warnings": report["warnings"]}
+    if "alignment" in report:
+        result["alignment"] = report["alignment"]
+    return result
+
+
+def cached_class_embeddings(clip: torch.nn.Module, tokenizer, classnames: Sequence[str], templates: Sequence[str],
+                            cache_dir: Union[str, Path]) -> torch.Tensor:
+    """`class_text_embeddings`, computed once per (text tower weights, class names, templates) and cached on disk."""
+    key = hashlib.sha256()
+    key.update(text_tower_fingerprint(clip).encode())
+    key.update(json.dumps([list(classnames), list(templates)]).encode())
+    path = Path(cache_dir).expanduser() / "text_embeddings" / f"{key.hexdigest()[:32]}.safetensors"
+    if path.is_file():
+        return load_state_file(path)["embeddings"]
+    embeddings = class_text_embeddings(clip, tokenizer, list(classnames), list(templates))
+    save_state_file({"embeddings": embeddings}, path)
+    return embeddings
+
+
+def text_tower_fingerprint(clip: torch.nn.Module) -> str:
+    """SHA-256 of every non-visual weight of a CLIP model (the text tower and logit scale), computed once per model."""
+    cached = getattr(clip, "_lore_text_fingerprint", None)
+    if cached is not None:
+        return cached
+    digest = hashlib.sha256(type(clip).__name__.encode())
+    for name, tensor in sorted(clip.state_dict().items()):
+        if not name.startswith("visual."):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    clip._lore_text_fingerprint = digest.hexdigest()
+    return clip._lore_text_fingerprint
+
+
+def _linear_head(built: BuiltModel, name: str, data_root, linear_head: Optional[str], head_samples: int, seed: int,
+                 pool, head_folder: Optional[Path]) -> tuple[torch.nn.Linear, str]:
+    device = next(built.encoder.parameters()).device
+    if linear_head is not None:
+        path = Path(linear_head.replace("{dataset}", name)).expanduser()
+        return load_linear_head(path).to(device), f"linear (loaded from {path})"
+    saved = head_folder / f"{name}.safetensors" if head_folder is not None else None
+    if saved is not None and saved.is_file():
+        return load_linear_head(saved).to(device), "linear (fitted on clean train features)"
+    train = build_benchmark_dataset(name, data_root, built.image_size, split="train")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 5))[:head_samples]
+    features, labels = [], []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(order), 256), desc=f"{name} linear head features", unit="batch", leave=False):
+            images, batch_labels, _ = load_batch(train, order[start:start + 256], pool)
+            features.append(built.encoder(images.to(device)).float())
+            labels.append(batch_labels.to(device))
+    head = fit_linear_head(torch.cat(features), torch.cat(labels))
+    if saved is not None:
+        save_state_file(head.state_dict(), saved)
+    return head, "linear (fitted on clean train features)"
+
+
+def load_linear_head(path: Path) -> torch.nn.Linear:
+    """A fixed linear head from a safetensors file holding exactly "weight" [K, D] and "bias" [K]."""
+    state = load_state_file(path)
+    if set(state) != {"weight", "bias"} or state["weight"].dim() != 2 or state["bias"].shape != state["weight"].shape[:1]:
+        raise ValueError(f"linear head {path} must hold exactly 'weight' [K, D] and 'bias' [K], got "
+                         + ", ".join(f"{k} {tuple(v.shape)}" for k, v in state.items()))
+    head = torch.nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
+    head.load_state_dict(state)
+    return head.requires_grad_(False)
+
+
+def check_datasets_present(datasets: Sequence[str], data_root: Union[str, Path]) -> None:
+    """Opens every dataset (file lists, class names) before any evaluation: all missing ones are named at once,
+    in minutes rather than after hours of attacks on the first ones."""
+    problems = []
+    for name in datasets:
+        try:
+            build_benchmark_dataset(name, data_root, 32)
+        except (FileNotFoundError, ValueError, ModuleNotFoundError) as error:
+            problems.append(f"- {error}")
+    if problems:
+        raise FileNotFoundError(f"{len(problems)} of {len(datasets)} benchmark datasets cannot be read under {data_root}:\n"
+                                + "\n".join(problems))
+
+
+def _canonical(model: str) -> str:
+    """A model as stored with its results: folders by absolute path (so ./runs/x and runs/x agree)."""
+    return str(Path(model).expanduser().resolve()) if Path(model).expanduser().exists() else model
+
+
+def _baseline_label(baseline: Optional[str], models: Sequence[str], labels: Sequence[str]) -> str:
+    if baseline is None:
+        return labels[0]
+    for model, label in zip(models, labels):
+        if baseline in (model, label):
+            return label
+    raise ValueError(f"baseline {baseline!r} is not one of the evaluated models {list(labels)}")
+
+
+def _reuse(path: Path, model: str, record: dict) -> dict:
+    result = json.loads(path.read_text())
+    differences = [f"{k}: stored {result.get('settings', {}).get(k)!r} vs now {v!r}"
+                   for k, v in record.items() if result.get("settings", {}).get(k) != v]
+    if result.get("model") != model:
+        differences.append(f"model: stored {result.get('model')!r} vs now {model!r}")
+    if differences:
+        raise ValueError(f"{path} was computed under other settings ({'; '.join(differences)}); "
+                         "use another --out folder, or delete that file to recompute it")
+    return result
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(value, indent=2))
+    os.replace(partial, path)
