@@ -88,8 +88,11 @@ def markdown_table(summaries: dict[str, dict], datasets: Sequence[str], baseline
              f"{' / '.join(attacks) or 'no attack'} cascade, {settings['n_iter']} iterations, l_inf."]
     if len(summaries) > 1:
         notes.append(f"(↑/↓ x): difference to {baseline} in percentage points.")
-    if "apgd-ce" in attacks and any("apgd-t" in a for a in attacks):
-        notes.append("Datasets with fewer than 4 classes (PCAM) run APGD-CE only; APGD-DLR-T needs 4 classes.")
+    requested = "+".join(settings["attacks"])
+    shorter = sorted({DISPLAY_NAMES[name] for s in summaries.values() for name, r in s["datasets"].items()
+                      if r.get("attacks") and r["attacks"] != [requested]})
+    if shorter:
+        notes.append(f"{', '.join(shorter)}: fewer than 4 classes, so APGD-CE only (APGD-DLR-T needs 4 classes).")
     pending = sorted({p for s in summaries.values() for p in s["pending"]})
     if pending:
         notes.append(f"Not evaluated yet: {', '.join(pending)} (—).")

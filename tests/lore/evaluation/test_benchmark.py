@@ -1,0 +1,285 @@
+"""The paper's benchmark, offline: stand-ins of all 14 datasets in their release formats, metadata, the resumable runner."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lore.cli import main as lore_main
+from lore.evaluation import benchmark as benchmark_module
+from lore.evaluation.benchmark import cached_class_embeddings, run_benchmark
+from lore.evaluation.datasets import BenchmarkDataMissing, build_benchmark_dataset
+from lore.evaluation.suite import EvalSettings
+from lore.evaluation.zero_shot import PAPER_DATASETS, parse_benchmark, zero_shot_metadata
+
+from standins import CIFAR10_NAMES, IMAGENET_WNIDS, STL10_NAMES, WRITERS, write_all, write_cifar10, write_stl10
+
+FAST = EvalSettings(eps=(1 / 255, 4 / 255), n_iter=3, batch_size=16, progress=False)
+
+
+@pytest.fixture(scope="module")
+def all_standins(tmp_path_factory):
+    root = tmp_path_factory.mktemp("benchmark-data")
+    return root, write_all(root)
+
+
+@pytest.fixture
+def two_datasets(tmp_path):
+    root = tmp_path / "data"
+    write_cifar10(root, 20)
+    write_stl10(root, 20)
+    return root
+
+
+def clip_benchmark_json(name: str) -> dict:
+    import clip_benchmark
+
+    return json.loads((Path(clip_benchmark.__file__).parent / "datasets" / name).read_text())
+
+
+@pytest.mark.parametrize("name", PAPER_DATASETS)
+def test_every_paper_dataset_loads_its_labels_and_class_names(all_standins, name):
+    root, written = all_standins
+    dataset = build_benchmark_dataset(name, root, 24)
+    assert [dataset[i][1] for i in range(len(dataset))] == written[name]
+    image, _, index = dataset[0]
+    assert image.shape == (3, 24, 24) and image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1 and index == 0
+    classnames, templates = zero_shot_metadata(name, root)
+    assert list(dataset.classnames) == classnames and max(written[name]) < len(classnames)
+    assert templates and all("{}" in t and "{c}" not in t for t in templates)
+
+
+def test_class_names_come_from_the_sources_the_field_uses(all_standins):
+    root, _ = all_standins
+    names, templates = zero_shot_metadata("imagenet1k")
+    assert names[0] == "tench" and len(names) == 1000 and len(templates) == 80
+    reference_names, reference_templates = clip_benchmark_json("en_classnames.json"), clip_benchmark_json(
+        "en_zeroshot_classification_templates.json")
+    assert names == reference_names["imagenet1k"]  # open_clip's and CLIP_benchmark's agree
+    assert templates == [t.replace("{c}", "{}") for t in reference_templates["imagenet1k"]]
+    for name in ("caltech101", "eurosat", "flowers", "pcam", "pets"):
+        assert zero_shot_metadata(name, root)[0] == reference_names[name]
+    assert zero_shot_metadata("cifar10", root)[0] == CIFAR10_NAMES
+    assert zero_shot_metadata("stl10", root)[0] == STL10_NAMES
+    assert zero_shot_metadata("cifar100", root)[0][-1] == "aquarium fish"  # underscores read as spaces
+    assert zero_shot_metadata("imagenet-r", root)[0] == [IMAGENET_WNIDS[w] for w in sorted(IMAGENET_WNIDS)]
+    assert zero_shot_metadata("imagenet-r", root)[1] == templates  # ImageNet's templates, as CLIP_benchmark falls back
+    with pytest.raises(ValueError, match="pass root"):
+        zero_shot_metadata("cifar10")
+
+
+def test_parse_benchmark_expands_paper_and_refuses_unknown_names():
+    assert parse_benchmark("paper") == list(PAPER_DATASETS) and len(PAPER_DATASETS) == 14
+    assert parse_benchmark("stl10, cifar10,stl10") == ["stl10", "cifar10"]
+    with pytest.raises(ValueError, match="imagenet"):
+        parse_benchmark("cifar10,imagenet")
+
+
+def test_binary_formats_keep_image_orientation(tmp_path):
+    """A picture bright in its top rows and left columns must load the same way up (no transposed axes)."""
+    picture = np.zeros((3, 96, 96), dtype=np.uint8)
+    picture[:, :10, :] = 255  # top rows
+    picture[0, :, :5] = 200  # left columns, red only
+    folder = tmp_path / "stl10_binary"
+    folder.mkdir()
+    picture.transpose(0, 2, 1)[None].tofile(folder / "test_X.bin")  # the release: per channel, column-major
+    np.array([3], dtype=np.uint8).tofile(folder / "test_y.bin")
+    (folder / "class_names.txt").write_text("\n".join(STL10_NAMES))
+    image, label, _ = build_benchmark_dataset("stl10", tmp_path, 96)[0]
+    assert label == 2
+    assert image[1, :10].min() == 1 and image[1, 20:].max() == 0 and image[0, 20:, :5].min() > 0.7 and image[1, 20:, :5].max() == 0
+
+    cifar = tmp_path / "cifar-10-batches-py"
+    cifar.mkdir()
+    small = np.zeros((3, 32, 32), dtype=np.uint8)
+    small[:, :4, :] = 255
+    with open(cifar / "test_batch", "wb") as f:
+        pickle.dump({"data": small.reshape(1, -1), "labels": [1]}, f)  # the release: R plane, G plane, B plane, row-major
+    with open(cifar / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": CIFAR10_NAMES}, f)
+    image, label, _ = build_benchmark_dataset("cifar10", tmp_path, 32)[0]
+    assert label == 1 and image[:, :4].min() == 1 and image[:, 8:].max() == 0
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (eval, ("__import__('pathlib').Path('PWNED').touch()",))
+
+
+def test_cifar_files_cannot_run_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": _RunsCode()}, f)
+    with pytest.raises(ValueError, match="refusing to load builtins.eval"):
+        zero_shot_metadata("cifar10", tmp_path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_missing_datasets_name_their_layout_all_at_once(tmp_path):
+    write_cifar10(tmp_path)
+    with pytest.raises(BenchmarkDataMissing, match="stl10_binary/.*test_X.bin.*Nothing is downloaded"):
+        build_benchmark_dataset("stl10", tmp_path, 32)
+    with pytest.raises(FileNotFoundError) as caught:
+        benchmark_module.check_datasets_present(["cifar10", "stl10", "dtd", "flowers"], tmp_path)
+    message = str(caught.value)
+    assert "3 of 4" in message and "stl10" in message and "dtd/dtd" in message and "flowers-102" in message
+    assert "cifar10:" not in message
+
+
+def test_folder_datasets_refuse_layouts_that_would_misalign_labels(tmp_path):
+    from standins import write_class_folders
+
+    write_class_folders(tmp_path / "caltech101" / "101_ObjectCategories", [f"c{i}" for i in range(101)], per_class=1)
+    with pytest.raises(BenchmarkDataMissing, match="101 class folders.*102 classes"):
+        build_benchmark_dataset("caltech101", tmp_path, 16)
+    write_class_folders(tmp_path / "imagenet-r", ["n01440764", "not_a_wnid"], per_class=1)
+    with pytest.raises(BenchmarkDataMissing, match="WordNet ids.*not_a_wnid"):
+        build_benchmark_dataset("imagenet-r", tmp_path, 16)
+
+
+def test_both_root_layouts_are_found(tmp_path):
+    """One shared root (CLIP_benchmark's --dataset_root) or one folder per dataset name."""
+    write_cifar10(tmp_path / "cifar10")
+    assert len(build_benchmark_dataset("cifar10", tmp_path, 16)) == 24
+
+
+def test_text_embeddings_are_computed_once_per_text_tower(tiny_clip_dir, tmp_path, monkeypatch):
+    import open_clip
+
+    clip = open_clip.create_model(f"local-dir:{tiny_clip_dir}")
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{tiny_clip_dir}")
+    first = cached_class_embeddings(clip, tokenizer, ["cat", "dog"], ["a photo of a {}."], tmp_path)
+    calls = []
+    monkeypatch.setattr(benchmark_module, "class_text_embeddings", lambda *a: calls.append(a))
+    again = cached_class_embeddings(clip, tokenizer, ["cat", "dog"], ["a photo of a {}."], tmp_path)
+    assert torch.equal(first, again) and not calls
+    with torch.no_grad():  # a fine-tuned vision tower shares the text embeddings ...
+        clip.visual.conv1.weight.add_(1.0)
+    del clip._lore_text_fingerprint
+    cached_class_embeddings(clip, tokenizer, ["cat", "dog"], ["a photo of a {}."], tmp_path)
+    assert not calls
+    with torch.no_grad():  # ... another text tower does not
+        clip.token_embedding.weight.add_(1.0)
+    del clip._lore_text_fingerprint
+    monkeypatch.undo()
+    changed = cached_class_embeddings(clip, tokenizer, ["cat", "dog"], ["a photo of a {}."], tmp_path)
+    assert not torch.allclose(changed, first)
+
+
+def test_cli_benchmark_writes_the_table3_report(tiny_clip_dir, two_datasets, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = lore_main(["eval", "--model", str(tiny_clip_dir), "--benchmark", "cifar10,stl10", "--data-root", str(two_datasets),
+                      "--eps", "1/255,4/255", "--samples", "12", "--n-iter", "3", "--out", str(out), "--device", "cpu",
+                      "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "complete" and report["pending"] == []
+    assert set(report["datasets"]) == {"cifar10", "stl10"}
+    for result in report["datasets"].values():
+        assert result["samples"] == 12 and set(result["robust"]) == {"1/255", "4/255"} and 0 <= result["clean"] <= 1
+        assert result["attacks"] == ["apgd-ce+apgd-t"] and result["head"] == "zero-shot"
+        assert result["robust"]["4/255"] <= result["robust"]["1/255"] <= result["clean"]
+    average = report["average_zero_shot"]
+    assert average["datasets"] == ["cifar10", "stl10"]
+    assert average["clean"] == pytest.approx(np.mean([r["clean"] for r in report["datasets"].values()]))
+    table = (out / "report.md").read_text()
+    assert "| Eval. | Vision encoder | CIFAR10 | STL-10 | Average zero-shot |" in table
+    assert (out / "benchmark.png").stat().st_size > 0
+    assert "CIFAR10" in capsys.readouterr().out
+
+
+def test_imagenet_is_not_in_the_zero_shot_average(tiny_clip_dir, all_standins, tmp_path):
+    root, _ = all_standins
+    report = run_benchmark([str(tiny_clip_dir)], ["imagenet1k", "pcam"], root, tmp_path / "out", settings=FAST, samples=8,
+                           cache_dir=str(tmp_path / "cache"), device="cpu")
+    assert report["average_zero_shot"]["datasets"] == ["pcam"]
+    assert report["average_zero_shot"]["clean"] == report["datasets"]["pcam"]["clean"]
+    assert report["datasets"]["pcam"]["attacks"] == ["apgd-ce"]  # 2 classes: no APGD-DLR-T, and no label claims it
+    assert "ImageNet, PCAM: fewer than 4 classes, so APGD-CE only" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_killed_benchmark_resumes_without_recomputing_finished_datasets(tiny_clip_dir, two_datasets, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real = benchmark_module.evaluate_dataset
+    calls = []
+
+    def dies_on_stl10(built, name, *args, **kwargs):
+        calls.append(name)
+        if name == "stl10":
+            raise KeyboardInterrupt  # the job is killed while attacking the second dataset
+        return real(built, name, *args, **kwargs)
+
+    monkeypatch.setattr(benchmark_module, "evaluate_dataset", dies_on_stl10)
+    kwargs = dict(settings=FAST, samples=10, cache_dir=str(tmp_path / "cache"), device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark([str(tiny_clip_dir)], ["cifar10", "stl10"], two_datasets, out, **kwargs)
+    finished = out / "models" / tiny_clip_dir.name / "cifar10.json"
+    stamp = finished.stat().st_mtime_ns
+    partial = json.loads((out / "report.json").read_text())
+    assert partial["status"] == "incomplete" and partial["pending"] == ["stl10"] and list(partial["datasets"]) == ["cifar10"]
+    assert "Incomplete" in (out / "report.md").read_text()
+
+    monkeypatch.setattr(benchmark_module, "evaluate_dataset", lambda built, name, *a, **k: (calls.append(name), real(built, name, *a, **k))[1])
+    report = run_benchmark([str(tiny_clip_dir)], ["cifar10", "stl10"], two_datasets, out, **kwargs)
+    assert calls == ["cifar10", "stl10", "stl10"] and finished.stat().st_mtime_ns == stamp
+    assert report["status"] == "complete" and set(report["datasets"]) == {"cifar10", "stl10"}
+
+    with pytest.raises(ValueError, match="other settings.*samples: stored 10 vs now 11"):
+        run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **{**kwargs, "samples": 11})
+
+
+def test_several_models_report_differences_to_the_baseline(tiny_clip_dir, two_datasets, tmp_path):
+    import shutil
+
+    other = tmp_path / "other-clip"
+    shutil.copytree(tiny_clip_dir, other)
+    report = run_benchmark([str(tiny_clip_dir), str(other)], ["cifar10"], two_datasets, tmp_path / "out", settings=FAST,
+                           samples=8, baseline="other-clip", cache_dir=str(tmp_path / "cache"), device="cpu")
+    assert report["baseline"] == "other-clip" and set(report["models"]) == {tiny_clip_dir.name, "other-clip"}
+    table = (tmp_path / "out" / "report.md").read_text()
+    assert "↑0.0" in table and "difference to other-clip" in table  # identical weights: no difference
+    with pytest.raises(ValueError, match="baseline 'nope'"):
+        run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, tmp_path / "o2", settings=FAST, baseline="nope")
+
+
+def test_encoders_without_text_tower_get_a_linear_head_from_the_train_split(two_datasets, tmp_path, lore_cache):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "out"
+    report = run_benchmark(["digits-cnn"], ["cifar10"], two_datasets, out, settings=FAST, samples=10, head_samples=40,
+                           cache_dir=str(lore_cache), device="cpu")
+    assert report["datasets"]["cifar10"]["head"] == "linear (fitted on clean train features)"
+    saved = out / "models" / "digits-cnn" / "heads" / "cifar10.safetensors"
+    head = load_file(str(saved))
+    assert head["weight"].shape[1] == 32 and head["bias"].shape == head["weight"].shape[:1]
+    again = run_benchmark(["digits-cnn"], ["cifar10"], two_datasets, tmp_path / "fixed", settings=FAST, samples=10,
+                          head_samples=40, cache_dir=str(lore_cache), device="cpu", linear_head=str(saved.parent / "{dataset}.safetensors"))
+    assert again["datasets"]["cifar10"]["head"].startswith("linear (loaded from")
+    assert again["datasets"]["cifar10"]["clean"] == report["datasets"]["cifar10"]["clean"]
+
+
+def test_cli_benchmark_flags_are_documented_and_checked(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        lore_main(["eval", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--benchmark", "--data-root", "--samples", "--out", "--baseline", "--linear-head"):
+        assert flag in text
+    assert lore_main(["eval", "--benchmark", "cifar10"]) == 2
+    assert "--data-root" in capsys.readouterr().err
+    assert lore_main(["eval", "--benchmark", "cifar10", "--data-root", str(tmp_path), "--corruptions", "all"]) == 2
+    assert "not part of the benchmark" in capsys.readouterr().err
+    assert lore_main(["eval", "--benchmark", "cifar10", "--data-root", str(tmp_path), "--data", "digits"]) == 2
+    assert "either --data" in capsys.readouterr().err
+    assert lore_main(["eval", "--benchmark", "cifar10", "--data-root", str(tmp_path), "--device", "cpu"]) == 2
+    assert "cifar-10-batches-py" in capsys.readouterr().err
+
+
+def test_standin_writers_cover_the_paper():
+    assert set(WRITERS) == set(PAPER_DATASETS)
