@@ -39,13 +39,14 @@ DEFAULT_SAMPLES = 1000
 
 
 def model_label(model: str, pretrained: Optional[str] = None) -> str:
-    """A short, file-safe name for a model: a folder's name, or NAME:TAG for an open_clip name with a tag."""
+    """A short, file-safe name for a model: a folder's name (a run's, for its export/), or NAME_TAG for a model
+    name with a pretrained tag or weights file (ViT-B-32 + openai -> "ViT-B-32_openai")."""
     path = Path(model)
     if path.exists() or "/" in model:
         base = path.name if path.name != "export" else path.parent.name
     else:
-        base = model if pretrained is None else f"{model}:{Path(pretrained).stem if '/' in pretrained else pretrained}"
-    return "".join(c if c.isalnum() or c in "-_.:+" else "_" for c in base) or "model"
+        base = model if pretrained is None else f"{model}_{Path(pretrained).stem}"
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in base) or "model"
 
 
 def settings_record(settings: EvalSettings, samples: int, head_samples: int) -> dict:

@@ -283,3 +283,13 @@ def test_cli_benchmark_flags_are_documented_and_checked(capsys, tmp_path):
 
 def test_standin_writers_cover_the_paper():
     assert set(WRITERS) == set(PAPER_DATASETS)
+
+
+def test_model_labels_are_short_and_file_safe(tmp_path):
+    from lore.evaluation.benchmark import model_label
+
+    run = tmp_path / "vitb32-lore4"
+    (run / "export").mkdir(parents=True)
+    assert model_label(str(run)) == model_label(str(run / "export")) == "vitb32-lore4"
+    assert model_label("ViT-B-32", "openai") == "ViT-B-32_openai"
+    assert model_label("timm:vit_base_patch14_dinov2", "weights/dinov2_b14.safetensors") == "timm_vit_base_patch14_dinov2_dinov2_b14"
