@@ -50,13 +50,13 @@ from pathlib import Path
 
 import torch
 
-from lore.checkpoint import CheckpointError
+from lore.training.checkpoint import CheckpointError
 from lore.compare import (
     RunInterrupted, load_trained, plot_accuracy, plot_front, plot_training_comparison, results_table, train_fresh,
     zero_shot_results,
 )
-from lore.config import TrainConfig, parse_eps
-from lore.data import build_dataset, dataset_classnames, probe_subset
+from lore.training.config import TrainConfig, parse_eps
+from lore.training.data import build_dataset, dataset_classnames, probe_subset
 from lore.evaluation import format_eps
 from lore.heads import class_text_embeddings
 from lore.models import build_model

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from lore.compare import load_trained, plot_accuracy, plot_training_comparison, results_table, train_fresh, zero_shot_results
-from lore.config import TrainConfig
-from lore.data import build_dataset, probe_subset
+from lore.training.config import TrainConfig
+from lore.training.data import build_dataset, probe_subset
 from lore.digits import DIGIT_NAMES
 from lore.heads import class_text_embeddings
 from lore.models import build_model

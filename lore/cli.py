@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import TrainConfig, read_json_object
+from .training.config import TrainConfig, read_json_object
 from .evaluation.config import EvalConfig
 
 INPUT_ERROR = 2
@@ -105,7 +105,7 @@ def _eval(args: argparse.Namespace) -> int:
         return _fail("eval", error)
     if config.benchmark and args.data is not None:
         return _fail("eval", ValueError("give either --data (one dataset) or --benchmark with --data-root, not both"))
-    from .data import UnreadableImageError
+    from .training.data import UnreadableImageError
 
     try:
         if config.benchmark:
@@ -140,7 +140,7 @@ def _benchmark(config: EvalConfig) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from .plots import plot_run
+    from .training.plots import plot_run
 
     try:
         paths = plot_run(args.run_dir)
@@ -156,9 +156,9 @@ def _train(args: argparse.Namespace) -> int:
         config = config_from_args(args)
     except (ValueError, OSError) as error:
         return _fail("train", error)
-    from .checkpoint import CheckpointError
-    from .data import UnreadableImageError
-    from .engine import train
+    from .training.checkpoint import CheckpointError
+    from .training.data import UnreadableImageError
+    from .training.engine import train
 
     try:
         result = train(config, resume=args.resume)

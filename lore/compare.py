@@ -16,12 +16,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from .config import TrainConfig  # noqa: E402
-from .engine import train  # noqa: E402
+from .training.config import TrainConfig  # noqa: E402
+from .training.engine import train  # noqa: E402
 from .evaluation import EvalSettings, evaluate, plot_robustness  # noqa: E402
 from .evaluation.suite import fraction  # noqa: E402
 from .heads import ZeroShotHead  # noqa: E402
-from .plots import finish_axes, read_metrics, save_figure  # noqa: E402
+from .training.plots import finish_axes, read_metrics, save_figure  # noqa: E402
 
 
 class RunInterrupted(RuntimeError):

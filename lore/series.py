@@ -25,8 +25,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .config import parse_eps  # noqa: E402
-from .plots import finish_axes, mark_empty, read_metrics, save_figure  # noqa: E402
+from .training.config import parse_eps  # noqa: E402
+from .training.plots import finish_axes, mark_empty, read_metrics, save_figure  # noqa: E402
 
 Stat = tuple[float, float]
 """(mean, sample standard deviation; 0 for one seed)."""

@@ -24,7 +24,7 @@ from typing import Optional, Sequence, Union
 import torch
 from tqdm import tqdm
 
-from ..data import load_batch
+from ..training.data import load_batch
 from ..encoders import load_state_file, save_state_file
 from ..heads import ZeroShotHead, class_text_embeddings
 from ..models import BuiltModel
@@ -92,7 +92,7 @@ def run_benchmark(
     Returns:
         The report (as written to report.json).
     """
-    from ..engine import resolve_device
+    from ..training.engine import resolve_device
     from .run import load_model
 
     unknown = [d for d in datasets if d not in PAPER_DATASETS]

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..plots import legend, save_figure
+from ..training.plots import legend, save_figure
 from .zero_shot import DISPLAY_NAMES, ZERO_SHOT_DATASETS
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..config import check_device, check_field_types, parse_eps
+from ..training.config import check_device, check_field_types, parse_eps
 from .zero_shot import parse_benchmark
 
 ATTACK_NAMES = ("apgd-ce", "apgd-t")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..data import IndexedImages, image_transform
+from ..training.data import IndexedImages, image_transform
 from .zero_shot import PAPER_DATASETS, imagenet_wnids, zero_shot_metadata
 
 #: Where each dataset is expected, relative to ROOT or ROOT/NAME (the layout of its official release).
@@ -306,6 +306,6 @@ _READERS = {
 
 def images_and_labels(dataset: Dataset, samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed, seeded subset of `samples` images (all of them when the dataset is smaller)."""
-    from ..data import probe_subset
+    from ..training.data import probe_subset
 
     return probe_subset(dataset, samples, seed)

@@ -8,8 +8,8 @@ from typing import Union
 
 import matplotlib.pyplot as plt
 
-from ..config import parse_eps
-from ..plots import finish_axes, save_figure
+from ..training.config import parse_eps
+from ..training.plots import finish_axes, save_figure
 
 
 def markdown_table(report: dict) -> str:

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from ..data import build_dataset, dataset_classnames, probe_subset
+from ..training.data import build_dataset, dataset_classnames, probe_subset
 from ..encoders import ImageEncoder
 from ..export import load_exported
 from ..heads import ZeroShotHead, class_text_embeddings
@@ -78,7 +78,7 @@ def _looks_like_path(text: str) -> bool:
 
 def run_evaluation(config: EvalConfig) -> dict:
     """Evaluates the configured model and writes its report into `config.output`; returns the report."""
-    from ..engine import resolve_device
+    from ..training.engine import resolve_device
 
     device = resolve_device(config.device)
     settings = settings_of(config)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from lore.cli import build_parser, main
-from lore.config import TrainConfig
+from lore.training.config import TrainConfig
 from lore.evaluation.config import CORRUPTION_NAMES, EvalConfig
 
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -101,7 +101,7 @@ def test_a_missing_config_file_is_one_line(tmp_path, capsys):
 
 def test_help_and_argument_errors_do_not_import_torch():
     code = ("import sys\nfrom lore.cli import build_parser\nbuild_parser().format_help()\n"
-            "from lore.config import TrainConfig\nfrom lore.evaluation.config import EvalConfig\n"
+            "from lore.training.config import TrainConfig\nfrom lore.evaluation.config import EvalConfig\n"
             "import lore, lore.evaluation\nassert 'torch' not in sys.modules, 'torch imported'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

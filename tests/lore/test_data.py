@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lore.data import batches_per_epoch, build_dataset, epoch_order, load_batch
+from lore.training.data import batches_per_epoch, build_dataset, epoch_order, load_batch
 from lore import load_digits_images
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lore.checkpoint import CheckpointError, load_checkpoint
+from lore.training.checkpoint import CheckpointError, load_checkpoint
 from lore.cli import build_parser, main
-from lore.config import TrainConfig, parse_eps
+from lore.training.config import TrainConfig, parse_eps
 from lore.export import load_exported
 
 FAST = ["--batch-size", "16", "--eps", "32/255", "--pgd-steps", "3", "--primal-steps", "2", "--lr", "1e-3",
@@ -213,7 +213,7 @@ def test_open_clip_local_dir_on_an_image_folder_trains_and_exports_for_open_clip
 
 def test_config_options_reach_the_method_and_the_dual_optimizer():
     from constrained import AugmentedLagrangian, FixedMargin, Lagrangian, NormMargin
-    from lore.engine import dual_optimizer_factory, make_method
+    from lore.training.engine import dual_optimizer_factory, make_method
 
     default = make_method(TrainConfig())
     assert isinstance(default.formulation, Lagrangian) and isinstance(default.constraint.margin, NormMargin)

@@ -8,9 +8,9 @@ import zipfile
 import pytest
 import torch
 
-from lore.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from lore.training.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from lore.cli import main
-from lore.config import OPERATIONAL_FIELDS, TrainConfig
+from lore.training.config import OPERATIONAL_FIELDS, TrainConfig
 
 FAST = ["--batch-size", "16", "--eps", "32/255", "--pgd-steps", "1", "--primal-steps", "1", "--lr", "1e-3",
         "--dual-lr", "1e-3", "--dual-hidden", "16", "--probe-every", "0", "--device", "cpu"]
@@ -150,7 +150,7 @@ def test_unreadable_images_are_skipped_listed_and_the_run_finishes(folder_with_a
 
 
 def test_load_batch_substitutes_the_next_readable_image_deterministically(folder_with_a_truncated_jpeg):
-    from lore.data import UnreadableImageError, build_dataset, load_batch
+    from lore.training.data import UnreadableImageError, build_dataset, load_batch
 
     root, broken = folder_with_a_truncated_jpeg
     dataset = build_dataset(str(root), 16)
@@ -169,7 +169,7 @@ def test_load_batch_substitutes_the_next_readable_image_deterministically(folder
 def test_a_fare_training_plot_has_no_empty_multiplier_legend(tmp_path, monkeypatch):
     import matplotlib.axes
 
-    from lore.plots import plot_run
+    from lore.training.plots import plot_run
 
     run = tmp_path / "run"
     run.mkdir()

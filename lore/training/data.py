@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import torch
 from torch.utils.data import Dataset
 
-from .digits import load_digits_images
+from ..digits import load_digits_images
 
 
 class TensorImages(Dataset):

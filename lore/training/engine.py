@@ -26,16 +26,16 @@ from tqdm import tqdm
 
 from constrained import NormMargin
 
-from . import methods as method_factories
+from .. import methods as method_factories
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig
 from .data import batches_per_epoch, build_dataset, dataset_classnames, epoch_order, load_batch, probe_subset
 from .distributed import DistInfo, any_rank, init_distributed, parameters_agree, shutdown_distributed
-from .export import export_encoder
-from .models import build_head, build_model
+from ..export import export_encoder
+from ..models import build_head, build_model
 from .probe import probe
-from .reference import FrozenReference
-from .step import RobustStep
+from ..reference import FrozenReference
+from ..step import RobustStep
 
 LAST = "last.pt"
 
