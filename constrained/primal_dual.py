@@ -24,7 +24,9 @@ closure after the K-th primal step and uses those fresher violations.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Literal, Optional, Union
 
 import cooper
@@ -167,6 +169,7 @@ class PrimalDual:
         if not closures:
             raise ValueError("closures is empty")
         weight = 1.0 / len(closures)
+        self._dual_seconds = 0.0
         dual_due = (self.primal_steps + 1) % self.primal_steps_per_dual == 0
         dual_now = dual_due and self.mode == "simultaneous"
         self.primal_optimizer.zero_grad(set_to_none=True)
@@ -216,6 +219,7 @@ class PrimalDual:
             dual_updated=dual_due,
             primal_steps=self.primal_steps,
             dual_steps=self.dual_steps,
+            dual_seconds=self._dual_seconds,
         )
 
     def _evaluate(
@@ -280,6 +284,24 @@ class PrimalDual:
 
     def _dual_backward(self, states: dict[str, cooper.ConstraintState], weight: float = 1.0) -> dict[str, torch.Tensor]:
         """Accumulates weight x the dual Lagrangian's gradient; returns the multiplier values."""
+        with self._timed_dual():
+            return self._dual_backward_untimed(states, weight)
+
+    @contextmanager
+    def _timed_dual(self):
+        """Adds the enclosed wall time to this step's `dual_seconds` (waiting for the GPU, when the duals live there)."""
+        cuda = any(p.is_cuda for p in self.multipliers.parameters())
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if cuda:
+                torch.cuda.synchronize()
+            self._dual_seconds = getattr(self, "_dual_seconds", 0.0) + time.perf_counter() - start
+
+    def _dual_backward_untimed(self, states: dict[str, cooper.ConstraintState], weight: float) -> dict[str, torch.Tensor]:
         if self.dual_optimizer is None:
             return {name: self._contribution(name, state, "primal")[1] for name, state in states.items()}
         values = {}
@@ -293,11 +315,12 @@ class PrimalDual:
         return values
 
     def _dual_step(self) -> None:
-        if self.dual_optimizer is not None:
-            _average_dual_gradients_across_ranks(self.multipliers)
-            self.dual_optimizer.step()
-            for multiplier in self.multipliers.values():
-                multiplier.post_step_()
+        with self._timed_dual():
+            if self.dual_optimizer is not None:
+                _average_dual_gradients_across_ranks(self.multipliers)
+                self.dual_optimizer.step()
+                for multiplier in self.multipliers.values():
+                    multiplier.post_step_()
         self.dual_steps += 1
 
     # ------------------------------------------------------------ state

@@ -53,6 +53,7 @@ class StepReport:
         dual_updated: whether this step ended with a dual update.
         primal_steps: primal updates taken so far (including this one).
         dual_steps: dual updates taken so far.
+        dual_seconds: wall time of this step's dual work (dual backward and update; synchronised on GPUs).
     """
 
     loss: float
@@ -61,6 +62,7 @@ class StepReport:
     dual_updated: bool = False
     primal_steps: int = 0
     dual_steps: int = 0
+    dual_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         """Flat {name: number} view, e.g. {"loss": .., "clean/satisfied_fraction": ..}."""

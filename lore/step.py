@@ -6,13 +6,17 @@ For a batch x:
   3. K primal updates of the encoder on that same (x, delta);
   4. one dual update (constrained methods), through `constrained.PrimalDual`.
 
-Clean and adversarial images go through the encoder in one concatenated
-forward when the method has a constraint (`fuse_passes`), which is exact
-for encoders without batch statistics (ViTs, LayerNorm CNNs).
+When the method has a constraint, the adversarial and clean images go
+through the encoder either in one concatenated forward (`passes="fused"`,
+exact for encoders without batch statistics: ViTs, LayerNorm CNNs), or one
+after the other with the adversarial term back-propagated before the clean
+forward (`passes="sequential"`), so that only one pass's activations are
+alive at a time: FARE's peak memory, the same update.
 """
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
 from typing import Callable, Literal, Optional
 
@@ -26,6 +30,9 @@ from .attacks import pgd
 from .heads import ZeroShotHead
 from .methods import Batch, Method
 from .reference import FrozenReference
+
+
+PASSES = ("fused", "sequential")
 
 
 class RobustStep:
@@ -44,7 +51,9 @@ class RobustStep:
         dual_optimizer: optional factory params -> optimizer with maximize=True.
         mode: "simultaneous" (Algorithm 1) or "alternating" dual updates.
         embed_dim: D for the multiplier network (default: `encoder.embed_dim`).
-        fuse_passes: one forward over [x + delta; x] instead of two.
+        passes: "fused" (one forward over [x + delta; x]: fastest where batching helps) or "sequential"
+            (adversarial forward+backward, then clean forward+backward: half the activation memory of
+            "fused", i.e. FARE's; the same gradients up to floating-point summation order).
         autocast_dtype: e.g. torch.bfloat16 to run forwards under autocast.
         measure_clean: for unconstrained methods, also measure ||phi(x) - phi_0(x)||^2
             (one extra no-grad forward); constrained methods get it for free.
@@ -68,7 +77,7 @@ class RobustStep:
         dual_optimizer=None,
         mode: Literal["simultaneous", "alternating"] = "simultaneous",
         embed_dim: Optional[int] = None,
-        fuse_passes: bool = True,
+        passes: Literal["fused", "sequential"] = "fused",
         autocast_dtype: Optional[torch.dtype] = None,
         measure_clean: bool = True,
         accumulation_steps: int = 1,
@@ -86,7 +95,9 @@ class RobustStep:
         self.pgd_steps = pgd_steps
         self.pgd_step_size = pgd_step_size
         self.primal_steps = check_positive_int(primal_steps, "primal_steps")
-        self.fuse_passes = fuse_passes
+        if passes not in PASSES:
+            raise ValueError(f"passes must be one of {PASSES}, got {passes!r}")
+        self.passes = passes
         self.autocast_dtype = autocast_dtype
         self.measure_clean = measure_clean
         self.accumulation_steps = check_positive_int(accumulation_steps, "accumulation_steps")
@@ -115,8 +126,8 @@ class RobustStep:
         return torch.autocast(device_type=images.device.type, dtype=self.autocast_dtype)
 
     def _embed(self, images: torch.Tensor, plain: bool = False) -> torch.Tensor:
-        # attacks and no-grad measurements run on the plain module: no gradient sync across ranks
-        encoder = _unwrap(self.encoder) if plain else self.encoder
+        # attacks and no-grad measurements run outside DDP (no gradient sync across ranks), compiled if it is
+        encoder = self.encoder.module if plain and isinstance(self.encoder, nn.parallel.DistributedDataParallel) else self.encoder
         with self._autocast(images):
             return encoder(images).float()
 
@@ -151,8 +162,8 @@ class RobustStep:
             initial_delta: explicit PGD start (see `pgd`), e.g. a rank's slice of a global one.
 
         Returns:
-            Numbers to log: robust_loss, clean_distance, relative_clean_distance,
-            and for constrained methods the constraint report (clean/violation_mean,
+            Numbers to log: robust_loss, clean_distance, relative_clean_distance, the wall time of the
+            phases (attack_seconds, primal_seconds, dual_seconds), and for constrained methods the constraint report (clean/violation_mean,
             clean/satisfied_fraction, clean/multiplier_mean, ...).
         """
         if self.method.supervised and labels is None:
@@ -162,6 +173,7 @@ class RobustStep:
         method = self.method
         stats: dict[str, list[torch.Tensor]] = {"robust_loss": [], "clean_distance": []}
         micro = self._micro_batches(batch, initial_delta)
+        began = _clock(images.device)
         adversarial = [
             part.images + pgd(
                 lambda perturbed, part=part: method.robust_loss(self._embed(perturbed, plain=True), part),
@@ -171,32 +183,42 @@ class RobustStep:
             for part, start in micro
         ]
 
+        weight = 1.0 / len(micro)  # each micro-batch's share of the Lagrangian (as in step_accumulated)
+
         def closure_for(part: Batch, adv: torch.Tensor):
             def closure():
-                if method.constraint is not None and self.fuse_passes:
+                sequential = method.constraint is not None and self.passes == "sequential"
+                if method.constraint is not None and not sequential:
                     adv_emb, clean_emb = self._embed(torch.cat([adv, part.images])).chunk(2)
+                    robust = method.robust_loss(adv_emb, part)
+                    loss = robust.mean()
+                elif sequential:
+                    robust = self._backward_now(lambda: method.robust_loss(self._embed(adv), part), weight)
+                    loss = robust.mean()  # already back-propagated: enters the Lagrangian as a value only
+                    clean_emb = self._embed(part.images)
                 else:
-                    adv_emb = self._embed(adv)
-                    clean_emb = self._embed(part.images) if method.constraint is not None else None
-                robust = method.robust_loss(adv_emb, part)
+                    robust = method.robust_loss(self._embed(adv), part)
+                    loss, clean_emb = robust.mean(), None
                 stats["robust_loss"].append(robust.detach())
                 if clean_emb is None:
-                    return robust.mean(), []
+                    return loss, []
                 stats["clean_distance"].append(sq_l2(clean_emb.detach(), part.reference))
                 observation = method.constraint.observe(
                     method.view(clean_emb, part), method.view(part.reference, part), features=part.reference
                 )
-                return robust.mean(), [observation]
+                return loss, [observation]
 
             return closure
 
         closures = [closure_for(part, adv) for (part, _), adv in zip(micro, adversarial)]
-        report = None
+        attacked = _clock(images.device)
+        report, dual_seconds = None, 0.0
         for _ in range(self.primal_steps):
             stats["robust_loss"].clear()
             stats["clean_distance"].clear()
             if self.primal_dual is not None:
                 report = self.primal_dual.step_accumulated(closures)
+                dual_seconds += report.dual_seconds
                 continue
             self.optimizer.zero_grad(set_to_none=True)
             for closure in closures:
@@ -205,11 +227,13 @@ class RobustStep:
                     raise FloatingPointError(f"{method.name} loss is {loss.item()}; stopping before the update")
                 (loss / len(closures)).backward()
             self.optimizer.step()
+        updated = _clock(images.device)
         measured = {k: torch.cat(v) for k, v in stats.items() if v}
         if "clean_distance" not in measured and self.measure_clean:
             with torch.no_grad():
                 measured["clean_distance"] = sq_l2(self._embed(images, plain=True), batch.reference)
-        out = {"robust_loss": float(measured["robust_loss"].mean())}
+        out = {"robust_loss": float(measured["robust_loss"].mean()), "attack_seconds": attacked - began,
+               "primal_seconds": updated - attacked - dual_seconds, "dual_seconds": dual_seconds}
         if "clean_distance" in measured:
             distance = measured["clean_distance"]
             ref_norm = batch.reference.pow(2).sum(dim=1).clamp_min(1e-12)
@@ -218,6 +242,19 @@ class RobustStep:
         if report is not None:
             out.update({k: v for k, v in report.as_dict().items() if "/" in k})
         return out
+
+    def _backward_now(self, robust_loss: Callable[[], torch.Tensor], weight: float) -> torch.Tensor:
+        """Forward and back-propagate `weight * mean(robust loss)` at once, freeing its activations; returns the
+        per-sample losses, detached. Under DDP the gradients are synchronised by the later clean backward."""
+        grad = torch.is_grad_enabled()
+        sync_later = getattr(self.encoder, "no_sync", None) if grad else None
+        with sync_later() if sync_later is not None else nullcontext():
+            robust = robust_loss()
+            if not torch.isfinite(robust.detach()).all():
+                raise FloatingPointError(f"{self.method.name} robust loss is not finite; stopping before the update")
+            if grad and robust.requires_grad:
+                (weight * robust.mean()).backward()
+        return robust.detach()
 
     def state_dict(self) -> dict:
         """Dual state (multipliers, dual optimizer, schedule); the encoder and optimizer are saved by the caller."""
@@ -228,6 +265,13 @@ class RobustStep:
             if "primal_dual" not in state:
                 raise ValueError(f"method {self.method.name!r} needs dual state, the state dict has none")
             self.primal_dual.load_state_dict(state["primal_dual"])
+
+
+def _clock(device: torch.device) -> float:
+    """Wall-clock seconds, after the GPU has finished its queued work (so phases are timed, not enqueued)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def _unwrap(module: nn.Module) -> nn.Module:

@@ -57,6 +57,12 @@ def write_digit_folder(root, rows):
 
 
 @pytest.fixture
+def write_digits():
+    """`write_digit_folder`, for tests that lay out their own image folders."""
+    return write_digit_folder
+
+
+@pytest.fixture
 def digit_folders(tmp_path):
     """(train, val) ImageFolder trees of 32x32 digit PNGs written here."""
     return write_digit_folder(tmp_path / "train", range(0, 80)), write_digit_folder(tmp_path / "val", range(80, 120))

@@ -18,6 +18,7 @@ METHOD_NAMES = ("fare", "naive", "lore", "tecoa", "tecoa-l2", "tecoa-kl")
 DUAL_KINDS = ("network", "linear", "scalar")
 PRECISIONS = ("fp32", "bf16")
 DUAL_OPTIMIZERS = ("sgd", "adam")
+PASS_MODES = ("auto", "fused", "sequential")
 
 
 def parse_eps(value: Union[str, float]) -> float:
@@ -93,7 +94,12 @@ class TrainConfig:
     data: str = _help("'digits', an ImageFolder directory, or 'torchvision:NAME:ROOT' (dataset already on disk)", default="digits")
     probe_data: Optional[str] = _help("held-out data for the probe (default: a held-out split of --data)", default=None)
     probe_size: int = _help("images in the held-out probe set", default=256)
-    workers: int = _help("threads decoding images of folder/torchvision data (0: decode in the main thread)", default=0)
+    classes: Optional[str] = _help("train (and probe) on these class folders of an image-folder --data only: "
+                                   "'imagenet100' (the standard ImageNet-100 list of CMC, Tian et al. 2019, shipped "
+                                   "with lore) or a text file with one folder name per line", default=None)
+    workers: int = _help("data-loading processes decoding images of folder/torchvision data, each prefetching 4 "
+                         "batches into pinned memory (0: decode in the training process; -1: min(8, CPU cores))",
+                         default=-1)
     skip_unreadable: bool = _help("replace an undecodable image by the next decodable one, naming it in "
                                   "OUTPUT/unreadable_images.txt (--no-skip-unreadable: stop at the first, naming it)", default=True)
     # method
@@ -124,6 +130,17 @@ class TrainConfig:
     batch_size: int = _help("images per process per batch", default=128)
     grad_accumulation: int = _help("split each batch into this many micro-batches (same update, less memory)", default=1)
     precision: str = _help("fp32 or bf16 (autocast)", default="fp32")
+    passes: str = _help("constrained methods: 'fused' (one forward over [adversarial; clean]), 'sequential' (the "
+                        "adversarial term back-propagated before the clean forward: FARE's activation memory, the "
+                        "same update), or 'auto' (sequential on GPUs, where memory decides the batch; fused on CPU)",
+                        default="auto")
+    grad_checkpointing: bool = _help("recompute the tower's activations in the backward pass instead of storing "
+                                     "them (open_clip and timm towers): less memory, about a third more compute",
+                                     default=False)
+    compile: bool = _help("torch.compile the encoder for training and for the attack's input-gradient passes "
+                          "(first batches slower while it compiles)", default=False)
+    channels_last: bool = _help("channels-last memory format for convolutional towers (ConvNeXt, ResNet)",
+                                default=False)
     seed: int = _help("seed of data order, PGD starts and initialisations", default=0)
     split_seed: int = _help("seed of the digits train/held-out split and of the embedded reference models' "
                             "pretraining; keep it fixed when repeating a run over --seed values", default=0)
@@ -150,6 +167,10 @@ class TrainConfig:
             raise ValueError(f"dual_optimizer must be one of {DUAL_OPTIMIZERS}, got {self.dual_optimizer!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.passes not in PASS_MODES:
+            raise ValueError(f"passes must be one of {PASS_MODES}, got {self.passes!r}")
+        if self.workers < -1:
+            raise ValueError(f"workers must be >= 0, or -1 for automatic, got {self.workers}")
         for name in ("pgd_steps", "primal_steps", "epochs", "batch_size", "checkpoint_every", "log_every", "dual_hidden",
                      "probe_size", "grad_accumulation"):
             value = getattr(self, name)
@@ -163,7 +184,7 @@ class TrainConfig:
             raise ValueError(f"batch_size {self.batch_size} must be divisible by grad_accumulation {self.grad_accumulation}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        for name in ("warmup_steps", "probe_every", "workers"):
+        for name in ("warmup_steps", "probe_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -195,5 +216,5 @@ class TrainConfig:
 
 
 OPERATIONAL_FIELDS = frozenset({"output", "cache_dir", "checkpoint_every", "log_every", "probe_every", "tensorboard",
-                                "device", "workers"})
+                                "device", "workers", "passes", "grad_checkpointing", "compile", "channels_last"})
 """`TrainConfig` fields that do not change what a run computes, so a resume may change them."""

@@ -10,7 +10,7 @@ process with the global batch size.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -59,17 +59,26 @@ class IndexedImages(Dataset):
         return str(samples[index][0]) if samples else f"#{index} of {type(self.base).__name__}"
 
 
-def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int = 0) -> Dataset:
+def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int = 0,
+                  classes: Optional[Sequence[str]] = None) -> Dataset:
     """Builds a dataset from a spec string.
 
     Args:
         spec: "digits", a directory in ImageFolder layout (one sub-folder per class),
             or "torchvision:NAME:ROOT" for a torchvision dataset already downloaded to ROOT.
-        image_size: side of the square images returned.
+        image_size: side of the square images returned (bicubic resize of the short side, centre crop:
+            CLIP's preprocessing).
         split: "train" or "test" (digits: a fixed 75/25 split; torchvision: train=True/False;
             an ImageFolder directory is used whole).
         seed: seed of the digits split.
+        classes: image folders only: keep just these class folders (e.g. `read_class_list("imagenet100")`);
+            every one must exist. Labels follow their sorted order, so train and probe folders agree.
+
+    Folders named by ImageNet WordNet ids (n01440764, ...) get their real class names (open_clip's
+    OpenAI names), so zero-shot heads and probes read "tench", not the id.
     """
+    if classes is not None and (spec == "digits" or spec.startswith("torchvision:")):
+        raise ValueError(f"classes selects class folders of an image-folder dataset; {spec!r} is not one")
     if spec == "digits":
         train, test = load_digits_images(image_size).split(held_out=0.25, seed=seed)
         part = train if split == "train" else test
@@ -77,7 +86,7 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
 
     from torchvision import datasets
 
-    transform = image_transform(image_size)
+    transform = image_transform(image_size, bicubic=True)
     if spec.startswith("torchvision:"):
         parts = spec.split(":", 2)
         if len(parts) != 3 or not parts[1] or not parts[2]:
@@ -95,15 +104,44 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
     if not folder.is_dir():
         raise FileNotFoundError(f"data must be 'digits', 'torchvision:NAME:ROOT' or an image folder; {spec!r} is none")
     try:
-        base = datasets.ImageFolder(str(folder), transform=transform)
+        if classes is None:
+            base = datasets.ImageFolder(str(folder), transform=transform)
+        else:
+            from .folders import SelectedImageFolder
+
+            base = SelectedImageFolder(str(folder), classes, transform=transform)
     except FileNotFoundError as error:  # torchvision: no class folders / no images in them
         raise ValueError(f"image folder {spec}: {error}") from error
     if len(base.classes) < 2:
         raise ValueError(f"image folder {spec} has {len(base.classes)} class folder(s) ({base.classes}); "
                          "classification needs at least 2 (one sub-folder per class)")
-    return IndexedImages(base, tuple(c.replace("_", " ") for c in base.classes))
+    return IndexedImages(base, folder_classnames(base.classes))
 
 
+def folder_classnames(folders: Sequence[str]) -> tuple[str, ...]:
+    """Class names of class folders: ImageNet's real names when every folder is a WordNet id, else the folder
+    names with "_" read as a space."""
+    if folders and all(len(f) == 9 and f[0] == "n" and f[1:].isdigit() for f in folders):
+        from timm.data import ImageNetInfo
+        import open_clip
+
+        index = {wnid: i for i, wnid in enumerate(ImageNetInfo().label_names())}
+        if all(f in index for f in folders):
+            return tuple(open_clip.IMAGENET_CLASSNAMES[index[f]] for f in folders)
+    return tuple(f.replace("_", " ") for f in folders)
+
+
+def read_class_list(name_or_path: str) -> list[str]:
+    """Class folder names: "imagenet100" (the standard ImageNet-100 list of CMC, Tian et al. 2019, shipped as
+    lore/training/imagenet100.txt) or a text file with one name per line (blank lines and #-comments ignored)."""
+    path = Path(__file__).with_name("imagenet100.txt") if name_or_path == "imagenet100" else Path(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"classes: {name_or_path!r} is neither 'imagenet100' nor a class-list file")
+    names = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    names = [n for n in names if n]
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise ValueError(f"class list {path} must name at least 2 distinct folders, got {len(names)} ({len(set(names))} distinct)")
+    return names
 def image_transform(image_size: int, *, bicubic: bool = False):
     """PIL image -> RGB tensor [3, S, S] in [0, 1]: resize the short side to S, centre crop (CLIP's preprocessing
     resizes bicubically; `bicubic=True` matches it), no normalisation (encoders normalise inside)."""

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -29,7 +29,8 @@ from constrained import NormMargin
 from .. import methods as method_factories
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig
-from .data import batches_per_epoch, build_dataset, dataset_classnames, epoch_order, load_batch, probe_subset
+from .data import batches_per_epoch, build_dataset, dataset_classnames, probe_subset, read_class_list
+from .loader import GlobalBatchSampler, training_batches
 from .distributed import DistInfo, any_rank, init_distributed, parameters_agree, shutdown_distributed
 from ..export import export_encoder
 from ..models import build_head, build_model
@@ -126,6 +127,31 @@ def _device(config: TrainConfig, info: DistInfo) -> torch.device:
     return torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_workers(workers: int) -> int:
+    """Data-loading processes: `workers`, or for -1 min(8, the CPU cores this process may use)."""
+    if workers >= 0:
+        return workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(8, cores)
+
+
+def resolve_passes(passes: str, device: torch.device) -> str:
+    """'auto' -> 'sequential' on GPUs (memory decides the batch there), 'fused' elsewhere (fastest on a CPU)."""
+    if passes != "auto":
+        return passes
+    return "sequential" if device.type == "cuda" else "fused"
+
+
+def enable_grad_checkpointing(encoder: torch.nn.Module, model_name: str) -> None:
+    """Turns on activation checkpointing in an open_clip or timm tower; refuses towers that have none."""
+    backbone = getattr(encoder, "backbone", encoder)
+    switch = getattr(backbone, "set_grad_checkpointing", None)
+    if switch is None:
+        raise ValueError(f"grad_checkpointing: model {model_name!r} ({type(backbone).__name__}) has no activation "
+                         "checkpointing; it is available for open_clip and timm towers")
+    switch(True)
+
+
 def resolve_device(name: str) -> torch.device:
     """The torch device `name` ('' = cuda if available, else cpu); refuses one this machine does not have."""
     if not name:
@@ -159,16 +185,22 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                         seed=config.split_seed, device=device)
     encoder = built.encoder
     reference = FrozenReference(encoder)  # phi_0: the weights as built, before any checkpoint is loaded
-    train_set = build_dataset(config.data, built.image_size, split="train", seed=config.split_seed)
-    probe_source = build_dataset(config.probe_data or config.data, built.image_size,
-                                 split="test" if config.probe_data is None else "train", seed=config.split_seed)
+    classes = read_class_list(config.classes) if config.classes else None
+    train_set = build_dataset(config.data, built.image_size, split="train", seed=config.split_seed, classes=classes)
+    probe_spec = config.probe_data or config.data
+    probe_source = build_dataset(probe_spec, built.image_size, split="test" if config.probe_data is None else "train",
+                                 seed=config.split_seed, classes=classes if Path(probe_spec).is_dir() else None)
     probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed, on_unreadable=unreadable)
     head_images, head_labels = probe_subset(train_set, 1000, config.seed + 1, on_unreadable=unreadable)
     head = build_head(built, dataset_classnames(train_set), reference, head_images.to(device), head_labels.to(device))
 
-    model = encoder
+    if config.grad_checkpointing:
+        enable_grad_checkpointing(encoder, config.model)
+    if config.channels_last:
+        encoder.to(memory_format=torch.channels_last)
+    model = torch.compile(encoder) if config.compile else encoder
     if info.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(encoder, device_ids=[device.index] if device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     global_batch = config.batch_size * info.world_size
     per_epoch = batches_per_epoch(len(train_set), global_batch)
@@ -181,7 +213,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         primal_steps=config.primal_steps, dual_lr=config.dual_lr, embed_dim=encoder.embed_dim,
         dual_optimizer=dual_optimizer_factory(config.dual_optimizer, config.dual_lr) if method.multiplier else None,
         autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
-        accumulation_steps=config.grad_accumulation,
+        accumulation_steps=config.grad_accumulation, passes=resolve_passes(config.passes, device),
     )
 
     start = 0
@@ -213,21 +245,25 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     bar = tqdm(total=total, initial=start, disable=not info.is_main, desc=f"{config.method} eps={config.eps * 255:.3g}/255",
                unit="batch", dynamic_ncols=True)
     status, step = "finished", start
-    pool = ThreadPoolExecutor(config.workers) if config.workers else None  # parallel image decoding
+    sampler = GlobalBatchSampler(len(train_set), config.batch_size, world_size=info.world_size, rank=info.rank,
+                                 seed=config.seed, start_step=start, total_steps=total)
+    batches = training_batches(train_set, sampler, workers=resolve_workers(config.workers),
+                               pin_memory=device.type == "cuda", on_unreadable=unreadable)
     try:
         with _StopRequest() as stop:
             if start == 0 and info.is_main and config.probe_every:
                 _log(metrics_file, writer, 0, {"epoch": 0, **probe(encoder, reference, head, probe_images, probe_labels,
                      eps=config.eps, margin=probe_margin, multiplier=multiplier, seed=config.seed)})
             for step in range(start, total):
-                epoch, position = divmod(step, per_epoch)
-                order = epoch_order(len(train_set), epoch, config.seed)
-                global_indices = order[position * global_batch:(position + 1) * global_batch]
-                shard = global_indices[info.rank * config.batch_size:(info.rank + 1) * config.batch_size]
-                images, labels, _ = load_batch(train_set, shard, pool, on_unreadable=unreadable)
-                images, labels = images.to(device), labels.to(device)
+                epoch = step // per_epoch
+                waiting = time.perf_counter()
+                images, labels, _ = next(batches)
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                if config.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
                 start_noise = _global_start(step, config, global_batch, images.shape[1:], info)
                 began = time.perf_counter()
+                data_wait = began - waiting
                 try:
                     logs = step_fn(images, labels=labels, initial_delta=start_noise.to(device))
                 except FloatingPointError as error:
@@ -236,15 +272,17 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                         f"(batch {last_saved[0]}); lower --lr or --dual-lr and resume."
                     ) from error
                 scheduler.step()
-                seconds = time.perf_counter() - began
+                seconds = time.perf_counter() - waiting
                 done = step + 1
                 bar.update(1)
                 postfix = {"loss": f"{logs['robust_loss']:.3g}"}
                 if "clean/satisfied_fraction" in logs:  # constrained methods only
                     postfix["sat"] = f"{logs['clean/satisfied_fraction']:.2f}"
+                postfix.update({"img/s": f"{global_batch / seconds:.3g}", "data wait": f"{100 * data_wait / seconds:.0f}%"})
                 bar.set_postfix(postfix)
                 if info.is_main and done % config.log_every == 0:
-                    record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "images_per_second": global_batch / seconds, **logs}
+                    record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "images_per_second": global_batch / seconds,
+                              "step_seconds": seconds, "data_wait_seconds": data_wait, **logs}
                     if config.probe_every and done % config.probe_every == 0:
                         record.update(probe(encoder, reference, head, probe_images, probe_labels, eps=config.eps,
                                             margin=probe_margin, multiplier=multiplier, seed=config.seed))
@@ -260,8 +298,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                 checkpoint(total)
     finally:
         bar.close()
-        if pool:
-            pool.shutdown()
+        batches.close()  # stops the data-loading processes
         if metrics_file:
             metrics_file.close()
         if writer:

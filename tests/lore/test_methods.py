@@ -80,20 +80,30 @@ def test_algorithm_1_attacks_once_and_takes_k_primal_steps_per_dual_step(pretrai
     assert {"robust_loss", "clean_distance", "clean/satisfied_fraction", "clean/multiplier_mean"} <= set(out)
 
 
-def test_fused_and_separate_passes_agree(pretrained_encoder, digits_split):
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_fused_and_sequential_passes_make_the_same_update(pretrained_encoder, digits_split, accumulation):
+    """The memory-lean step (adversarial backward first, then the clean pass) equals the fused one."""
     train, _ = digits_split
     images, _ = batch_of(train)
     encoder_a, _ = pretrained_encoder
     encoder_b = copy.deepcopy(encoder_a)
-    outs = []
-    for encoder, fuse in ((encoder_a, True), (encoder_b, False)):
+    outs, duals = [], []
+    for encoder, passes in ((encoder_a, "fused"), (encoder_b, "sequential")):
         torch.manual_seed(0)
         step = RobustStep(encoder, lore.lore(0.1, hidden=16), torch.optim.SGD(encoder.parameters(), lr=0.05),
-                          eps=8 / 255, primal_steps=2, fuse_passes=fuse)
-        outs.append(step(images, generator=torch.Generator().manual_seed(0)))
+                          eps=8 / 255, primal_steps=2, passes=passes, accumulation_steps=accumulation)
+        for seed in range(2):
+            outs.append(step(images, generator=torch.Generator().manual_seed(seed)))
+        duals.append(step.primal_dual.multiplier("clean").state_dict())
     for p, q in zip(encoder_a.parameters(), encoder_b.parameters()):
         assert torch.allclose(p, q, atol=1e-5)
-    assert outs[0]["clean/violation_mean"] == pytest.approx(outs[1]["clean/violation_mean"], rel=1e-4)
+    for key in duals[0]:
+        assert torch.allclose(duals[0][key], duals[1][key], atol=1e-6)
+    for fused, sequential in ((outs[0], outs[2]), (outs[1], outs[3])):
+        for key in ("robust_loss", "clean/violation_mean", "clean/multiplier_mean"):
+            assert fused[key] == pytest.approx(sequential[key], rel=1e-4, abs=1e-7)
+    with pytest.raises(ValueError, match="passes must be one of"):
+        RobustStep(encoder_a, lore.lore(0.1), torch.optim.SGD(encoder_a.parameters(), lr=0.1), eps=0.1, passes="twice")
 
 
 @pytest.mark.parametrize("factory", [naive, tecoa, tecoa_l2, tecoa_kl])
