@@ -80,6 +80,10 @@ def test_cpu_run_writes_checkpoint_metrics_plots_and_export(tmp_path, cache_dir)
     assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
     for key in ("robust_loss", "clean_distance", "clean/satisfied_fraction", "clean/multiplier_mean", "lr", "images_per_second"):
         assert key in records[-1]
+    last = records[-1]  # where a step's time went: the phases add up to no more than the step
+    phases = [last[k] for k in ("data_wait_seconds", "attack_seconds", "primal_seconds", "dual_seconds")]
+    assert all(t >= 0 for t in phases) and sum(phases) <= last["step_seconds"] * 1.001
+    assert last["images_per_second"] == pytest.approx(16 / last["step_seconds"])
     assert {"probe/clean_accuracy", "probe/robust_accuracy", "probe/within_margin"} <= set(records[2])
     assert (run / "training_curves.png").stat().st_size > 10_000
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
