@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"lore_over_fare_step", "lore_over_fare_step_k5", "lore_step_over_floor", "fare_step_over_floor", "floor_ratio",
         "apgd_time_over_torchattacks", "apgd_robust_acc_minus_torchattacks", "eval_time_over_naive",
-        "lore_over_fare_peak_memory"}
+        "lore_over_fare_peak_memory", "lore_fused_over_fare_peak_memory", "data_wait_fraction", "compile_speedup",
+        "channels_last_speedup"}
 
 
 @pytest.mark.slow
@@ -23,3 +24,4 @@ def test_benchmark_quick_writes_every_key(tmp_path):
     assert KEYS <= set(result)
     assert all(isinstance(result[k], float) and result[k] == result[k] for k in KEYS)  # numbers, not NaN
     assert 0 <= result["eval_model_robust_accuracy"] <= result["eval_model_clean_accuracy"] <= 1
+    assert 0 <= result["data_wait_fraction"] <= 1 and result["data_pipeline"]["workers"] >= 1
