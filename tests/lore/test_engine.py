@@ -238,3 +238,17 @@ def test_config_options_reach_the_method_and_the_dual_optimizer():
         TrainConfig(dual_optimizer="rmsprop")
     with pytest.raises(ValueError, match="penalty must be finite and >= 0"):
         TrainConfig(penalty=-1.0)
+
+
+@pytest.mark.slow
+def test_compiled_sequential_run_matches_the_eager_fused_one(tmp_path, cache_dir):
+    """--compile and --passes sequential change how a step is computed, not what it computes."""
+    common = ["--cache-dir", str(cache_dir), "--max-steps", "2", "--probe-every", "0", *FAST]
+    eager, compiled = tmp_path / "eager", tmp_path / "compiled"
+    assert run_cli(["train", "--output", str(eager), "--passes", "fused", *common]).returncode == 0
+    done = run_cli(["train", "--output", str(compiled), "--compile", "--passes", "sequential", *common])
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = encoder_state(eager), encoder_state(compiled)
+    for key in a["encoder"]:
+        assert torch.allclose(a["encoder"][key], b["encoder"][key], rtol=1e-3, atol=1e-5), key
+    assert json.loads((compiled / "config.json").read_text())["compile"] is True
