@@ -165,13 +165,16 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path
 
 @pytest.mark.slow
 def test_torchrun_ddp_matches_a_single_process_with_the_same_global_batch(tmp_path, cache_dir):
+    """2 gloo ranks with the memory-lean sequential step (DDP no_sync for the adversarial backward) against one
+    fused process with the same global batch."""
     common = ["--cache-dir", str(cache_dir), "--max-steps", "3", "--probe-every", "0", "--batch-size", "8",
               "--eps", "32/255", "--pgd-steps", "3", "--primal-steps", "2", "--lr", "1e-3", "--dual-lr", "1e-2",
               "--dual-hidden", "32", "--device", "cpu"]
     ddp = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-                           "-m", "lore", "train", "--output", str(ddp), *common], capture_output=True, text=True,
+                           "-m", "lore", "train", "--output", str(ddp), "--passes", "sequential", *common],
+                          capture_output=True, text=True,
                           timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((ddp / "summary.json").read_text())
