@@ -1,10 +1,12 @@
-"""constrained: per-sample (semi-infinite) constraints for PyTorch training.
+"""constrained: per-sample (semi-infinite) and group constraints for PyTorch training.
 
-Declare ``d(out(x), ref(x)) <= m(x)`` as a value, pick a multiplier and a
+Declare ``d(out(x), ref(x)) <= m(x)`` (or a group bound E[g | A = a] <= c, a
+parity constraint on rates, an equality) as a value, pick a multiplier and a
 formulation, and let `PrimalDual` run K primal steps per dual step::
 
-    from constrained import Constraint, sq_l2, NormMargin
+    from constrained import Constraint, sq_l2, NormMargin, demographic_parity
     Constraint(d=sq_l2, margin=NormMargin(0.1)).violation(out, ref)   # [B]
+    demographic_parity(num_groups=2, bound=0.02).observe_scores(scores, groups)
 
 Built on cooper-optim (formulations, multiplier classes, nuPI).
 """
@@ -14,13 +16,17 @@ from cooper.optim import nuPI
 from .constraint import Constraint, Observation
 from .divergences import Divergence, cosine_distance, js_div, kl_div, l1, l2, sq_l2
 from .formulations import AugmentedLagrangian, FixedPenalty, Formulation, Lagrangian
+from .groups import (GroupConstraint, GroupMultiplier, RateConstraint, bounded_group_loss, demographic_parity,
+                     equal_opportunity, equalized_odds, parity_difference)
 from .margins import EntropyMargin, FixedMargin, Margin, NormMargin
 from .multipliers import IndexedMultiplier, LinearMultiplier, Multiplier, MultiplierNetwork, ScalarMultiplier
 from .primal_dual import PrimalDual
 from .report import ConstraintReport, StepReport
+from .selection import BestIterate
 
 __all__ = [
     "AugmentedLagrangian",
+    "BestIterate",
     "Constraint",
     "ConstraintReport",
     "Divergence",
@@ -28,6 +34,8 @@ __all__ = [
     "FixedMargin",
     "FixedPenalty",
     "Formulation",
+    "GroupConstraint",
+    "GroupMultiplier",
     "IndexedMultiplier",
     "Lagrangian",
     "LinearMultiplier",
@@ -37,13 +45,19 @@ __all__ = [
     "NormMargin",
     "Observation",
     "PrimalDual",
+    "RateConstraint",
     "ScalarMultiplier",
     "StepReport",
+    "bounded_group_loss",
     "cosine_distance",
+    "demographic_parity",
+    "equal_opportunity",
+    "equalized_odds",
     "js_div",
     "kl_div",
     "l1",
     "l2",
     "nuPI",
+    "parity_difference",
     "sq_l2",
 ]

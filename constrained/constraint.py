@@ -25,13 +25,17 @@ class Constraint:
         d: divergence, (out [B, ...], ref [B, ...]) -> [B].
         margin: per-sample tolerance, ref [B, ...] -> [B] (default: 0).
         name: label used in reports and state dicts.
+        kind: "inequality" (d - m <= 0, multiplier >= 0) or "equality" (d - m = 0, multiplier of free sign;
+            needs a `ScalarMultiplier` or `IndexedMultiplier`).
     """
 
     d: Divergence
     margin: Margin = field(default_factory=FixedMargin)
     name: str = "constraint"
+    kind: str = "inequality"
 
     def __post_init__(self) -> None:
+        check_kind(self.kind)
         if not callable(self.d):
             raise TypeError(f"d must be callable (out, ref) -> [B], got {type(self.d).__name__}")
         if not callable(self.margin):
@@ -81,26 +85,49 @@ class Constraint:
         return Observation(self, self.violation(out, ref), features=features, indices=indices)
 
 
+KINDS = ("inequality", "equality")
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return kind
+
+
 @dataclass(frozen=True)
 class Observation:
     """One evaluation of a constraint on a batch.
 
     Args:
-        constraint: the constraint observed.
-        violation: [B] per-sample violation (differentiable w.r.t. the model).
+        constraint: the constraint observed (a `Constraint`, or a `GroupConstraint`).
+        violation: [B] per-sample violation (differentiable w.r.t. the model), or for a group
+            constraint one entry per (present group, side): what the primal step sees.
         features: optional [B, F] multiplier features.
-        indices: optional [B] int64 dataset indices.
+        indices: optional [B] int64 dataset indices (group constraints: multiplier ids).
+        strict_violation: optional [B] violation the dual step sees instead of `violation`, e.g. the
+            true, non-differentiable rate when `violation` is a smooth surrogate of it (a proxy constraint).
+        grouped: True for group constraints: the primal Lagrangian sums the entries (one term per
+            group) instead of averaging them over samples.
     """
 
-    constraint: Constraint
+    constraint: object
     violation: torch.Tensor
     features: Optional[torch.Tensor] = None
     indices: Optional[torch.Tensor] = None
+    strict_violation: Optional[torch.Tensor] = None
+    grouped: bool = False
 
     def __post_init__(self) -> None:
         check_float_tensor(self.violation, "violation")
         if self.violation.dim() != 1:
             raise ValueError(f"violation must have shape [B], got {tuple(self.violation.shape)}")
+        if self.strict_violation is not None:
+            check_float_tensor(self.strict_violation, "strict_violation")
+            if self.strict_violation.shape != self.violation.shape:
+                raise ValueError(f"strict_violation must have the violation's shape {tuple(self.violation.shape)}, "
+                                 f"got {tuple(self.strict_violation.shape)}")
+            if self.strict_violation.requires_grad:
+                raise ValueError("strict_violation feeds the dual step only: pass it detached (no gradient)")
         batch = self.violation.shape[0]
         if self.features is not None:
             check_float_tensor(self.features, "features")

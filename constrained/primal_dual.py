@@ -24,6 +24,7 @@ closure after the K-th primal step and uses those fresher violations.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,7 +37,8 @@ from torch import nn
 from ._validation import check_nonnegative_finite, check_positive_int
 from .constraint import Constraint, Observation
 from .formulations import Formulation, Lagrangian
-from .multipliers import Multiplier
+from .groups import GroupConstraint, GroupMultiplier
+from .multipliers import IndexedMultiplier, Multiplier, ScalarMultiplier
 from .report import ConstraintReport, StepReport
 
 Closure = Callable[[], tuple[torch.Tensor, Union[Observation, Sequence[Observation]]]]
@@ -96,9 +98,19 @@ class PrimalDual:
             dual_lr = check_nonnegative_finite(dual_lr, "dual_lr")
         self.dual_optimizer = self._build_dual_optimizer(dual_optimizer, dual_lr)
 
-    def _bind(self, constraint: Constraint, multiplier: Optional[Multiplier]) -> None:
-        if not isinstance(constraint, Constraint):
-            raise TypeError(f"constraints keys must be Constraint, got {type(constraint).__name__}")
+    def _bind(self, constraint: Union[Constraint, GroupConstraint], multiplier: Optional[Multiplier]) -> None:
+        if not isinstance(constraint, (Constraint, GroupConstraint)):
+            raise TypeError(f"constraints keys must be Constraint or GroupConstraint, got {type(constraint).__name__}")
+        equality = constraint.kind == "equality"
+        if equality and multiplier is not None and not isinstance(multiplier, (ScalarMultiplier, IndexedMultiplier)):
+            raise ValueError(f"constraint {constraint.name!r} is an equality: its multiplier has a free sign, so it "
+                             f"must be a ScalarMultiplier or IndexedMultiplier, not {type(multiplier).__name__} "
+                             "(softplus multipliers are >= 0)")
+        if isinstance(constraint, GroupConstraint) and multiplier is not None:
+            if not isinstance(multiplier, GroupMultiplier) or multiplier.weight.shape[0] != constraint.num_multipliers:
+                raise ValueError(f"group constraint {constraint.name!r} needs a GroupMultiplier with "
+                                 f"{constraint.num_multipliers} entries (constraint.multiplier() builds it), got "
+                                 f"{type(multiplier).__name__}")
         if constraint.name in self._bindings:
             raise ValueError(f"two constraints share the name {constraint.name!r}; give each a unique name=")
         if self.formulation.needs_multiplier and multiplier is None:
@@ -115,7 +127,7 @@ class PrimalDual:
         if penalty is not None:
             coefficient = cooper.penalty_coefficients.DensePenaltyCoefficient(torch.tensor(penalty))
         bound = cooper.Constraint(
-            constraint_type=cooper.ConstraintType.INEQUALITY,
+            constraint_type=cooper.ConstraintType.EQUALITY if equality else cooper.ConstraintType.INEQUALITY,
             formulation_type=self.formulation.cooper_type(),
             multiplier=multiplier,
             penalty_coefficient=coefficient,
@@ -205,13 +217,8 @@ class PrimalDual:
                         loss, observations, states = self._evaluate(closure)
                     seen.append((observations, self._dual_backward(states, weight)))
             self._dual_step()
-        reports = {
-            name: ConstraintReport.from_tensors(
-                torch.cat([obs[name].violation.detach().reshape(-1) for obs, _ in seen]),
-                torch.cat([vals[name].detach().reshape(-1) for _, vals in seen]),
-            )
-            for name in seen[0][0]
-        }
+        reports = {name: self._report(name, [obs[name] for obs, _ in seen], [vals[name] for _, vals in seen])
+                   for name in seen[0][0]}
         return StepReport(
             loss=float(torch.stack(losses).mean()),
             lagrangian=float(torch.stack(lagrangians).mean()),
@@ -253,13 +260,34 @@ class PrimalDual:
         return loss, by_name, {name: self._constraint_state(obs) for name, obs in by_name.items()}
 
     def _constraint_state(self, observation: Observation) -> cooper.ConstraintState:
-        """Packs an observation for cooper; the scalar multiplier sees the mean violation."""
+        """Packs an observation for cooper; the scalar multiplier sees the mean violation; a strict violation
+        (proxy constraints) goes to the dual side only."""
         multiplier = self._bindings[observation.constraint.name][1].multiplier
-        g = observation.violation
+        g, strict = observation.violation, observation.strict_violation
         if multiplier is not None and multiplier.averages_constraint:
-            return cooper.ConstraintState(violation=g.mean().unsqueeze(0))
+            return cooper.ConstraintState(violation=g.mean().unsqueeze(0),
+                                          strict_violation=None if strict is None else strict.mean().unsqueeze(0))
         features = None if multiplier is None else multiplier.features_of(observation)
-        return cooper.ConstraintState(violation=g, constraint_features=features)
+        return cooper.ConstraintState(violation=g, constraint_features=features, strict_violation=strict,
+                                      strict_constraint_features=features if strict is not None else None)
+
+    def _report(self, name: str, observations: Sequence[Observation], values: Sequence[torch.Tensor]) -> ConstraintReport:
+        """Statistics of one constraint over the micro-batches: the true (strict) violations when a proxy was
+        used; for a group constraint also each multiplier's mean violation (NaN where its group was absent)."""
+        violation = torch.cat([(o.strict_violation if o.strict_violation is not None else o.violation).detach().reshape(-1)
+                               for o in observations])
+        report = ConstraintReport.from_tensors(violation, torch.cat([v.detach().reshape(-1) for v in values]))
+        constraint = self._bindings[name][0]
+        if not isinstance(constraint, GroupConstraint):
+            return report
+        size = constraint.num_multipliers
+        sums = torch.zeros(size, dtype=violation.dtype, device=violation.device)
+        counts = torch.zeros_like(sums)
+        ids = torch.cat([o.indices.to(violation.device) for o in observations])
+        sums.index_add_(0, ids, violation)
+        counts.index_add_(0, ids, torch.ones_like(violation))
+        per_group = torch.where(counts > 0, sums / counts.clamp_min(1), torch.full_like(sums, float("nan")))
+        return dataclasses.replace(report, group_violations=tuple(per_group.tolist()))
 
     def _contribution(
         self, name: str, state: cooper.ConstraintState, primal_or_dual: Literal["primal", "dual"]
@@ -279,7 +307,8 @@ class PrimalDual:
         store = bound.compute_contribution_to_lagrangian(state, primal_or_dual)
         value = store.multiplier_value if store.multiplier_value is not None else store.penalty_coefficient_value
         per_index = bound.multiplier is not None and bound.multiplier.per_index
-        scale = 1.0 if primal_or_dual == "dual" and per_index else 1.0 / violation.shape[0]
+        grouped = isinstance(self._bindings[name][0], GroupConstraint)  # one term per group: summed, not averaged
+        scale = 1.0 if grouped or (primal_or_dual == "dual" and per_index) else 1.0 / violation.shape[0]
         return store.lagrangian_contribution * scale, value
 
     def _dual_backward(self, states: dict[str, cooper.ConstraintState], weight: float = 1.0) -> dict[str, torch.Tensor]:

@@ -17,6 +17,8 @@ class ConstraintReport:
         satisfied_fraction: fraction of samples with d - m <= 0, in [0, 1].
         multiplier_mean: mean lambda over the batch (the fixed weight for a penalty).
         multiplier_max: largest lambda over the batch.
+        group_violations: group constraints only: each multiplier's mean violation on the batch (one per
+            side, stratum and group; NaN where the group was absent).
     """
 
     violation_mean: float
@@ -24,6 +26,7 @@ class ConstraintReport:
     satisfied_fraction: float
     multiplier_mean: float
     multiplier_max: float
+    group_violations: tuple = ()
 
     @classmethod
     def from_tensors(cls, violation: torch.Tensor, multiplier: torch.Tensor) -> "ConstraintReport":
@@ -75,5 +78,8 @@ class StepReport:
         }
         for name, report in self.constraints.items():
             for key, value in asdict(report).items():
-                flat[f"{name}/{key}"] = value
+                if isinstance(value, (tuple, list)):
+                    flat.update({f"{name}/{key}/{i}": v for i, v in enumerate(value)})
+                else:
+                    flat[f"{name}/{key}"] = value
         return flat

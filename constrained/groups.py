@@ -1,0 +1,242 @@
+"""Group (conditional-expectation) constraints and the rate constraints of fairness, as values.
+
+A group constraint bounds a per-group mean rather than every sample:
+
+    E[g(x) | A = a] <= c                    for every group a      (bounded group loss)
+    |E[g(x) | A = a] - E[g(x)]| <= eps      for every group a      (demographic parity, relative=True, two_sided=True)
+
+with one multiplier per group (per side). On a batch, the violation of group
+a is the mean of g over the batch's members of a, so the dual step of
+lambda_a is that mean violation: it does not grow with the batch or with the
+group's size, and a group absent from the batch takes no dual step (its
+multiplier receives no gradient). The primal Lagrangian adds
+sum_a lambda_a (E_batch[g | a] - c).
+
+Rates (the share of positive predictions) are not differentiable. A
+constraint may therefore be observed through a proxy: the primal step sees a
+smooth surrogate (the mean sigmoid of the score), the dual step the true rate
+(cooper's strict violation; Cotter et al.'s proxy Lagrangian).
+
+    dp = demographic_parity(num_groups=2, bound=0.02)
+    pd = PrimalDual(optimizer, {dp: dp.multiplier()}, dual_lr=0.5)
+    ... closure returns (loss, [dp.observe_scores(scores, groups)])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ._validation import check_positive_int
+from .constraint import Observation, check_kind
+from .multipliers import IndexedMultiplier
+
+CONDITIONS = (None, "positive_label", "label")
+
+
+class GroupMultiplier(IndexedMultiplier):
+    """One lambda per (side, stratum, group) of a `GroupConstraint`; build it with `constraint.multiplier()`.
+
+    Unlike a per-sample `IndexedMultiplier`, every micro-batch and every DDP rank sees the same groups, so
+    their dual gradients are averaged (not summed) across micro-batches and ranks. Absent groups get no
+    gradient: with the default SGD dual ascent their lambda does not move.
+    """
+
+    per_index = False
+
+
+@dataclass(frozen=True)
+class GroupConstraint:
+    """E[g | A = a, S = s] (minus E[g | S = s] when `relative`) <= bound for every group a and stratum s.
+
+    Args:
+        num_groups: G, groups are ids 0 .. G-1.
+        bound: the tolerance c (eps for a relative constraint).
+        relative: compare each group's mean with the whole batch's (within its stratum): parity constraints.
+        two_sided: also require >= -bound, i.e. |...| <= bound (two multipliers per group).
+        num_strata: S, e.g. 2 to condition on the label y in {0, 1} (equalized odds); strata are 0 .. S-1.
+        kind: "inequality" or "equality" (mean = bound, multipliers of free sign; not two-sided).
+        name: label in reports and state dicts.
+    """
+
+    num_groups: int
+    bound: float = 0.0
+    relative: bool = False
+    two_sided: bool = False
+    num_strata: int = 1
+    kind: str = "inequality"
+    name: str = "group"
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.num_groups, "num_groups")
+        check_positive_int(self.num_strata, "num_strata")
+        check_kind(self.kind)
+        if not isinstance(self.bound, (int, float)) or self.bound != self.bound:
+            raise ValueError(f"bound must be a number, got {self.bound!r}")
+        if self.kind == "equality" and self.two_sided:
+            raise ValueError("an equality constraint is already two-sided; drop two_sided=True")
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+
+    @property
+    def num_multipliers(self) -> int:
+        """One multiplier per (side, stratum, group)."""
+        return self.num_groups * self.num_strata * (2 if self.two_sided else 1)
+
+    def multiplier(self, init: float = 0.0) -> GroupMultiplier:
+        """The matching multiplier: one lambda per (side, stratum, group); use the default SGD dual ascent."""
+        return GroupMultiplier(self.num_multipliers, init=init)
+
+    def group_means(self, values: torch.Tensor, groups: torch.Tensor, *, strata: Optional[torch.Tensor] = None,
+                    where: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-(stratum, group) means of `values` over the batch, and the cell ids present.
+
+        Args:
+            values: [B] per-sample g(x).
+            groups: [B] int64 group ids in [0, G).
+            strata: optional [B] int64 stratum ids in [0, S) (default: all 0).
+            where: optional [B] bool: only these samples count (e.g. y == 1 for equal opportunity).
+
+        Returns:
+            (means [n], cells [n]): for each present cell s * G + a, the mean of `values` minus, when
+            `relative`, the mean of its stratum; cells absent from the batch are left out.
+        """
+        values, groups, strata = self._check(values, groups, strata, where)
+        keep = torch.ones_like(groups, dtype=torch.bool) if where is None else where
+        cells = strata * self.num_groups + groups
+        size = self.num_groups * self.num_strata
+        counts = torch.zeros(size, device=values.device, dtype=values.dtype).index_add(0, cells[keep], torch.ones_like(values[keep]))
+        sums = torch.zeros(size, device=values.device, dtype=values.dtype).index_add(0, cells[keep], values[keep])
+        present = (counts > 0).nonzero().flatten()
+        means = sums[present] / counts[present]
+        if self.relative:
+            stratum_counts = counts.view(self.num_strata, self.num_groups).sum(1)
+            stratum_means = sums.view(self.num_strata, self.num_groups).sum(1) / stratum_counts.clamp_min(1)
+            means = means - stratum_means[present // self.num_groups]
+        return means, present
+
+    def observe(self, values: torch.Tensor, groups: torch.Tensor, *, proxy: Optional[torch.Tensor] = None,
+                strata: Optional[torch.Tensor] = None, where: Optional[torch.Tensor] = None) -> Observation:
+        """The constraint on a batch, for `PrimalDual.step`.
+
+        Args:
+            values: [B] g(x). Without `proxy` it must carry the gradient the primal step follows.
+            groups, strata, where: as in `group_means`.
+            proxy: optional [B] differentiable surrogate of `values` (e.g. sigmoid(score) for the
+                indicator score > 0): the primal step sees the proxy's group means, the dual step the
+                true ones.
+
+        Returns:
+            An `Observation` with one violation entry per present (side, stratum, group).
+        """
+        true_means, cells = self.group_means(values.detach() if proxy is not None else values, groups,
+                                             strata=strata, where=where)
+        if proxy is None:
+            return self._observation(true_means, cells, None)
+        if proxy.shape != values.shape:
+            raise ValueError(f"proxy must have the shape of values {tuple(values.shape)}, got {tuple(proxy.shape)}")
+        proxy_means, _ = self.group_means(proxy, groups, strata=strata, where=where)
+        return self._observation(proxy_means, cells, true_means)
+
+    def _observation(self, means: torch.Tensor, cells: torch.Tensor, strict: Optional[torch.Tensor]) -> Observation:
+        cells_total = self.num_groups * self.num_strata
+        violation = means - self.bound
+        strict_violation = None if strict is None else (strict - self.bound).detach()
+        ids = cells
+        if self.two_sided:  # -mean - bound <= 0 is the lower side, multiplier ids shifted by G * S
+            violation = torch.cat([violation, -means - self.bound])
+            if strict is not None:
+                strict_violation = torch.cat([strict_violation, (-strict - self.bound).detach()])
+            ids = torch.cat([cells, cells + cells_total])
+        return Observation(self, violation, indices=ids, strict_violation=strict_violation, grouped=True)
+
+    def _check(self, values, groups, strata, where):
+        if not isinstance(values, torch.Tensor) or values.dim() != 1 or not values.is_floating_point():
+            raise ValueError(f"{self.name}: values must be a float tensor [B], got "
+                             f"{tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__}")
+        batch = values.shape[0]
+        for label, ids, count in (("groups", groups, self.num_groups), ("strata", strata, self.num_strata)):
+            if ids is None:
+                continue
+            if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.shape != (batch,):
+                raise ValueError(f"{self.name}: {label} must be an int64 tensor of shape [{batch}]")
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= count):
+                raise ValueError(f"{self.name}: {label} must lie in [0, {count}), got {int(ids.min())}..{int(ids.max())}")
+        if where is not None and (where.dtype != torch.bool or where.shape != (batch,)):
+            raise ValueError(f"{self.name}: where must be a bool tensor of shape [{batch}]")
+        if strata is None:
+            strata = torch.zeros_like(groups)
+        return values, groups.to(values.device), strata.to(values.device)
+
+
+@dataclass(frozen=True)
+class RateConstraint(GroupConstraint):
+    """A group constraint on the rate of positive predictions (score > 0), observed through a sigmoid proxy.
+
+    Args (besides `GroupConstraint`'s):
+        condition: None (all samples: demographic parity), "positive_label" (only y = 1: equal
+            opportunity) or "label" (one stratum per label y in {0, 1}: equalized odds).
+        temperature: the proxy is sigmoid(score / temperature).
+    """
+
+    condition: Optional[str] = None
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
+        if (self.condition == "label") != (self.num_strata == 2):
+            raise ValueError("condition='label' goes with num_strata=2 (one stratum per label), and only it")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def observe_scores(self, scores: torch.Tensor, groups: torch.Tensor, labels: Optional[torch.Tensor] = None
+                       ) -> Observation:
+        """Observes the rate of score > 0 per group; `labels` [B] (0/1) are needed for the conditional rates."""
+        if scores.dim() != 1:
+            raise ValueError(f"{self.name}: scores must have shape [B], got {tuple(scores.shape)}")
+        if self.condition is not None and labels is None:
+            raise ValueError(f"{self.name}: condition {self.condition!r} needs labels=")
+        predictions = (scores.detach() > 0).to(scores.dtype)
+        proxy = torch.sigmoid(scores / self.temperature)
+        if self.condition == "positive_label":
+            return self.observe(predictions, groups, proxy=proxy, where=labels.to(scores.device) == 1)
+        if self.condition == "label":
+            return self.observe(predictions, groups, proxy=proxy, strata=labels.to(scores.device).long())
+        return self.observe(predictions, groups, proxy=proxy)
+
+
+def demographic_parity(num_groups: int, bound: float, *, name: str = "demographic_parity", temperature: float = 1.0
+                       ) -> RateConstraint:
+    """|P(score > 0 | A = a) - P(score > 0)| <= bound for every group a."""
+    return RateConstraint(num_groups, bound, relative=True, two_sided=True, name=name, temperature=temperature)
+
+
+def equal_opportunity(num_groups: int, bound: float, *, name: str = "equal_opportunity", temperature: float = 1.0
+                      ) -> RateConstraint:
+    """|P(score > 0 | A = a, y = 1) - P(score > 0 | y = 1)| <= bound: equal true-positive rates."""
+    return RateConstraint(num_groups, bound, relative=True, two_sided=True, condition="positive_label", name=name,
+                          temperature=temperature)
+
+
+def equalized_odds(num_groups: int, bound: float, *, name: str = "equalized_odds", temperature: float = 1.0
+                   ) -> RateConstraint:
+    """Equal true- and false-positive rates: the parity constraint within y = 1 and within y = 0."""
+    return RateConstraint(num_groups, bound, relative=True, two_sided=True, num_strata=2, condition="label", name=name,
+                          temperature=temperature)
+
+
+def bounded_group_loss(num_groups: int, bound: float, *, name: str = "bounded_group_loss") -> GroupConstraint:
+    """E[loss | A = a] <= bound for every group a (observe it with the per-sample losses)."""
+    return GroupConstraint(num_groups, bound, name=name)
+
+
+def parity_difference(predictions: torch.Tensor, groups: torch.Tensor, num_groups: int) -> float:
+    """max_a |E[prediction | A = a] - E[prediction]| over the groups present (fairlearn's DemographicParity
+    moment, taken at its worst group)."""
+    constraint = GroupConstraint(num_groups, relative=True)
+    means, _ = constraint.group_means(predictions.detach().float(), groups)
+    return float(means.abs().max())

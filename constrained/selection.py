@@ -1,0 +1,67 @@
+"""Choosing the model to keep from a primal-dual run: the best feasible iterate.
+
+Primal-dual iterates circle the constrained optimum; the last one may sit just
+outside the feasible set (a rate constraint moves in jumps, and the dual keeps
+correcting). Keeping the iterate with the lowest objective among those whose
+constraints held on the training data (the least-violating one when none did)
+is the usual remedy (Cotter et al. 2019, "Optimization with
+non-differentiable constraints", Sec. 5; TFCO's `find_best_candidate_index`
+keeps the same rule in spirit).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Optional
+
+from torch import nn
+
+from .primal_dual import PrimalDual
+from .report import StepReport
+
+
+class BestIterate:
+    """Runs `PrimalDual.step` and keeps a copy of the best iterate seen.
+
+    Args:
+        tolerance: a constraint holds when its largest (true) violation is <= tolerance.
+        after: ignore the first `after` steps (the transient).
+
+    The report of a step describes the model as the closure evaluated it, before the update; `step`
+    therefore copies the model's state first (cheap for the small models of fairness problems; for a large
+    network, consider every N-th step only).
+    """
+
+    def __init__(self, tolerance: float = 0.0, after: int = 0) -> None:
+        if not (math.isfinite(tolerance) and tolerance >= 0):
+            raise ValueError(f"tolerance must be finite and >= 0, got {tolerance}")
+        self.tolerance, self.after = tolerance, after
+        self.steps = 0
+        self.best_state: Optional[dict] = None
+        self.best_key: Optional[tuple] = None
+        self.best_step: Optional[int] = None
+
+    def step(self, primal_dual: PrimalDual, closure, model: nn.Module) -> StepReport:
+        """One `primal_dual.step(closure)`; the evaluated iterate of `model` is kept if it is the best so far."""
+        state = copy.deepcopy(model.state_dict()) if self.steps >= self.after else None
+        report = primal_dual.step(closure)
+        self.steps += 1
+        if state is not None:
+            worst = max((r.violation_max for r in report.constraints.values()), default=0.0)
+            key = (0, report.loss) if worst <= self.tolerance else (1, worst)  # feasible first, then objective
+            if self.best_key is None or key < self.best_key:
+                self.best_key, self.best_step, self.best_state = key, self.steps, state
+        return report
+
+    @property
+    def feasible(self) -> bool:
+        """Whether the kept iterate satisfied every constraint on the batch it was evaluated on."""
+        return self.best_key is not None and self.best_key[0] == 0
+
+    def restore(self, model: nn.Module) -> nn.Module:
+        """Loads the kept iterate into `model`."""
+        if self.best_state is None:
+            raise RuntimeError("no iterate was kept yet (fewer steps than `after`?)")
+        model.load_state_dict(self.best_state)
+        return model
