@@ -238,5 +238,5 @@ def parity_difference(predictions: torch.Tensor, groups: torch.Tensor, num_group
     """max_a |E[prediction | A = a] - E[prediction]| over the groups present (fairlearn's DemographicParity
     moment, taken at its worst group)."""
     constraint = GroupConstraint(num_groups, relative=True)
-    means, _ = constraint.group_means(predictions.detach().float(), groups)
+    means, _ = constraint.group_means(predictions.detach().to(torch.float64), groups)
     return float(means.abs().max())

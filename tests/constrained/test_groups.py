@@ -1,0 +1,218 @@
+"""Group, rate (proxy) and equality constraints: semantics, closed-form optima, and fairlearn's own numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from constrained import (BestIterate, Constraint, FixedMargin, GroupConstraint, MultiplierNetwork, PrimalDual,
+                         ScalarMultiplier, bounded_group_loss, demographic_parity, equal_opportunity, equalized_odds,
+                         parity_difference, sq_l2)
+
+
+def one_dual_step(constraint, values, groups, dual_lr=1.0, **observe):
+    """lambda after one simultaneous primal-dual step from lambda = 0 (a dummy primal parameter)."""
+    theta = torch.zeros(1, requires_grad=True)
+    multiplier = constraint.multiplier()
+    pd = PrimalDual(torch.optim.SGD([theta], lr=0.0), {constraint: multiplier}, dual_lr=dual_lr)
+    if "proxy" in observe:
+        observe["proxy"] = observe["proxy"] + theta * 0  # the primal's surrogate carries the gradient
+    pd.step(lambda: (theta.sum() * 0, [constraint.observe(values + theta * 0, groups, **observe)]))
+    return multiplier.weight.detach().flatten().clone()
+
+
+@settings(max_examples=50, deadline=None)
+@given(sizes=st.lists(st.integers(0, 30), min_size=3, max_size=3), means=st.lists(st.floats(-1, 1), min_size=3, max_size=3),
+       repeat=st.integers(1, 4), bound=st.floats(-0.5, 0.5))
+def test_dual_step_is_the_group_mean_violation_whatever_the_batch_and_group_sizes(sizes, means, repeat, bound):
+    """lambda_a moves by dual_lr x (mean of g over the group's members - bound), projected at 0; absent groups stay."""
+    if sum(sizes) == 0:
+        return
+    groups = torch.cat([torch.full((n,), a, dtype=torch.long) for a, n in enumerate(sizes)])
+    values = torch.cat([torch.full((n,), m) + torch.linspace(-0.1, 0.1, n) * (n > 1) for m, n in zip(means, sizes)])
+    constraint = GroupConstraint(num_groups=3, bound=bound)
+    lam = one_dual_step(constraint, values, groups)
+    bigger = one_dual_step(constraint, values.repeat(repeat), groups.repeat(repeat))  # a batch `repeat` times larger
+    for a, n in enumerate(sizes):
+        expected = max(0.0, means[a] - bound) if n else 0.0  # symmetric jitter keeps the group mean exact
+        assert lam[a].item() == pytest.approx(expected, abs=1e-5)
+        assert bigger[a].item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_absent_groups_are_untouched_and_reports_say_so():
+    constraint = GroupConstraint(num_groups=3, bound=0.0, name="g")
+    theta = torch.zeros(1, requires_grad=True)
+    multiplier = constraint.multiplier(init=0.7)
+    pd = PrimalDual(torch.optim.SGD([theta], lr=0.1), {constraint: multiplier}, dual_lr=1.0)
+    values, groups = torch.tensor([0.5, 0.5, -0.2]), torch.tensor([0, 0, 2])
+    report = pd.step(lambda: ((theta ** 2).sum(), [constraint.observe(values + theta, groups)]))
+    assert multiplier.weight[1].item() == pytest.approx(0.7)  # group 1 was not in the batch
+    assert multiplier.weight[0].item() == pytest.approx(1.2) and multiplier.weight[2].item() == pytest.approx(0.5)
+    per_group = report.constraints["g"].group_violations
+    assert per_group[0] == pytest.approx(0.5) and math.isnan(per_group[1]) and per_group[2] == pytest.approx(-0.2)
+    assert "g/group_violations/1" in report.as_dict()
+
+
+def test_group_constrained_problem_converges_to_the_closed_form_optimum():
+    """min (theta - 3)^2 s.t. E[theta * x | A = a] <= c_a: theta* = min_a c_a / m_a, lambda* = 2 (3 - theta*) / m_active.
+
+    Minibatches of random size and composition; within each group x is constant, so every batch sees the exact
+    group means. (A group absent from a batch exerts no force on that step, so in expectation the primal feels
+    P(present) x lambda: batches of >= 12 keep that factor above 0.99.)
+    """
+    m, c = torch.tensor([1.0, 2.0, 0.5]), torch.tensor([2.0, 3.0, 2.0])  # limits c/m = 2, 1.5, 4 -> group 1 binds
+    theta_star = float((c / m).min())
+    lambda_star = 2 * (3 - theta_star) / float(m[1])
+    theta = torch.zeros(1, requires_grad=True)
+    constraint = GroupConstraint(num_groups=3, name="bound")
+    multiplier = constraint.multiplier()
+    pd = PrimalDual(torch.optim.SGD([theta], lr=0.02), {constraint: multiplier}, dual_lr=0.05)
+    generator = torch.Generator().manual_seed(0)
+    thetas, lambdas = [], []
+    for _ in range(6000):
+        groups = torch.randint(0, 3, (int(torch.randint(12, 40, (1,), generator=generator)),), generator=generator)
+        x = m[groups]
+
+        def closure():
+            return ((theta - 3) ** 2).sum(), [constraint.observe(theta * x - c[groups], groups)]
+
+        pd.step(closure)
+        thetas.append(theta.item())
+        lambdas.append(multiplier.weight.detach().clone())
+    theta_mean, lambda_mean = np.mean(thetas[-3000:]), torch.stack(lambdas[-3000:]).mean(0)  # Polyak averages
+    assert theta_mean == pytest.approx(theta_star, abs=5e-3)
+    assert lambda_mean[1].item() == pytest.approx(lambda_star, rel=3e-2)
+    assert lambda_mean[0].item() == pytest.approx(0.0, abs=1e-2) and lambda_mean[2].item() == pytest.approx(0.0, abs=1e-2)
+
+
+def test_equality_constraint_has_a_multiplier_of_free_sign():
+    """min (theta - 3)^2 s.t. theta = 1: theta* = 1, lambda* = -2 (theta* - 3) = 4; and s.t. theta = 5: lambda* = -4."""
+    for target, lambda_star in ((1.0, 4.0), (5.0, -4.0)):
+        theta = torch.zeros(1, requires_grad=True)
+        constraint = Constraint(d=lambda out, ref: out.squeeze(1), margin=FixedMargin(target), kind="equality", name="eq")
+        multiplier = ScalarMultiplier()
+        pd = PrimalDual(torch.optim.SGD([theta], lr=0.05), {constraint: multiplier}, dual_lr=0.05)
+        for _ in range(4000):
+            pd.step(lambda: (((theta - 3) ** 2).sum(), [constraint.observe(theta.expand(4, 1), torch.zeros(4, 1))]))
+        assert theta.item() == pytest.approx(target, abs=1e-3)
+        assert multiplier.weight.item() == pytest.approx(lambda_star, rel=1e-2)
+    with pytest.raises(ValueError, match="free sign"):
+        PrimalDual(torch.optim.SGD([theta], lr=0.1), {constraint: MultiplierNetwork(in_features=4)})
+
+
+def test_the_dual_sees_the_true_rate_and_the_primal_the_proxy():
+    dp = demographic_parity(num_groups=2, bound=0.0, temperature=1.0)
+    scores = torch.tensor([3.0, 0.1, -0.1, -3.0], requires_grad=True)
+    groups = torch.tensor([0, 0, 1, 1])
+    observation = dp.observe_scores(scores, groups)
+    # true rates: group 0 -> 1.0, group 1 -> 0.0, overall 0.5; entries: +side (g0, g1), -side (g0, g1)
+    assert observation.strict_violation.tolist() == pytest.approx([0.5, -0.5, -0.5, 0.5])
+    proxy = torch.sigmoid(scores.detach())
+    gap = (proxy[:2].mean() - proxy.mean()).item()
+    assert observation.violation.detach().tolist() == pytest.approx([gap, -gap, -gap, gap], abs=1e-6)
+    assert observation.violation.requires_grad and not observation.strict_violation.requires_grad
+    lam = one_dual_step(dp, (scores.detach() > 0).float(), groups, proxy=torch.sigmoid(scores.detach()))
+    assert lam.tolist() == pytest.approx([0.5, 0.0, 0.0, 0.5])  # the true gap, not the proxy's smaller one
+
+
+def fairlearn_gamma(moment, predictions, labels, groups):
+    moment.load_data(np.zeros((len(labels), 1)), labels, sensitive_features=groups)
+    return moment.gamma(lambda X: predictions)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 1), st.integers(0, 1)), min_size=12, max_size=60))
+def test_parity_helpers_agree_with_fairlearns_moments(data):
+    from fairlearn.metrics import demographic_parity_difference
+    from fairlearn.reductions import DemographicParity, EqualizedOdds
+
+    groups = np.array([d[0] for d in data])
+    labels = np.array([d[1] for d in data])
+    predictions = np.array([d[2] for d in data], dtype=float)
+    if len(set(groups)) < 2 or len(set(labels[groups == groups[0]])) < 1:
+        return
+    g, y, p = torch.tensor(groups), torch.tensor(labels), torch.tensor(predictions)
+    ours, cells = demographic_parity(3, 0.0).group_means(p, g)
+    gamma = fairlearn_gamma(DemographicParity(), predictions, labels, groups)
+    for value, cell in zip(ours.tolist(), cells.tolist()):
+        assert value == pytest.approx(gamma[("+", "all", cell)], abs=1e-9)
+    assert parity_difference(p, g, 3) == pytest.approx(gamma.abs().max(), abs=1e-9)
+    rates = GroupConstraint(3).group_means(p, g)[0]
+    assert float(rates.max() - rates.min()) == pytest.approx(demographic_parity_difference(labels, predictions, sensitive_features=groups))
+    if all(((groups == a) & (labels == v)).any() for a in set(groups) for v in (0, 1)):
+        odds, cells = equalized_odds(3, 0.0).group_means(p, g, strata=y)
+        gamma = fairlearn_gamma(EqualizedOdds(), predictions, labels, groups)
+        for value, cell in zip(odds.tolist(), cells.tolist()):
+            assert value == pytest.approx(gamma[("+", f"label={cell // 3}", cell % 3)], abs=1e-9)
+
+
+def test_equal_opportunity_conditions_on_positive_labels():
+    eo = equal_opportunity(2, 0.0)
+    scores = torch.tensor([1.0, 1.0, -1.0, -1.0, 1.0, -1.0])
+    groups, labels = torch.tensor([0, 0, 0, 1, 1, 1]), torch.tensor([1, 0, 1, 1, 1, 0])
+    observation = eo.observe_scores(scores, groups, labels)
+    # among y = 1: group 0 has {1, -1} -> TPR 0.5; group 1 has {-1, 1} -> 0.5; overall 0.5: parity holds exactly
+    assert observation.strict_violation.abs().max().item() == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="needs labels"):
+        eo.observe_scores(scores, groups)
+
+
+def test_several_kinds_of_constraints_in_one_primal_dual():
+    """A per-sample bound, a group bound and an equality, enforced together on a linear model."""
+    torch.manual_seed(0)
+    x, groups = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    model = torch.nn.Linear(3, 1)
+    per_sample = Constraint(d=sq_l2, margin=FixedMargin(9.0), name="bounded_output")
+    group = bounded_group_loss(2, 1.0, name="group_loss")
+    mean_zero = Constraint(d=lambda out, ref: out.squeeze(1), kind="equality", name="mean_output")
+    pd = PrimalDual(torch.optim.Adam(model.parameters(), lr=0.02),
+                    {per_sample: ScalarMultiplier(), group: group.multiplier(), mean_zero: ScalarMultiplier()}, dual_lr=0.2)
+    signal = x @ torch.tensor([1.0, -2.0, 0.5])
+    target = signal - signal.mean() + 0.3  # a mean output of 0 costs little: all three constraints are feasible
+    for _ in range(3000):
+        def closure():
+            out = model(x)
+            losses = (out.squeeze(1) - target).pow(2)
+            return losses.mean(), [per_sample.observe(out, torch.zeros_like(out)), group.observe(losses, groups),
+                                   mean_zero.observe(out, torch.zeros_like(out))]
+        report = pd.step(closure)
+    with torch.no_grad():
+        out = model(x).squeeze(1)
+    assert abs(out.mean().item()) < 0.02  # the equality holds
+    assert report.constraints["group_loss"].violation_max <= 0.01  # each group within its bound
+    assert report.constraints["bounded_output"].violation_mean <= 0  # a scalar multiplier bounds the mean
+    assert set(report.constraints) == {"bounded_output", "group_loss", "mean_output"}
+
+
+def test_group_constraints_refuse_mismatched_inputs():
+    constraint = GroupConstraint(num_groups=2, name="g")
+    with pytest.raises(ValueError, match="groups must lie in"):
+        constraint.observe(torch.zeros(3), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="int64"):
+        constraint.observe(torch.zeros(3), torch.tensor([0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="GroupMultiplier with 2 entries"):
+        PrimalDual(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), {constraint: ScalarMultiplier()})
+    with pytest.raises(ValueError, match="already two-sided"):
+        GroupConstraint(num_groups=2, kind="equality", two_sided=True)
+    with pytest.raises(ValueError, match="strict_violation feeds the dual"):
+        from constrained import Observation
+
+        Observation(constraint, torch.zeros(2), strict_violation=torch.zeros(2, requires_grad=True))
+
+
+def test_best_iterate_keeps_the_best_feasible_model():
+    theta = torch.nn.Parameter(torch.zeros(1))
+    model = torch.nn.Module()
+    model.theta = theta
+    constraint = GroupConstraint(num_groups=1, bound=1.0, name="cap")
+    pd = PrimalDual(torch.optim.SGD([theta], lr=0.3), {constraint: constraint.multiplier()}, dual_lr=1.0)
+    best = BestIterate(tolerance=0.0)
+    for _ in range(60):  # maximise theta (loss -theta) subject to theta <= 1: iterates overshoot and come back
+        best.step(pd, lambda: (-theta.sum(), [constraint.observe(theta.expand(3), torch.zeros(3, dtype=torch.long))]), model)
+    best.restore(model)
+    assert best.feasible and theta.item() <= 1.0 + 1e-6 and theta.item() > 0.9
