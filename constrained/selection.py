@@ -49,10 +49,20 @@ class BestIterate:
         self.steps += 1
         if state is not None:
             worst = max((r.violation_max for r in report.constraints.values()), default=0.0)
-            key = (0, report.loss) if worst <= self.tolerance else (1, worst)  # feasible first, then objective
-            if self.best_key is None or key < self.best_key:
-                self.best_key, self.best_step, self.best_state = key, self.steps, state
+            self._offer(state, report.loss, worst)
         return report
+
+    def offer(self, model: nn.Module, objective: float, worst_violation: float) -> bool:
+        """Considers `model` as it is now, judged by numbers measured elsewhere (e.g. on the whole training set,
+        when the step reports are minibatch estimates); returns whether it became the kept iterate."""
+        return self._offer(copy.deepcopy(model.state_dict()), float(objective), float(worst_violation))
+
+    def _offer(self, state: dict, objective: float, worst: float) -> bool:
+        key = (0, objective) if worst <= self.tolerance else (1, worst)  # feasible first, then objective
+        if self.best_key is None or key < self.best_key:
+            self.best_key, self.best_step, self.best_state = key, self.steps, state
+            return True
+        return False
 
     @property
     def feasible(self) -> bool:
