@@ -154,3 +154,9 @@ def test_lore_clip_sweep_and_ablation_modes_write_their_fronts_and_tables(tmp_pa
     assert configs == {"linear", "scalar"}
     fixed = json.loads(next(out.glob("runs/lore-fixedmargin*/config.json")).read_text())
     assert fixed["adaptive_margin"] is False and fixed["rho"] == pytest.approx(ablation["fixed_margin"])
+
+
+@pytest.mark.slow
+def test_robust_constraint_example_compares_at_matched_robustness():
+    out = run_example("robust_constraint.py", "--steps", 25, "--gammas", "0.5,1.0")
+    assert "PGD adversarial training" in out and "constrained, gamma = 0.5" in out and "matched robustness" in out
