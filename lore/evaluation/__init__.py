@@ -1,4 +1,5 @@
-"""Robustness evaluation: APGD-CE / APGD-DLR-T (AutoAttack protocol), Square, noise, corruptions.
+"""Robustness evaluation: APGD-CE / APGD-DLR-T (AutoAttack protocol), Square, noise, corruptions, and the
+paper's zero-shot benchmark (`run_benchmark`, `zero_shot_metadata`, `build_benchmark_dataset`).
 
 Public names are imported lazily (PEP 562), so the torch-free `EvalConfig` loads without torch.
 """
@@ -16,6 +17,13 @@ _HOMES = {
     "CORRUPTIONS": ".corruptions",
     "gaussian_noise": ".corruptions",
     "EvalConfig": ".config",
+    "run_benchmark": ".benchmark",
+    "BenchmarkDataMissing": ".datasets",
+    "LAYOUTS": ".datasets",
+    "build_benchmark_dataset": ".datasets",
+    "PAPER_DATASETS": ".zero_shot",
+    "ZERO_SHOT_DATASETS": ".zero_shot",
+    "zero_shot_metadata": ".zero_shot",
     "fit_linear_head": ".linear_head",
     "GradientMaskingWarning": ".masking",
     "check_gradient_masking": ".masking",
