@@ -293,3 +293,10 @@ def test_model_labels_are_short_and_file_safe(tmp_path):
     assert model_label(str(run)) == model_label(str(run / "export")) == "vitb32-lore4"
     assert model_label("ViT-B-32", "openai") == "ViT-B-32_openai"
     assert model_label("timm:vit_base_patch14_dinov2", "weights/dinov2_b14.safetensors") == "timm_vit_base_patch14_dinov2_dinov2_b14"
+
+
+def test_the_public_entry_points_answer_as_documented():
+    import lore.evaluation
+
+    assert lore.evaluation.zero_shot_metadata("imagenet1k")[0][0] == "tench"
+    assert lore.evaluation.run_benchmark is run_benchmark and len(lore.evaluation.PAPER_DATASETS) == 14
