@@ -201,6 +201,15 @@ def bounded_group_loss_problem(seed: int, steps: int) -> dict:
     return {**results, "bound": bound, "worst_group": worst, "samples": {"train": int(tr.sum()), "test": int(te.sum())}}
 
 
+def print_table(title: str, problem: dict, metric: str) -> None:
+    print(title)
+    print(f"{'method':<15}{metric:>10}{'violation':>11}{'train viol.':>13}{'seconds':>9}")
+    for name in ("ours", "fairlearn", "unconstrained"):
+        r = problem[name]
+        print(f"{name:<15}{r[metric]:>10.4f}{r['violation']:>11.4f}{r['train_violation']:>13.4f}"
+              f"{r.get('seconds', float('nan')):>9.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -213,16 +222,9 @@ def main() -> None:
               "bounded_group_loss": bounded_group_loss_problem(args.seed, args.steps),
               "seed": args.seed}
     dp, bgl = result["demographic_parity"], result["bounded_group_loss"]
-    print(f"demographic parity, bound {dp['bound']} (held-out; {dp['samples']['test']} test samples)")
-    print(f"{'method':<15}{'accuracy':>10}{'violation':>11}{'train viol.':>13}{'seconds':>9}")
-    for name in ("ours", "fairlearn", "unconstrained"):
-        r = dp[name]
-        print(f"{name:<15}{r['accuracy']:>10.4f}{r['violation']:>11.4f}{r['train_violation']:>13.4f}{r.get('seconds', float('nan')):>9.2f}")
-    print(f"\nbounded group loss, bound {bgl['bound']:.4f} (worst-group MSE; {bgl['samples']['test']} test samples)")
-    print(f"{'method':<15}{'mse':>10}{'violation':>11}{'train viol.':>13}{'seconds':>9}")
-    for name in ("ours", "fairlearn", "unconstrained"):
-        r = bgl[name]
-        print(f"{name:<15}{r['mse']:>10.4f}{r['violation']:>11.4f}{r['train_violation']:>13.4f}{r.get('seconds', float('nan')):>9.2f}")
+    print_table(f"demographic parity, bound {dp['bound']} (held-out; {dp['samples']['test']} test samples)", dp, "accuracy")
+    print_table(f"\nbounded group loss, bound {bgl['bound']:.4f} (worst-group MSE; {bgl['samples']['test']} test samples)",
+                bgl, "mse")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")

@@ -88,6 +88,7 @@ class PrimalDual:
         self.mode = mode
         self.primal_steps = 0
         self.dual_steps = 0
+        self._dual_seconds = 0.0  # wall time of the dual work in the current step
         self._bindings: dict[str, tuple[Constraint, cooper.Constraint]] = {}
         for constraint, multiplier in constraints.items():
             self._bind(constraint, multiplier)
@@ -328,7 +329,7 @@ class PrimalDual:
         finally:
             if cuda:
                 torch.cuda.synchronize()
-            self._dual_seconds = getattr(self, "_dual_seconds", 0.0) + time.perf_counter() - start
+            self._dual_seconds += time.perf_counter() - start
 
     def _dual_backward_untimed(self, states: dict[str, cooper.ConstraintState], weight: float) -> dict[str, torch.Tensor]:
         if self.dual_optimizer is None:

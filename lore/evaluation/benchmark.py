@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -24,15 +23,15 @@ from typing import Optional, Sequence, Union
 import torch
 from tqdm import tqdm
 
-from ..training.data import load_batch
+from ..training.data import load_batch, probe_subset
 from ..encoders import load_state_file, save_state_file
 from ..heads import ZeroShotHead, class_text_embeddings
 from ..models import BuiltModel
-from .benchmark_report import write_benchmark_report
+from .benchmark_report import write_benchmark_report, write_text_atomic
 from .datasets import build_benchmark_dataset
 from .linear_head import fit_linear_head
 from .suite import EvalSettings, evaluate, format_eps
-from .zero_shot import PAPER_DATASETS, zero_shot_metadata
+from .zero_shot import PAPER_DATASETS
 
 #: Images per dataset for robust accuracy: RobustVLM's zero-shot scripts attack 1000 per dataset (SAMPLES=1000).
 DEFAULT_SAMPLES = 1000
@@ -147,9 +146,8 @@ def evaluate_dataset(built: BuiltModel, name: str, data_root: Union[str, Path], 
     "attacks", "samples", "classes", "head", "alignment"?, "warnings"}."""
     device = next(built.encoder.parameters()).device
     dataset = build_benchmark_dataset(name, data_root, built.image_size)
-    classnames, templates = zero_shot_metadata(name, data_root)
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(settings.seed + 17))[:samples]
-    images, labels, _ = load_batch(dataset, order, pool)
+    classnames, templates = dataset.classnames, dataset.templates
+    images, labels = probe_subset(dataset, samples, settings.seed, workers_pool=pool)
     images, labels = images.to(device), labels.to(device)
     class_embeddings = None
     if built.clip is not None:
@@ -273,6 +271,4 @@ def _reuse(path: Path, model: str, record: dict) -> dict:
 
 def _write_json(path: Path, value: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(json.dumps(value, indent=2))
-    os.replace(partial, path)
+    write_text_atomic(path, json.dumps(value, indent=2))

@@ -142,9 +142,14 @@ def write_benchmark_report(results: dict[str, dict[str, dict]], datasets: Sequen
     table = markdown_table(summaries, datasets, baseline, settings)
     if status != "complete":
         table = f"**Incomplete** ({status}): the benchmark has not finished.\n\n" + table
-    for name, text in (("report.json", json.dumps(report, indent=2)), ("report.md", table)):
-        partial = output / f".{name}.{os.getpid()}.tmp"
-        partial.write_text(text)
-        os.replace(partial, output / name)
+    write_text_atomic(output / "report.json", json.dumps(report, indent=2))
+    write_text_atomic(output / "report.md", table)
     plot_benchmark(summaries, datasets, settings, output / "benchmark.png")
     return report
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes `text` to a temporary file beside `path`, then renames it: a reader never sees half a file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text)
+    os.replace(partial, path)

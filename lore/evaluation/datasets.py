@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from ..training.data import IndexedImages, image_transform
@@ -79,7 +78,8 @@ def build_benchmark_dataset(name: str, root: Union[str, Path], image_size: int, 
         split: "test" (evaluation) or "train" (fitting a linear head; trainval where the release has it).
 
     Returns:
-        A dataset of (image [3, S, S] float in [0, 1], label int, index int) with `.classnames`.
+        A dataset of (image [3, S, S] float in [0, 1], label int, index int) with `.classnames` and the
+        zero-shot `.templates` ("{}" format strings), as `zero_shot_metadata` gives them.
     """
     if name not in PAPER_DATASETS:
         raise ValueError(f"unknown benchmark dataset {name!r}; choose from {list(PAPER_DATASETS)}")
@@ -89,9 +89,10 @@ def build_benchmark_dataset(name: str, root: Union[str, Path], image_size: int, 
         raise ValueError(f"{name} has no train split (it is evaluated whole); fit a linear head on another dataset")
     folder = locate(name, root)
     transform = image_transform(image_size, bicubic=True)
-    classnames = tuple(zero_shot_metadata(name, root)[0])
+    classnames, templates = zero_shot_metadata(name, root)
+    classnames = tuple(classnames)
     dataset = _READERS[name](folder, split, transform)
-    dataset.classnames = classnames
+    dataset.classnames, dataset.templates = classnames, tuple(templates)
     folders = getattr(getattr(dataset, "base", None), "classes", None)
     if name in ("caltech101", "eurosat") and folders is not None and len(folders) != len(classnames):
         raise BenchmarkDataMissing(f"{name} at {folder}: {len(folders)} class folders, but CLIP_benchmark names "
@@ -303,9 +304,3 @@ _READERS = {
     "pcam": _torchvision("PCAM", {"test": "test", "train": "train"}),
 }
 
-
-def images_and_labels(dataset: Dataset, samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed, seeded subset of `samples` images (all of them when the dataset is smaller)."""
-    from ..training.data import probe_subset
-
-    return probe_subset(dataset, samples, seed)

@@ -185,7 +185,7 @@ def load_batch(dataset: Dataset, indices: torch.Tensor, workers_pool=None, *,
         return dataset.images[indices], dataset.labels[indices], indices
 
     def load(index: int):
-        return _load_item(dataset, index, on_unreadable)
+        return load_item(dataset, index, on_unreadable)
 
     items = list(workers_pool.map(load, indices.tolist())) if workers_pool else [load(i) for i in indices.tolist()]
     images = torch.stack([item[0] for item in items])
@@ -193,7 +193,8 @@ def load_batch(dataset: Dataset, indices: torch.Tensor, workers_pool=None, *,
     return images, labels, torch.tensor([item[2] for item in items], dtype=torch.long)
 
 
-def _load_item(dataset: Dataset, index: int, on_unreadable: Optional[Callable[[str], None]]):
+def load_item(dataset: Dataset, index: int, on_unreadable: Optional[Callable[[str], None]]):
+    """Item `index`, or with `on_unreadable` the next decodable one (i + 1, i + 2, ... mod N), reporting each skip."""
     for offset in range(len(dataset)):
         try:
             return dataset[(index + offset) % len(dataset)]
@@ -204,11 +205,12 @@ def _load_item(dataset: Dataset, index: int, on_unreadable: Optional[Callable[[s
     raise UnreadableImageError(f"no image of the dataset ({len(dataset)} files) can be decoded")
 
 
-def probe_subset(dataset: Dataset, size: int, seed: int, *,
+def probe_subset(dataset: Dataset, size: int, seed: int, *, workers_pool=None,
                  on_unreadable: Optional[Callable[[str], None]] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed random subset of `size` items as tensors (images, labels); `on_unreadable` as in `load_batch`."""
+    """A fixed random subset of `size` items as tensors (images, labels); `workers_pool` and `on_unreadable`
+    as in `load_batch`."""
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed + 17))[: min(size, len(dataset))]
-    images, labels, _ = load_batch(dataset, order, on_unreadable=on_unreadable)
+    images, labels, _ = load_batch(dataset, order, workers_pool, on_unreadable=on_unreadable)
     return images, labels
 
 

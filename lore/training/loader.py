@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .data import TensorImages, UnreadableImageError, batches_per_epoch, epoch_order
+from .data import TensorImages, UnreadableImageError, batches_per_epoch, epoch_order, load_item
 
 
 class GlobalBatchSampler(Sampler[list[int]]):
@@ -74,16 +74,12 @@ class _Substituting(Dataset):
         return len(self.base)
 
     def __getitem__(self, index: int):
-        messages = []
-        for offset in range(len(self.base)):
-            try:
-                image, label, loaded = self.base[(index + offset) % len(self.base)]
-                return image, label, loaded, tuple(messages)
-            except UnreadableImageError as error:
-                if not self.skip:
-                    return None, None, None, (str(error),)
-                messages.append(str(error))
-        return None, None, None, (f"no image of the dataset ({len(self.base)} files) can be decoded",)
+        messages: list[str] = []
+        try:
+            image, label, loaded = load_item(self.base, index, messages.append if self.skip else None)
+        except UnreadableImageError as error:
+            return None, None, None, (str(error),)
+        return image, label, loaded, tuple(messages)
 
 
 def _collate(items):
