@@ -29,7 +29,7 @@ from constrained import NormMargin
 from .. import methods as method_factories
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig
-from .data import batches_per_epoch, build_dataset, dataset_classnames, probe_subset, read_class_list
+from .data import TensorImages, batches_per_epoch, build_dataset, dataset_classnames, probe_subset, read_class_list
 from .loader import GlobalBatchSampler, training_batches
 from .distributed import DistInfo, any_rank, init_distributed, parameters_agree, shutdown_distributed
 from ..export import export_encoder
@@ -207,13 +207,15 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     total = config.max_steps or per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, config.warmup_steps))
     method = make_method(config)
+    passes = resolve_passes(config.passes, device)  # what 'auto' became
+    workers = 0 if isinstance(train_set, TensorImages) else resolve_workers(config.workers)  # in-memory data: none
     torch.manual_seed(config.seed)  # the dual network's init must not depend on whether phi_0 came from the cache
     step_fn = RobustStep(
         model, method, optimizer, eps=config.eps, reference=reference, head=head, pgd_steps=config.pgd_steps,
         primal_steps=config.primal_steps, dual_lr=config.dual_lr, embed_dim=encoder.embed_dim,
         dual_optimizer=dual_optimizer_factory(config.dual_optimizer, config.dual_lr) if method.multiplier else None,
         autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
-        accumulation_steps=config.grad_accumulation, passes=resolve_passes(config.passes, device),
+        accumulation_steps=config.grad_accumulation, passes=passes,
     )
 
     start = 0
@@ -247,7 +249,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     status, step = "finished", start
     sampler = GlobalBatchSampler(len(train_set), config.batch_size, world_size=info.world_size, rank=info.rank,
                                  seed=config.seed, start_step=start, total_steps=total)
-    batches = training_batches(train_set, sampler, workers=resolve_workers(config.workers),
+    batches = training_batches(train_set, sampler, workers=workers,
                                pin_memory=device.type == "cuda", on_unreadable=unreadable)
     try:
         with _StopRequest() as stop:
@@ -307,6 +309,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     agree = parameters_agree(encoder, info, device)
     if info.is_main:
         summary = {"status": status, "start_step": start, "step": step, "total_steps": total,
+                   "passes": passes, "workers": workers,
                    "world_size": info.world_size, "ranks_agree": agree,
                    "unreadable_images": unreadable.count if unreadable else 0}
         if status == "finished":

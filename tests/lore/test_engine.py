@@ -76,6 +76,7 @@ def test_cpu_run_writes_checkpoint_metrics_plots_and_export(tmp_path, cache_dir)
     assert done.returncode == 0, done.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["step"] == 4
+    assert summary["passes"] == "fused" and summary["workers"] == 0  # auto on a CPU; in-memory digits need no workers
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
     for key in ("robust_loss", "clean_distance", "clean/satisfied_fraction", "clean/multiplier_mean", "lr", "images_per_second"):
@@ -151,6 +152,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path
     assert 3 <= interrupted_at < 10 and interrupted_at % per_epoch != 0  # killed in the middle of an epoch
     resumed = run_cli(["train", "--output", str(killed), "--resume", *common])
     assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((killed / "summary.json").read_text())["workers"] == (2 if data == "folder-with-workers" else 0)
 
     a, b = encoder_state(straight), encoder_state(killed)
     assert a["step"] == b["step"] == 10
