@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from constrained import Constraint, FixedMargin, PrimalDual, ScalarMultiplier
 from lore import load_digits_images, pgd, small_digits_encoder
 from lore.evaluation import apgd_ce
-from lore.training.config import parse_eps
+from lore.units import parse_eps
 
 
 def cross_entropy_per_sample(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from lore.compare import load_trained, plot_accuracy, plot_training_comparison, results_table, train_fresh, zero_shot_results
+from lore.data.digits import DIGIT_NAMES
+from lore.data.images import build_dataset, probe_subset
+from lore.models.build import build_model, class_embeddings
 from lore.training.config import TrainConfig
-from lore.training.data import build_dataset, probe_subset
-from lore.digits import DIGIT_NAMES
-from lore.heads import class_text_embeddings
-from lore.models import build_model
+from lore_clip_support.compare import (load_trained, plot_accuracy, plot_training_comparison, results_table, train_fresh,
+                                       zero_shot_results)
 
 EVAL_EPS = (8 / 255, 16 / 255, 32 / 255)
 
@@ -41,7 +41,7 @@ def main() -> None:
     built = build_model("digits-clip", None, None, cache_dir=Path(args.cache_dir).expanduser(), seed=0, device=torch.device("cpu"))
     reference = copy.deepcopy(built.encoder).eval()
     images, labels = probe_subset(build_dataset("digits", built.image_size, split="test"), samples, seed=0)
-    classes = class_text_embeddings(built.clip, built.tokenizer, list(DIGIT_NAMES), ["a photo of the digit {}."])
+    classes = class_embeddings(built, DIGIT_NAMES)
 
     def measure(encoder):
         return zero_shot_results(encoder, reference, classes, images, labels, eps=EVAL_EPS, n_iter=n_iter, rho=args.rho)

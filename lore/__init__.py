@@ -7,20 +7,23 @@ Public names are imported lazily (PEP 562): `import lore` costs nothing until a 
 
 from __future__ import annotations
 
+from . import _moved
 from ._lazy import lazy_exports
 
 _HOMES = {
-    "pgd": ".attacks",
-    "Digits": ".digits",
-    "SmallConvNet": ".digits",
-    "load_digits_images": ".digits",
-    "pretrain_classifier": ".digits",
-    "small_digits_encoder": ".digits",
-    "ImageEncoder": ".encoders",
-    "OpenClipModel": ".encoders",
-    "load_open_clip": ".encoders",
-    "load_state_file": ".encoders",
-    "load_timm": ".encoders",
+    "pgd": ".attacks.projected_gradient",
+    "Digits": ".data.digits",
+    "SmallConvNet": ".models.digits",
+    "load_digits_images": ".data.digits",
+    "pretrain_classifier": ".models.digits",
+    "small_digits_encoder": ".models.digits",
+    "ImageEncoder": ".models.encoders",
+    "OpenClipModel": ".models.encoders",
+    "load_open_clip": ".models.encoders",
+    "load_state_file": ".models.encoders",
+    "load_timm": ".models.encoders",
+    "export_encoder": ".models.export",
+    "load_exported": ".models.export",
     "ZeroShotHead": ".heads",
     "class_text_embeddings": ".heads",
     "METHODS": ".methods",
@@ -42,4 +45,5 @@ _HOMES = {
 }
 
 __all__ = sorted(_HOMES)
+_moved.install()  # old module paths (lore.encoders, lore.training.data, ...) keep importing, with a warning
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())

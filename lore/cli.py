@@ -16,8 +16,10 @@ import typing
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .training.config import TrainConfig, read_json_object
 from .evaluation.config import EvalConfig
+from .registry import METHOD_NAMES
+from .training.config import TrainConfig
+from .validation import read_json_object
 
 INPUT_ERROR = 2
 INTERRUPTED = 130
@@ -37,6 +39,8 @@ def _default_text(name: str, default) -> str:
 
 #: Extra spellings of some flags (the issue-tracker and paper-reproduction commands use the short ones).
 ALIASES = {"output": ["--out"], "n_samples": ["--samples"]}
+#: Flags whose values come from a registry; argparse lists them in the help and refuses others.
+CHOICES = {"method": METHOD_NAMES}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_type, aliases: Optional[dict] = None) -> None:
@@ -54,7 +58,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_type, aliases: Opt
             continue
         base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
         kind = str if field.name == "eps" else base  # eps: "4/255"; TrainConfig parses and names it when wrong
-        parser.add_argument(*flags, dest=field.name, type=kind, default=None, help=help_text, metavar=field.name.upper())
+        choices = CHOICES.get(field.name) if config_type is TrainConfig else None
+        parser.add_argument(*flags, dest=field.name, type=kind, default=None, help=help_text, choices=choices,
+                            metavar=field.name.upper())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +111,7 @@ def _eval(args: argparse.Namespace) -> int:
         return _fail("eval", error)
     if config.benchmark and args.data is not None:
         return _fail("eval", ValueError("give either --data (one dataset) or --benchmark with --data-root, not both"))
-    from .training.data import UnreadableImageError
+    from .data.images import UnreadableImageError
 
     try:
         if config.benchmark:
@@ -156,8 +162,8 @@ def _train(args: argparse.Namespace) -> int:
         config = config_from_args(args)
     except (ValueError, OSError) as error:
         return _fail("train", error)
+    from .data.images import UnreadableImageError
     from .training.checkpoint import CheckpointError
-    from .training.data import UnreadableImageError
     from .training.engine import train
 
     try:

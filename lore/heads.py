@@ -50,7 +50,7 @@ def class_text_embeddings(
         clip: an open_clip model (anything with `encode_text`).
         tokenizer: its tokenizer.
         classnames: C class names.
-        templates: prompt templates with one "{}" (e.g. "a photo of a {}.").
+        templates: prompt templates with one "{}" for the class name (see lore.data.zero_shot.PROMPT_TEMPLATES).
 
     Returns:
         [C, D] normalised class embeddings.

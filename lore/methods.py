@@ -44,6 +44,7 @@ from constrained import (
 )
 
 from .heads import ZeroShotHead
+from .registry import METHODS as REGISTRY
 
 DualKind = Literal["scalar", "linear", "network"]
 
@@ -212,11 +213,5 @@ def tecoa_kl(rho: float = 0.1, *, dual: DualKind = "network", hidden: int = 512,
     )
 
 
-METHODS: dict[str, Callable[..., Method]] = {
-    "fare": fare,
-    "naive": naive,
-    "lore": lore,
-    "tecoa": tecoa,
-    "tecoa-l2": tecoa_l2,
-    "tecoa-kl": tecoa_kl,
-}
+METHODS: dict[str, Callable[..., Method]] = {name: globals()[entry.factory] for name, entry in REGISTRY.items()}
+"""Method name -> factory, in the registry's order (`lore.registry` is the one list of methods)."""

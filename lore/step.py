@@ -26,7 +26,7 @@ from torch import nn
 from constrained import PrimalDual, sq_l2
 from constrained._validation import check_positive_int
 
-from .attacks import pgd
+from .attacks.projected_gradient import pgd
 from .heads import ZeroShotHead
 from .methods import Batch, Method
 from .reference import FrozenReference

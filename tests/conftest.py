@@ -1,5 +1,6 @@
-"""Test-wide settings."""
+"""Test-wide settings and fixtures."""
 
+import copy
 import os
 
 import torch
@@ -10,6 +11,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 import pytest  # noqa: E402
+
+from lore import load_digits_images, pretrain_classifier, small_digits_encoder  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +69,63 @@ def write_digits():
 def digit_folders(tmp_path):
     """(train, val) ImageFolder trees of 32x32 digit PNGs written here."""
     return write_digit_folder(tmp_path / "train", range(0, 80)), write_digit_folder(tmp_path / "val", range(80, 120))
+
+
+
+# A tiny real setting shared by the lore, attack, evaluation and pipeline tests: a small encoder pretrained on
+# scikit-learn digits, and an undefended digits classifier (encoder + linear head).
+
+@pytest.fixture(scope="session")
+def digits_split():
+    return load_digits_images(16).split(held_out=0.25, seed=0)
+
+
+@pytest.fixture(scope="session")
+def _pretrained(digits_split):
+    train, _ = digits_split
+    torch.manual_seed(0)
+    encoder = small_digits_encoder(embed_dim=32, width=16)
+    head = pretrain_classifier(encoder, train, steps=100, seed=0)
+    return copy.deepcopy(encoder.state_dict()), head
+
+
+@pytest.fixture
+def pretrained_encoder(_pretrained):
+    """A fresh copy of the pretrained digits encoder (phi_0) and its linear classifier head."""
+    state, head = _pretrained
+    encoder = small_digits_encoder(embed_dim=32, width=16)
+    encoder.load_state_dict(state)
+    return encoder, copy.deepcopy(head)
+
+
+@pytest.fixture(scope="session")
+def _digits():
+    torch.manual_seed(0)
+    train, test = load_digits_images(16).split(held_out=0.25, seed=0)
+    encoder = small_digits_encoder(embed_dim=32, width=16)
+    head = pretrain_classifier(encoder, train, steps=200, seed=0)
+    model = torch.nn.Sequential(encoder, head).eval().requires_grad_(False)
+    return model, test.images[:200], test.labels[:200], test.images, test.labels
+
+
+@pytest.fixture(scope="session")
+def digits_classifier(_digits):
+    """(model, 200 held-out images, their labels)."""
+    return _digits[:3]
+
+
+@pytest.fixture(scope="session")
+def digits_held_out(_digits):
+    """(model, all 449 held-out images, their labels), for comparisons that need many points."""
+    return _digits[0], _digits[3], _digits[4]
+
+
+SLOW_FOLDERS = ("pipeline", "benchmarks")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/pipeline and tests/benchmarks is the slow tier, marked or not."""
+    for item in items:
+        parts = item.path.relative_to(config.rootpath).parts
+        if len(parts) > 1 and parts[0] == "tests" and parts[1] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)

@@ -1,7 +1,8 @@
 """Robustness evaluation: APGD-CE / APGD-DLR-T (AutoAttack protocol), Square, noise, corruptions, and the
 paper's zero-shot benchmark (`run_benchmark`, `zero_shot_metadata`, `build_benchmark_dataset`).
 
-Public names are imported lazily (PEP 562), so the torch-free `EvalConfig` loads without torch.
+The attacks live in `lore.attacks` and the benchmark datasets in `lore.data`; their names are served here
+too, as before. Public names are imported lazily (PEP 562), so the torch-free `EvalConfig` loads without torch.
 """
 
 from __future__ import annotations
@@ -9,31 +10,31 @@ from __future__ import annotations
 from .._lazy import lazy_exports
 
 _HOMES = {
-    "apgd": ".apgd",
-    "apgd_ce": ".apgd",
-    "apgd_dlr_targeted": ".apgd",
-    "checkpoints": ".apgd",
-    "dlr_targeted_loss": ".apgd",
-    "CORRUPTIONS": ".corruptions",
-    "gaussian_noise": ".corruptions",
+    "apgd": "..attacks.auto_pgd",
+    "apgd_ce": "..attacks.auto_pgd",
+    "apgd_dlr_targeted": "..attacks.auto_pgd",
+    "checkpoints": "..attacks.auto_pgd",
+    "dlr_targeted_loss": "..attacks.auto_pgd",
+    "CORRUPTIONS": "..attacks.corruptions",
+    "gaussian_noise": "..attacks.corruptions",
+    "GradientMaskingWarning": "..attacks.masking",
+    "check_gradient_masking": "..attacks.masking",
+    "square_attack": "..attacks.square",
+    "BenchmarkDataMissing": "..data.release_files",
+    "LAYOUTS": "..data.release_files",
+    "build_benchmark_dataset": "..data.benchmark",
+    "PAPER_DATASETS": "..data.zero_shot",
+    "ZERO_SHOT_DATASETS": "..data.zero_shot",
+    "zero_shot_metadata": "..data.zero_shot",
+    "format_eps": "..units",
     "EvalConfig": ".config",
     "run_benchmark": ".benchmark",
-    "BenchmarkDataMissing": ".datasets",
-    "LAYOUTS": ".datasets",
-    "build_benchmark_dataset": ".datasets",
-    "PAPER_DATASETS": ".zero_shot",
-    "ZERO_SHOT_DATASETS": ".zero_shot",
-    "zero_shot_metadata": ".zero_shot",
     "fit_linear_head": ".linear_head",
-    "GradientMaskingWarning": ".masking",
-    "check_gradient_masking": ".masking",
     "plot_robustness": ".report",
     "write_report": ".report",
-    "square_attack": ".square",
     "ATTACKS": ".suite",
     "EvalSettings": ".suite",
     "evaluate": ".suite",
-    "format_eps": ".suite",
     "robust_accuracy": ".suite",
 }
 

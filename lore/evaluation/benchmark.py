@@ -23,15 +23,18 @@ from typing import Optional, Sequence, Union
 import torch
 from tqdm import tqdm
 
-from ..training.data import load_batch, probe_subset
-from ..encoders import load_state_file, save_state_file
+from ..data.benchmark import build_benchmark_dataset
+from ..data.images import load_batch, probe_subset
+from ..data.zero_shot import PAPER_DATASETS
+from ..devices import resolve_device
 from ..heads import ZeroShotHead, class_text_embeddings
-from ..models import BuiltModel
+from ..models.build import BuiltModel
+from ..models.encoders import load_state_file, save_state_file
+from ..units import format_eps
 from .benchmark_report import write_benchmark_report, write_text_atomic
-from .datasets import build_benchmark_dataset
 from .linear_head import fit_linear_head
-from .suite import EvalSettings, evaluate, format_eps
-from .zero_shot import PAPER_DATASETS
+from .run import load_model
+from .suite import EvalSettings, evaluate
 
 #: Images per dataset for robust accuracy: RobustVLM's zero-shot scripts attack 1000 per dataset (SAMPLES=1000).
 DEFAULT_SAMPLES = 1000
@@ -91,8 +94,6 @@ def run_benchmark(
     Returns:
         The report (as written to report.json).
     """
-    from ..training.engine import resolve_device
-    from .run import load_model
 
     unknown = [d for d in datasets if d not in PAPER_DATASETS]
     if unknown:

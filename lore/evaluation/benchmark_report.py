@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from ..training.plots import legend, save_figure
-from .zero_shot import DISPLAY_NAMES, ZERO_SHOT_DATASETS
+from ..data.zero_shot import DISPLAY_NAMES, ZERO_SHOT_DATASETS
+from ..plotting import legend, new_figure, save_figure
 
 
 def model_summary(results: dict[str, dict], datasets: Sequence[str]) -> dict:
@@ -116,7 +115,7 @@ def plot_benchmark(summaries: dict[str, dict], datasets: Sequence[str], settings
     """One panel per evaluation (clean, each eps): grouped bars per dataset (and the zero-shot average), one colour per model."""
     evaluations = ["clean"] + list(settings["eps"])
     columns = list(datasets) + (["average"] if any(d in ZERO_SHOT_DATASETS for d in datasets) else [])
-    fig, axes = plt.subplots(len(evaluations), 1, figsize=(max(6.0, 0.75 * len(columns) * max(1, len(summaries)) + 2),
+    fig, axes = new_figure(len(evaluations), 1, figsize=(max(6.0, 0.75 * len(columns) * max(1, len(summaries)) + 2),
                                                           2.6 * len(evaluations)), squeeze=False)
     width = 0.8 / max(1, len(summaries))
     positions = np.arange(len(columns))

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..training.config import check_device, check_field_types, parse_eps
-from .zero_shot import parse_benchmark
+from ..data.zero_shot import parse_benchmark
+from ..devices import check_device
+from ..units import parse_eps
+from ..validation import check_field_types
 
 ATTACK_NAMES = ("apgd-ce", "apgd-t")
 CORRUPTION_NAMES = ("blur", "brightness", "contrast", "jpeg", "noise")

@@ -6,10 +6,8 @@ import json
 from pathlib import Path
 from typing import Union
 
-import matplotlib.pyplot as plt
-
-from ..training.config import parse_eps
-from ..training.plots import finish_axes, save_figure
+from ..plotting import finish_axes, new_figure, save_figure
+from ..units import parse_eps
 
 
 def markdown_table(report: dict) -> str:
@@ -40,7 +38,7 @@ def markdown_table(report: dict) -> str:
 
 def plot_robustness(reports: dict[str, dict], path: Union[str, Path]) -> Path:
     """Robust accuracy (worst case over the APGD cascade) against eps, one line per model."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure(figsize=(6, 4))
     for name, report in reports.items():
         robust = report.get("robust_accuracy", {})
         if not robust:

@@ -9,11 +9,12 @@ from typing import Optional
 
 import torch
 
-from ..training.data import build_dataset, dataset_classnames, probe_subset
-from ..encoders import ImageEncoder
-from ..export import load_exported
-from ..heads import ZeroShotHead, class_text_embeddings
-from ..models import BuiltModel, build_model
+from ..data.images import build_dataset, dataset_classnames, probe_subset
+from ..devices import resolve_device
+from ..heads import ZeroShotHead
+from ..models.build import BuiltModel, build_model, class_embeddings
+from ..models.encoders import ImageEncoder
+from ..models.export import load_exported
 from .config import EvalConfig
 from .linear_head import fit_linear_head
 from .report import write_report
@@ -55,8 +56,8 @@ def load_model(model: str, pretrained: Optional[str], image_size: Optional[int],
         return build_model(f"local-dir:{path}", None, image_size, cache_dir=Path(cache_dir).expanduser(),
                            seed=seed, device=device)
     if path.is_dir() and (path / "clip.safetensors").is_file():
-        from ..digits_clip import DigitsCLIP, digits_tokenizer
-        from ..encoders import load_state_file
+        from ..models.digits_clip import DigitsCLIP, digits_tokenizer
+        from ..models.encoders import load_state_file
 
         clip = DigitsCLIP()
         clip.load_state_dict(load_state_file(path / "clip.safetensors"))
@@ -78,8 +79,6 @@ def _looks_like_path(text: str) -> bool:
 
 def run_evaluation(config: EvalConfig) -> dict:
     """Evaluates the configured model and writes its report into `config.output`; returns the report."""
-    from ..training.engine import resolve_device
-
     device = resolve_device(config.device)
     settings = settings_of(config)
     built = _load(config, device)
@@ -88,11 +87,10 @@ def run_evaluation(config: EvalConfig) -> dict:
     images, labels = probe_subset(test_set, config.samples, config.seed)
     images, labels = images.to(device), labels.to(device)
     classnames = dataset_classnames(test_set)
-    class_embeddings = None
+    text_embeddings = None
     if built.clip is not None and classnames:
-        templates = ["a photo of the digit {}."] if built.kind == "digits-clip" else ["a photo of a {}.", "a photo of the {}."]
-        class_embeddings = class_text_embeddings(built.clip, built.tokenizer, list(classnames), templates)
-        head = ZeroShotHead(class_embeddings, scale=100.0)
+        text_embeddings = class_embeddings(built, classnames)
+        head = ZeroShotHead(text_embeddings, scale=100.0)
         head_kind = "zero-shot"
     else:
         head_set = build_dataset(config.head_data or config.data, built.image_size, split="train", seed=config.seed)
@@ -102,7 +100,7 @@ def run_evaluation(config: EvalConfig) -> dict:
         head = fit_linear_head(features, head_labels.to(device))
         head_kind = "linear (fitted on clean features)"
     classifier = torch.nn.Sequential(encoder, head).eval()
-    report = evaluate(classifier, images, labels, settings, embed=encoder, class_embeddings=class_embeddings)
+    report = evaluate(classifier, images, labels, settings, embed=encoder, class_embeddings=text_embeddings)
     report["model"] = config.model
     report["head"] = head_kind
     report["config"] = asdict(config)

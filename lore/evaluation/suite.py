@@ -15,18 +15,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .apgd import apgd_ce, apgd_dlr_targeted
-from .corruptions import CORRUPTIONS, gaussian_noise
-from .masking import check_gradient_masking
-from .square import square_attack
+from ..attacks.auto_pgd import apgd_ce, apgd_dlr_targeted
+from ..attacks.corruptions import CORRUPTIONS, gaussian_noise
+from ..attacks.masking import check_gradient_masking
+from ..attacks.square import square_attack
+from ..units import format_eps
 
 ATTACKS = ("apgd-ce", "apgd-t")
-
-
-def format_eps(eps: float) -> str:
-    """4/255 -> "4/255" (rounded to the nearest 1/255 when close), otherwise the decimal."""
-    scaled = eps * 255
-    return f"{round(scaled)}/255" if abs(scaled - round(scaled)) < 1e-6 else f"{eps:.6g}"
 
 
 @dataclass

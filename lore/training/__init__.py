@@ -12,13 +12,13 @@ from .._lazy import lazy_exports
 
 _HOMES = {
     "TrainConfig": ".config",
-    "parse_eps": ".config",
+    "parse_eps": "..units",
     "RunResult": ".engine",
     "train": ".engine",
     "make_method": ".engine",
     "cosine_with_warmup": ".engine",
     "CheckpointError": ".checkpoint",
-    "build_dataset": ".data",
+    "build_dataset": "..data.images",
     "plot_run": ".plots",
     "probe": ".probe",
 }

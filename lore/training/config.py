@@ -5,77 +5,20 @@ Library code takes a `TrainConfig`; only the CLI turns flags or a JSON file into
 
 from __future__ import annotations
 
-import json
 import math
-import re
-import typing
 from dataclasses import asdict, dataclass, field, fields
-from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Union
 
-METHOD_NAMES = ("fare", "naive", "lore", "tecoa", "tecoa-l2", "tecoa-kl")
+from ..devices import check_device
+from ..registry import METHOD_NAMES, method_entry
+from ..units import parse_eps
+from ..validation import check_field_types, read_json_object
+
 DUAL_KINDS = ("network", "linear", "scalar")
 PRECISIONS = ("fp32", "bf16")
 DUAL_OPTIMIZERS = ("sgd", "adam")
 PASS_MODES = ("auto", "fused", "sequential")
-
-
-def parse_eps(value: Union[str, float]) -> float:
-    """Parses "4/255", "0.0157" or a float into a pixel-range fraction in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"eps must look like 4/255 or 0.0157, got {value!r}")
-    try:
-        eps = float(Fraction(value.strip())) if isinstance(value, str) else float(value)
-    except (ValueError, ZeroDivisionError) as error:
-        raise ValueError(f"eps must look like 4/255 or 0.0157, got {value!r}") from error
-    if not (math.isfinite(eps) and 0 <= eps <= 1):
-        raise ValueError(f"eps must be in [0, 1] (a fraction of the pixel range, e.g. 4/255), got {value!r}")
-    return eps
-
-
-def check_field_types(config) -> None:
-    """Checks every field of a config dataclass against its annotation (int, float, str, bool, Optional[...]).
-
-    JSON config files carry their own types, so `"max_steps": "5"` or `"seed": 2.5` must be refused here,
-    naming the key, instead of failing later inside the training loop.
-    """
-    hints = typing.get_type_hints(type(config))
-    for item in fields(config):
-        value, hint = getattr(config, item.name), hints[item.name]
-        optional = typing.get_origin(hint) is Union and type(None) in typing.get_args(hint)
-        if optional:
-            if value is None:
-                continue
-            hint = next(a for a in typing.get_args(hint) if a is not type(None))
-        if hint is float and isinstance(value, int) and not isinstance(value, bool):
-            continue  # 1 is a fine float
-        if hint in (int, float, str, bool) and (not isinstance(value, hint) or (hint is not bool and isinstance(value, bool))):
-            expected = hint.__name__ + (" or null" if optional else "")
-            raise ValueError(f"{item.name} must be {expected}, got {value!r} ({type(value).__name__})")
-
-
-DEVICE_PATTERN = re.compile(r"^(|cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$")
-
-
-def check_device(device: str) -> str:
-    """'' (auto), 'cpu', 'cuda', 'cuda:N', 'mps' or 'xpu[:N]'; anything else is refused by name."""
-    if not DEVICE_PATTERN.match(device):
-        raise ValueError(f"device must be cpu, cuda, cuda:N (or empty for automatic), got {device!r}")
-    return device
-
-
-def read_json_object(path: Union[str, Path]) -> dict:
-    """Reads a JSON object from `path`, with errors that name the file."""
-    try:
-        values = json.loads(Path(path).read_text())
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"config file {path} not found") from error
-    except json.JSONDecodeError as error:
-        raise ValueError(f"config file {path} is not valid JSON: {error}") from error
-    if not isinstance(values, dict):
-        raise ValueError(f"config file {path} must hold a JSON object of TrainConfig keys")
-    return values
 
 
 def _help(text: str, **kwargs):
@@ -159,8 +102,7 @@ class TrainConfig:
         check_field_types(self)
         self.eps = parse_eps(self.eps)
         check_device(self.device)
-        if self.method not in METHOD_NAMES:
-            raise ValueError(f"method must be one of {METHOD_NAMES}, got {self.method!r}")
+        method_entry(self.method)  # refuses a name the registry does not know
         if self.dual not in DUAL_KINDS:
             raise ValueError(f"dual must be one of {DUAL_KINDS}, got {self.dual!r}")
         if self.dual_optimizer not in DUAL_OPTIMIZERS:

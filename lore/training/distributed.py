@@ -40,8 +40,13 @@ def init_distributed(device_hint: str = "") -> DistInfo:
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
-def shutdown_distributed(info: DistInfo) -> None:
+def shutdown_distributed(info: DistInfo, *, synchronize: bool = False) -> None:
+    """Leaves the process group. With `synchronize`, every rank first waits for the others (rank 0 still
+    exporting and plotting), so no rank tears down its connections while a peer is using them; after an
+    error there is no waiting, as a failed peer would never arrive."""
     if info.enabled and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -26,17 +26,18 @@ from tqdm import tqdm
 
 from constrained import NormMargin
 
-from .. import methods as method_factories
+from ..data.images import TensorImages, batches_per_epoch, build_dataset, dataset_classnames, probe_subset, read_class_list
+from ..devices import resolve_device
+from ..models.build import build_head, build_model
+from ..models.export import export_encoder
+from ..reference import FrozenReference
+from ..registry import build_method
+from ..step import RobustStep
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig
-from .data import TensorImages, batches_per_epoch, build_dataset, dataset_classnames, probe_subset, read_class_list
-from .loader import GlobalBatchSampler, training_batches
 from .distributed import DistInfo, any_rank, init_distributed, parameters_agree, shutdown_distributed
-from ..export import export_encoder
-from ..models import build_head, build_model
+from .loader import GlobalBatchSampler, training_batches
 from .probe import probe
-from ..reference import FrozenReference
-from ..step import RobustStep
 
 LAST = "last.pt"
 
@@ -55,19 +56,8 @@ class RunResult:
 
 
 def make_method(config: TrainConfig):
-    """The `Method` a config names, with its parameters."""
-    if config.method == "fare":
-        return method_factories.fare()
-    if config.method == "naive":
-        return method_factories.naive(config.naive_weight)
-    if config.method == "tecoa":
-        return method_factories.tecoa()
-    if config.method == "lore":
-        return method_factories.lore(config.rho, dual=config.dual, hidden=config.dual_hidden,
-                                     adaptive_margin=config.adaptive_margin, normalize_features=config.dual_normalize,
-                                     penalty=config.penalty)
-    factory = {"tecoa-l2": method_factories.tecoa_l2, "tecoa-kl": method_factories.tecoa_kl}
-    return factory[config.method](config.rho, dual=config.dual, hidden=config.dual_hidden)
+    """The `Method` a config names, with its parameters (the registry says which config fields it takes)."""
+    return build_method(config.method, config)
 
 
 DUAL_OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}  # keys: config.DUAL_OPTIMIZERS
@@ -116,9 +106,12 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
     """Runs (or resumes) the training that `config` describes. See the module docstring."""
     info = init_distributed(config.device)
     try:
-        return _train(config, resume, info)
-    finally:
+        result = _train(config, resume, info)
+    except BaseException:
         shutdown_distributed(info)
+        raise
+    shutdown_distributed(info, synchronize=True)
+    return result
 
 
 def _device(config: TrainConfig, info: DistInfo) -> torch.device:
@@ -150,18 +143,6 @@ def enable_grad_checkpointing(encoder: torch.nn.Module, model_name: str) -> None
         raise ValueError(f"grad_checkpointing: model {model_name!r} ({type(backbone).__name__}) has no activation "
                          "checkpointing; it is available for open_clip and timm towers")
     switch(True)
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device `name` ('' = cuda if available, else cpu); refuses one this machine does not have."""
-    if not name:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was requested but CUDA is not available on this machine")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
@@ -366,4 +347,4 @@ def _tensorboard(output: Path):
     return SummaryWriter(str(output / "tensorboard"))
 
 
-__all__ = ["RunResult", "train", "make_method", "cosine_with_warmup", "CheckpointError"]
+__all__ = ["RunResult", "train", "make_method", "cosine_with_warmup", "CheckpointError", "resolve_device"]

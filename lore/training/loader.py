@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .data import TensorImages, UnreadableImageError, batches_per_epoch, epoch_order, load_item
+from ..data.images import TensorImages, UnreadableImageError, batches_per_epoch, epoch_order, load_item
 
 
 class GlobalBatchSampler(Sampler[list[int]]):

@@ -6,36 +6,7 @@ import json
 from pathlib import Path
 from typing import Optional, Union
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-
-def save_figure(fig, path: Union[str, Path]) -> Path:
-    """Lays out, writes (PNG, 110 dpi) and closes a figure; returns the path."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
-
-
-def finish_axes(*axes) -> None:
-    """Grid on each axis, and a legend where something is labelled."""
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        legend(ax)
-
-
-def legend(ax) -> None:
-    """A legend only when the axis holds labelled artists (an empty legend box says nothing)."""
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-
-
-def mark_empty(ax, message: str) -> None:
-    """Writes `message` across an axis that has nothing to show (e.g. no multiplier in FARE)."""
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="gray")
+from ..plotting import legend, mark_empty, new_figure, save_figure
 
 
 def read_metrics(run_dir: Union[str, Path]) -> list[dict]:
@@ -68,7 +39,7 @@ def plot_run(run_dir: Union[str, Path], rho: Optional[float] = None) -> list[Pat
     records = read_metrics(run_dir)
     if rho is None and (run_dir / "config.json").is_file():
         rho = json.loads((run_dir / "config.json").read_text()).get("rho")
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    fig, axes = new_figure(2, 2, figsize=(11, 7.5))
     ax = axes[0, 0]
     for key, label in (("probe/clean_accuracy", "clean"), ("probe/robust_accuracy", "robust (PGD, train eps)")):
         ax.plot(*_series(records, key), marker="o", label=label)

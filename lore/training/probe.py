@@ -7,7 +7,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from ..attacks import pgd
+from ..attacks.projected_gradient import pgd
 from ..heads import ZeroShotHead
 
 QUANTILES = (0.1, 0.5, 0.9)

@@ -87,6 +87,7 @@ def test_fused_and_sequential_passes_make_the_same_update(pretrained_encoder, di
     images, _ = batch_of(train)
     encoder_a, _ = pretrained_encoder
     encoder_b = copy.deepcopy(encoder_a)
+    start = copy.deepcopy(encoder_a)
     outs, duals = [], []
     for encoder, passes in ((encoder_a, "fused"), (encoder_b, "sequential")):
         torch.manual_seed(0)
@@ -95,8 +96,11 @@ def test_fused_and_sequential_passes_make_the_same_update(pretrained_encoder, di
         for seed in range(2):
             outs.append(step(images, generator=torch.Generator().manual_seed(seed)))
         duals.append(step.primal_dual.multiplier("clean").state_dict())
-    for p, q in zip(encoder_a.parameters(), encoder_b.parameters()):
-        assert torch.allclose(p, q, atol=1e-5)
+    # Same math, batched differently ([adv; clean] vs two passes): float32 reassociation, amplified by 4 SGD
+    # steps at lr 0.05, leaves up to 1.7e-5 of a tensor's movement between them on one thread (7e-7 on two);
+    # a real difference (a dropped or mis-weighted clean term) is of the order of the movement itself.
+    for p, q, p0 in zip(encoder_a.parameters(), encoder_b.parameters(), start.parameters()):
+        assert (p - q).abs().max() <= 1e-3 * (p - p0).abs().max()
     for key in duals[0]:
         assert torch.allclose(duals[0][key], duals[1][key], atol=1e-6)
     for fused, sequential in ((outs[0], outs[2]), (outs[1], outs[3])):

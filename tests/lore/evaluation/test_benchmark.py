@@ -13,9 +13,9 @@ import torch
 from lore.cli import main as lore_main
 from lore.evaluation import benchmark as benchmark_module
 from lore.evaluation.benchmark import cached_class_embeddings, run_benchmark
-from lore.evaluation.datasets import BenchmarkDataMissing, build_benchmark_dataset
+from lore.data.benchmark import BenchmarkDataMissing, build_benchmark_dataset
 from lore.evaluation.suite import EvalSettings
-from lore.evaluation.zero_shot import PAPER_DATASETS, parse_benchmark, zero_shot_metadata
+from lore.data.zero_shot import PAPER_DATASETS, parse_benchmark, zero_shot_metadata
 
 from standins import CIFAR10_NAMES, IMAGENET_WNIDS, STL10_NAMES, WRITERS, write_all, write_cifar10, write_stl10
 

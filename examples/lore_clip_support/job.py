@@ -1,0 +1,138 @@
+"""The shared state and settings of one `examples/lore_clip.py` invocation: what its flags resolve to, the
+`lore train` configuration of each model, and the `Job` (phi_0, held-out images, zero-shot head, cached
+evaluations, progress and expected duration)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from lore.data.images import build_dataset, dataset_classnames, probe_subset
+from lore.models.build import build_model, class_embeddings
+from lore.training.config import TrainConfig
+from lore.units import format_eps, parse_eps
+
+from .compare import load_trained, train_fresh, zero_shot_results
+
+EMBEDDED = "digits-clip"
+# Measured on 2 CPU cores (this repository's CI machine), embedded model, batch 64, PGD-10, K = 5:
+SECONDS_PER_BATCH = {"fare": 0.23, "naive": 0.29, "lore": 0.30}
+SECONDS_PER_EVALUATION = 15.0  # all 449 held-out digits, 3 radii, 10 APGD iterations
+
+
+def split_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def settings_for(args) -> dict:
+    embedded = args.model == EMBEDDED
+    train_eps = args.train_eps or ("16/255,32/255,48/255" if embedded else "1/255,2/255,4/255")
+    radii = sorted({parse_eps(e) for e in split_list(train_eps)})
+    if args.quick and args.train_eps is None:
+        radii = [radii[0], radii[-1]]
+    return {
+        "train_eps": radii,
+        "eval_eps": [parse_eps(e) for e in split_list(args.eval_eps or ("8/255,16/255,32/255" if embedded else "1/255,2/255,4/255,8/255"))],
+        "rho": args.rho if args.rho is not None else 0.1,
+        "steps": args.steps or ((30 if args.quick else 160) if embedded else None),
+        "batch_size": args.batch_size or (64 if embedded else 448),
+        "lr": args.lr or (1e-3 if embedded else 1e-5),
+        "dual_lr": args.dual_lr or (1e-3 if embedded else 5e-4),
+        "eval_samples": args.eval_samples or (120 if args.quick else (100_000 if embedded else 1000)),
+        "apgd_iter": args.apgd_iter or (10 if embedded else 100),
+        "train_data": args.train_data or ("digits" if embedded else None),
+        "eval_data": args.eval_data or args.train_data or "digits",
+        "methods": split_list(args.methods),
+    }
+
+
+def train_config(args, s, method: str, folder: Path, *, eps: float, seed: int, **overrides) -> TrainConfig:
+    """The `lore train` configuration of one model of this job."""
+    values = dict(
+        model=args.model, pretrained=args.pretrained, data=s["train_data"],
+        probe_data=None if s["train_data"] == "digits" else s["eval_data"], method=method, eps=eps,
+        rho=s["rho"], naive_weight=args.naive_weight, primal_steps=5, dual_lr=s["dual_lr"], lr=s["lr"],
+        batch_size=s["batch_size"], epochs=args.epochs, max_steps=s["steps"], seed=seed, split_seed=args.split_seed,
+        output=str(folder), checkpoint_every=max(10, (s["steps"] or 1000) // 4),
+        probe_every=max(1, (s["steps"] or 1000) // 8), probe_size=256, cache_dir=args.cache_dir, device=args.device,
+        dual_hidden=128 if args.model == EMBEDDED else 512,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+class Job:
+    """Everything the runs of one invocation share: phi_0, the held-out images, the zero-shot head, the timer."""
+
+    def __init__(self, args, s) -> None:
+        self.args, self.s = args, s
+        self.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        print(f"building the reference phi_0 ({args.model}) ...", flush=True)
+        built = build_model(args.model, args.pretrained, None, cache_dir=Path(args.cache_dir).expanduser(),
+                            seed=args.split_seed, device=self.device)
+        self.built = built
+        self.reference = copy.deepcopy(built.encoder).eval()
+        eval_set = build_dataset(s["eval_data"], built.image_size, split="test", seed=args.split_seed)
+        images, labels = probe_subset(eval_set, s["eval_samples"], args.split_seed)
+        self.images, self.labels = images.to(self.device), labels.to(self.device)
+        classnames = dataset_classnames(eval_set)
+        if built.clip is None or not classnames:
+            raise ValueError("zero-shot evaluation needs a CLIP model and class names")
+        self.class_embeddings = class_embeddings(built, classnames)
+        self.started = time.perf_counter()
+
+    def evaluation_setting(self, seed: int) -> dict:
+        s = self.s
+        return {"schema": 2, "eval_eps": [format_eps(e) for e in s["eval_eps"]], "apgd_iter": s["apgd_iter"],
+                "eval_samples": len(self.labels), "rho": s["rho"], "seed": seed}
+
+    def measure(self, encoder, folder: Path, seed: int) -> dict:
+        """Zero-shot results of `encoder`, cached in folder/evaluations.json, one entry per evaluation setting.
+
+        A training folder is emptied whenever it is trained again, so a cached entry always describes the
+        weights in that folder.
+        """
+        cache = folder / "evaluations.json"
+        setting = self.evaluation_setting(seed)
+        entries = json.loads(cache.read_text()) if cache.is_file() else []
+        for entry in entries:
+            if entry["setting"] == setting:
+                return entry["result"]
+        result = zero_shot_results(encoder, self.reference, self.class_embeddings, self.images, self.labels,
+                                   eps=self.s["eval_eps"], n_iter=self.s["apgd_iter"], rho=self.s["rho"], seed=seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(entries + [{"setting": setting, "result": result}], indent=2))
+        return result
+
+    def train_and_measure(self, name: str, config: TrainConfig, *, resume: bool) -> dict:
+        print(f"\n== {name}: training ({config.method}, eps {format_eps(config.eps)}, seed {config.seed}) ==", flush=True)
+        folder = train_fresh(config, resume=resume)
+        print(f"== {name}: evaluating ==", flush=True)
+        return self.measure(load_trained(self.reference, folder), folder, config.seed)
+
+    def progress(self, done: int, total: int) -> None:
+        elapsed = time.perf_counter() - self.started
+        print(f"-- {done}/{total} models done in {elapsed / 60:.1f} min; about "
+              f"{elapsed / done * (total - done) / 60:.1f} min left", flush=True)
+
+
+def expected_minutes(s: dict, trainings: list[str], evaluations: int, samples: int) -> float:
+    """The embedded job's expected duration from per-batch and per-evaluation costs measured on 2 CPU cores."""
+    batches = sum(SECONDS_PER_BATCH.get(m, 0.32) * (s["steps"] or 0) for m in trainings)
+    scale = len(s["eval_eps"]) / 3 * samples / 449 * s["apgd_iter"] / 10
+    return (batches + evaluations * SECONDS_PER_EVALUATION * scale) / 60
+
+
+def run_entry(method: str, train_eps: float, seed: int, result: dict) -> dict:
+    """One element of results.json's "runs"."""
+    return {"method": method, "train_eps": format_eps(train_eps), "seed": seed,
+            "clean_accuracy": result["clean_accuracy"], "robust_accuracy": result["robust_accuracy"],
+            "within_margin": result["within_margin"]}
+
+
+def run_folder(out: Path, method: str, eps: float, seed: int, tag: str = "") -> Path:
+    return out / "runs" / f"{method}{tag}-eps{format_eps(eps).replace('/', 'of')}-seed{seed}"

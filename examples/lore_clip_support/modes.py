@@ -1,0 +1,149 @@
+"""The three modes of `examples/lore_clip.py`: the epsilon series (default), the rho/lambda sweeps (Fig. 1b)
+and the LORE ablation (App. G, Table 13, K)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from lore.data.images import build_dataset, probe_subset
+from lore.units import format_eps
+
+from .compare import plot_accuracy, plot_front, plot_training_comparison, results_table
+from .job import EMBEDDED, Job, expected_minutes, run_entry, run_folder, split_list, train_config
+from .series import aggregate, plot_constraint, plot_series, series_table
+
+SWEEPS = {"rho": ("lore", "rho", [0.02, 0.05, 0.1, 0.2, 0.4]), "lambda": ("naive", "naive_weight", [0.1, 0.3, 1.0, 3.0, 10.0])}
+ABLATIONS = {  # LORE variants (paper App. G: dual parameterisation; Table 13: margin; Algorithm 1: K)
+    "lore": {},
+    "dual linear": {"dual": "linear"},
+    "dual scalar": {"dual": "scalar"},
+    "fixed margin": {"adaptive_margin": False},  # rho becomes the absolute tolerance (set in run_ablation)
+    "K = 1": {"primal_steps": 1},
+}
+
+
+def run_series(job: Job) -> int:
+    """The default mode: every method at every training radius and seed; the ε-series table and plots."""
+    args, s = job.args, job.s
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    plan = [(seed, eps, method) for seed in seeds for eps in s["train_eps"] for method in s["methods"]]
+    expected = (f"; expected about {expected_minutes(s, [m for _, _, m in plan], len(plan) + 1, len(job.labels)):.0f} min on 2 CPU cores"
+                if args.model == EMBEDDED else "")
+    print(f"plan: {len(plan)} trainings ({len(s['methods'])} methods x {len(s['train_eps'])} radii x {len(seeds)} seeds) "
+          f"and {len(plan) + 1} evaluations on {len(job.labels)} images{expected}", flush=True)
+    reference = job.measure(job.reference, args.out / "reference", args.split_seed)
+    runs, results, folders = [], {}, {}
+    for index, (seed, eps, method) in enumerate(plan):
+        folder = run_folder(args.out, method, eps, seed)
+        result = job.train_and_measure(method, train_config(args, s, method, folder, eps=eps, seed=seed), resume=args.resume)
+        runs.append(run_entry(method, eps, seed, result))
+        results[(method, eps, seed)], folders[(method, eps, seed)] = result, folder
+        job.progress(index + 1, len(plan))
+
+    rows = aggregate(runs)
+    print(f"\nzero-shot accuracy on {len(job.labels)} held-out images, mean ± std over {len(seeds)} seed(s); robust = "
+          f"worst case of APGD-CE and APGD-DLR-T ({s['apgd_iter']} iterations); (↑/↓ x) = difference to FARE in points; "
+          f"in margin = share with ||phi-phi_0||^2 <= {s['rho']:g} ||phi_0||^2")
+    print(series_table(rows, reference))
+    largest = s["train_eps"][-1]
+    headline = {"reference": reference, **{m: results[(m, largest, seeds[0])] for m in s["methods"]}}
+    payload = {
+        "status": "finished",
+        "setting": {"model": args.model, "train_eps": format_eps(largest), "train_eps_series": [format_eps(e) for e in s["train_eps"]],
+                    "eval_eps": [format_eps(e) for e in s["eval_eps"]], "rho": s["rho"], "naive_weight": args.naive_weight,
+                    "steps": s["steps"], "batch_size": s["batch_size"], "eval_samples": len(job.labels),
+                    "apgd_iter": s["apgd_iter"], "quick": args.quick, "seed": args.seed, "seeds": seeds,
+                    "dual_lr": s["dual_lr"], "lr": s["lr"]},
+        "methods": headline,
+        "runs": runs,
+        "series": rows,
+    }
+    (args.out / "results.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+    (args.out / "series.md").write_text(series_table(rows, reference, markdown=True) + "\n")
+    plot_series(rows, reference, args.out / "series.png")
+    at_largest = {m: folders[(m, largest, seeds[0])] for m in s["methods"]}
+    plot_constraint(at_largest, s["rho"], args.out / "constraint.png")
+    plot_training_comparison(at_largest, s["rho"], args.out / "training_curves.png")
+    plot_accuracy(headline, args.out / "accuracy.png")
+    print(f"\nwrote {args.out / 'results.json'}, series.md, series.png, constraint.png, training_curves.png, accuracy.png")
+    return 0
+
+
+def run_sweeps(job: Job) -> int:
+    """LORE's rho front and/or naive's lambda front at the largest training radius, with FARE and phi_0 as points."""
+    args, s = job.args, job.s
+    eps, seed = s["train_eps"][-1], args.seed
+    kinds = split_list(args.sweep)
+    trainings = ["fare"] + [SWEEPS[k][0] for k in kinds for _ in SWEEPS[k][2]]
+    if args.model == EMBEDDED:
+        print(f"plan: {len(trainings)} trainings at {format_eps(eps)}; expected about "
+              f"{expected_minutes(s, trainings, len(trainings) + 1, len(job.labels)):.0f} min on 2 CPU cores", flush=True)
+    reference = job.measure(job.reference, args.out / "reference", seed)
+    fare = job.train_and_measure("fare", train_config(args, s, "fare", run_folder(args.out, "fare", eps, seed), eps=eps, seed=seed),
+                                 resume=True)  # reused when the series already trained it with these settings
+    sweep_file = args.out / "sweeps.json"
+    sweeps = json.loads(sweep_file.read_text()) if sweep_file.is_file() else {}
+    done = 1
+    for kind in kinds:
+        method, key, values = SWEEPS[kind]
+        rows = []
+        for value in values:
+            folder = run_folder(args.out, method, eps, seed, tag=f"-{kind}{value:g}")
+            result = job.train_and_measure(f"{method} {key}={value:g}", train_config(
+                args, s, method, folder, eps=eps, seed=seed, **{key: value}), resume=args.resume)
+            rows.append({"value": value, **result})
+            done += 1
+            job.progress(done, len(trainings))
+        sweeps[kind] = {"train_eps": format_eps(eps), "seed": seed, "rows": rows}
+    sweeps["fare"], sweeps["reference"] = fare, reference
+    sweep_file.write_text(json.dumps(sweeps, indent=2))
+    eps_label = format_eps(s["eval_eps"][len(s["eval_eps"]) // 2])
+    families = {("LORE (rho)" if k == "rho" else "naive (lambda)"): [(r["value"], r["clean_accuracy"], r["robust_accuracy"][eps_label])
+                                                                       for r in sweeps[k]["rows"]]
+                for k in SWEEPS if k in sweeps}
+    single = {"FARE": (fare["clean_accuracy"], fare["robust_accuracy"][eps_label]),
+              "reference": (reference["clean_accuracy"], reference["robust_accuracy"][eps_label])}
+    plot_front(families, eps_label, args.out / "pareto_front.png", single=single)
+    for kind in kinds:
+        print(f"\n{kind} sweep at training eps {format_eps(eps)}:")
+        print(results_table({f"{kind}={r['value']:g}": r for r in sweeps[kind]["rows"]} | {"fare": fare, "reference": reference}))
+    print(f"\nwrote {sweep_file} and {args.out / 'pareto_front.png'}")
+    return 0
+
+
+def run_ablation(job: Job) -> int:
+    """LORE variants at the largest training radius over the seeds; FARE for comparison."""
+    args, s = job.args, job.s
+    eps = s["train_eps"][-1]
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    train_set = build_dataset(s["train_data"], job.built.image_size, split="train", seed=args.split_seed)
+    images, _ = probe_subset(train_set, 2000, args.split_seed)
+    with torch.no_grad():
+        mean_norm = job.reference(images.to(job.device)).pow(2).sum(1).mean().item()
+    tolerance = s["rho"] * mean_norm  # the fixed margin with the adaptive one's average tolerance
+    variants = {"fare": ("fare", {})} | {name: ("lore", dict(overrides)) for name, overrides in ABLATIONS.items()}
+    variants["fixed margin"][1]["rho"] = tolerance
+    plan = [(seed, name) for seed in seeds for name in variants]
+    if args.model == EMBEDDED:
+        print(f"plan: {len(plan)} trainings at {format_eps(eps)}; expected about "
+              f"{expected_minutes(s, [variants[n][0] for _, n in plan], len(plan), len(job.labels)):.0f} min on 2 CPU cores", flush=True)
+    runs = []
+    for index, (seed, name) in enumerate(plan):
+        method, overrides = variants[name]
+        folder = run_folder(args.out, method, eps, seed, tag="" if name in ("fare", "lore") else "-" + name.replace(" ", "").replace("=", ""))
+        result = job.train_and_measure(name, train_config(args, s, method, folder, eps=eps, seed=seed, **overrides),
+                                       resume=args.resume or name in ("fare", "lore"))
+        runs.append(run_entry(name, eps, seed, result))
+        job.progress(index + 1, len(plan))
+    rows = aggregate(runs)
+    print(f"\nablation at training eps {format_eps(eps)} ({len(seeds)} seed(s); fixed margin = {tolerance:.3f}, "
+          f"i.e. rho x mean ||phi_0||^2 over training images); (↑/↓ x) = difference to FARE in points")
+    print(series_table(rows, None))
+    (args.out / "ablation.json").write_text(json.dumps({"status": "finished", "train_eps": format_eps(eps), "seeds": seeds,
+                                                        "fixed_margin": tolerance, "runs": runs, "rows": rows},
+                                                       indent=2, ensure_ascii=False))
+    (args.out / "ablation.md").write_text(series_table(rows, None, markdown=True) + "\n")
+    print(f"\nwrote {args.out / 'ablation.json'} and ablation.md")
+    return 0

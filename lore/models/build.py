@@ -1,0 +1,108 @@
+"""Builds the encoder (and its text tower, when there is one) that a run fine-tunes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..data.digits import load_digits_images
+from ..data.zero_shot import prompt_templates
+from ..heads import ZeroShotHead, class_text_embeddings
+from .digits import pretrain_classifier, small_digits_encoder
+from .encoders import ImageEncoder, load_open_clip, load_state_file, load_timm, save_state_file
+
+DIGITS_MODEL = "digits-cnn"
+DIGITS_CLIP = "digits-clip"
+
+
+@dataclass
+class BuiltModel:
+    """The encoder to train, plus what zero-shot heads and export need.
+
+    Attributes:
+        encoder: trainable `ImageEncoder`, pixels in [0, 1] -> [B, D].
+        image_size: side of the square input.
+        clip: the full open_clip model, or None.
+        tokenizer: its tokenizer, or None.
+        kind: "digits", "open_clip" or "timm".
+    """
+
+    encoder: ImageEncoder
+    image_size: int
+    clip: Optional[nn.Module] = None
+    tokenizer: object = None
+    kind: str = "digits"
+
+
+def build_model(name: str, pretrained: Optional[str], image_size: Optional[int], *, cache_dir: Path, seed: int,
+                device: torch.device) -> BuiltModel:
+    """Builds the starting encoder phi_0.
+
+    Args:
+        name: "digits-clip" (the embedded CLIP-style default), "digits-cnn", an open_clip name,
+            "local-dir:PATH", or "timm:NAME".
+        pretrained: open_clip tag or weights file; for timm a local weights file.
+        image_size: input side (default: the model's own).
+        cache_dir: where the digits reference encoder is cached (built once, deterministically).
+        seed: seed of the digits pretraining.
+        device: where the encoder goes.
+    """
+    if name == DIGITS_CLIP:
+        from .digits_clip import digits_tokenizer, load_or_train_digits_clip
+
+        size = image_size or 16
+        train, _ = load_digits_images(size).split(held_out=0.25, seed=seed)
+        clip = load_or_train_digits_clip(train, cache_dir, seed=seed).to(device)
+        return BuiltModel(clip.visual, size, clip, digits_tokenizer(), kind="digits-clip")
+    if name == DIGITS_MODEL:
+        size = image_size or 16
+        torch.manual_seed(seed)
+        encoder = small_digits_encoder(embed_dim=32, width=16)
+        cached = cache_dir / f"digits-cnn-w16-d32-{size}px-seed{seed}.safetensors"
+        if cached.is_file():
+            encoder.load_state_dict(load_state_file(cached))
+        else:
+            train, _ = load_digits_images(size).split(held_out=0.25, seed=seed)
+            pretrain_classifier(encoder, train, steps=200, seed=seed)
+            save_state_file(encoder.state_dict(), cached)
+        return BuiltModel(encoder.to(device), size, kind="digits")
+    if name.startswith("timm:"):
+        encoder = load_timm(name[len("timm:"):], checkpoint=pretrained, image_size=image_size, device=device)
+        size = image_size or encoder.backbone.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
+        return BuiltModel(encoder, size, kind="timm")
+    model = load_open_clip(name, pretrained, device=device)
+    return BuiltModel(model.encoder, image_size or model.image_size[0], model.clip, model.tokenizer, kind="open_clip")
+
+
+def class_embeddings(built: BuiltModel, classnames) -> torch.Tensor:
+    """[C, D] unit text embeddings of `classnames` through the model's text tower, averaged over the
+    prompt templates of its kind (`lore.data.zero_shot.PROMPT_TEMPLATES`)."""
+    if built.clip is None:
+        raise ValueError(f"a {built.kind} model has no text tower: zero-shot class embeddings need a CLIP model")
+    return class_text_embeddings(built.clip, built.tokenizer, list(classnames), prompt_templates(built.kind))
+
+
+def build_head(built: BuiltModel, classnames: Optional[tuple[str, ...]], reference, images: torch.Tensor,
+               labels: torch.Tensor) -> ZeroShotHead:
+    """A classification head for probes and supervised methods.
+
+    With a text tower and class names: CLIP's zero-shot head (the prompt templates of its kind).
+    Otherwise: class prototypes, the mean reference embedding phi_0 of each class
+    over the given (training) images, read through cosine similarity.
+    """
+    if built.clip is not None and classnames:
+        return ZeroShotHead(class_embeddings(built, classnames), scale=100.0)
+    with torch.no_grad():
+        embeddings = reference(images)
+    num_classes = int(labels.max()) + 1
+    if len(set(labels.tolist())) < 2:
+        raise ValueError("a prototype head needs images of at least two classes")
+    prototypes = torch.zeros(num_classes, embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
+    for c in range(num_classes):  # a class absent from the sample keeps a zero prototype (cosine 0)
+        if (labels == c).any():
+            prototypes[c] = embeddings[labels == c].mean(0)
+    return ZeroShotHead(prototypes, scale=20.0)

@@ -1,0 +1,50 @@
+"""Figure helpers shared by training curves, evaluation reports and the examples.
+
+Figures are `matplotlib.figure.Figure` objects drawn straight to files: no pyplot, so importing or calling
+this module never selects or changes the plotting backend of the process that uses the library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+from matplotlib.figure import Figure
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, **subplots):
+    """(figure, axes) like `pyplot.subplots`, but owned by the caller and not registered with pyplot.
+
+    Args:
+        nrows, ncols: the grid of axes.
+        **subplots: `figsize=(w, h)` (inches) goes to the figure; the rest (`squeeze`, `sharex`, ...) to
+            `Figure.subplots`.
+    """
+    figsize = subplots.pop("figsize", None)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **subplots)
+
+
+def save_figure(fig: Figure, path: Union[str, Path]) -> Path:
+    """Lays out and writes a figure (PNG, 110 dpi); returns the path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def finish_axes(*axes) -> None:
+    """Grid on each axis, and a legend where something is labelled."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        legend(ax)
+
+
+def legend(ax) -> None:
+    """A legend only when the axis holds labelled artists (an empty legend box says nothing)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+
+
+def mark_empty(ax, message: str) -> None:
+    """Writes `message` across an axis that has nothing to show (e.g. no multiplier in FARE)."""
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="gray")

@@ -1,0 +1,69 @@
+"""The registry of methods: the one list of method names and how a configuration builds each (torch-free).
+
+The command line (`lore train --method`), `TrainConfig` (its accepted names), the training engine (its
+factory) and `lore.methods.METHODS` all read `METHODS` here, so a method is added in exactly one place:
+write its factory in `lore.methods` and register it below with the `TrainConfig` fields it takes.
+
+This module imports nothing heavy: `lore --help` and config validation stay free of torch; the factories
+in `lore.methods` are imported only when a method is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+_DUAL = {"dual": "dual", "hidden": "dual_hidden"}
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One registered method.
+
+    Attributes:
+        name: the name users write (`--method lore`).
+        factory: name of the function in `lore.methods` that returns its `Method`.
+        options: factory keyword -> the `TrainConfig` field that supplies it.
+        summary: one line for help texts.
+    """
+
+    name: str
+    factory: str
+    options: Mapping[str, str] = field(default_factory=dict)
+    summary: str = ""
+
+
+METHODS: Mapping[str, MethodEntry] = MappingProxyType({entry.name: entry for entry in (
+    MethodEntry("fare", "fare", {}, "FARE (paper Eq. 2): unsupervised adversarial embedding loss, unconstrained"),
+    MethodEntry("naive", "naive", {"weight": "naive_weight"}, "naive regularization (Eq. 3): FARE + fixed lambda"),
+    MethodEntry("lore", "lore", {"rho": "rho", **_DUAL, "adaptive_margin": "adaptive_margin",
+                                 "normalize_features": "dual_normalize", "penalty": "penalty"},
+                "LORE (Eq. 7, Algorithm 1): FARE s.t. ||phi - phi_0||^2 <= rho ||phi_0||^2 per sample"),
+    MethodEntry("tecoa", "tecoa", {}, "TeCoA (Eq. 25): supervised adversarial zero-shot cross-entropy"),
+    MethodEntry("tecoa-l2", "tecoa_l2", {"rho": "rho", **_DUAL}, "TeCoA + LORE's embedding constraint (App. J.7)"),
+    MethodEntry("tecoa-kl", "tecoa_kl", {"rho": "rho", **_DUAL}, "TeCoA + KL(p_0 || p) <= rho H(p_0) (App. J.7)"),
+)})
+"""Every method, by name, in the paper's order."""
+
+METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
+
+
+def method_entry(name: str) -> MethodEntry:
+    """The registered method `name`; an unknown name is refused with the known ones."""
+    if name not in METHODS:
+        raise ValueError(f"method must be one of {METHOD_NAMES}, got {name!r}")
+    return METHODS[name]
+
+
+def method_factory(name: str) -> Callable[..., Any]:
+    """The factory in `lore.methods` that returns method `name`'s `Method` (imports torch)."""
+    return getattr(importlib.import_module("lore.methods"), method_entry(name).factory)
+
+
+def build_method(name: str, settings: Any):
+    """Method `name`, built with the options it takes read from `settings` (a `TrainConfig` or any object
+    with those attributes)."""
+    entry = method_entry(name)
+    return method_factory(name)(**{keyword: getattr(settings, source) for keyword, source in entry.options.items()})

@@ -1,0 +1,43 @@
+"""Checks shared by the typed configurations of `lore train` and `lore eval` (torch-free)."""
+
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Union
+
+
+def check_field_types(config) -> None:
+    """Checks every field of a config dataclass against its annotation (int, float, str, bool, Optional[...]).
+
+    JSON config files carry their own types, so `"max_steps": "5"` or `"seed": 2.5` must be refused here,
+    naming the key, instead of failing later inside the training loop.
+    """
+    hints = typing.get_type_hints(type(config))
+    for item in fields(config):
+        value, hint = getattr(config, item.name), hints[item.name]
+        optional = typing.get_origin(hint) is Union and type(None) in typing.get_args(hint)
+        if optional:
+            if value is None:
+                continue
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            continue  # 1 is a fine float
+        if hint in (int, float, str, bool) and (not isinstance(value, hint) or (hint is not bool and isinstance(value, bool))):
+            expected = hint.__name__ + (" or null" if optional else "")
+            raise ValueError(f"{item.name} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
+def read_json_object(path: Union[str, Path]) -> dict:
+    """Reads a JSON object from `path`, with errors that name the file."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"config file {path} not found") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"config file {path} is not valid JSON: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path} must hold a JSON object of TrainConfig keys")
+    return values

@@ -1,0 +1,46 @@
+"""benchmarks/run.py --quick runs and writes every ratio of its RATIOS table (timings are never asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from run import RATIOS  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+
+KEYS = set(RATIOS)
+
+
+@pytest.mark.slow
+def test_benchmark_quick_writes_every_key(tmp_path):
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(out)], check=True,
+                   capture_output=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = json.loads(out.read_text())
+    assert KEYS <= set(result)
+    assert all(isinstance(result[k], float) and result[k] == result[k] for k in KEYS)  # numbers, not NaN
+    assert 0 <= result["eval_model_robust_accuracy"] <= result["eval_model_clean_accuracy"] <= 1
+    assert 0 <= result["data_wait_fraction"] <= 1 and result["data_pipeline"]["workers"] >= 1
+
+
+@pytest.mark.slow
+def test_fairness_benchmark_meets_its_targets_against_fairlearn(tmp_path):
+    """Our group constraints against fairlearn's ExponentiatedGradient at the same bound, on held-out data."""
+    out = tmp_path / "fair.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fairness.py"), "--json", str(out)], check=True,
+                   capture_output=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = json.loads(out.read_text())
+    dp, bgl = result["demographic_parity"], result["bounded_group_loss"]
+    ours, theirs = dp["ours"], dp["fairlearn"]
+    assert ours["train_violation"] <= dp["bound"] + 0.005
+    assert ours["violation"] <= max(dp["bound"], theirs["violation"]) + 0.01
+    assert ours["accuracy"] >= theirs["accuracy"] - 0.01
+    ours, theirs = bgl["ours"], bgl["fairlearn"]
+    assert ours["train_violation"] <= bgl["bound"] * 1.01
+    assert ours["violation"] <= max(bgl["bound"], theirs["violation"]) * 1.02
+    assert ours["mse"] <= theirs["mse"] * 1.02
+    assert dp["unconstrained"]["violation"] > 5 * dp["bound"]  # the problem is not trivially fair

@@ -1,0 +1,162 @@
+"""The examples run end to end (small modes) and write what they promise."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # two xdist workers on two cores: no oversubscription
+
+
+def run_example(name, *args, cwd=None, timeout=900):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / name), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd, env=ONE_THREAD)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def check_results(path: Path, methods: set, eps: set):
+    results = json.loads(path.read_text())["methods"]
+    assert set(results) == methods
+    for entry in results.values():
+        assert 0.0 <= entry["clean_accuracy"] <= 1.0
+        assert 0.0 <= entry["within_margin"] <= 1.0
+        assert set(entry["robust_accuracy"]) == eps
+        assert all(re.fullmatch(r"\d+/255", k) for k in entry["robust_accuracy"])
+        assert all(0.0 <= v <= entry["clean_accuracy"] for v in entry["robust_accuracy"].values())
+    assert results["reference"]["within_margin"] == 1.0
+    return results
+
+
+@pytest.mark.slow
+def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
+    out = tmp_path / "out"
+    run_example("lore_clip.py", "--quick", "--out", out, "--cache-dir", lore_cache, cwd=tmp_path)
+    check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"8/255", "16/255", "32/255"})
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["status"] == "finished"
+    runs = payload["runs"]
+    for method in ("fare", "lore"):
+        radii = {r["train_eps"] for r in runs if r["method"] == method}
+        assert len(radii) >= 2, (method, radii)
+    for entry in runs:
+        assert set(entry) == {"method", "train_eps", "seed", "clean_accuracy", "robust_accuracy", "within_margin"}
+        assert set(entry["robust_accuracy"]) == {"8/255", "16/255", "32/255"}
+        assert 0 <= min(entry["robust_accuracy"].values()) <= entry["clean_accuracy"] <= 1
+    # the headline comparison is the largest training radius, and its numbers are those of that run
+    largest = payload["setting"]["train_eps"]
+    lore_run = next(r for r in runs if r["method"] == "lore" and r["train_eps"] == largest)
+    assert payload["methods"]["lore"]["clean_accuracy"] == lore_run["clean_accuracy"]
+    for plot in ("training_curves.png", "accuracy.png", "series.png", "constraint.png"):
+        assert (out / plot).stat().st_size > 10_000
+    assert "↑" in (out / "series.md").read_text() or "↓" in (out / "series.md").read_text()
+
+
+@pytest.mark.slow
+def test_lore_clip_real_weights_path_on_a_tiny_open_clip_model(tmp_path, lore_cache, tiny_clip_dir, digit_folders):
+    """--model/--train-data/--eval-data as far as this machine allows: a local-dir CLIP and image folders."""
+    model_dir = tiny_clip_dir
+    train_dir, val_dir = digit_folders
+    out = tmp_path / "out"
+    run_example("lore_clip.py", "--model", f"local-dir:{model_dir}", "--train-data", train_dir, "--train-eps", "2/255,4/255",
+                "--eval-data", val_dir, "--steps", 2, "--batch-size", 8, "--eval-samples", 16, "--apgd-iter", 3,
+                "--out", out, "--cache-dir", lore_cache, cwd=tmp_path)
+    check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"1/255", "2/255", "4/255", "8/255"})
+    setting = json.loads((out / "results.json").read_text())["setting"]
+    assert setting["train_eps"] == "4/255" and setting["rho"] == 0.1  # the paper's defaults with real weights
+
+
+@pytest.mark.slow
+def test_tecoa_variants_quick(tmp_path, lore_cache):
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, str(ROOT / "examples" / "tecoa_variants.py"), "--quick", "--out", str(out),
+                    "--cache-dir", str(lore_cache)], check=True, capture_output=True, timeout=900, env=ONE_THREAD)
+    check_results(out / "results.json", {"reference", "tecoa", "tecoa-l2", "tecoa-kl"}, {"8/255", "16/255", "32/255"})
+
+
+@pytest.mark.slow
+def test_constrained_loop_example_runs():
+    out = run_example("constrained_loop.py", "--steps", 60)
+    assert "constrained" in out and "unconstrained" in out
+
+
+@pytest.mark.slow
+def test_fairness_example_meets_its_bound_on_training_data():
+    out = run_example("fairness_constraint.py", "--steps", 4000)
+    bound = float(re.search(r"bound c = ([0-9.]+)", out).group(1))
+    worst_constrained = float(re.search(r"^constrained\s+train\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+([0-9.]+)", out, re.M).group(1))
+    assert worst_constrained <= bound + 5e-3
+
+
+@pytest.mark.slow
+def test_custom_constraint_example_runs():
+    assert "within the custom margin" in run_example("custom_constraint.py")
+
+
+@pytest.mark.slow
+def test_lore_clip_interrupted_leaves_no_finished_results_and_resumes(tmp_path, lore_cache):
+    """SIGTERM stops the whole job (not only the current training) and --resume finishes it."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    args = [sys.executable, str(ROOT / "examples" / "lore_clip.py"), "--quick", "--methods", "fare,lore", "--steps", "12",
+            "--eval-samples", "40", "--apgd-iter", "3", "--out", str(out), "--cache-dir", str(lore_cache)]
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"status": "finished", "methods": {}}))  # a stale earlier result
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD, cwd=tmp_path)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        started = list(out.glob("runs/fare-*/metrics.jsonl"))
+        if started and len(started[0].read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    first = started[0].parent
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode != 0, stderr
+    results = out / "results.json"
+    assert not results.exists() or json.loads(results.read_text())["status"] == "interrupted"
+    assert not list(out.glob("runs/lore-*"))  # the job stopped: the next method never started
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+
+    run_example("lore_clip.py", *args[2:], "--resume", cwd=tmp_path)
+    payload = json.loads(results.read_text())
+    assert payload["status"] == "finished" and set(payload["methods"]) == {"reference", "fare", "lore"}
+    resumed = json.loads((first / "summary.json").read_text())
+    assert resumed["status"] == "finished" and resumed["start_step"] == summary["step"]
+
+
+@pytest.mark.slow
+def test_lore_clip_sweep_and_ablation_modes_write_their_fronts_and_tables(tmp_path, lore_cache):
+    out = tmp_path / "out"
+    tiny = ["--quick", "--steps", "3", "--eval-samples", "30", "--apgd-iter", "2", "--out", out, "--cache-dir", lore_cache]
+    run_example("lore_clip.py", *tiny, "--sweep", "rho,lambda", cwd=tmp_path)
+    sweeps = json.loads((out / "sweeps.json").read_text())
+    assert [r["value"] for r in sweeps["rho"]["rows"]] == [0.02, 0.05, 0.1, 0.2, 0.4]
+    assert [r["value"] for r in sweeps["lambda"]["rows"]] == [0.1, 0.3, 1.0, 3.0, 10.0]
+    assert "clean_accuracy" in sweeps["fare"] and "clean_accuracy" in sweeps["reference"]
+    assert (out / "pareto_front.png").stat().st_size > 10_000
+    run_example("lore_clip.py", *tiny, "--ablation", cwd=tmp_path)
+    ablation = json.loads((out / "ablation.json").read_text())
+    assert ablation["status"] == "finished"
+    assert {r["method"] for r in ablation["runs"]} == {"fare", "lore", "dual linear", "dual scalar", "fixed margin", "K = 1"}
+    assert ablation["fixed_margin"] > 0
+    configs = {json.loads(p.read_text())["dual"] for p in out.glob("runs/lore-dual*/config.json")}
+    assert configs == {"linear", "scalar"}
+    fixed = json.loads(next(out.glob("runs/lore-fixedmargin*/config.json")).read_text())
+    assert fixed["adaptive_margin"] is False and fixed["rho"] == pytest.approx(ablation["fixed_margin"])
+
+
+@pytest.mark.slow
+def test_robust_constraint_example_compares_at_matched_robustness():
+    out = run_example("robust_constraint.py", "--steps", 25, "--gammas", "0.5,1.0")
+    assert "PGD adversarial training" in out and "constrained, gamma = 0.5" in out and "matched robustness" in out

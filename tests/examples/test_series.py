@@ -1,0 +1,72 @@
+"""The epsilon series: aggregation over seeds, the paper-style table with differences to FARE, plots."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given, settings
+
+from lore_clip_support.series import aggregate, plot_constraint, plot_series, series_table
+
+
+def run(method, eps, seed, clean, robust, within=0.5):
+    return {"method": method, "train_eps": eps, "seed": seed, "clean_accuracy": clean,
+            "robust_accuracy": {"8/255": robust, "16/255": robust / 2}, "within_margin": within}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=5), st.lists(st.floats(0, 1), min_size=1, max_size=5))
+def test_aggregate_gives_the_mean_and_sample_std_over_seeds(fare_clean, lore_clean):
+    runs = [run("fare", "4/255", s, c, c / 2) for s, c in enumerate(fare_clean)]
+    runs += [run("lore", "4/255", s, c, c / 3) for s, c in enumerate(lore_clean)]
+    rows = {r["method"]: r for r in aggregate(runs)}
+    for method, values in (("fare", fare_clean), ("lore", lore_clean)):
+        mean, std = rows[method]["clean_accuracy"]
+        assert mean == pytest.approx(statistics.fmean(values))
+        assert std == pytest.approx(statistics.stdev(values) if len(values) > 1 else 0.0)
+        assert rows[method]["seeds"] == list(range(len(values)))
+
+
+def test_aggregate_keeps_radii_apart_and_in_first_seen_order():
+    runs = [run(m, e, s, 0.9, 0.5) for s in (0, 1) for e in ("16/255", "64/255") for m in ("fare", "lore")]
+    rows = aggregate(runs)
+    assert [(r["method"], r["train_eps"]) for r in rows] == [("fare", "16/255"), ("lore", "16/255"),
+                                                             ("fare", "64/255"), ("lore", "64/255")]
+    assert all(r["seeds"] == [0, 1] for r in rows)
+
+
+def test_table_marks_the_difference_to_fare_in_points_up_and_down():
+    runs = [run("fare", "4/255", 0, 0.80, 0.40), run("lore", "4/255", 0, 0.85, 0.30)]
+    reference = {"clean_accuracy": 0.95, "robust_accuracy": {"8/255": 0.1, "16/255": 0.0}, "within_margin": 1.0}
+    text = series_table(aggregate(runs), reference)
+    lore_line = next(line for line in text.splitlines() if " lore " in f" {line} ")
+    assert "0.850 ± 0.000 (↑5.0)" in lore_line and "0.300 ± 0.000 (↓10.0)" in lore_line
+    fare_line = next(line for line in text.splitlines() if " fare " in f" {line} ")
+    assert "↑" not in fare_line and "↓" not in fare_line
+    assert text.splitlines()[1].split()[1] == "reference"
+    markdown = series_table(aggregate(runs), reference, markdown=True)
+    assert markdown.splitlines()[0].startswith("| train eps | method | clean")
+    assert all(line.count("|") == markdown.splitlines()[0].count("|") for line in markdown.splitlines())
+
+
+def test_plots_are_written(tmp_path):
+    runs = [run(m, e, s, 0.9 - 0.1 * i, 0.5) for s in (0, 1) for i, e in enumerate(("16/255", "64/255"))
+            for m in ("fare", "lore")]
+    assert plot_series(aggregate(runs), None, tmp_path / "series.png").stat().st_size > 10_000
+    folders = {}
+    for name, with_lambda in (("fare", False), ("lore", True)):
+        folder = tmp_path / name
+        folder.mkdir()
+        records = []
+        for step in range(0, 30, 10):
+            record = {"step": step, "probe/relative_distance_q10": 0.01, "probe/relative_distance_q50": 0.05 + step / 100,
+                      "probe/relative_distance_q90": 0.2, "probe/within_margin": 0.9}
+            if with_lambda:
+                record.update({"probe/lambda_mean": 1.0, "probe/lambda_q10": 0.5, "probe/lambda_q90": 2.0})
+            records.append(record)
+        (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+        folders[name] = folder
+    assert plot_constraint(folders, 0.1, tmp_path / "constraint.png").stat().st_size > 10_000

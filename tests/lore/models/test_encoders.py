@@ -1,0 +1,162 @@
+"""Every loading path, on files the test writes: open_clip config + checkpoint, local-dir, timm/DINOv2."""
+
+from __future__ import annotations
+
+import json
+
+import open_clip
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from lore import ZeroShotHead, class_text_embeddings, load_open_clip, load_state_file, load_timm
+
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_name(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("configs")
+    (folder / "tiny-clip-test.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(folder)
+    return "tiny-clip-test"
+
+
+def test_open_clip_by_name_wraps_the_image_tower(tiny_clip_name):
+    model = load_open_clip(tiny_clip_name)
+    images = torch.rand(2, 3, 32, 32)
+    assert model.image_size == (32, 32)
+    assert model.encoder.embed_dim == 32
+    expected = model.clip.encode_image((images - model.encoder.mean) / model.encoder.std)
+    assert torch.allclose(model.encoder(images), expected, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        model.encoder(torch.rand(2, 1, 32, 32))
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_open_clip_local_checkpoint_file(tiny_clip_name, tmp_path, suffix):
+    torch.manual_seed(1)
+    source = load_open_clip(tiny_clip_name)
+    path = tmp_path / f"weights{suffix}"
+    state = {k: v.contiguous() for k, v in source.clip.state_dict().items()}
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+    torch.manual_seed(2)
+    loaded = load_open_clip(tiny_clip_name, pretrained=str(path))
+    images = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(loaded.encoder(images), source.encoder(images), atol=1e-6)
+
+
+def test_open_clip_local_dir(tiny_clip_name, tmp_path):
+    source = load_open_clip(tiny_clip_name)
+    folder = tmp_path / "my-clip"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP, "preprocess_cfg": {}}))
+    save_file({k: v.contiguous() for k, v in source.clip.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    loaded = load_open_clip(f"local-dir:{folder}")
+    images = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(loaded.encoder(images), source.encoder(images), atol=1e-6)
+    with pytest.raises(ValueError, match="local-dir folder carries its weights"):
+        load_open_clip(f"local-dir:{folder}", pretrained="openai")
+
+
+def test_missing_checkpoint_file_is_named(tiny_clip_name, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        load_open_clip(tiny_clip_name, pretrained=str(tmp_path / "nope.safetensors"))
+
+
+def test_zero_shot_head_from_the_text_tower(tiny_clip_name):
+    model = load_open_clip(tiny_clip_name)
+    classes = class_text_embeddings(model.clip, model.tokenizer, ["cat", "dog", "car"], ["a photo of a {}.", "a {}."])
+    assert classes.shape == (3, 32)
+    assert torch.allclose(classes.norm(dim=1), torch.ones(3), atol=1e-5)
+    logits = ZeroShotHead(classes)(model.encoder(torch.rand(4, 3, 32, 32)))
+    assert logits.shape == (4, 3) and logits.abs().max() <= 100 + 1e-4
+    with pytest.raises(ValueError, match="'\\{\\}' slot"):
+        class_text_embeddings(model.clip, model.tokenizer, ["cat"], ["no slot"])
+
+
+def test_timm_dinov2_with_a_local_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    source = load_timm("vit_small_patch14_dinov2", image_size=28)
+    path = tmp_path / "dinov2_s.safetensors"
+    save_file({k: v.contiguous() for k, v in source.backbone.state_dict().items()}, str(path))
+    torch.manual_seed(1)
+    loaded = load_timm("vit_small_patch14_dinov2", checkpoint=path, image_size=28)
+    images = torch.rand(2, 3, 28, 28)
+    assert loaded.embed_dim == 384
+    assert torch.allclose(loaded(images), source(images), atol=1e-5)
+    assert loaded.mean.flatten().tolist() == pytest.approx([0.485, 0.456, 0.406])
+
+
+def test_timm_checkpoint_that_does_not_fit_is_rejected(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"some.weight": torch.zeros(3)}, path)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_timm("vit_small_patch14_dinov2", checkpoint=path, image_size=28)
+
+
+def test_corrupt_and_foreign_weight_files_give_clear_errors(tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x00\x01not a safetensors file")
+    with pytest.raises(ValueError, match="could not read weights from .*broken.safetensors"):
+        load_state_file(broken)
+    truncated = tmp_path / "trunc.pt"
+    torch.save({"w": torch.zeros(100)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:50])
+    with pytest.raises(ValueError, match="could not read weights"):
+        load_state_file(truncated)
+    foreign = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], foreign)
+    with pytest.raises(ValueError, match="does not hold a state dict"):
+        load_state_file(foreign)
+
+
+class _NotATensor:
+    """Stands for arbitrary pickled code in an untrusted checkpoint."""
+
+
+def test_arbitrary_pickles_are_refused(tmp_path):
+    path = tmp_path / "untrusted.pt"
+    torch.save({"w": torch.zeros(2), "payload": _NotATensor()}, path)
+    with pytest.raises(ValueError, match="could not read weights"):
+        load_state_file(path)  # weights_only=True refuses to unpickle _NotATensor
+
+
+def test_save_state_file_round_trips_and_leaves_no_temporary(tmp_path):
+    from lore.models.encoders import save_state_file
+
+    state = {"w": torch.randn(3, 4), "b": torch.arange(5.0)[::2]}  # non-contiguous on purpose
+    path = save_state_file(state, tmp_path / "deep" / "w.safetensors")
+    loaded = load_state_file(path)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert [p.name for p in path.parent.iterdir()] == ["w.safetensors"]
+
+
+def _small_image_encoder():
+    from lore import ImageEncoder
+
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(6))
+    encoder = ImageEncoder(backbone, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), embed_dim=6)
+    encoder(torch.rand(1, 3, 8, 8))  # materialise the lazy layer
+    return encoder
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_image_encoder_refuses_integer_images_instead_of_returning_nan(dtype):
+    encoder = _small_image_encoder()
+    with pytest.raises(TypeError, match=f"floating point pixels in \\[0, 1\\], got dtype {dtype}"):
+        encoder(torch.randint(0, 255, (2, 3, 8, 8), dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_image_encoder_accepts_half_and_double_images(dtype):
+    encoder = _small_image_encoder()
+    images = torch.rand(2, 3, 8, 8)
+    expected = encoder(images)
+    got = encoder(images.to(dtype))
+    assert got.dtype == torch.float32 and torch.allclose(got, expected, atol=2e-2 if dtype == torch.float16 else 1e-6)

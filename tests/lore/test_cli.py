@@ -1,0 +1,166 @@
+"""First contact with the `lore` CLI: every input error is one line naming the input, exit code 2; help is instant."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lore.cli import build_parser, main
+from lore.training.config import TrainConfig
+from lore.evaluation.config import CORRUPTION_NAMES, EvalConfig
+
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "lore", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env=ONE_THREAD)
+
+
+def assert_one_line_error(done, *needles):
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(lines) <= 2, done.stderr  # argparse adds a usage line before its own one-line error
+    for needle in needles:
+        assert needle in done.stderr, done.stderr
+
+
+def test_train_eps_abc_prints_the_library_message_not_argparse_s():
+    done = run_cli("train", "--eps", "abc")
+    assert_one_line_error(done, "eps must look like 4/255", "'abc'")
+    assert "invalid parse_eps value" not in done.stderr
+
+
+def test_eval_of_a_missing_model_path_is_one_line(tmp_path):
+    assert_one_line_error(run_cli("eval", "--model", "/no/such/run", "--output", tmp_path), "/no/such/run")
+
+
+def test_eval_of_an_interrupted_run_folder_without_export_says_so(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "metrics.jsonl").write_text("")
+    (run / "summary.json").write_text(json.dumps({"status": "interrupted"}))
+    assert main(["eval", "--model", str(run), "--output", str(tmp_path / "e"), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert "without an export" in error and "interrupted" in error and "--resume" in error
+
+
+def test_eval_of_an_unknown_model_name_is_one_line(tmp_path, capsys):
+    assert main(["eval", "--model", "ViT-Q-99", "--output", str(tmp_path), "--device", "cpu"]) == 2
+    assert "not an open_clip architecture" in capsys.readouterr().err
+
+
+def test_eval_missing_data_is_one_line(tmp_path, capsys, lore_cache):
+    assert main(["eval", "--data", str(tmp_path / "missing"), "--cache-dir", str(lore_cache), "--output",
+                 str(tmp_path / "e"), "--device", "cpu"]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_plot_of_a_missing_folder_is_one_line(tmp_path, capsys):
+    assert main(["plot", str(tmp_path / "missing")]) == 2
+    assert "metrics.jsonl not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_an_unknown_device_is_refused_by_name(command, capsys):
+    assert main([command, "--device", "banana"]) == 2
+    assert "'banana'" in capsys.readouterr().err
+
+
+def test_a_single_class_image_folder_is_refused_by_name(tmp_path, capsys, lore_cache):
+    from PIL import Image
+
+    (tmp_path / "data" / "only").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / "data" / "only" / f"{i}.png")
+    assert main(["train", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "run"),
+                 "--cache-dir", str(lore_cache), "--device", "cpu", "--max-steps", "1"]) == 2
+    assert "at least 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("values, key", [({"max_steps": "5"}, "max_steps"), ({"max_steps": 2.5}, "max_steps"),
+                                         ({"seed": "0"}, "seed"), ({"lr": "1e-3"}, "lr"), ({"tensorboard": 1}, "tensorboard")])
+def test_config_file_values_of_the_wrong_type_are_refused_by_key(tmp_path, capsys, values, key):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(values))
+    assert main(["train", "--config", str(config), "--output", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and key in error and repr(values[key]) in error
+
+
+def test_a_missing_config_file_is_one_line(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "nope.json")]) == 2
+    assert "nope.json not found" in capsys.readouterr().err
+
+
+def test_help_and_argument_errors_do_not_import_torch():
+    code = ("import sys\nfrom lore.cli import build_parser\nbuild_parser().format_help()\n"
+            "from lore.training.config import TrainConfig\nfrom lore.evaluation.config import EvalConfig\n"
+            "import lore, lore.evaluation\nassert 'torch' not in sys.modules, 'torch imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    done = run_cli("--help")
+    assert done.returncode == 0 and "train" in done.stdout
+
+
+def test_help_shows_each_default_once_and_eps_as_a_fraction(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 4/255)" in text and "0.0156862" not in text
+    assert text.count("(default: the model's own; digits: 16)") == 1
+    assert "digits: 16) (default" not in text
+
+
+def test_train_help_lists_every_train_config_field():
+    text = build_parser().format_help()
+    assert "train" in text and "eval" in text and "plot" in text
+    for field in ("skip-unreadable",):
+        assert field in " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
+
+
+# ---- lore eval settings that would make a report lie
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"square_queries": -5}, "square_queries must be >= 0"),
+    ({"n_targets": 0}, "n_targets must be >= 1 when apgd-t runs"),
+    ({"noise_sigmas": "-1"}, "noise_sigmas must be finite and > 0"),
+    ({"noise_sigmas": "abc"}, "noise_sigmas must be a comma list"),
+    ({"eps": ""}, "eps lists no radius"),
+    ({"eps": "4/255,abc"}, "eps must look like"),
+    ({"attacks": "fgsm"}, "unknown ['fgsm']"),
+    ({"corruptions": "fog"}, "unknown ['fog']"),
+    ({"n_samples": 0}, "n_samples must be >= 1"),
+])
+def test_eval_config_refuses_settings_that_would_mislabel_or_fake_a_result(values, message):
+    with pytest.raises(ValueError) as error:
+        EvalConfig(**values)
+    assert message in str(error.value)
+
+
+def test_eval_cli_refuses_negative_square_queries_before_any_work(capsys):
+    assert main(["eval", "--square-queries", "-5"]) == 2
+    assert "square_queries" in capsys.readouterr().err
+
+
+def test_eval_config_without_targeted_attack_accepts_zero_targets():
+    assert EvalConfig(attacks="apgd-ce", n_targets=0).attack_list == ["apgd-ce"]
+
+
+def test_eval_config_corruption_names_match_the_implemented_corruptions():
+    from lore.attacks.corruptions import CORRUPTIONS
+
+    assert sorted(CORRUPTIONS) == list(CORRUPTION_NAMES)
+    assert EvalConfig(corruptions="all").corruption_list == list(CORRUPTION_NAMES)
+
+
+def test_train_config_accepts_ints_for_floats_and_fractions_for_eps():
+    config = TrainConfig(lr=1, eps="8/255")
+    assert config.lr == 1 and config.eps == pytest.approx(8 / 255)

@@ -1,0 +1,74 @@
+"""`lore train` without a run: help, config validation, checkpoint errors, options reaching the method.
+
+The end-to-end runs (outputs, kill-and-resume, torchrun DDP, ...) are tests/pipeline/test_train_runs.py."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from lore.training.checkpoint import CheckpointError, load_checkpoint
+from lore.cli import build_parser, main
+from lore.training.config import TrainConfig, parse_eps
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(TrainConfig):
+        assert "--" + field.name.replace("_", "-") in text, field.name
+    assert "--resume" in text and "--config" in text
+
+
+def test_config_validation_names_the_bad_value(tmp_path):
+    assert parse_eps("4/255") == pytest.approx(4 / 255)
+    with pytest.raises(ValueError, match="eps must look like 4/255"):
+        parse_eps("four")
+    with pytest.raises(ValueError, match="method must be one of"):
+        TrainConfig(method="lora")
+    with pytest.raises(ValueError, match="unknown config keys \\['learning_rate'\\]"):
+        TrainConfig.from_dict({"learning_rate": 1.0})
+    bad = tmp_path / "c.json"
+    bad.write_text("{not json")
+    args = build_parser().parse_args(["train", "--config", str(bad)])
+    with pytest.raises(ValueError, match="not valid JSON"):
+        from lore.cli import config_from_args
+
+        config_from_args(args)
+
+
+def test_corrupt_and_foreign_checkpoints_give_clear_errors(tmp_path):
+    fingerprint = TrainConfig().resume_fingerprint()
+    truncated = tmp_path / "last.pt"
+    torch.save({"format_version": 1, "payload": torch.zeros(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(truncated, fingerprint)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not a lore training checkpoint"):
+        load_checkpoint(foreign, fingerprint)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt", fingerprint)
+
+
+def test_config_options_reach_the_method_and_the_dual_optimizer():
+    from constrained import AugmentedLagrangian, FixedMargin, Lagrangian, NormMargin
+    from lore.training.engine import dual_optimizer_factory, make_method
+
+    default = make_method(TrainConfig())
+    assert isinstance(default.formulation, Lagrangian) and isinstance(default.constraint.margin, NormMargin)
+    assert isinstance(make_method(TrainConfig(penalty=20.0)).formulation, AugmentedLagrangian)
+    assert isinstance(make_method(TrainConfig(adaptive_margin=False, rho=0.3)).constraint.margin, FixedMargin)
+    assert make_method(TrainConfig(dual_normalize=True)).multiplier(8).normalize is True
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    adam = dual_optimizer_factory(TrainConfig().dual_optimizer, 5e-4)(params)
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["maximize"] and adam.param_groups[0]["lr"] == 5e-4
+    assert isinstance(dual_optimizer_factory("sgd", 0.1)(params), torch.optim.SGD)
+    with pytest.raises(ValueError, match="dual_optimizer must be one of"):
+        TrainConfig(dual_optimizer="rmsprop")
+    with pytest.raises(ValueError, match="penalty must be finite and >= 0"):
+        TrainConfig(penalty=-1.0)

@@ -1,0 +1,263 @@
+"""The layout is kept true by the code: docs/architecture.md's allowed-imports table, no import circles,
+evaluation and training independent, the core below the applications, one registry of methods."""
+
+from __future__ import annotations
+
+import ast
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("constrained", "lore")
+
+
+# ---- the checker -------------------------------------------------------------------------------------------
+
+def module_files(root: Path, packages=PACKAGES) -> dict[str, Path]:
+    """{dotted module name: file} of every module of `packages` under `root`."""
+    modules = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join(parts)] = path
+    return modules
+
+
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[:len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def import_graph(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
+    """{module: modules of `packages` it imports}, from every import statement (module level or in a function).
+
+    `from a import b` counts as importing the module a.b when that is a module, else a.
+    """
+    files = module_files(root, packages)
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        is_package = path.name == "__init__.py"
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(module, is_package, node)
+                names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base for alias in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in files:  # import a.b.c of a package: the deepest module that exists
+                    name = name.rpartition(".")[0]
+                if name and name.split(".")[0] in packages and name != module:
+                    targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import circle [a, b, ..., a] of `graph`, or [] when there is none."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+def read_table(path: Path) -> dict[str, set[str]]:
+    """{unit: units it may import} from the "Allowed imports" table of docs/architecture.md."""
+    section = path.read_text().split("## Allowed imports")[1].split("\n## ")[0]
+    table = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            table[cells[0].strip("`")] = set(re.findall(r"`([\w.]+)`", cells[2]))
+    return table
+
+
+def unit_of(module: str, units) -> str:
+    """The most specific unit naming `module` or one of its packages."""
+    candidates = [u for u in units if module == u or module.startswith(u + ".")]
+    if not candidates:
+        raise AssertionError(f"{module} belongs to no unit of docs/architecture.md's table")
+    return max(candidates, key=len)
+
+
+def table_violations(graph: dict[str, set[str]], table: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, targets in sorted(graph.items()):
+        mine = unit_of(module, table)
+        for target in sorted(targets):
+            theirs = unit_of(target, table)
+            if theirs != mine and theirs not in table[mine]:
+                found.append(f"{module} imports {target}: {mine} may not import {theirs}")
+    return found
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """The rules that hold whatever the table says."""
+    def under(module, *units):
+        return any(module == u or module.startswith(u + ".") for u in units)
+
+    found = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            if under(module, "lore.evaluation") and under(target, "lore.training") or \
+                    under(module, "lore.training") and under(target, "lore.evaluation"):
+                found.append(f"{module} imports {target}: evaluation and training are independent")
+            if under(module, "lore.methods", "lore.step", "lore.attacks") and \
+                    under(target, "lore.training", "lore.evaluation", "lore.cli"):
+                found.append(f"{module} imports {target}: the core never imports an application")
+            if under(module, "constrained") and under(target, "lore"):
+                found.append(f"{module} imports {target}: constrained never imports lore")
+    return found
+
+
+# ---- the checker can fail ----------------------------------------------------------------------------------
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_the_checker_finds_circles_forbidden_imports_and_function_level_imports(tmp_path):
+    _write(tmp_path, {
+        "lore/__init__.py": "",
+        "lore/methods.py": "def f():\n    from .training.engine import train\n",
+        "lore/training/__init__.py": "",
+        "lore/training/engine.py": "from ..evaluation import run\nfrom lore import methods\n",
+        "lore/evaluation/__init__.py": "",
+        "lore/evaluation/run.py": "import lore.training.engine\n",
+        "constrained/__init__.py": "from lore.methods import f\n",
+    })
+    graph = import_graph(tmp_path)
+    assert graph["lore.methods"] == {"lore.training.engine"}  # found inside a function
+    assert graph["lore.training.engine"] == {"lore.evaluation.run", "lore.methods"}
+    cycle = find_cycle(graph)
+    assert cycle[0] == cycle[-1] and len(cycle) >= 3
+    layers = "\n".join(layer_violations(graph))
+    assert "lore.training.engine imports lore.evaluation.run" in layers
+    assert "lore.evaluation.run imports lore.training.engine" in layers
+    assert "lore.methods imports lore.training.engine: the core" in layers
+    assert "constrained imports lore.methods" in layers
+    table = {"lore": set(), "lore.methods": set(), "lore.training": {"lore.methods"}, "lore.evaluation": set(),
+             "constrained": set()}
+    assert table_violations(graph, table) == [
+        "constrained imports lore.methods: constrained may not import lore.methods",
+        "lore.evaluation.run imports lore.training.engine: lore.evaluation may not import lore.training",
+        "lore.methods imports lore.training.engine: lore.methods may not import lore.training",
+        "lore.training.engine imports lore.evaluation.run: lore.training may not import lore.evaluation",
+    ]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+# ---- the code obeys it -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def graph():
+    return import_graph(ROOT)
+
+
+def test_no_import_circle(graph):
+    assert find_cycle(graph) == []
+
+
+def test_evaluation_and_training_are_independent_and_the_core_stays_below(graph):
+    assert layer_violations(graph) == []
+
+
+def test_every_import_is_allowed_by_the_architecture_table(graph):
+    table = read_table(ROOT / "docs" / "architecture.md")
+    assert {"constrained", "lore.training", "lore.evaluation", "lore.attacks", "lore.cli"} <= set(table)
+    unknown = {u for allowed in table.values() for u in allowed} - set(table)
+    assert not unknown, f"the table allows imports of units it does not define: {unknown}"
+    for module in graph:
+        unit_of(module, table)  # every module is placed
+    assert table_violations(graph, table) == []
+
+
+def test_the_library_never_touches_the_plotting_backend():
+    for path in module_files(ROOT).values():
+        text = path.read_text()
+        assert "matplotlib.use(" not in text, path
+        assert "matplotlib.pyplot" not in text, f"{path}: draw on matplotlib.figure.Figure (lore.plotting), not pyplot"
+
+
+def test_the_main_jobs_plumbing_is_not_in_the_library():
+    modules = module_files(ROOT)
+    assert "lore.compare" not in modules and "lore.series" not in modules
+    assert (ROOT / "examples" / "lore_clip_support" / "compare.py").is_file()
+    assert (ROOT / "examples" / "lore_clip_support" / "series.py").is_file()
+
+
+def test_prompt_templates_are_written_once():
+    """The zero-shot prompts of the heads live in lore.data.zero_shot.PROMPT_TEMPLATES, nowhere else."""
+    home = ROOT / "lore" / "data" / "zero_shot.py"
+    sources = [*module_files(ROOT).values(), *(ROOT / "examples").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
+    writers = [p for p in sources if p != home and re.search(r"[\"']a photo of (a|the)[^\"'\n]*\{\}", p.read_text())]
+    assert writers == []
+
+
+def test_tests_mirror_the_packages():
+    for package in ("attacks", "data", "models", "training", "evaluation"):
+        assert list((ROOT / "tests" / "lore" / package).glob("test_*.py")), f"no tests/lore/{package}/"
+    for folder in ("pipeline", "examples", "benchmarks"):
+        assert list((ROOT / "tests" / folder).glob("test_*.py"))
+
+
+# ---- old paths keep working ---------------------------------------------------------------------------------
+
+def test_moved_modules_import_with_a_warning_and_give_the_same_objects():
+    import importlib
+    import sys
+
+    from lore._moved import MOVED_MODULES
+
+    modules = module_files(ROOT)
+    for old, homes in MOVED_MODULES.items():
+        assert old not in modules, f"{old} is both a real module and a moved one"
+        assert all(home in modules for home in homes), homes
+        sys.modules.pop(old, None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stand_in = importlib.import_module(old)
+        assert any(issubclass(w.category, DeprecationWarning) and old in str(w.message) for w in caught)
+        home = importlib.import_module(homes[0])
+        public = [n for n in vars(home) if not n.startswith("_") and getattr(vars(home)[n], "__module__", None) == homes[0]]
+        assert public, homes[0]
+        for name in public:
+            assert getattr(stand_in, name) is getattr(home, name)
+        with pytest.raises(AttributeError, match="no attribute"):
+            stand_in.no_such_name  # noqa: B018
+    from lore.encoders import save_state_file
+    from lore.models.encoders import save_state_file as new
+
+    assert save_state_file is new
