@@ -21,6 +21,7 @@ from .groups import (GroupConstraint, GroupMultiplier, RateConstraint, bounded_g
 from .margins import EntropyMargin, FixedMargin, Margin, NormMargin
 from .multipliers import IndexedMultiplier, LinearMultiplier, Multiplier, MultiplierNetwork, ScalarMultiplier
 from .primal_dual import PrimalDual
+from .protocols import ConstraintKind, MultiplierKind
 from .report import ConstraintReport, StepReport
 from .selection import BestIterate
 
@@ -28,6 +29,7 @@ __all__ = [
     "AugmentedLagrangian",
     "BestIterate",
     "Constraint",
+    "ConstraintKind",
     "ConstraintReport",
     "Divergence",
     "EntropyMargin",
@@ -41,6 +43,7 @@ __all__ = [
     "LinearMultiplier",
     "Margin",
     "Multiplier",
+    "MultiplierKind",
     "MultiplierNetwork",
     "NormMargin",
     "Observation",

@@ -8,7 +8,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, ClassVar, Optional, Sequence
 
 import torch
 
@@ -33,6 +33,7 @@ class Constraint:
     margin: Margin = field(default_factory=FixedMargin)
     name: str = "constraint"
     kind: str = "inequality"
+    summed: ClassVar[bool] = False  # per-sample: the primal term is the batch mean (protocols.ConstraintKind)
 
     def __post_init__(self) -> None:
         check_kind(self.kind)
@@ -42,6 +43,13 @@ class Constraint:
             raise TypeError(f"margin must be callable ref -> [B], got {type(self.margin).__name__}")
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+
+    def check_multiplier(self, multiplier: Any) -> None:
+        """Any multiplier of the protocol prices a per-sample constraint (equalities: one of free sign)."""
+
+    def report_details(self, observations: Sequence["Observation"], violation: torch.Tensor) -> dict:
+        """No report fields beyond the common ones."""
+        return {}
 
     def violation(self, out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """Per-sample violation d(out, ref) - m(ref).
@@ -99,15 +107,14 @@ class Observation:
     """One evaluation of a constraint on a batch.
 
     Args:
-        constraint: the constraint observed (a `Constraint`, or a `GroupConstraint`).
+        constraint: the constraint observed (a `constrained.protocols.ConstraintKind`: `Constraint`,
+            `GroupConstraint`, or a user's own kind).
         violation: [B] per-sample violation (differentiable w.r.t. the model), or for a group
             constraint one entry per (present group, side): what the primal step sees.
         features: optional [B, F] multiplier features.
         indices: optional [B] int64 dataset indices (group constraints: multiplier ids).
         strict_violation: optional [B] violation the dual step sees instead of `violation`, e.g. the
             true, non-differentiable rate when `violation` is a smooth surrogate of it (a proxy constraint).
-        grouped: True for group constraints: the primal Lagrangian sums the entries (one term per
-            group) instead of averaging them over samples.
     """
 
     constraint: object
@@ -115,7 +122,6 @@ class Observation:
     features: Optional[torch.Tensor] = None
     indices: Optional[torch.Tensor] = None
     strict_violation: Optional[torch.Tensor] = None
-    grouped: bool = False
 
     def __post_init__(self) -> None:
         check_float_tensor(self.violation, "violation")

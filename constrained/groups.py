@@ -25,7 +25,7 @@ smooth surrogate (the mean sigmoid of the score), the dual step the true rate
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, ClassVar, Optional, Sequence
 
 import torch
 
@@ -67,6 +67,7 @@ class GroupConstraint:
     two_sided: bool = False
     num_strata: int = 1
     kind: str = "inequality"
+    summed: ClassVar[bool] = True  # one entry per group, each already a mean: the primal sums them
     name: str = "group"
 
     def __post_init__(self) -> None:
@@ -88,6 +89,22 @@ class GroupConstraint:
     def multiplier(self, init: float = 0.0) -> GroupMultiplier:
         """The matching multiplier: one lambda per (side, stratum, group); use the default SGD dual ascent."""
         return GroupMultiplier(self.num_multipliers, init=init)
+
+    def check_multiplier(self, multiplier: Any) -> None:
+        """A group constraint is priced by its own `GroupMultiplier` of `num_multipliers` entries."""
+        if not isinstance(multiplier, GroupMultiplier) or multiplier.weight.shape[0] != self.num_multipliers:
+            raise ValueError(f"group constraint {self.name!r} needs a GroupMultiplier with {self.num_multipliers} "
+                             f"entries (constraint.multiplier() builds it), got {type(multiplier).__name__}")
+
+    def report_details(self, observations: Sequence[Observation], violation: torch.Tensor) -> dict:
+        """`group_violations`: each multiplier's mean violation over the step (NaN where its group was absent)."""
+        sums = torch.zeros(self.num_multipliers, dtype=violation.dtype, device=violation.device)
+        counts = torch.zeros_like(sums)
+        ids = torch.cat([o.indices.to(violation.device) for o in observations])
+        sums.index_add_(0, ids, violation)
+        counts.index_add_(0, ids, torch.ones_like(violation))
+        per_group = torch.where(counts > 0, sums / counts.clamp_min(1), torch.full_like(sums, float("nan")))
+        return {"group_violations": tuple(per_group.tolist())}
 
     def group_means(self, values: torch.Tensor, groups: torch.Tensor, *, strata: Optional[torch.Tensor] = None,
                     where: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,7 +167,7 @@ class GroupConstraint:
             if strict is not None:
                 strict_violation = torch.cat([strict_violation, (-strict - self.bound).detach()])
             ids = torch.cat([cells, cells + cells_total])
-        return Observation(self, violation, indices=ids, strict_violation=strict_violation, grouped=True)
+        return Observation(self, violation, indices=ids, strict_violation=strict_violation)
 
     def _check(self, values, groups, strata, where):
         if not isinstance(values, torch.Tensor) or values.dim() != 1 or not values.is_floating_point():

@@ -49,6 +49,7 @@ class ScalarMultiplier(cooper.multipliers.DenseMultiplier):
 
     averages_constraint = True
     per_index = False
+    free_sign = True  # bound to an equality constraint, lambda takes either sign
 
     def __init__(self, init: float = 0.0, device: Optional[torch.device] = None) -> None:
         init = check_nonnegative_finite(init, "init")
@@ -73,6 +74,7 @@ class IndexedMultiplier(cooper.multipliers.IndexedMultiplier):
 
     averages_constraint = False
     per_index = True
+    free_sign = True  # bound to an equality constraint, lambda takes either sign
 
     def __init__(self, num_samples: int, init: float = 0.0, device: Optional[torch.device] = None) -> None:
         num_samples = check_positive_int(num_samples, "num_samples")
@@ -101,6 +103,7 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
     expects_constraint_features = True
     averages_constraint = False
     per_index = False
+    free_sign = False  # softplus output: lambda >= 0, inequality constraints only
 
     def __init__(self, head: nn.Module, in_features: int, init: float, normalize: bool = False) -> None:
         super().__init__()

@@ -35,10 +35,10 @@ import torch
 from torch import nn
 
 from ._validation import check_nonnegative_finite, check_positive_int
-from .constraint import Constraint, Observation
+from .constraint import Observation, check_kind
 from .formulations import Formulation, Lagrangian
-from .groups import GroupConstraint, GroupMultiplier
-from .multipliers import IndexedMultiplier, Multiplier, ScalarMultiplier
+from .multipliers import Multiplier
+from .protocols import ConstraintKind, MultiplierKind
 from .report import ConstraintReport, StepReport
 
 Closure = Callable[[], tuple[torch.Tensor, Union[Observation, Sequence[Observation]]]]
@@ -51,9 +51,10 @@ class PrimalDual:
 
     Args:
         primal_optimizer: optimizer of the model's parameters (theta).
-        constraints: {Constraint: multiplier} (multiplier None for `FixedPenalty`),
+        constraints: {constraint: multiplier} (multiplier None for `FixedPenalty`); any constraint and
+            multiplier implementing `constrained.protocols.ConstraintKind` / `MultiplierKind`,
             or a sequence of constraints when the formulation needs no multiplier.
-        formulation: `Lagrangian()` (default), `AugmentedLagrangian(c)` or `FixedPenalty(w)`.
+        formulation: `Lagrangian()` (the default, also for None), `AugmentedLagrangian(c)` or `FixedPenalty(w)`.
         dual_optimizer: a factory params -> optimizer for the multipliers' parameters;
             it must maximise (`maximize=True`). Default: SGD(lr=dual_lr, maximize=True),
             i.e. plain dual ascent as in Algorithm 1. Pass
@@ -61,18 +62,23 @@ class PrimalDual:
         dual_lr: learning rate of the default dual optimizer (paper: 5e-4).
         primal_steps_per_dual: K >= 1, primal steps per dual step (paper default 5).
         mode: "simultaneous" (Algorithm 1) or "alternating".
+        scaler: a `torch.amp.GradScaler` for fp16 autocast: the primal Lagrangian is scaled before its
+            backward pass and the primal optimizer steps through the scaler; when the scaled gradients
+            overflow, the primal and the dual updates of that step are both skipped (`StepReport.skipped`).
+            Its state is part of `state_dict()`. Not needed for bf16 or fp32.
     """
 
     def __init__(
         self,
         primal_optimizer: torch.optim.Optimizer,
-        constraints: Union[Mapping[Constraint, Optional[Multiplier]], Sequence[Constraint]],
+        constraints: Union[Mapping[ConstraintKind, Optional[MultiplierKind]], Sequence[ConstraintKind]],
         *,
-        formulation: Formulation = Lagrangian(),
+        formulation: Optional[Formulation] = None,
         dual_optimizer: Optional[DualOptimizerFactory] = None,
         dual_lr: float = 5e-4,
         primal_steps_per_dual: int = 1,
         mode: Literal["simultaneous", "alternating"] = "simultaneous",
+        scaler: Optional[torch.amp.GradScaler] = None,
     ) -> None:
         if not isinstance(primal_optimizer, torch.optim.Optimizer):
             raise TypeError(f"primal_optimizer must be a torch.optim.Optimizer, got {type(primal_optimizer).__name__}")
@@ -82,14 +88,17 @@ class PrimalDual:
             constraints = {c: None for c in constraints}
         if not constraints:
             raise ValueError("constraints is empty; use a plain optimizer for unconstrained training")
+        if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+            raise TypeError(f"scaler must be a torch.amp.GradScaler, got {type(scaler).__name__}")
         self.primal_optimizer = primal_optimizer
-        self.formulation = formulation
+        self.scaler = scaler
+        self.formulation = formulation if formulation is not None else Lagrangian()
         self.primal_steps_per_dual = check_positive_int(primal_steps_per_dual, "primal_steps_per_dual")
         self.mode = mode
         self.primal_steps = 0
         self.dual_steps = 0
         self._dual_seconds = 0.0  # wall time of the dual work in the current step
-        self._bindings: dict[str, tuple[Constraint, cooper.Constraint]] = {}
+        self._bindings: dict[str, tuple[ConstraintKind, cooper.Constraint]] = {}
         for constraint, multiplier in constraints.items():
             self._bind(constraint, multiplier)
         self.multipliers = nn.ModuleDict(
@@ -99,30 +108,29 @@ class PrimalDual:
             dual_lr = check_nonnegative_finite(dual_lr, "dual_lr")
         self.dual_optimizer = self._build_dual_optimizer(dual_optimizer, dual_lr)
 
-    def _bind(self, constraint: Union[Constraint, GroupConstraint], multiplier: Optional[Multiplier]) -> None:
-        if not isinstance(constraint, (Constraint, GroupConstraint)):
-            raise TypeError(f"constraints keys must be Constraint or GroupConstraint, got {type(constraint).__name__}")
+    def _bind(self, constraint: ConstraintKind, multiplier: Optional[MultiplierKind]) -> None:
+        if not isinstance(constraint, ConstraintKind):
+            raise TypeError(f"constraints keys must implement constrained.protocols.ConstraintKind (name, kind, "
+                            f"summed, check_multiplier, report_details), got {type(constraint).__name__}")
+        check_kind(constraint.kind)
+        if multiplier is not None and not (isinstance(multiplier, MultiplierKind)
+                                           and isinstance(multiplier, cooper.multipliers.Multiplier)):
+            raise TypeError(f"constraint {constraint.name!r}: multiplier must be a cooper multiplier implementing "
+                            "constrained.protocols.MultiplierKind (averages_constraint, per_index, free_sign, "
+                            f"features_of), got {type(multiplier).__name__}")
         equality = constraint.kind == "equality"
-        if equality and multiplier is not None and not isinstance(multiplier, (ScalarMultiplier, IndexedMultiplier)):
-            raise ValueError(f"constraint {constraint.name!r} is an equality: its multiplier has a free sign, so it "
-                             f"must be a ScalarMultiplier or IndexedMultiplier, not {type(multiplier).__name__} "
+        if equality and multiplier is not None and not multiplier.free_sign:
+            raise ValueError(f"constraint {constraint.name!r} is an equality: its multiplier must have a free sign "
+                             f"(e.g. a ScalarMultiplier or IndexedMultiplier), not {type(multiplier).__name__} "
                              "(softplus multipliers are >= 0)")
-        if isinstance(constraint, GroupConstraint) and multiplier is not None:
-            if not isinstance(multiplier, GroupMultiplier) or multiplier.weight.shape[0] != constraint.num_multipliers:
-                raise ValueError(f"group constraint {constraint.name!r} needs a GroupMultiplier with "
-                                 f"{constraint.num_multipliers} entries (constraint.multiplier() builds it), got "
-                                 f"{type(multiplier).__name__}")
+        if multiplier is not None:
+            constraint.check_multiplier(multiplier)
         if constraint.name in self._bindings:
             raise ValueError(f"two constraints share the name {constraint.name!r}; give each a unique name=")
         if self.formulation.needs_multiplier and multiplier is None:
             raise ValueError(f"constraint {constraint.name!r}: {type(self.formulation).__name__} needs a multiplier")
         if not self.formulation.needs_multiplier and multiplier is not None:
             raise ValueError(f"constraint {constraint.name!r}: {type(self.formulation).__name__} takes no multiplier")
-        if multiplier is not None and not hasattr(type(multiplier), "features_of"):
-            raise TypeError(
-                f"constraint {constraint.name!r}: multiplier must be one of constrained's multipliers, "
-                f"got {type(multiplier).__name__}"
-            )
         penalty = self.formulation.penalty()
         coefficient = None
         if penalty is not None:
@@ -199,16 +207,17 @@ class PrimalDual:
             lagrangian = loss + sum((term for term, _ in primal_terms), torch.zeros((), device=loss.device))
             if not torch.isfinite(lagrangian.detach()):
                 raise FloatingPointError(f"the Lagrangian is {lagrangian.item()}; stopping before the update")
-            (weight * lagrangian).backward()
+            scaled = weight * lagrangian
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             values = {name: value for name, (_, value) in zip(states, primal_terms)}
             if dual_now:
                 values = self._dual_backward(states, weight)
             losses.append(loss.detach())
             lagrangians.append(lagrangian.detach())
             seen.append((observations, values))
-        self.primal_optimizer.step()
+        skipped = self._primal_step()
         self.primal_steps += 1
-        if dual_due:
+        if dual_due and not skipped:
             if self.mode == "alternating":
                 if self.dual_optimizer is not None:
                     self.dual_optimizer.zero_grad(set_to_none=True)
@@ -218,17 +227,31 @@ class PrimalDual:
                         loss, observations, states = self._evaluate(closure)
                     seen.append((observations, self._dual_backward(states, weight)))
             self._dual_step()
+        elif dual_now and self.dual_optimizer is not None:
+            self.dual_optimizer.zero_grad(set_to_none=True)  # overflowed: this step's dual gradients are dropped too
         reports = {name: self._report(name, [obs[name] for obs, _ in seen], [vals[name] for _, vals in seen])
                    for name in seen[0][0]}
         return StepReport(
             loss=float(torch.stack(losses).mean()),
             lagrangian=float(torch.stack(lagrangians).mean()),
             constraints=reports,
-            dual_updated=dual_due,
+            dual_updated=dual_due and not skipped,
             primal_steps=self.primal_steps,
             dual_steps=self.dual_steps,
             dual_seconds=self._dual_seconds,
+            skipped=skipped,
         )
+
+    def _primal_step(self) -> bool:
+        """Steps the primal optimizer (through the scaler, if any); True when the scaler skipped the step
+        because the scaled gradients were not finite (it then lowers its scale)."""
+        if self.scaler is None:
+            self.primal_optimizer.step()
+            return False
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.primal_optimizer)
+        self.scaler.update()
+        return self.scaler.get_scale() < scale
 
     def _evaluate(
         self, closure: Closure, require_grad: bool = False
@@ -278,17 +301,8 @@ class PrimalDual:
         violation = torch.cat([(o.strict_violation if o.strict_violation is not None else o.violation).detach().reshape(-1)
                                for o in observations])
         report = ConstraintReport.from_tensors(violation, torch.cat([v.detach().reshape(-1) for v in values]))
-        constraint = self._bindings[name][0]
-        if not isinstance(constraint, GroupConstraint):
-            return report
-        size = constraint.num_multipliers
-        sums = torch.zeros(size, dtype=violation.dtype, device=violation.device)
-        counts = torch.zeros_like(sums)
-        ids = torch.cat([o.indices.to(violation.device) for o in observations])
-        sums.index_add_(0, ids, violation)
-        counts.index_add_(0, ids, torch.ones_like(violation))
-        per_group = torch.where(counts > 0, sums / counts.clamp_min(1), torch.full_like(sums, float("nan")))
-        return dataclasses.replace(report, group_violations=tuple(per_group.tolist()))
+        details = self._bindings[name][0].report_details(observations, violation)
+        return dataclasses.replace(report, **details) if details else report
 
     def _contribution(
         self, name: str, state: cooper.ConstraintState, primal_or_dual: Literal["primal", "dual"]
@@ -308,8 +322,8 @@ class PrimalDual:
         store = bound.compute_contribution_to_lagrangian(state, primal_or_dual)
         value = store.multiplier_value if store.multiplier_value is not None else store.penalty_coefficient_value
         per_index = bound.multiplier is not None and bound.multiplier.per_index
-        grouped = isinstance(self._bindings[name][0], GroupConstraint)  # one term per group: summed, not averaged
-        scale = 1.0 if grouped or (primal_or_dual == "dual" and per_index) else 1.0 / violation.shape[0]
+        summed = self._bindings[name][0].summed  # e.g. one term per group: summed, not averaged
+        scale = 1.0 if summed or (primal_or_dual == "dual" and per_index) else 1.0 / violation.shape[0]
         return store.lagrangian_contribution * scale, value
 
     def _dual_backward(self, states: dict[str, cooper.ConstraintState], weight: float = 1.0) -> dict[str, torch.Tensor]:
@@ -372,6 +386,7 @@ class PrimalDual:
             "dual_optimizer": None if self.dual_optimizer is None else self.dual_optimizer.state_dict(),
             "primal_steps": self.primal_steps,
             "dual_steps": self.dual_steps,
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -389,6 +404,11 @@ class PrimalDual:
         self.multipliers.load_state_dict(state["multipliers"])
         if self.dual_optimizer is not None:
             self.dual_optimizer.load_state_dict(state["dual_optimizer"])
+        if (state.get("scaler") is None) != (self.scaler is None):
+            raise ValueError("state dict was saved " + ("without" if state.get("scaler") is None else "with")
+                             + " a GradScaler, this PrimalDual has " + ("one" if self.scaler is not None else "none"))
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
         self.primal_steps = int(state["primal_steps"])
         self.dual_steps = int(state["dual_steps"])
 

@@ -57,6 +57,8 @@ class StepReport:
         primal_steps: primal updates taken so far (including this one).
         dual_steps: dual updates taken so far.
         dual_seconds: wall time of this step's dual work (dual backward and update; synchronised on GPUs).
+        skipped: fp16 with a `GradScaler`: the gradients overflowed, so neither the primal nor the dual
+            update was applied (the scaler lowered its scale; the step still counts in the K:1 schedule).
     """
 
     loss: float
@@ -66,6 +68,7 @@ class StepReport:
     primal_steps: int = 0
     dual_steps: int = 0
     dual_seconds: float = 0.0
+    skipped: bool = False
 
     def as_dict(self) -> dict[str, float]:
         """Flat {name: number} view, e.g. {"loss": .., "clean/satisfied_fraction": ..}."""
@@ -75,6 +78,7 @@ class StepReport:
             "dual_updated": float(self.dual_updated),
             "primal_steps": float(self.primal_steps),
             "dual_steps": float(self.dual_steps),
+            "skipped": float(self.skipped),
         }
         for name, report in self.constraints.items():
             for key, value in asdict(report).items():

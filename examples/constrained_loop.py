@@ -54,7 +54,7 @@ def main() -> None:
         primal = torch.optim.Adam(model.parameters(), lr=3e-3)
         fidelity = Constraint(d=kl_div, margin=EntropyMargin(args.rho), name="fidelity")
         pd = PrimalDual(primal, {fidelity: MultiplierNetwork(10, hidden=64)}, dual_lr=0.05, primal_steps_per_dual=5)
-        for step in range(args.steps):
+        for _ in range(args.steps):
             idx = torch.randint(0, 1400, (128,))
             xb, yb = x[idx], y[idx]
             ref_logits = reference(xb)

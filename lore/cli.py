@@ -181,8 +181,24 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Modules of the `lore` extra that every command needs (import names); the base install has only `constrained`.
+VISION_STACK = ("torchvision", "open_clip", "timm", "safetensors", "tqdm", "matplotlib", "sklearn", "numpy", "PIL")
+
+
+def missing_vision_stack() -> list[str]:
+    """The modules of `VISION_STACK` that cannot be imported here (found without importing them)."""
+    import importlib.util
+
+    return [name for name in VISION_STACK if importlib.util.find_spec(name) is None]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    missing = missing_vision_stack()
+    if missing:
+        return _fail(args.command, ModuleNotFoundError(
+            f"the lore commands need the vision stack, and {', '.join(missing)} cannot be imported: "
+            'pip install "lore-constrained[lore]" (the base install is the constrained library alone)'))
     return {"eval": _eval, "plot": _plot, "train": _train}[args.command](args)
 
 

@@ -132,7 +132,8 @@ def run_ablation(job: Job) -> int:
     runs = []
     for index, (seed, name) in enumerate(plan):
         method, overrides = variants[name]
-        folder = run_folder(args.out, method, eps, seed, tag="" if name in ("fare", "lore") else "-" + name.replace(" ", "").replace("=", ""))
+        tag = "" if name in ("fare", "lore") else "-" + name.replace(" ", "").replace("=", "")
+        folder = run_folder(args.out, method, eps, seed, tag=tag)
         result = job.train_and_measure(name, train_config(args, s, method, folder, eps=eps, seed=seed, **overrides),
                                        resume=args.resume or name in ("fare", "lore"))
         runs.append(run_entry(name, eps, seed, result))

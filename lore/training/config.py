@@ -30,8 +30,10 @@ class TrainConfig:
     """Everything a run needs. Defaults: the paper's (App. C, Table 6) on the embedded digits model."""
 
     # model
-    model: str = _help("'digits-cnn' or 'digits-clip' (embedded, offline), an open_clip name (ViT-B-32), 'local-dir:PATH', or 'timm:NAME'", default="digits-cnn")
-    pretrained: Optional[str] = _help("open_clip tag (openai, laion2b_s34b_b79k) or a local weights file; timm: a local weights file", default=None)
+    model: str = _help("'digits-cnn' or 'digits-clip' (embedded, offline), an open_clip name (ViT-B-32), "
+                       "'local-dir:PATH', or 'timm:NAME'", default="digits-cnn")
+    pretrained: Optional[str] = _help("open_clip tag (openai, laion2b_s34b_b79k) or a local weights file; timm: a local "
+                                      "weights file", default=None)
     image_size: Optional[int] = _help("input resolution (default: the model's own; digits: 16)", default=None)
     # data
     data: str = _help("'digits', an ImageFolder directory, or 'torchvision:NAME:ROOT' (dataset already on disk)", default="digits")

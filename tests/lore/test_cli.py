@@ -164,3 +164,14 @@ def test_eval_config_corruption_names_match_the_implemented_corruptions():
 def test_train_config_accepts_ints_for_floats_and_fractions_for_eps():
     config = TrainConfig(lr=1, eps="8/255")
     assert config.lr == 1 and config.eps == pytest.approx(8 / 255)
+
+
+def test_without_the_vision_stack_a_command_names_the_extra_to_install(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("open_clip", "timm") else real(name, *a))
+    assert main(["train", "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "open_clip, timm cannot be imported" in err and 'pip install "lore-constrained[lore]"' in err

@@ -60,7 +60,7 @@ def test_attacks_stay_in_the_ball_and_never_raise_accuracy(digits_classifier, ep
     x, y = x[:n], y[:n]
     g = torch.Generator().manual_seed(seed)
     clean = accuracy(model, x, y)
-    for fooled, adversarial in (
+    for _, adversarial in (
         apgd_ce(model, x, y, eps=eps, n_iter=5, generator=g),
         apgd_dlr_targeted(model, x, y, eps=eps, n_iter=5, n_targets=2, generator=g),
         square_attack(model, x, y, eps=eps, n_queries=20, generator=g),

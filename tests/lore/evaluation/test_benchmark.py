@@ -226,7 +226,8 @@ def test_a_killed_benchmark_resumes_without_recomputing_finished_datasets(tiny_c
     assert partial["status"] == "incomplete" and partial["pending"] == ["stl10"] and list(partial["datasets"]) == ["cifar10"]
     assert "Incomplete" in (out / "report.md").read_text()
 
-    monkeypatch.setattr(benchmark_module, "evaluate_dataset", lambda built, name, *a, **k: (calls.append(name), real(built, name, *a, **k))[1])
+    monkeypatch.setattr(benchmark_module, "evaluate_dataset",
+                        lambda built, name, *a, **k: (calls.append(name), real(built, name, *a, **k))[1])
     report = run_benchmark([str(tiny_clip_dir)], ["cifar10", "stl10"], two_datasets, out, **kwargs)
     assert calls == ["cifar10", "stl10", "stl10"] and finished.stat().st_mtime_ns == stamp
     assert report["status"] == "complete" and set(report["datasets"]) == {"cifar10", "stl10"}
