@@ -8,13 +8,16 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Sequence
 
 import torch
 
 from ._validation import check_float_tensor
 from .divergences import Divergence
 from .margins import FixedMargin, Margin
+
+if TYPE_CHECKING:
+    from .protocols import ConstraintKind
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class Constraint:
     def check_multiplier(self, multiplier: Any) -> None:
         """Any multiplier of the protocol prices a per-sample constraint (equalities: one of free sign)."""
 
-    def report_details(self, observations: Sequence["Observation"], violation: torch.Tensor) -> dict:
+    def report_details(self, observations: Sequence[Observation], violation: torch.Tensor) -> dict[str, Any]:
         """No report fields beyond the common ones."""
         return {}
 
@@ -117,7 +120,7 @@ class Observation:
             true, non-differentiable rate when `violation` is a smooth surrogate of it (a proxy constraint).
     """
 
-    constraint: object
+    constraint: ConstraintKind
     violation: torch.Tensor
     features: Optional[torch.Tensor] = None
     indices: Optional[torch.Tensor] = None

@@ -54,7 +54,8 @@ def l2(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     Returns:
         [B] tensor, in the units of the inputs.
     """
-    return torch.linalg.vector_norm(_flat_difference(out, ref), ord=2, dim=1)
+    distance: torch.Tensor = torch.linalg.vector_norm(_flat_difference(out, ref), ord=2, dim=1)
+    return distance
 
 
 def l1(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,9 @@ class _LinearPenaltyFormulation(cooper.formulations.Formulation):
     expects_multiplier = False
     expects_penalty_coefficient = True
 
-    def compute_contribution_to_primal_lagrangian(self, constraint_state, penalty_coefficient):
+    def compute_contribution_to_primal_lagrangian(
+        self, constraint_state: cooper.ConstraintState, penalty_coefficient: Optional[cooper.penalty_coefficients.PenaltyCoefficient]
+    ) -> Optional[ContributionStore]:
         if not constraint_state.contributes_to_primal_update:
             return None
         violation, _, coefficient = self._prepare_kwargs_for_lagrangian_contribution(
@@ -39,7 +41,9 @@ class _LinearPenaltyFormulation(cooper.formulations.Formulation):
         )
         return ContributionStore(torch.einsum("i...,i...->", coefficient, violation), None, coefficient)
 
-    def compute_contribution_to_dual_lagrangian(self, constraint_state, penalty_coefficient):
+    def compute_contribution_to_dual_lagrangian(
+        self, constraint_state: cooper.ConstraintState, penalty_coefficient: Optional[cooper.penalty_coefficients.PenaltyCoefficient]
+    ) -> None:
         return None
 
 

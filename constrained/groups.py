@@ -96,11 +96,11 @@ class GroupConstraint:
             raise ValueError(f"group constraint {self.name!r} needs a GroupMultiplier with {self.num_multipliers} "
                              f"entries (constraint.multiplier() builds it), got {type(multiplier).__name__}")
 
-    def report_details(self, observations: Sequence[Observation], violation: torch.Tensor) -> dict:
+    def report_details(self, observations: Sequence[Observation], violation: torch.Tensor) -> dict[str, Any]:
         """`group_violations`: each multiplier's mean violation over the step (NaN where its group was absent)."""
         sums = torch.zeros(self.num_multipliers, dtype=violation.dtype, device=violation.device)
         counts = torch.zeros_like(sums)
-        ids = torch.cat([o.indices.to(violation.device) for o in observations])
+        ids = torch.cat([o.indices.to(violation.device) for o in observations if o.indices is not None])
         sums.index_add_(0, ids, violation)
         counts.index_add_(0, ids, torch.ones_like(violation))
         per_group = torch.where(counts > 0, sums / counts.clamp_min(1), torch.full_like(sums, float("nan")))
@@ -164,12 +164,13 @@ class GroupConstraint:
         ids = cells
         if self.two_sided:  # -mean - bound <= 0 is the lower side, multiplier ids shifted by G * S
             violation = torch.cat([violation, -means - self.bound])
-            if strict is not None:
+            if strict is not None and strict_violation is not None:
                 strict_violation = torch.cat([strict_violation, (-strict - self.bound).detach()])
             ids = torch.cat([cells, cells + cells_total])
         return Observation(self, violation, indices=ids, strict_violation=strict_violation)
 
-    def _check(self, values, groups, strata, where):
+    def _check(self, values: torch.Tensor, groups: torch.Tensor, strata: Optional[torch.Tensor],
+               where: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not isinstance(values, torch.Tensor) or values.dim() != 1 or not values.is_floating_point():
             raise ValueError(f"{self.name}: values must be a float tensor [B], got "
                              f"{tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__}")
@@ -215,15 +216,15 @@ class RateConstraint(GroupConstraint):
         """Observes the rate of score > 0 per group; `labels` [B] (0/1) are needed for the conditional rates."""
         if scores.dim() != 1:
             raise ValueError(f"{self.name}: scores must have shape [B], got {tuple(scores.shape)}")
-        if self.condition is not None and labels is None:
-            raise ValueError(f"{self.name}: condition {self.condition!r} needs labels=")
         predictions = (scores.detach() > 0).to(scores.dtype)
         proxy = torch.sigmoid(scores / self.temperature)
+        if self.condition is None:
+            return self.observe(predictions, groups, proxy=proxy)
+        if labels is None:
+            raise ValueError(f"{self.name}: condition {self.condition!r} needs labels=")
         if self.condition == "positive_label":
             return self.observe(predictions, groups, proxy=proxy, where=labels.to(scores.device) == 1)
-        if self.condition == "label":
-            return self.observe(predictions, groups, proxy=proxy, strata=labels.to(scores.device).long())
-        return self.observe(predictions, groups, proxy=proxy)
+        return self.observe(predictions, groups, proxy=proxy, strata=labels.to(scores.device).long())
 
 
 def demographic_parity(num_groups: int, bound: float, *, name: str = "demographic_parity", temperature: float = 1.0

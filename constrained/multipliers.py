@@ -120,7 +120,7 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
             last.weight.zero_()
             last.bias.fill_(math.log(math.expm1(init)))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]  # cooper's feature slot
         """Maps [B, in_features] features to [B] multipliers > 0."""
         if features.dim() != 2 or features.shape[1] != self.in_features:
             raise ValueError(

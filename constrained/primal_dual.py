@@ -28,7 +28,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Literal, Optional, Union
+from typing import Any, Iterator, Literal, Optional, Union, cast
 
 import cooper
 import torch
@@ -37,7 +37,6 @@ from torch import nn
 from ._validation import check_nonnegative_finite, check_positive_int
 from .constraint import Observation, check_kind
 from .formulations import Formulation, Lagrangian
-from .multipliers import Multiplier
 from .protocols import ConstraintKind, MultiplierKind
 from .report import ConstraintReport, StepReport
 
@@ -99,6 +98,7 @@ class PrimalDual:
         self.dual_steps = 0
         self._dual_seconds = 0.0  # wall time of the dual work in the current step
         self._bindings: dict[str, tuple[ConstraintKind, cooper.Constraint]] = {}
+        self._multipliers: dict[str, Optional[MultiplierKind]] = {}  # the same multipliers, seen through the protocol
         for constraint, multiplier in constraints.items():
             self._bind(constraint, multiplier)
         self.multipliers = nn.ModuleDict(
@@ -143,6 +143,7 @@ class PrimalDual:
         )
         bound.name = constraint.name
         self._bindings[constraint.name] = (constraint, bound)
+        self._multipliers[constraint.name] = multiplier
 
     def _build_dual_optimizer(
         self, factory: Optional[DualOptimizerFactory], lr: float
@@ -208,7 +209,9 @@ class PrimalDual:
             if not torch.isfinite(lagrangian.detach()):
                 raise FloatingPointError(f"the Lagrangian is {lagrangian.item()}; stopping before the update")
             scaled = weight * lagrangian
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            if self.scaler is not None:
+                scaled = self.scaler.scale(scaled)
+            torch.autograd.backward(scaled)
             values = {name: value for name, (_, value) in zip(states, primal_terms)}
             if dual_now:
                 values = self._dual_backward(states, weight)
@@ -286,7 +289,7 @@ class PrimalDual:
     def _constraint_state(self, observation: Observation) -> cooper.ConstraintState:
         """Packs an observation for cooper; the scalar multiplier sees the mean violation; a strict violation
         (proxy constraints) goes to the dual side only."""
-        multiplier = self._bindings[observation.constraint.name][1].multiplier
+        multiplier = self._multipliers[observation.constraint.name]
         g, strict = observation.violation, observation.strict_violation
         if multiplier is not None and multiplier.averages_constraint:
             return cooper.ConstraintState(violation=g.mean().unsqueeze(0),
@@ -320,10 +323,15 @@ class PrimalDual:
             if coefficient.value.dtype != violation.dtype or coefficient.value.device != violation.device:
                 coefficient.value = coefficient.value.to(device=violation.device, dtype=violation.dtype)
         store = bound.compute_contribution_to_lagrangian(state, primal_or_dual)
+        if store is None:
+            raise RuntimeError(f"constraint {name!r}: the formulation gives no {primal_or_dual} term")
         value = store.multiplier_value if store.multiplier_value is not None else store.penalty_coefficient_value
-        per_index = bound.multiplier is not None and bound.multiplier.per_index
+        multiplier = self._multipliers[name]
+        per_index = multiplier is not None and multiplier.per_index
         summed = self._bindings[name][0].summed  # e.g. one term per group: summed, not averaged
         scale = 1.0 if summed or (primal_or_dual == "dual" and per_index) else 1.0 / violation.shape[0]
+        if value is None:
+            raise RuntimeError(f"constraint {name!r}: cooper returned no multiplier or penalty value")
         return store.lagrangian_contribution * scale, value
 
     def _dual_backward(self, states: dict[str, cooper.ConstraintState], weight: float = 1.0) -> dict[str, torch.Tensor]:
@@ -332,7 +340,7 @@ class PrimalDual:
             return self._dual_backward_untimed(states, weight)
 
     @contextmanager
-    def _timed_dual(self):
+    def _timed_dual(self) -> Iterator[None]:
         """Adds the enclosed wall time to this step's `dual_seconds` (waiting for the GPU, when the duals live there)."""
         cuda = any(p.is_cuda for p in self.multipliers.parameters())
         if cuda:
@@ -352,10 +360,12 @@ class PrimalDual:
         total = None
         for name, state in states.items():
             term, values[name] = self._contribution(name, state, "dual")
-            multiplier = self._bindings[name][1].multiplier
-            term = term if multiplier.per_index else weight * term  # an index's entry owns its sample's violation
+            multiplier = self._multipliers[name]
+            per_index = multiplier is not None and multiplier.per_index
+            term = term if per_index else weight * term  # an index's entry owns its sample's violation
             total = term if total is None else total + term
-        total.backward()
+        if total is not None:
+            torch.autograd.backward(total)
         return values
 
     def _dual_step(self) -> None:
@@ -363,19 +373,20 @@ class PrimalDual:
             if self.dual_optimizer is not None:
                 _average_dual_gradients_across_ranks(self.multipliers)
                 self.dual_optimizer.step()
-                for multiplier in self.multipliers.values():
-                    multiplier.post_step_()
+                for multiplier in self._multipliers.values():
+                    if multiplier is not None:
+                        cast(cooper.multipliers.Multiplier, multiplier).post_step_()
         self.dual_steps += 1
 
     # ------------------------------------------------------------ state
 
-    def multiplier(self, name: str) -> Optional[Multiplier]:
+    def multiplier(self, name: str) -> Optional[MultiplierKind]:
         """The multiplier bound to constraint `name` (None under a fixed penalty)."""
         if name not in self._bindings:
             raise KeyError(f"no constraint named {name!r}; have {sorted(self._bindings)}")
-        return self._bindings[name][1].multiplier
+        return self._multipliers[name]
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """All dual state: multipliers, dual optimizer, and the position in the K:1 schedule."""
         return {
             "constraints": sorted(self._bindings),
@@ -389,7 +400,7 @@ class PrimalDual:
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores `state_dict()`; raises ValueError if it belongs to a different set-up."""
         if not isinstance(state, dict) or "multipliers" not in state:
             raise ValueError("not a PrimalDual state dict (no 'multipliers' entry)")

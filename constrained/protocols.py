@@ -31,14 +31,19 @@ class ConstraintKind(Protocol):
             (per-sample constraints: an expectation); True sums them (one entry per group, each already a mean).
     """
 
-    name: str
-    kind: str
-    summed: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def summed(self) -> bool: ...
 
     def check_multiplier(self, multiplier: Any) -> None:
         """Raises ValueError when `multiplier` cannot price this constraint (called once, at binding)."""
 
-    def report_details(self, observations: Sequence[Observation], violation: torch.Tensor) -> dict:
+    def report_details(self, observations: Sequence[Observation], violation: torch.Tensor) -> dict[str, Any]:
         """Extra `ConstraintReport` fields for one step ({} for none).
 
         Args:
@@ -59,9 +64,14 @@ class MultiplierKind(Protocol):
         free_sign: lambda may be negative, so it can price an equality constraint.
     """
 
-    averages_constraint: bool
-    per_index: bool
-    free_sign: bool
+    @property
+    def averages_constraint(self) -> bool: ...
+
+    @property
+    def per_index(self) -> bool: ...
+
+    @property
+    def free_sign(self) -> bool: ...
 
     def features_of(self, observation: Observation) -> Optional[torch.Tensor]:
         """What the multiplier is evaluated on for this observation: [B, F] features, [B] int64 indices, or

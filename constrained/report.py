@@ -26,7 +26,7 @@ class ConstraintReport:
     satisfied_fraction: float
     multiplier_mean: float
     multiplier_max: float
-    group_violations: tuple = ()
+    group_violations: tuple[float, ...] = ()
 
     @classmethod
     def from_tensors(cls, violation: torch.Tensor, multiplier: torch.Tensor) -> "ConstraintReport":

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Optional
+from typing import Any, Optional
 
 from torch import nn
 
-from .primal_dual import PrimalDual
+from .primal_dual import Closure, PrimalDual
 from .report import StepReport
 
 
@@ -38,11 +38,11 @@ class BestIterate:
             raise ValueError(f"tolerance must be finite and >= 0, got {tolerance}")
         self.tolerance, self.after = tolerance, after
         self.steps = 0
-        self.best_state: Optional[dict] = None
-        self.best_key: Optional[tuple] = None
+        self.best_state: Optional[dict[str, Any]] = None
+        self.best_key: Optional[tuple[int, float]] = None
         self.best_step: Optional[int] = None
 
-    def step(self, primal_dual: PrimalDual, closure, model: nn.Module) -> StepReport:
+    def step(self, primal_dual: PrimalDual, closure: Closure, model: nn.Module) -> StepReport:
         """One `primal_dual.step(closure)`; the evaluated iterate of `model` is kept if it is the best so far."""
         state = copy.deepcopy(model.state_dict()) if self.steps >= self.after else None
         report = primal_dual.step(closure)
@@ -57,7 +57,7 @@ class BestIterate:
         when the step reports are minibatch estimates); returns whether it became the kept iterate."""
         return self._offer(copy.deepcopy(model.state_dict()), float(objective), float(worst_violation))
 
-    def _offer(self, state: dict, objective: float, worst: float) -> bool:
+    def _offer(self, state: dict[str, Any], objective: float, worst: float) -> bool:
         key = (0, objective) if worst <= self.tolerance else (1, worst)  # feasible first, then objective
         if self.best_key is None or key < self.best_key:
             self.best_key, self.best_step, self.best_state = key, self.steps, state
