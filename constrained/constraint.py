@@ -1,8 +1,12 @@
 """A per-sample inequality constraint d(out(x), ref(x)) <= m(x), as a small value.
 
 Example:
+    >>> import torch
+    >>> from constrained import Constraint, NormMargin, sq_l2
     >>> c = Constraint(d=sq_l2, margin=NormMargin(0.1))
-    >>> c.violation(out, ref)        # [B]; <= 0 means satisfied
+    >>> out, ref = torch.zeros(3, 8), torch.ones(3, 8)
+    >>> c.violation(out, ref)        # ||out - ref||^2 - 0.1 ||ref||^2 per sample; <= 0 means satisfied
+    tensor([7.2000, 7.2000, 7.2000])
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ tensor of shape [B]. There is no reduction argument: the caller reduces.
 All are >= 0 and zero when `out == ref`.
 
 Example:
+    >>> import torch
+    >>> from constrained import sq_l2
     >>> out, ref = torch.randn(4, 8), torch.randn(4, 8)
     >>> sq_l2(out, ref).shape
     torch.Size([4])

@@ -140,7 +140,9 @@ class GroupConstraint:
 
         Args:
             values: [B] g(x). Without `proxy` it must carry the gradient the primal step follows.
-            groups, strata, where: as in `group_means`.
+            groups: as in `group_means`.
+            strata: as in `group_means`.
+            where: as in `group_means`.
             proxy: optional [B] differentiable surrogate of `values` (e.g. sigmoid(score) for the
                 indicator score > 0): the primal step sees the proxy's group means, the dual step the
                 true ones.

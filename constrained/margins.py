@@ -5,8 +5,11 @@ returning shape [B]. It never depends on the model being trained (paper
 Eq. 5: m is independent of theta), so its value carries no gradient.
 
 Example:
-    >>> ref = torch.randn(4, 8)
+    >>> import torch
+    >>> from constrained import NormMargin
+    >>> ref = torch.full((2, 8), 2.0)
     >>> NormMargin(0.1)(ref)          # 0.1 * ||ref||^2 per sample
+    tensor([3.2000, 3.2000])
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ _HOMES = {
     "zero_shot_cross_entropy": ".methods",
     "zero_shot_logits": ".methods",
     "FrozenReference": ".reference",
+    "format_eps": ".units",
+    "parse_eps": ".units",
     "RobustStep": ".step",
 }
 

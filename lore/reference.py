@@ -26,8 +26,16 @@ class FrozenReference(nn.Module):
             are stored after their first computation (on CPU) and reused.
 
     Example:
+        >>> import torch
+        >>> from lore import FrozenReference
+        >>> encoder = torch.nn.Linear(8, 4)
         >>> reference = FrozenReference(encoder)
-        >>> ref = reference(x)                 # [B, D], no grad, eval mode
+        >>> with torch.no_grad():
+        ...     _ = encoder.weight.add_(1.0)       # training moves the encoder ...
+        >>> x = torch.randn(2, 8)
+        >>> ref = reference(x)                     # ... but phi_0 keeps the weights of construction
+        >>> ref.shape, ref.requires_grad, torch.equal(ref, encoder(x))
+        (torch.Size([2, 4]), False, False)
     """
 
     def __init__(self, encoder: nn.Module, cache_size: Optional[int] = None) -> None:

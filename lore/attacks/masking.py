@@ -21,7 +21,8 @@ def check_gradient_masking(classifier, images: torch.Tensor, labels: torch.Tenso
 
     Args:
         classifier: images [B, C, H, W] in [0, 1] -> logits [B, K].
-        images, labels: a small batch to probe with.
+        images: [B, C, H, W] a small batch to probe with, in [0, 1].
+        labels: [B] their int64 labels.
 
     Returns:
         The messages of the warnings raised (empty when all checks pass).

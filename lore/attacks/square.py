@@ -44,7 +44,8 @@ def square_attack(
 
     Args:
         classifier: images [B, C, H, W] in [0, 1] -> logits [B, K].
-        images, labels: the points to attack.
+        images: [B, C, H, W] the points to attack, in [0, 1].
+        labels: [B] their int64 labels.
         eps: l_inf radius (pixel units).
         n_queries: model queries per image (the initialisation counts as one).
         p_init: initial fraction of pixels changed per query (AutoAttack: 0.8).

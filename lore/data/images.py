@@ -174,7 +174,8 @@ def load_batch(dataset: Dataset, indices: torch.Tensor, workers_pool=None, *,
     """Stacks dataset items at `indices` into (images [B, 3, H, W], labels [B], indices [B]).
 
     Args:
-        dataset, indices: what to load.
+        dataset: a dataset of (image, label, ...) items.
+        indices: [B] int64 positions in it.
         workers_pool: optional thread pool decoding images in parallel.
         on_unreadable: None: an undecodable image raises `UnreadableImageError` naming its file. Otherwise
             it is called with that error's message and the item is replaced by the next decodable index
@@ -215,5 +216,6 @@ def probe_subset(dataset: Dataset, size: int, seed: int, *, workers_pool=None,
 
 
 def dataset_classnames(dataset: Dataset) -> Optional[tuple[str, ...]]:
+    """The dataset's class names in label order (its `.classnames`), or None when it has none."""
     names = getattr(dataset, "classnames", None)
     return tuple(names) if names else None

@@ -83,7 +83,7 @@ def zero_shot_metadata(name: str, root: Optional[Union[str, Path]] = None) -> tu
             dtd, fgvc_aircraft, stl10).
 
     Returns:
-        (classnames, templates), e.g. zero_shot_metadata("imagenet1k")[0][0] == "tench".
+        (classnames, templates), e.g. `zero_shot_metadata("imagenet1k")[0][0] == "tench"`.
     """
     if name not in PAPER_DATASETS:
         raise ValueError(f"no zero-shot metadata for {name!r}; known: {list(PAPER_DATASETS)}")

@@ -88,8 +88,8 @@ def robust_accuracy(classifier: Callable, images: torch.Tensor, labels: torch.Te
     """The APGD cascade at one eps.
 
     Returns:
-        {"apgd-ce": accuracy under APGD-CE alone, "apgd-ce+apgd-t": accuracy under both (worst case),
-         "robust_mask": list of per-sample booleans}; keys follow `settings.attacks`.
+        `{"apgd-ce": accuracy under APGD-CE alone, "apgd-ce+apgd-t": accuracy under both (worst case),
+        "robust_mask": list of per-sample booleans}`; keys follow `settings.attacks`.
     """
     robust = _predict(classifier, images, settings.batch_size) == labels
     results: dict[str, float] = {}
@@ -138,14 +138,16 @@ def evaluate(
 
     Args:
         classifier: images [B, C, H, W] in [0, 1] -> logits [B, K], in eval mode.
-        images, labels: the evaluation set.
+        images: [N, C, H, W] the evaluation set, in [0, 1].
+        labels: [N] its int64 labels.
         settings: what to run.
-        embed, class_embeddings: image encoder and [K, D] class text embeddings, for the
-            image-text alignment (mean cosine of clean embeddings with their class embedding, Fig. 4b).
+        embed: image encoder, for the image-text alignment (mean cosine of clean embeddings with their
+            class embedding, Fig. 4b).
+        class_embeddings: [K, D] class text embeddings, for the same alignment.
 
     Returns:
-        {"n_samples", "clean_accuracy", "robust_accuracy": {eps: {attack: acc}}, "square": {eps: acc},
-         "gaussian_noise": {sigma: acc}, "corruptions": {name: {severity: acc}}, "alignment", "warnings"}.
+        `{"n_samples", "clean_accuracy", "robust_accuracy": {eps: {attack: acc}}, "square": {eps: acc},
+        "gaussian_noise": {sigma: acc}, "corruptions": {name: {severity: acc}}, "alignment", "warnings"}`.
     """
     if images.dim() != 4 or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
         raise ValueError(f"need images [N > 0, C, H, W] and labels [N], got {tuple(images.shape)} and {tuple(labels.shape)}")
