@@ -6,8 +6,8 @@ Absolute times on a shared machine mean little; the ratios are the result.
 
     python benchmarks/run.py [--json results.json] [--quick] [--model tiny-vit | open_clip NAME | timm:NAME]
 
-This file only assembles the families (steps.py, data_pipeline.py, compilation.py, attacks.py; shared timing in
-timing.py). The ratios it reports, with their targets, are `RATIOS` below (see docs/performance.md); the JSON
+This file only assembles the families (steps.py, data_pipeline.py, compilation.py, attacks.py, primal_dual.py;
+shared timing in timing.py). The ratios it reports, with their targets, are `RATIOS` below (see docs/performance.md); the JSON
 also holds the underlying medians in seconds / bytes.
 """
 
@@ -23,6 +23,7 @@ import torch
 from attacks import attack_benchmarks
 from compilation import compile_benchmarks
 from data_pipeline import data_pipeline_benchmarks
+from primal_dual import primal_dual_benchmarks
 from steps import step_benchmarks
 
 RATIOS = {  # result key -> (printed label, target)
@@ -39,8 +40,23 @@ RATIOS = {  # result key -> (printed label, target)
     "data_wait_fraction": ("data_wait_fraction", "<= 0.05"),
     "compile_speedup": ("compile_speedup", "reported (> 1: compile is faster)"),
     "channels_last_speedup": ("channels_last_speedup (ConvNeXt)", "reported (> 1: channels-last is faster)"),
+    "primal_dual_overhead/scalar": ("PrimalDual step / plain step (scalar)", "<= 1.15"),
+    "primal_dual_overhead/indexed": ("PrimalDual step / plain step (indexed)", "<= 1.15"),
+    "primal_dual_overhead/network": ("PrimalDual step / plain step (network)", "<= 1.15"),
+    "primal_dual_over_cooper/scalar": ("PrimalDual step / cooper loop (scalar)", "<= 1.05"),
+    "primal_dual_over_cooper/indexed": ("PrimalDual step / cooper loop (indexed)", "<= 1.05"),
+    "primal_dual_over_cooper/network": ("PrimalDual step / cooper loop (network)", "<= 1.05"),
 }
-"""Every ratio the benchmark reports: the JSON key, its printed label and its target."""
+"""Every ratio the benchmark reports: the JSON key ("a/b": entry b of the dict under a), its printed label and its
+target."""
+
+
+def lookup(result: dict, key: str) -> float:
+    """The value of a `RATIOS` key in a result ("a/b" reads result["a"]["b"])."""
+    value = result
+    for part in key.split("/"):
+        value = value[part]
+    return value
 
 
 def main() -> None:
@@ -62,6 +78,7 @@ def main() -> None:
     pipeline = data_pipeline_benchmarks(args, device)
     compiled = compile_benchmarks(args, device)
     attacks = attack_benchmarks(args, device)
+    stepper = primal_dual_benchmarks(max(6, 3 * args.repeats))
     result = {
         "machine": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "cpu": platform.processor() or platform.machine()},
@@ -71,11 +88,15 @@ def main() -> None:
         **{k: v for k, v in attacks.items() if k != "seconds"},
         **{k: v for k, v in pipeline.items() if k != "seconds"},
         **{k: v for k, v in compiled.items() if k != "seconds"},
-        "seconds": {**steps["seconds"], **attacks["seconds"], **pipeline["seconds"], **compiled["seconds"]},
+        **{k: v for k, v in stepper.items() if k != "seconds"},
+        "seconds": {**steps["seconds"], **attacks["seconds"], **pipeline["seconds"], **compiled["seconds"],
+                    **stepper["seconds"]},
     }
     print(f"{'ratio':<42}{'value':>9}  target")
     for key, (label, target) in RATIOS.items():
-        print(f"{label:<42}{result[key]:>9.3f}  {target}")
+        value = lookup(result, key)
+        invalid = key.startswith("primal_dual") and not result["primal_dual_measurement"]["valid"]
+        print(f"{label:<42}{value:>9.3f}  {target}" + ("  (invalid: below the physical floor, machine too noisy)" if invalid else ""))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")
