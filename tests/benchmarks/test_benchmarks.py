@@ -22,7 +22,7 @@ def test_benchmark_quick_writes_every_key(tmp_path):
                    capture_output=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
     result = json.loads(out.read_text())
     values = {key: lookup(result, key) for key in KEYS}  # every RATIOS key is in the JSON
-    assert all(isinstance(v, float) and v == v and v > 0 for v in values.values())  # positive numbers, not NaN
+    assert all(isinstance(v, float) and v == v for v in values.values())  # numbers, not NaN (a difference may be < 0)
     assert set(result["primal_dual_overhead"]) == {"scalar", "indexed", "network"}
     assert 0 <= result["eval_model_robust_accuracy"] <= result["eval_model_clean_accuracy"] <= 1
     assert 0 <= result["data_wait_fraction"] <= 1 and result["data_pipeline"]["workers"] >= 1
