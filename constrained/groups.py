@@ -24,6 +24,7 @@ smooth surrogate (the mean sigmoid of the score), the dual step the true rate
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Sequence
 
@@ -74,8 +75,8 @@ class GroupConstraint:
         check_positive_int(self.num_groups, "num_groups")
         check_positive_int(self.num_strata, "num_strata")
         check_kind(self.kind)
-        if not isinstance(self.bound, (int, float)) or self.bound != self.bound:
-            raise ValueError(f"bound must be a number, got {self.bound!r}")
+        if isinstance(self.bound, bool) or not isinstance(self.bound, (int, float)) or not math.isfinite(self.bound):
+            raise ValueError(f"bound must be a finite number, got {self.bound!r}")
         if self.kind == "equality" and self.two_sided:
             raise ValueError("an equality constraint is already two-sided; drop two_sided=True")
         if not isinstance(self.name, str) or not self.name:
@@ -210,8 +211,9 @@ class RateConstraint(GroupConstraint):
             raise ValueError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
         if (self.condition == "label") != (self.num_strata == 2):
             raise ValueError("condition='label' goes with num_strata=2 (one stratum per label), and only it")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be finite and > 0 (inf would make the proxy constant: no gradient), "
+                             f"got {self.temperature}")
 
     def observe_scores(self, scores: torch.Tensor, groups: torch.Tensor, labels: Optional[torch.Tensor] = None
                        ) -> Observation:

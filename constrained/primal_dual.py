@@ -277,6 +277,10 @@ class PrimalDual:
                 raise ValueError(f"closure observed constraint {name!r}, which this PrimalDual does not enforce")
             if name in by_name:
                 raise ValueError(f"closure observed constraint {name!r} twice")
+            strict = observation.strict_violation
+            if strict is not None and not bool(torch.isfinite(strict).all()):
+                raise FloatingPointError(f"constraint {name!r}: its strict (true) violation is not finite; stopping "
+                                         "before any update (a NaN would silently become a multiplier)")
             if require_grad and torch.is_grad_enabled() and not observation.violation.requires_grad:
                 raise ValueError(f"constraint {name!r}: its violation carries no gradient (was it computed from a "
                                  "detached output or under torch.no_grad()?); the primal step could not enforce it")

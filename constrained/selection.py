@@ -36,6 +36,8 @@ class BestIterate:
     def __init__(self, tolerance: float = 0.0, after: int = 0) -> None:
         if not (math.isfinite(tolerance) and tolerance >= 0):
             raise ValueError(f"tolerance must be finite and >= 0, got {tolerance}")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ValueError(f"after must be an int >= 0 (steps to skip), got {after!r}")
         self.tolerance, self.after = tolerance, after
         self.steps = 0
         self.best_state: Optional[dict[str, Any]] = None
@@ -58,6 +60,9 @@ class BestIterate:
         return self._offer(copy.deepcopy(model.state_dict()), float(objective), float(worst_violation))
 
     def _offer(self, state: dict[str, Any], objective: float, worst: float) -> bool:
+        if not (math.isfinite(objective) and math.isfinite(worst)):
+            raise ValueError(f"an iterate needs a finite objective and worst violation to be compared, got "
+                             f"objective={objective}, worst violation={worst}; it is not kept")
         key = (0, objective) if worst <= self.tolerance else (1, worst)  # feasible first, then objective
         if self.best_key is None or key < self.best_key:
             self.best_key, self.best_step, self.best_state = key, self.steps, state

@@ -1,0 +1,61 @@
+"""Inputs that used to give silently wrong results are refused before anything changes (issue 20, items 5-7)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from constrained import BestIterate, GroupConstraint, PrimalDual, RateConstraint, demographic_parity
+
+
+def test_a_nan_true_value_behind_a_finite_proxy_stops_the_step_before_any_update():
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(4))
+    x, groups = torch.randn(32, 4), torch.arange(32) % 2
+    constraint = GroupConstraint(2, 0.5)
+    pd = PrimalDual(torch.optim.SGD([weight], lr=0.1), {constraint: constraint.multiplier(init=1.0)}, dual_lr=0.1)
+
+    def closure():
+        proxy = torch.sigmoid(x @ weight)
+        truth = (proxy.detach() > 0.5).float()
+        truth[3] = float("nan")  # e.g. a corrupt label among the true values
+        return proxy.mean(), [constraint.observe(truth, groups, proxy=proxy)]
+
+    before_weight = weight.detach().clone()
+    before_multiplier = pd.multiplier(constraint.name).weight.detach().clone()
+    with pytest.raises(FloatingPointError, match="strict .true. violation is not finite"):
+        pd.step(closure)
+    assert torch.equal(weight.detach(), before_weight)
+    assert torch.equal(pd.multiplier(constraint.name).weight.detach(), before_multiplier)
+
+
+@pytest.mark.parametrize("objective, worst", [(math.nan, 0.0), (0.5, math.nan), (math.inf, 0.0)])
+def test_best_iterate_never_keeps_a_non_finite_iterate(objective, worst):
+    model = torch.nn.Linear(2, 1)
+    best = BestIterate()
+    assert best.offer(model, 1.0, 0.0)
+    with pytest.raises(ValueError, match="finite objective and worst violation"):
+        best.offer(model, objective, worst)
+    assert best.best_key == (0, 1.0)  # the finite iterate is still the kept one
+
+
+@pytest.mark.parametrize("after", [-1, 2.5, True])
+def test_best_iterate_refuses_a_meaningless_after(after):
+    with pytest.raises(ValueError, match="after must be an int >= 0"):
+        BestIterate(after=after)
+
+
+@pytest.mark.parametrize("bound", [math.inf, -math.inf, math.nan])
+def test_group_bounds_must_be_finite(bound):
+    with pytest.raises(ValueError, match="bound must be a finite number"):
+        GroupConstraint(2, bound)
+
+
+@pytest.mark.parametrize("temperature", [math.inf, 0.0, -1.0, math.nan])
+def test_a_rate_proxy_needs_a_finite_positive_temperature(temperature):
+    with pytest.raises(ValueError, match="temperature must be finite and > 0"):
+        demographic_parity(2, 0.05, temperature=temperature)
+    with pytest.raises(ValueError, match="temperature must be finite and > 0"):
+        RateConstraint(2, 0.05, relative=True, two_sided=True, temperature=temperature)
