@@ -42,9 +42,9 @@ def _multiplier(kind: str, batch: int):
     return MultiplierNetwork(128, hidden=64, init=0.1)
 
 
-def _dual_optimizer(kind: str):
-    # sparse gradients of the indexed multiplier need plain SGD
-    return lambda params: torch.optim.SGD(params, lr=1e-3, maximize=True)
+def _dual_optimizer(params):
+    """Plain dual ascent for every kind (the indexed multiplier's sparse gradients need SGD)."""
+    return torch.optim.SGD(params, lr=1e-3, maximize=True)
 
 
 def plain_step(batch: int):
@@ -65,7 +65,7 @@ def constrained_step(kind: str, batch: int):
     x, y, model, reference = _setup(batch)
     bound = Constraint(d=sq_l2, margin=FixedMargin(1.0), name="fidelity")
     pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=1e-6), {bound: _multiplier(kind, batch)},
-                    dual_optimizer=_dual_optimizer(kind), dual_lr=None)
+                    dual_optimizer=_dual_optimizer, dual_lr=None)
     indices = torch.arange(batch)
 
     def closure():
@@ -96,7 +96,7 @@ def cooper_step(kind: str, batch: int):
 
     problem = Problem()
     optimizer = cooper.optim.SimultaneousOptimizer(problem, torch.optim.SGD(model.parameters(), lr=1e-6),
-                                                   _dual_optimizer(kind)(list(multiplier.parameters())))
+                                                   _dual_optimizer(list(multiplier.parameters())))
     return lambda: optimizer.roll()
 
 

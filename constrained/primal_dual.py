@@ -98,7 +98,6 @@ class PrimalDual:
         self.dual_steps = 0
         self._dual_seconds = 0.0  # wall time of the dual work in the current step
         self._bindings: dict[str, tuple[ConstraintKind, cooper.Constraint]] = {}
-        self._multipliers: dict[str, Optional[MultiplierKind]] = {}  # the same multipliers, seen through the protocol
         for constraint, multiplier in constraints.items():
             self._bind(constraint, multiplier)
         self.multipliers = nn.ModuleDict(
@@ -143,7 +142,6 @@ class PrimalDual:
         )
         bound.name = constraint.name
         self._bindings[constraint.name] = (constraint, bound)
-        self._multipliers[constraint.name] = multiplier
 
     def _build_dual_optimizer(
         self, factory: Optional[DualOptimizerFactory], lr: float
@@ -293,7 +291,7 @@ class PrimalDual:
     def _constraint_state(self, observation: Observation) -> cooper.ConstraintState:
         """Packs an observation for cooper; the scalar multiplier sees the mean violation; a strict violation
         (proxy constraints) goes to the dual side only."""
-        multiplier = self._multipliers[observation.constraint.name]
+        multiplier = self._multiplier_kind(observation.constraint.name)
         g, strict = observation.violation, observation.strict_violation
         if multiplier is not None and multiplier.averages_constraint:
             return cooper.ConstraintState(violation=g.mean().unsqueeze(0),
@@ -327,15 +325,14 @@ class PrimalDual:
             if coefficient.value.dtype != violation.dtype or coefficient.value.device != violation.device:
                 coefficient.value = coefficient.value.to(device=violation.device, dtype=violation.dtype)
         store = bound.compute_contribution_to_lagrangian(state, primal_or_dual)
-        if store is None:
+        value = None if store is None else (
+            store.multiplier_value if store.multiplier_value is not None else store.penalty_coefficient_value)
+        if store is None or value is None:
             raise RuntimeError(f"constraint {name!r}: the formulation gives no {primal_or_dual} term")
-        value = store.multiplier_value if store.multiplier_value is not None else store.penalty_coefficient_value
-        multiplier = self._multipliers[name]
+        multiplier = self._multiplier_kind(name)
         per_index = multiplier is not None and multiplier.per_index
         summed = self._bindings[name][0].summed  # e.g. one term per group: summed, not averaged
         scale = 1.0 if summed or (primal_or_dual == "dual" and per_index) else 1.0 / violation.shape[0]
-        if value is None:
-            raise RuntimeError(f"constraint {name!r}: cooper returned no multiplier or penalty value")
         return store.lagrangian_contribution * scale, value
 
     def _dual_backward(self, states: dict[str, cooper.ConstraintState], weight: float = 1.0) -> dict[str, torch.Tensor]:
@@ -364,7 +361,7 @@ class PrimalDual:
         total = None
         for name, state in states.items():
             term, values[name] = self._contribution(name, state, "dual")
-            multiplier = self._multipliers[name]
+            multiplier = self._multiplier_kind(name)
             per_index = multiplier is not None and multiplier.per_index
             term = term if per_index else weight * term  # an index's entry owns its sample's violation
             total = term if total is None else total + term
@@ -377,9 +374,8 @@ class PrimalDual:
             if self.dual_optimizer is not None:
                 _average_dual_gradients_across_ranks(self.multipliers)
                 self.dual_optimizer.step()
-                for multiplier in self._multipliers.values():
-                    if multiplier is not None:
-                        cast(cooper.multipliers.Multiplier, multiplier).post_step_()
+                for multiplier in self.multipliers.values():
+                    cast(cooper.multipliers.Multiplier, multiplier).post_step_()
         self.dual_steps += 1
 
     # ------------------------------------------------------------ state
@@ -388,7 +384,11 @@ class PrimalDual:
         """The multiplier bound to constraint `name` (None under a fixed penalty)."""
         if name not in self._bindings:
             raise KeyError(f"no constraint named {name!r}; have {sorted(self._bindings)}")
-        return self._multipliers[name]
+        return self._multiplier_kind(name)
+
+    def _multiplier_kind(self, name: str) -> Optional[MultiplierKind]:
+        """The multiplier bound to constraint `name`, seen through the protocol (checked when it was bound)."""
+        return cast(Optional[MultiplierKind], self._bindings[name][1].multiplier)
 
     def state_dict(self) -> dict[str, Any]:
         """All dual state: multipliers, dual optimizer, and the position in the K:1 schedule."""
@@ -416,12 +416,12 @@ class PrimalDual:
         ):
             if state.get(key) != mine:
                 raise ValueError(f"state dict has {key}={state.get(key)!r}, this PrimalDual has {mine!r}")
-        self.multipliers.load_state_dict(state["multipliers"])
-        if self.dual_optimizer is not None:
-            self.dual_optimizer.load_state_dict(state["dual_optimizer"])
         if (state.get("scaler") is None) != (self.scaler is None):
             raise ValueError("state dict was saved " + ("without" if state.get("scaler") is None else "with")
                              + " a GradScaler, this PrimalDual has " + ("one" if self.scaler is not None else "none"))
+        self.multipliers.load_state_dict(state["multipliers"])
+        if self.dual_optimizer is not None:
+            self.dual_optimizer.load_state_dict(state["dual_optimizer"])
         if self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.primal_steps = int(state["primal_steps"])

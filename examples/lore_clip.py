@@ -46,10 +46,11 @@ import signal
 import sys
 from pathlib import Path
 
+from lore.evaluation.config import split_list
 from lore.registry import METHOD_NAMES
 from lore.training.checkpoint import CheckpointError
 from lore_clip_support.compare import RunInterrupted
-from lore_clip_support.job import EMBEDDED, Job, settings_for, split_list
+from lore_clip_support.job import EMBEDDED, Job, settings_for
 from lore_clip_support.modes import SWEEPS, run_ablation, run_series, run_sweeps
 
 

@@ -58,8 +58,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_type, aliases: Opt
             continue
         base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
         kind = str if field.name == "eps" else base  # eps: "4/255"; TrainConfig parses and names it when wrong
-        choices = CHOICES.get(field.name) if config_type is TrainConfig else None
-        parser.add_argument(*flags, dest=field.name, type=kind, default=None, help=help_text, choices=choices,
+        parser.add_argument(*flags, dest=field.name, type=kind, default=None, help=help_text, choices=CHOICES.get(field.name),
                             metavar=field.name.upper())
 
 

@@ -71,9 +71,9 @@ def digit_folders(tmp_path):
     return write_digit_folder(tmp_path / "train", range(0, 80)), write_digit_folder(tmp_path / "val", range(80, 120))
 
 
-
 # A tiny real setting shared by the lore, attack, evaluation and pipeline tests: a small encoder pretrained on
 # scikit-learn digits, and an undefended digits classifier (encoder + linear head).
+
 
 @pytest.fixture(scope="session")
 def digits_split():

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from lore.data.images import build_dataset, dataset_classnames, probe_subset
+from lore.evaluation.config import split_list
 from lore.models.build import build_model, class_embeddings
 from lore.training.config import TrainConfig
 from lore.units import format_eps, parse_eps
@@ -22,10 +23,6 @@ EMBEDDED = "digits-clip"
 # Measured on 2 CPU cores (this repository's CI machine), embedded model, batch 64, PGD-10, K = 5:
 SECONDS_PER_BATCH = {"fare": 0.23, "naive": 0.29, "lore": 0.30}
 SECONDS_PER_EVALUATION = 15.0  # all 449 held-out digits, 3 radii, 10 APGD iterations
-
-
-def split_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def settings_for(args) -> dict:

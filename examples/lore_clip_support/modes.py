@@ -8,10 +8,11 @@ import json
 import torch
 
 from lore.data.images import build_dataset, probe_subset
+from lore.evaluation.config import split_list
 from lore.units import format_eps
 
 from .compare import plot_accuracy, plot_front, plot_training_comparison, results_table
-from .job import EMBEDDED, Job, expected_minutes, run_entry, run_folder, split_list, train_config
+from .job import EMBEDDED, Job, expected_minutes, run_entry, run_folder, train_config
 from .series import aggregate, plot_constraint, plot_series, series_table
 
 SWEEPS = {"rho": ("lore", "rho", [0.02, 0.05, 0.1, 0.2, 0.4]), "lambda": ("naive", "naive_weight", [0.1, 0.3, 1.0, 3.0, 10.0])}

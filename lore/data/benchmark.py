@@ -193,4 +193,3 @@ _READERS = {
     "fgvc_aircraft": _torchvision("FGVCAircraft", {"test": "test", "train": "trainval"}, annotation_level="variant"),
     "pcam": _torchvision("PCAM", {"test": "test", "train": "train"}),
 }
-

@@ -142,6 +142,8 @@ def read_class_list(name_or_path: str) -> list[str]:
     if len(set(names)) != len(names) or len(names) < 2:
         raise ValueError(f"class list {path} must name at least 2 distinct folders, got {len(names)} ({len(set(names))} distinct)")
     return names
+
+
 def image_transform(image_size: int, *, bicubic: bool = False):
     """PIL image -> RGB tensor [3, S, S] in [0, 1]: resize the short side to S, centre crop (CLIP's preprocessing
     resizes bicubically; `bicubic=True` matches it), no normalisation (encoders normalise inside)."""

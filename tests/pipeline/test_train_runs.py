@@ -85,8 +85,6 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, cache_dir):
 
 
 @pytest.mark.parametrize("data", ["digits", "folder-with-workers"])
-
-
 def test_killed_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path, cache_dir, data, write_digits):
     common = ["--cache-dir", str(cache_dir), "--max-steps", "10", "--checkpoint-every", "1", *FAST]
     per_epoch = 1348 // 16  # the digits' training split at batch 16
