@@ -122,16 +122,24 @@ class GroupConstraint:
             `relative`, the mean of its stratum; cells absent from the batch are left out.
         """
         values, groups, strata = self._check(values, groups, strata, where)
-        keep = torch.ones_like(groups, dtype=torch.bool) if where is None else where
-        cells = strata * self.num_groups + groups
+        means, present = self._cell_means(values[:, None], groups, strata, where)
+        return means[:, 0], present
+
+    def _cell_means(self, columns: torch.Tensor, groups: torch.Tensor, strata: torch.Tensor,
+                    where: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`group_means` of each column of checked [B, k] `columns` in one pass: ([n, k] means, [n] cells)."""
+        cells = groups if self.num_strata == 1 else strata * self.num_groups + groups
+        if where is not None:
+            cells, columns = cells[where], columns[where]
         size = self.num_groups * self.num_strata
-        counts = torch.zeros(size, device=values.device, dtype=values.dtype).index_add(0, cells[keep], torch.ones_like(values[keep]))
-        sums = torch.zeros(size, device=values.device, dtype=values.dtype).index_add(0, cells[keep], values[keep])
+        counts = torch.bincount(cells, minlength=size).to(columns.dtype)
+        sums = columns.new_zeros(size, columns.shape[1]).index_add(0, cells, columns)
         present = (counts > 0).nonzero().flatten()
-        means = sums[present] / counts[present]
+        means = sums[present] / counts[present, None]
         if self.relative:
             stratum_counts = counts.view(self.num_strata, self.num_groups).sum(1)
-            stratum_means = sums.view(self.num_strata, self.num_groups).sum(1) / stratum_counts.clamp_min(1)
+            stratum_sums = sums.view(self.num_strata, self.num_groups, -1).sum(1)
+            stratum_means = stratum_sums / stratum_counts.clamp_min(1)[:, None]
             means = means - stratum_means[present // self.num_groups]
         return means, present
 
@@ -151,14 +159,15 @@ class GroupConstraint:
         Returns:
             An `Observation` with one violation entry per present (side, stratum, group).
         """
-        true_means, cells = self.group_means(values.detach() if proxy is not None else values, groups,
-                                             strata=strata, where=where)
         if proxy is None:
+            true_means, cells = self.group_means(values, groups, strata=strata, where=where)
             return self._observation(true_means, cells, None)
-        if proxy.shape != values.shape:
-            raise ValueError(f"proxy must have the shape of values {tuple(values.shape)}, got {tuple(proxy.shape)}")
-        proxy_means, _ = self.group_means(proxy, groups, strata=strata, where=where)
-        return self._observation(proxy_means, cells, true_means)
+        if not isinstance(proxy, torch.Tensor) or proxy.shape != values.shape:
+            shape = tuple(proxy.shape) if isinstance(proxy, torch.Tensor) else type(proxy).__name__
+            raise ValueError(f"proxy must have the shape of values {tuple(values.shape)}, got {shape}")
+        values, groups, strata = self._check(values, groups, strata, where)
+        means, cells = self._cell_means(torch.stack([values.detach().to(proxy.dtype), proxy], 1), groups, strata, where)
+        return self._observation(means[:, 1], cells, means[:, 0].detach())
 
     def _observation(self, means: torch.Tensor, cells: torch.Tensor, strict: Optional[torch.Tensor]) -> Observation:
         cells_total = self.num_groups * self.num_strata

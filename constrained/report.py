@@ -59,6 +59,9 @@ class StepReport:
         dual_seconds: wall time of this step's dual work (dual backward and update; synchronised on GPUs).
         skipped: fp16 with a `GradScaler`: the gradients overflowed, so neither the primal nor the dual
             update was applied (the scaler lowered its scale; the step still counts in the K:1 schedule).
+        after_update: `loss` and `constraints` describe the model after this step's primal update (the
+            re-evaluation of mode="alternating" before its dual step); otherwise they describe the model the
+            closure evaluated before the update.
     """
 
     loss: float
@@ -69,6 +72,7 @@ class StepReport:
     dual_steps: int = 0
     dual_seconds: float = 0.0
     skipped: bool = False
+    after_update: bool = False
 
     def as_dict(self) -> dict[str, float]:
         """Flat {name: number} view, e.g. {"loss": .., "clean/satisfied_fraction": ..}."""
@@ -79,6 +83,7 @@ class StepReport:
             "primal_steps": float(self.primal_steps),
             "dual_steps": float(self.dual_steps),
             "skipped": float(self.skipped),
+            "after_update": float(self.after_update),
         }
         for name, report in self.constraints.items():
             for key, value in asdict(report).items():

@@ -15,6 +15,7 @@ import copy
 import math
 from typing import Any, Optional
 
+import torch
 from torch import nn
 
 from .primal_dual import Closure, PrimalDual
@@ -28,9 +29,10 @@ class BestIterate:
         tolerance: a constraint holds when its largest (true) violation is <= tolerance.
         after: ignore the first `after` steps (the transient).
 
-    The report of a step describes the model as the closure evaluated it, before the update; `step`
-    therefore copies the model's state first (cheap for the small models of fairness problems; for a large
-    network, consider every N-th step only).
+    The report of a step describes the model as the closure evaluated it before the update (or, when
+    `StepReport.after_update`, as re-evaluated after it); `step` keeps the state the report describes
+    (copies are cheap for the small models of fairness problems; for a large network, consider every N-th
+    step only).
     """
 
     def __init__(self, tolerance: float = 0.0, after: int = 0) -> None:
@@ -46,9 +48,11 @@ class BestIterate:
 
     def step(self, primal_dual: PrimalDual, closure: Closure, model: nn.Module) -> StepReport:
         """One `primal_dual.step(closure)`; the evaluated iterate of `model` is kept if it is the best so far."""
-        state = copy.deepcopy(model.state_dict()) if self.steps >= self.after else None
+        state = _snapshot(model) if self.steps >= self.after else None
         report = primal_dual.step(closure)
         self.steps += 1
+        if state is not None and report.after_update:
+            state = _snapshot(model)
         if state is not None:
             worst = max((r.violation_max for r in report.constraints.values()), default=0.0)
             self._offer(state, report.loss, worst)
@@ -57,7 +61,7 @@ class BestIterate:
     def offer(self, model: nn.Module, objective: float, worst_violation: float) -> bool:
         """Considers `model` as it is now, judged by numbers measured elsewhere (e.g. on the whole training set,
         when the step reports are minibatch estimates); returns whether it became the kept iterate."""
-        return self._offer(copy.deepcopy(model.state_dict()), float(objective), float(worst_violation))
+        return self._offer(_snapshot(model), float(objective), float(worst_violation))
 
     def _offer(self, state: dict[str, Any], objective: float, worst: float) -> bool:
         if not (math.isfinite(objective) and math.isfinite(worst)):
@@ -80,3 +84,9 @@ class BestIterate:
             raise RuntimeError("no iterate was kept yet (fewer steps than `after`?)")
         model.load_state_dict(self.best_state)
         return model
+
+
+def _snapshot(model: nn.Module) -> dict[str, Any]:
+    """A detached copy of `model`'s state (tensors cloned; much cheaper than a deepcopy for small models)."""
+    return {key: value.detach().clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+            for key, value in model.state_dict().items()}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC_PACKAGES = ("constrained", "lore", "lore.attacks", "lore.data", "lore.models", "lore.training",
+PUBLIC_PACKAGES = ("constrained", "constrained.lightning", "lore", "lore.attacks", "lore.data", "lore.models", "lore.training",
                    "lore.evaluation")
 
 

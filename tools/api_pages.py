@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = {"constrained": "constrained", "lore": "lore", "attacks": "lore.attacks", "data": "lore.data",
+PAGES = {"constrained": "constrained", "lightning": "constrained.lightning", "lore": "lore", "attacks": "lore.attacks", "data": "lore.data",
          "models": "lore.models", "training": "lore.training", "evaluation": "lore.evaluation"}
 
 

@@ -45,3 +45,11 @@ def test_fairness_benchmark_meets_its_targets_against_fairlearn(tmp_path):
     assert ours["violation"] <= max(bgl["bound"], theirs["violation"]) * 1.02
     assert ours["mse"] <= theirs["mse"] * 1.02
     assert dp["unconstrained"]["violation"] > 5 * dp["bound"]  # the problem is not trivially fair
+    mlp = result["mlp_demographic_parity"]
+    ours, theirs = mlp["ours"], mlp["fairlearn"]
+    assert mlp["samples"]["train"] >= 50_000 and mlp["fairlearn"]["iterations"] > 1
+    assert ours["violation"] <= theirs["violation"] + 0.005
+    assert ours["accuracy"] >= theirs["accuracy"] - 0.01
+    assert mlp["unconstrained"]["violation"] > 5 * mlp["bound"]
+    for problem in (dp, bgl, mlp):  # seconds are reported (compared in docs/performance.md, not asserted here)
+        assert problem["ours"]["seconds"] > 0 and problem["fairlearn"]["seconds"] > 0

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,29 +33,47 @@ def _normalise(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
-def _third_party_imports(package: str) -> set[str]:
+def _imports_of(path: Path) -> set[str]:
     names = set()
-    for path in (ROOT / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-                names.add(node.module.split(".")[0])
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
     return {n for n in names if n not in sys.stdlib_module_names and n not in ("constrained", "lore", "__future__")}
+
+
+def _third_party_imports(package: str, exclude: Iterable[str] = ()) -> set[str]:
+    skip = {ROOT / e for e in exclude}
+    return {n for path in (ROOT / package).rglob("*.py") if path not in skip for n in _imports_of(path)}
 
 
 def test_the_base_install_is_torch_and_cooper():
     assert _requirements()[""] == BASE
 
 
+#: optional integration modules of `constrained`, each importing one extra's distributions
+INTEGRATIONS = {"constrained/lightning.py": "lightning"}
+
+
 def test_constrained_imports_only_the_base():
-    assert {_normalise(DISTRIBUTION_OF.get(n, n)) for n in _third_party_imports("constrained")} == BASE
+    core = {_normalise(DISTRIBUTION_OF.get(n, n)) for n in _third_party_imports("constrained", exclude=INTEGRATIONS)}
+    assert core == BASE
+
+
+def test_each_integration_imports_only_the_base_and_its_extra():
+    requirements = _requirements()
+    for path, extra in INTEGRATIONS.items():
+        imported = {_normalise(DISTRIBUTION_OF.get(n, n)) for n in _imports_of(ROOT / path)}
+        assert imported <= BASE | requirements[extra], f"{path} imports beyond the base and the {extra!r} extra"
+        assert requirements[extra] <= imported, f"the {extra!r} extra declares what {path} does not import"
 
 
 def test_every_lore_import_is_declared_and_no_declared_dependency_is_unused():
     requirements = _requirements()
     declared = requirements[""] | requirements["lore"]
-    imported = {_normalise(DISTRIBUTION_OF.get(n, n)) for n in _third_party_imports("lore") | _third_party_imports("constrained")}
+    imported = {_normalise(DISTRIBUTION_OF.get(n, n)) for n in _third_party_imports("lore")
+                | _third_party_imports("constrained", exclude=INTEGRATIONS)}
     assert imported - declared == set(), "imported by lore but not declared in the base or the lore extra"
     assert declared - imported == set(), "declared but never imported by lore"
     assert {"open-clip-torch", "timm", "torchvision", "scikit-learn", "matplotlib"} <= requirements["lore"]
