@@ -294,3 +294,52 @@ def test_a_normalized_multiplier_network_ignores_the_scale_of_its_features(scale
     with torch.no_grad():
         raw.head.weight.normal_()
     assert not torch.allclose(raw(features * 10), raw(features))
+
+
+def _lbfgs_problem(mode: str = "alternating"):
+    """min ||theta - (3, 0)||^2 s.t. ||theta||^2 <= 1: theta* = (1, 0), lambda* = 2 (KKT: 2(theta - t) + 2 lambda theta = 0)."""
+    from constrained import Constraint, FixedMargin, ScalarMultiplier, sq_l2
+
+    theta = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    target = torch.tensor([[3.0, 0.0]], dtype=torch.float64)
+    bound = Constraint(d=sq_l2, margin=FixedMargin(1.0), name="ball")
+    multiplier = ScalarMultiplier(init=0.0).double()
+    optimizer = torch.optim.LBFGS([theta], max_iter=20, line_search_fn="strong_wolfe")
+    pd = PrimalDual(optimizer, {bound: multiplier}, dual_lr=0.5, mode=mode)
+
+    def closure():
+        out = theta.unsqueeze(0)
+        return (out - target).pow(2).sum(), [bound.observe(out, torch.zeros_like(out))]
+    return theta, multiplier, pd, closure
+
+
+def test_lbfgs_best_responses_reach_the_kkt_point():
+    theta, multiplier, pd, closure = _lbfgs_problem()
+    for _ in range(60):
+        report = pd.step(closure)
+    assert pd.primal_reevaluates
+    torch.testing.assert_close(theta.detach(), torch.tensor([1.0, 0.0], dtype=torch.float64), atol=1e-4, rtol=0)
+    assert abs(float(multiplier.weight.detach().reshape(-1)[0]) - 2.0) < 1e-3
+    assert report.after_update and report.dual_updated
+
+
+def test_alternating_reports_describe_the_updated_model_and_best_iterate_keeps_it():
+    from constrained import BestIterate
+
+    theta, _, pd, closure = _lbfgs_problem()
+    holder = torch.nn.Module()
+    holder.theta = theta
+    best = BestIterate(tolerance=1.0)  # everything is feasible: the lowest objective wins
+    report = best.step(pd, closure, holder)
+    objective = float((theta.detach() - torch.tensor([3.0, 0.0], dtype=torch.float64)).pow(2).sum())
+    assert report.after_update and report.loss == pytest.approx(objective)  # the loss after the L-BFGS step
+    torch.testing.assert_close(best.best_state["theta"], theta.detach())  # not the (0, 0) it started from
+
+
+def test_lbfgs_with_a_grad_scaler_is_refused():
+    from constrained import Constraint, FixedMargin, ScalarMultiplier, sq_l2
+
+    theta = torch.nn.Parameter(torch.zeros(2))
+    bound = Constraint(d=sq_l2, margin=FixedMargin(1.0))
+    with pytest.raises(ValueError, match="LBFGS"):
+        PrimalDual(torch.optim.LBFGS([theta]), {bound: ScalarMultiplier()}, scaler=torch.amp.GradScaler("cpu"))
