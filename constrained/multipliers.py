@@ -139,7 +139,7 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
                 f"constraint {observation.constraint.name!r} uses a {type(self).__name__}: "
                 "pass features=... to observe()"
             )
-        return observation.features
+        return observation.features.detach()  # lambda_w(x) is a function of fixed features: no gradient into the model
 
     def sanity_check(self) -> None:
         _check_inequality(self)

@@ -213,17 +213,22 @@ class PrimalDual:
             if sizes[-1] != sizes[0]:
                 raise ValueError(f"micro-batches must all have the same size for step_accumulated to equal the "
                                  f"full-batch update; got sizes {sizes} so far (closure {len(sizes) - 1})")
-            primal_terms = [self._contribution(name, state, "primal") for name, state in states.items()]
+            evaluated: dict[str, torch.Tensor] = {}  # each multiplier evaluated once, for both terms
+            primal_terms = [self._contribution(name, state, "primal", evaluated) for name, state in states.items()]
             lagrangian = loss + sum((term for term, _ in primal_terms), torch.zeros((), device=loss.device))
             if not torch.isfinite(lagrangian.detach()):
                 raise FloatingPointError(f"the Lagrangian is {lagrangian.item()}; stopping before the update")
             scaled = weight * lagrangian
             if self.scaler is not None:
                 scaled = self.scaler.scale(scaled)
-            torch.autograd.backward(scaled)
             values = {name: value for name, (_, value) in zip(states, primal_terms)}
-            if dual_now:
-                values = self._dual_backward(states, weight)
+            roots = [scaled]
+            if dual_now:  # one backward pass for both: the primal term holds lambda fixed, the dual term g
+                with self._timed_dual():
+                    dual_total, values = self._dual_terms(states, weight, evaluated)
+                if dual_total is not None:
+                    roots.append(dual_total)
+            torch.autograd.backward(roots)
             losses.append(loss.detach())
             lagrangians.append(lagrangian.detach())
             seen.append((observations, values))
@@ -339,7 +344,8 @@ class PrimalDual:
         return dataclasses.replace(report, **details) if details else report
 
     def _contribution(
-        self, name: str, state: cooper.ConstraintState, primal_or_dual: Literal["primal", "dual"]
+        self, name: str, state: cooper.ConstraintState, primal_or_dual: Literal["primal", "dual"],
+        evaluated: Optional[dict[str, torch.Tensor]] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """cooper's Lagrangian term of one constraint, scaled to an expectation over the batch.
 
@@ -353,7 +359,18 @@ class PrimalDual:
             coefficient = bound.penalty_coefficient
             if coefficient.value.dtype != violation.dtype or coefficient.value.device != violation.device:
                 coefficient.value = coefficient.value.to(device=violation.device, dtype=violation.dtype)
-        store = bound.compute_contribution_to_lagrangian(state, primal_or_dual)
+        multiplier_module = bound.multiplier
+        if evaluated is None or multiplier_module is None:
+            store = bound.compute_contribution_to_lagrangian(state, primal_or_dual)
+        else:  # cooper's formulation, fed the multiplier's value of this evaluation (computed once)
+            if name not in evaluated:
+                evaluated[name] = cooper.formulations.utils.evaluate_constraint_factor(
+                    multiplier_module, state.constraint_features, violation.shape)
+            compute = getattr(bound.formulation, f"compute_contribution_to_{primal_or_dual}_lagrangian")
+            kwargs: dict[str, Any] = {"constraint_state": state, "multiplier": _Evaluated(evaluated[name])}
+            if bound.formulation.expects_penalty_coefficient:
+                kwargs["penalty_coefficient"] = bound.penalty_coefficient
+            store = compute(**kwargs)
         value = None if store is None else (
             store.multiplier_value if store.multiplier_value is not None else store.penalty_coefficient_value)
         if store is None or value is None:
@@ -367,12 +384,16 @@ class PrimalDual:
     def _dual_backward(self, states: dict[str, cooper.ConstraintState], weight: float = 1.0) -> dict[str, torch.Tensor]:
         """Accumulates weight x the dual Lagrangian's gradient; returns the multiplier values."""
         with self._timed_dual():
-            return self._dual_backward_untimed(states, weight)
+            total, values = self._dual_terms(states, weight)
+            if total is not None:
+                torch.autograd.backward(total)
+            return values
 
     @contextmanager
     def _timed_dual(self) -> Iterator[None]:
         """Adds the enclosed wall time to this step's `dual_seconds` (waiting for the GPU, when the duals live there)."""
-        cuda = any(p.is_cuda for p in self.multipliers.parameters())
+        cuda = torch.cuda.is_initialized() and any(  # type: ignore[no-untyped-call]
+            p.is_cuda for p in self.multipliers.parameters())
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -383,20 +404,21 @@ class PrimalDual:
                 torch.cuda.synchronize()
             self._dual_seconds += time.perf_counter() - start
 
-    def _dual_backward_untimed(self, states: dict[str, cooper.ConstraintState], weight: float) -> dict[str, torch.Tensor]:
+    def _dual_terms(self, states: dict[str, cooper.ConstraintState], weight: float,
+                    evaluated: Optional[dict[str, torch.Tensor]] = None
+                    ) -> tuple[Optional[torch.Tensor], dict[str, torch.Tensor]]:
+        """The dual Lagrangian (weight x, to ascend; None without dual variables) and the multiplier values."""
         if self.dual_optimizer is None:
-            return {name: self._contribution(name, state, "primal")[1] for name, state in states.items()}
+            return None, {name: self._contribution(name, state, "primal")[1] for name, state in states.items()}
         values = {}
         total = None
         for name, state in states.items():
-            term, values[name] = self._contribution(name, state, "dual")
+            term, values[name] = self._contribution(name, state, "dual", evaluated)
             multiplier = self._multiplier_kind(name)
             per_index = multiplier is not None and multiplier.per_index
             term = term if per_index else weight * term  # an index's entry owns its sample's violation
             total = term if total is None else total + term
-        if total is not None:
-            torch.autograd.backward(total)
-        return values
+        return total, values
 
     def _dual_step(self) -> None:
         with self._timed_dual():
@@ -455,6 +477,19 @@ class PrimalDual:
             self.scaler.load_state_dict(state["scaler"])
         self.primal_steps = int(state["primal_steps"])
         self.dual_steps = int(state["dual_steps"])
+
+
+class _Evaluated:
+    """Stands in for a multiplier whose value was already computed in this evaluation (cooper's formulations
+    call the multiplier; this returns the value, so a multiplier network runs once for both Lagrangian terms)."""
+
+    expects_constraint_features = False
+
+    def __init__(self, value: torch.Tensor) -> None:
+        self.value = value
+
+    def __call__(self) -> torch.Tensor:
+        return self.value
 
 
 def _average_dual_gradients_across_ranks(multipliers: nn.ModuleDict) -> None:

@@ -56,7 +56,8 @@ class StepReport:
         dual_updated: whether this step ended with a dual update.
         primal_steps: primal updates taken so far (including this one).
         dual_steps: dual updates taken so far.
-        dual_seconds: wall time of this step's dual work (dual backward and update; synchronised on GPUs).
+        dual_seconds: wall time of this step's dual work (building the dual term and the dual update; its backward
+            pass shares the primal one's, except in mode="alternating"; synchronised on GPUs).
         skipped: fp16 with a `GradScaler`: the gradients overflowed, so neither the primal nor the dual
             update was applied (the scaler lowered its scale; the step still counts in the K:1 schedule).
         after_update: `loss` and `constraints` describe the model after this step's primal update (the
