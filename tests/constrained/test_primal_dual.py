@@ -343,3 +343,25 @@ def test_lbfgs_with_a_grad_scaler_is_refused():
     bound = Constraint(d=sq_l2, margin=FixedMargin(1.0))
     with pytest.raises(ValueError, match="LBFGS"):
         PrimalDual(torch.optim.LBFGS([theta]), {bound: ScalarMultiplier()}, scaler=torch.amp.GradScaler("cpu"))
+
+
+def test_multiplier_features_that_carry_gradient_do_not_leak_dual_gradients_into_the_model():
+    """lambda_w(features) is priced with fixed features: passing the model's own output as features must give the
+    primal step the same update as passing it detached."""
+    from constrained import Constraint, FixedMargin, MultiplierNetwork, sq_l2
+
+    def one_step(detach: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 3)
+        x = torch.randn(16, 3)
+        bound = Constraint(d=sq_l2, margin=FixedMargin(0.1), name="near")
+        pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {bound: MultiplierNetwork(3, hidden=4)}, dual_lr=0.1)
+
+        def closure():
+            out = model(x)
+            features = out.detach() if detach else out
+            return out.pow(2).mean(), [bound.observe(out, torch.zeros_like(out), features=features)]
+        pd.step(closure)
+        return model.weight.detach().clone()
+
+    torch.testing.assert_close(one_step(detach=False), one_step(detach=True), rtol=0, atol=0)
