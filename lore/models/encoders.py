@@ -137,7 +137,8 @@ def load_timm(
         model: timm model name.
         checkpoint: optional local weights (.safetensors, or a torch file loaded
             with weights_only=True) of the backbone; no download ever happens.
-        image_size: input resolution, for models that accept one (DINOv2: 518 by default).
+        image_size: input resolution, for models that accept one (DINOv2: 518 by default). A checkpoint saved
+            at another resolution has its position embeddings resampled (timm's checkpoint filter).
         device: where the model is placed.
 
     Returns:
@@ -148,7 +149,7 @@ def load_timm(
     kwargs = {} if image_size is None else {"img_size": image_size}
     backbone = timm.create_model(model, pretrained=False, num_classes=0, **kwargs)
     if checkpoint is not None:
-        state = load_state_file(checkpoint)
+        state = _adapted_to(backbone, load_state_file(checkpoint))
         missing, unexpected = backbone.load_state_dict(state, strict=False)
         if missing:
             raise ValueError(f"checkpoint {checkpoint} does not fit {model}: missing keys {missing[:5]}...")
@@ -157,6 +158,22 @@ def load_timm(
     cfg = backbone.pretrained_cfg
     mean, std = cfg.get("mean", OPENAI_MEAN), cfg.get("std", OPENAI_STD)
     return ImageEncoder(backbone, mean, std, embed_dim=backbone.num_features).to(device)
+
+
+def _adapted_to(backbone: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` passed through timm's checkpoint filter of the backbone's family, when it has one: it resamples
+    absolute position embeddings to the model's resolution (a DINOv2 checkpoint saved at 518 px loaded at
+    224 px: a 37x37 grid bicubically resized to 16x16, the class token's embedding kept) and converts original
+    formats (Meta's DINOv2, OpenAI CLIP) to timm's names."""
+    import sys
+
+    adapt = getattr(sys.modules.get(type(backbone).__module__), "checkpoint_filter_fn", None)
+    if adapt is None:
+        return state
+    try:
+        return dict(adapt(state, backbone))
+    except Exception as error:  # a foreign file: say so rather than leak timm's internals
+        raise ValueError(f"could not adapt the checkpoint to {type(backbone).__name__}: {error}") from error
 
 
 def load_state_file(path: Union[str, Path]) -> dict[str, torch.Tensor]:

@@ -160,3 +160,26 @@ def test_image_encoder_accepts_half_and_double_images(dtype):
     expected = encoder(images)
     got = encoder(images.to(dtype))
     assert got.dtype == torch.float32 and torch.allclose(got, expected, atol=2e-2 if dtype == torch.float16 else 1e-6)
+
+
+def test_a_dinov2_checkpoint_saved_at_518_px_loads_at_224_with_resampled_position_embeddings(tmp_path):
+    """timm's default DINOv2 resolution is 518 px (a 37x37 patch grid); loading its weights at 224 px (16x16)
+    must resample the grid, keep the class token's embedding and every other weight, and run at 224 px."""
+    torch.manual_seed(0)
+    source = load_timm("vit_small_patch14_dinov2")  # 518 px
+    state = {k: v.clone().contiguous() for k, v in source.backbone.state_dict().items()}
+    grid = state["pos_embed"][:, 1:].reshape(1, 37, 37, -1)
+    ramp = torch.linspace(-1.0, 1.0, 37)
+    state["pos_embed"][:, 1:] = (grid * 0 + ramp[None, :, None, None]).reshape(1, 37 * 37, -1)  # rows: a linear ramp
+    path = tmp_path / "dinov2_518.safetensors"
+    save_file(state, str(path))
+    loaded = load_timm("vit_small_patch14_dinov2", checkpoint=path, image_size=224)
+    pos = loaded.backbone.state_dict()["pos_embed"]
+    assert pos.shape == (1, 1 + 16 * 16, 384)
+    torch.testing.assert_close(pos[:, 0], state["pos_embed"][:, 0])  # the class token's embedding is kept
+    rows = pos[:, 1:].reshape(16, 16, 384)
+    assert torch.all(rows[1:, :, 0] > rows[:-1, :, 0])  # the ramp survives resampling: increasing down the rows
+    assert abs(float(rows[:, :, 0].std(dim=1).max())) < 1e-4  # and constant along each row
+    torch.testing.assert_close(loaded.backbone.state_dict()["blocks.0.attn.qkv.weight"], state["blocks.0.attn.qkv.weight"])
+    with torch.no_grad():
+        assert loaded(torch.rand(1, 3, 224, 224)).shape == (1, 384)
