@@ -217,6 +217,37 @@ def probe_subset(dataset: Dataset, size: int, seed: int, *, workers_pool=None,
     return images, labels
 
 
+class DatasetPart(Dataset):
+    """The items `indices` of `base`, with its class names (and file names, for error messages)."""
+
+    def __init__(self, base: Dataset, indices: Sequence[int]) -> None:
+        self.base, self.indices = base, list(indices)
+        self.classnames = getattr(base, "classnames", ())
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        return self.base[self.indices[index]]
+
+    def source(self, index: int) -> str:
+        """The file behind item `index`, as the base dataset names it."""
+        source = getattr(self.base, "source", None)
+        return source(self.indices[index]) if source else f"#{self.indices[index]}"
+
+
+def split_disjoint(dataset: Dataset, first_share: float, seed: int) -> tuple[DatasetPart, DatasetPart]:
+    """A seeded random split of `dataset` into two disjoint parts, the first holding `first_share` of the items
+    (at least one item each; stratification is not attempted)."""
+    if not 0 < first_share < 1:
+        raise ValueError(f"first_share must lie in (0, 1), got {first_share}")
+    if len(dataset) < 2:
+        raise ValueError(f"cannot split a dataset of {len(dataset)} item(s) into two non-empty parts")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed + 29)).tolist()
+    cut = min(max(1, round(first_share * len(order))), len(order) - 1)
+    return DatasetPart(dataset, sorted(order[:cut])), DatasetPart(dataset, sorted(order[cut:]))
+
+
 def dataset_classnames(dataset: Dataset) -> Optional[tuple[str, ...]]:
     """The dataset's class names in label order (its `.classnames`), or None when it has none."""
     names = getattr(dataset, "classnames", None)

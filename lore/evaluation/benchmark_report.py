@@ -67,7 +67,10 @@ def markdown_table(summaries: dict[str, dict], datasets: Sequence[str], baseline
     of = sum(1 for d in datasets if d in ZERO_SHOT_DATASETS)
     any_summary = next(iter(summaries.values()))
     covered = len(any_summary["average_zero_shot"]["datasets"])
-    average_title = "Average zero-shot" + ("" if covered == of else f" ({covered} of {of})")
+    heads = {_head_family(r.get("head")) for summary in summaries.values() for r in summary["datasets"].values()}
+    kind = {frozenset({"zero-shot"}): "zero-shot", frozenset({"linear probe"}): "linear probe"}.get(
+        frozenset(heads), "zero-shot / linear probe")
+    average_title = f"Average {kind}" + ("" if covered == of else f" ({covered} of {of})")
     header = ["Eval.", "Vision encoder"] + [DISPLAY_NAMES[d] for d in datasets] + ([average_title] if of else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for evaluation in ["clean"] + list(eps_list):
@@ -87,6 +90,11 @@ def markdown_table(summaries: dict[str, dict], datasets: Sequence[str], baseline
              f"{' / '.join(attacks) or 'no attack'} cascade, {settings['n_iter']} iterations, l_inf."]
     if len(summaries) > 1:
         notes.append(f"(↑/↓ x): difference to {baseline} in percentage points.")
+    probed = [label for label, summary in summaries.items()
+              if any(_head_family(r.get("head")) == "linear probe" for r in summary["datasets"].values())]
+    if probed:
+        notes.append(f"{', '.join(probed)}: no text tower, so a linear probe on each dataset's clean training "
+                     "features replaces the zero-shot head (not comparable with zero-shot accuracy).")
     requested = "+".join(settings["attacks"])
     shorter = sorted({DISPLAY_NAMES[name] for s in summaries.values() for name, r in s["datasets"].items()
                       if r.get("attacks") and r["attacks"] != [requested]})
@@ -96,6 +104,11 @@ def markdown_table(summaries: dict[str, dict], datasets: Sequence[str], baseline
     if pending:
         notes.append(f"Not evaluated yet: {', '.join(pending)} (—).")
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def _head_family(head: Optional[str]) -> str:
+    """'zero-shot' or 'linear probe' (a fitted or a loaded linear head), from a result's "head" text."""
+    return "linear probe" if head and head.startswith("linear") else "zero-shot"
 
 
 def _value(result: Optional[dict], evaluation: str) -> Optional[float]:

@@ -30,7 +30,8 @@ class EvalConfig:
     image_size: Optional[int] = field(default=None, metadata={"help": "input resolution (default: the model's)"})
     data: str = field(default="digits", metadata={"help": "'digits', an ImageFolder directory, or 'torchvision:NAME:ROOT'"})
     head_data: Optional[str] = field(default=None, metadata={
-        "help": "training data for the linear head of non-CLIP models (default: --data's train split)"})
+        "help": "training data for the linear probe of encoders without a text tower (default: --data's train split; "
+                "an image folder without one is split: half fits the probe, the other half is scored)"})
     n_samples: Optional[int] = field(default=None, metadata={
         "help": "evaluation images per dataset, a fixed seeded subset (default: 500; with --benchmark 1000, "
                 "as RobustVLM's zero-shot evaluation); alias --samples"})

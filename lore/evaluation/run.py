@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from ..data.images import build_dataset, dataset_classnames, probe_subset
+from ..data.images import build_dataset, dataset_classnames, probe_subset, split_disjoint
 from ..devices import resolve_device
 from ..heads import ZeroShotHead
 from ..models.build import BuiltModel, build_model, class_embeddings
@@ -73,6 +73,41 @@ def load_model(model: str, pretrained: Optional[str], image_size: Optional[int],
                        seed=seed, device=device)
 
 
+#: share of a folder used whole (no train/test split of its own) that fits a linear probe; the rest is scored
+HEAD_SHARE = 0.5
+
+
+def linear_head_data(config: EvalConfig, image_size: int, test_set):
+    """(data the linear probe is fitted on, data that is scored, a description of the former).
+
+    The probe never sees the scored images: a dataset with splits gives its train split (or `--head-data`'s);
+    an image folder, which is used whole, is split in two disjoint seeded parts when it is also the head data
+    (`HEAD_SHARE` fits the probe, the rest is scored).
+    """
+    head_spec = config.head_data or config.data
+    if _used_whole(config.data) and _same_data(head_spec, config.data):
+        head_part, scored = split_disjoint(test_set, HEAD_SHARE, config.seed)
+        return head_part, scored, (f"{HEAD_SHARE:.0%} of {config.data}, disjoint from the {len(scored)} images "
+                                   f"that are scored (seed {config.seed})")
+    head_set = build_dataset(head_spec, image_size, split="train", seed=config.seed)
+    split = "" if _used_whole(head_spec) else "'s train split"
+    return head_set, test_set, f"{head_spec}{split}"
+
+
+def _used_whole(spec: str) -> bool:
+    """An image folder has no train/test split of its own: `build_dataset` returns all of it for either."""
+    return spec != "digits" and not spec.startswith("torchvision:")
+
+
+def _same_data(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except OSError:
+        return False
+
+
 def _looks_like_path(text: str) -> bool:
     return "/" in text or "\\" in text or text.startswith(".") or text.startswith("~")
 
@@ -84,8 +119,6 @@ def run_evaluation(config: EvalConfig) -> dict:
     built = _load(config, device)
     encoder: ImageEncoder = built.encoder.eval().requires_grad_(False)
     test_set = build_dataset(config.data, built.image_size, split="test", seed=config.seed)
-    images, labels = probe_subset(test_set, config.samples, config.seed)
-    images, labels = images.to(device), labels.to(device)
     classnames = dataset_classnames(test_set)
     text_embeddings = None
     if built.clip is not None and classnames:
@@ -93,12 +126,14 @@ def run_evaluation(config: EvalConfig) -> dict:
         head = ZeroShotHead(text_embeddings, scale=100.0)
         head_kind = "zero-shot"
     else:
-        head_set = build_dataset(config.head_data or config.data, built.image_size, split="train", seed=config.seed)
-        head_images, head_labels = probe_subset(head_set, 2000, config.seed + 5)
+        head_set, test_set, head_source = linear_head_data(config, built.image_size, test_set)
+        head_images, head_labels = probe_subset(head_set, config.head_samples, config.seed + 5)
         with torch.no_grad():
             features = torch.cat([encoder(head_images[i:i + 256].to(device)) for i in range(0, len(head_images), 256)])
         head = fit_linear_head(features, head_labels.to(device))
-        head_kind = "linear (fitted on clean features)"
+        head_kind = f"linear probe (fitted on the clean features of {len(head_labels)} images: {head_source})"
+    images, labels = probe_subset(test_set, config.samples, config.seed)
+    images, labels = images.to(device), labels.to(device)
     classifier = torch.nn.Sequential(encoder, head).eval()
     report = evaluate(classifier, images, labels, settings, embed=encoder, class_embeddings=text_embeddings)
     report["model"] = config.model

@@ -147,7 +147,12 @@ def load_timm(
     import timm
 
     kwargs = {} if image_size is None else {"img_size": image_size}
-    backbone = timm.create_model(model, pretrained=False, num_classes=0, **kwargs)
+    try:
+        backbone = timm.create_model(model, pretrained=False, num_classes=0, **kwargs)
+    except TypeError as error:  # convolutional networks take no img_size: they accept any input size
+        if "img_size" not in str(error):
+            raise
+        backbone = timm.create_model(model, pretrained=False, num_classes=0)
     if checkpoint is not None:
         state = _adapted_to(backbone, load_state_file(checkpoint))
         missing, unexpected = backbone.load_state_dict(state, strict=False)

@@ -301,3 +301,23 @@ def test_the_public_entry_points_answer_as_documented():
 
     assert lore.evaluation.zero_shot_metadata("imagenet1k")[0][0] == "tench"
     assert lore.evaluation.run_benchmark is run_benchmark and len(lore.evaluation.PAPER_DATASETS) == 14
+
+
+def test_linear_probe_columns_are_not_labelled_zero_shot():
+    from lore.evaluation.benchmark_report import markdown_table, model_summary
+
+    settings = {"eps": ["1/255"], "samples": 10, "seed": 0, "n_iter": 3, "attacks": ["apgd-ce"]}
+
+    def result(head):
+        return {"clean": 0.5, "robust": {"1/255": 0.25}, "samples": 10, "attacks": ["apgd-ce"], "head": head}
+
+    probe = {"cifar10": result("linear (fitted on clean train features)")}
+    zero_shot = {"cifar10": result("zero-shot")}
+    only_probe = markdown_table({"dino": model_summary(probe, ["cifar10"])}, ["cifar10"], "dino", settings)
+    assert "Average linear probe" in only_probe and "Average zero-shot" not in only_probe
+    assert "dino: no text tower, so a linear probe" in only_probe
+    mixed = markdown_table({"clip": model_summary(zero_shot, ["cifar10"]), "dino": model_summary(probe, ["cifar10"])},
+                           ["cifar10"], "clip", settings)
+    assert "Average zero-shot / linear probe" in mixed
+    clip_only = markdown_table({"clip": model_summary(zero_shot, ["cifar10"])}, ["cifar10"], "clip", settings)
+    assert "Average zero-shot |" in clip_only and "linear probe" not in clip_only

@@ -1,0 +1,59 @@
+"""`lore eval` on an encoder without a text tower: the linear probe is never fitted on the images it scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lore.data.images import build_dataset, split_disjoint
+from lore.evaluation.config import EvalConfig
+from lore.evaluation.run import linear_head_data, run_evaluation
+
+
+def noise_folder(root, classes=("a", "b"), per_class=20, size=32, seed=0):
+    """Pure-noise PNGs in class folders: no encoder can tell the classes apart on unseen images."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_split_disjoint_parts_cover_the_dataset_once():
+    data = torch.utils.data.TensorDataset(torch.arange(11))
+    first, second = split_disjoint(data, 0.5, seed=3)
+    assert set(first.indices).isdisjoint(second.indices)
+    assert sorted(first.indices + second.indices) == list(range(11))
+    assert len(first) == 6 and len(second) == 5
+    with pytest.raises(ValueError, match="first_share"):
+        split_disjoint(data, 1.0, seed=0)
+
+
+def test_a_folder_used_whole_is_split_between_probe_and_scoring(tmp_path):
+    folder = noise_folder(tmp_path / "noise")
+    config = EvalConfig(model="timm:resnet10t", data=str(folder), image_size=32, attacks="", output=str(tmp_path / "o"))
+    test_set = build_dataset(config.data, 32, split="test")
+    head, scored, described = linear_head_data(config, 32, test_set)
+    assert set(head.indices).isdisjoint(scored.indices) and len(head) + len(scored) == 40
+    assert "disjoint" in described
+    # the same folder named another way (a trailing slash) is still the same data
+    config = EvalConfig(model="timm:resnet10t", data=str(folder), head_data=str(folder) + "/", image_size=32,
+                        attacks="", output=str(tmp_path / "o"))
+    head, scored, _ = linear_head_data(config, 32, test_set)
+    assert set(head.indices).isdisjoint(scored.indices)
+
+
+def test_a_random_encoder_on_noise_scores_chance_not_a_perfect_fit(tmp_path):
+    """Fitted on the scored images, a 512-feature probe separates 40 noise images perfectly (accuracy 1.0, the
+    defect); fitted on a disjoint half it can only guess."""
+    torch.manual_seed(0)
+    folder = noise_folder(tmp_path / "noise", per_class=30)
+    report = run_evaluation(EvalConfig(model="timm:resnet10t", data=str(folder), image_size=32, attacks="",
+                                       output=str(tmp_path / "out"), device="cpu"))
+    assert report["n_samples"] == 30  # the scored half
+    assert report["clean_accuracy"] < 0.85
+    assert report["head"].startswith("linear probe") and "disjoint" in report["head"]
