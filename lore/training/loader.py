@@ -17,6 +17,7 @@ reported to the main process, which logs them.
 
 from __future__ import annotations
 
+import signal
 from typing import Callable, Iterator, Optional
 
 import torch
@@ -92,6 +93,17 @@ def _collate(items):
     return images, labels, indices, messages
 
 
+def ignore_stop_signals(_worker_id: int = 0) -> None:
+    """A DataLoader worker's init: SIGTERM and SIGINT are for the main process only.
+
+    SLURM, torchrun and a terminal's Ctrl-C signal the whole process group; a worker that died of it would
+    crash the main process ("DataLoader worker ... is killed by signal") before it could checkpoint. Ignoring
+    them here lets the main process finish its batch, save, and shut the workers down itself.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def training_batches(dataset: Dataset, sampler: GlobalBatchSampler, *, workers: int, prefetch: int = 4,
                      pin_memory: bool = False, on_unreadable: Optional[Callable[[str], None]] = None
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -113,7 +125,8 @@ def training_batches(dataset: Dataset, sampler: GlobalBatchSampler, *, workers: 
         return
     loader = DataLoader(_Substituting(dataset, skip=on_unreadable is not None), batch_sampler=sampler,
                         num_workers=workers, collate_fn=_collate, pin_memory=pin_memory,
-                        prefetch_factor=prefetch if workers else None, persistent_workers=False)
+                        prefetch_factor=prefetch if workers else None, persistent_workers=False,
+                        worker_init_fn=ignore_stop_signals if workers else None)
     for images, labels, indices, messages in loader:
         if images is None:
             raise UnreadableImageError(messages[-1])

@@ -84,8 +84,11 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, cache_dir):
     assert broken.returncode == 2 and "corrupt or truncated" in broken.stderr
 
 
-@pytest.mark.parametrize("data", ["digits", "folder-with-workers"])
-def test_killed_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path, cache_dir, data, write_digits):
+@pytest.mark.parametrize("data, target", [("digits", "process"), ("folder-with-workers", "process"),
+                                          ("folder-with-workers", "process group")])
+def test_killed_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path, cache_dir, data, target, write_digits):
+    """SIGTERM to the main process, or (as SLURM and torchrun do) to its whole process group, DataLoader
+    workers included: the run checkpoints its last finished batch, exits 130, and resumes bit for bit."""
     common = ["--cache-dir", str(cache_dir), "--max-steps", "10", "--checkpoint-every", "1", *FAST]
     per_epoch = 1348 // 16  # the digits' training split at batch 16
     if data == "folder-with-workers":  # JPEG-free PNG folder decoded by 2 DataLoader processes; 7 batches per epoch
@@ -97,12 +100,16 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path
 
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "lore", "train", "--output", str(killed), *common],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD,
+                               start_new_session=True)  # its own process group, with its DataLoader workers
     metrics = killed / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    if target == "process group":
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 130, stderr
     interrupted_at = torch.load(killed / "last.pt", weights_only=True)["step"]
@@ -147,6 +154,42 @@ def test_torchrun_ddp_matches_a_single_process_with_the_same_global_batch(tmp_pa
     net_a, net_b = a["dual"]["primal_dual"]["multipliers"], b["dual"]["primal_dual"]["multipliers"]
     for key in net_a:
         assert torch.allclose(net_a[key], net_b[key], rtol=1e-4, atol=1e-6), key
+
+
+def test_sigterm_to_a_torchrun_process_group_checkpoints_and_resumes_bit_for_bit(tmp_path, cache_dir):
+    """torchrun and SLURM signal the whole group (agent and ranks): every rank stops after its batch, rank 0 writes
+    last.pt, the ranks exit 130, and a torchrun --resume ends exactly where an uninterrupted torchrun run ends."""
+    common = ["--cache-dir", str(cache_dir), "--max-steps", "10", "--checkpoint-every", "1", "--probe-every", "0",
+              *FAST]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def torchrun(out: Path, *extra: str, port: int) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                "-m", "lore", "train", "--output", str(out), *common, *extra]
+
+    straight = tmp_path / "straight"
+    done = subprocess.run(torchrun(straight, port=29541), capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(torchrun(killed, port=29542), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, start_new_session=True)
+    metrics = killed / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    # each rank says it checkpointed and stopped (torchrun itself then exits 1 with its SignalException)
+    assert stderr.count("checkpoint written, continue with --resume") == 2, stderr[-3000:]
+    interrupted_at = torch.load(killed / "last.pt", weights_only=True)["step"]
+    assert 2 <= interrupted_at < 10, interrupted_at
+    assert not list(killed.glob("*.tmp")), "a partial checkpoint was left behind"
+    done = subprocess.run(torchrun(killed, "--resume", port=29543), capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = encoder_state(straight), encoder_state(killed)
+    assert a["step"] == b["step"] == 10
+    for key in a["encoder"]:
+        assert torch.equal(a["encoder"][key], b["encoder"][key]), key
 
 
 def test_a_diverging_run_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, cache_dir):
