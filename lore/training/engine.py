@@ -209,16 +209,19 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         start = int(state["step"])
 
     last_saved = [start]
+    longest = {"batch": 0.0, "checkpoint": 0.0}  # seconds: what a stop signal may have to wait for
 
     def checkpoint(step: int) -> None:
         last_saved[0] = step
         if info.is_main:
+            began_writing = time.perf_counter()
             save_atomic({
                 "format_version": FORMAT_VERSION, "fingerprint": fingerprint, "step": step,
                 "epoch": step // per_epoch, "encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "dual": step_fn.state_dict(),
                 "rng": {"torch": torch.get_rng_state()}, "config": config.to_dict(),
             }, checkpoint_path)
+            longest["checkpoint"] = max(longest["checkpoint"], time.perf_counter() - began_writing)
 
     multiplier = step_fn.primal_dual.multiplier("clean") if step_fn.primal_dual is not None else None
     # held-out "within margin" uses LORE's own margin; other methods are measured against rho ||phi_0(x)||^2
@@ -256,6 +259,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                     ) from error
                 scheduler.step()
                 seconds = time.perf_counter() - waiting
+                longest["batch"] = max(longest["batch"], seconds)
                 done = step + 1
                 bar.update(1)
                 postfix = {"loss": f"{logs['robust_loss']:.3g}"}
@@ -292,7 +296,12 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         summary = {"status": status, "start_step": start, "step": step, "total_steps": total,
                    "passes": passes, "workers": workers,
                    "world_size": info.world_size, "ranks_agree": agree,
-                   "unreadable_images": unreadable.count if unreadable else 0}
+                   "unreadable_images": unreadable.count if unreadable else 0,
+                   # a SIGTERM waits for the current batch, then a checkpoint: the grace period a scheduler must
+                   # give (torchrun --shutdown-timeout, SLURM KillWait) is at least their sum
+                   "longest_batch_seconds": round(longest["batch"], 3),
+                   "longest_checkpoint_seconds": round(longest["checkpoint"], 3),
+                   "stop_needs_seconds": round(longest["batch"] + longest["checkpoint"], 3)}
         if status == "finished":
             summary["export"] = str(export_encoder(built, config.model, output / "export"))
             from .plots import plot_run

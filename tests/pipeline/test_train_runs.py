@@ -51,6 +51,11 @@ def test_cpu_run_writes_checkpoint_metrics_plots_and_export(tmp_path, cache_dir)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["step"] == 4
     assert summary["passes"] == "fused" and summary["workers"] == 0  # auto on a CPU; in-memory digits need no workers
+    longest_step = max(json.loads(line)["step_seconds"] for line in (run / "metrics.jsonl").read_text().splitlines()[1:])
+    assert summary["longest_batch_seconds"] == pytest.approx(longest_step, abs=1e-3)  # the grace a stop needs
+    assert summary["longest_checkpoint_seconds"] > 0
+    assert summary["stop_needs_seconds"] == pytest.approx(
+        summary["longest_batch_seconds"] + summary["longest_checkpoint_seconds"], abs=2e-3)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
     for key in ("robust_loss", "clean_distance", "clean/satisfied_fraction", "clean/multiplier_mean", "lr", "images_per_second"):
