@@ -27,7 +27,7 @@ from tqdm import tqdm
 from constrained import NormMargin
 
 from ..data.images import TensorImages, batches_per_epoch, build_dataset, dataset_classnames, probe_subset, read_class_list
-from ..devices import resolve_device
+from ..devices import bf16_warning, resolve_device
 from ..models.build import build_head, build_model
 from ..models.export import export_encoder
 from ..reference import FrozenReference
@@ -188,6 +188,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     total = config.max_steps or per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, config.warmup_steps))
     method = make_method(config)
+    if config.precision == "bf16" and info.is_main and (message := bf16_warning(device)) is not None:
+        warnings.warn(message, stacklevel=2)
     passes = resolve_passes(config.passes, device)  # what 'auto' became
     workers = 0 if isinstance(train_set, TensorImages) else resolve_workers(config.workers)  # in-memory data: none
     torch.manual_seed(config.seed)  # the dual network's init must not depend on whether phi_0 came from the cache
