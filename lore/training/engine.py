@@ -228,6 +228,9 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     multiplier = step_fn.primal_dual.multiplier("clean") if step_fn.primal_dual is not None else None
     # held-out "within margin" uses LORE's own margin; other methods are measured against rho ||phi_0(x)||^2
     probe_margin = method.constraint.margin if config.method == "lore" else NormMargin(config.rho)
+    # the probe's forwards as training's: its precision, and no larger batches than a training step
+    probe_settings = {"batch_size": config.batch_size,
+                      "autocast_dtype": torch.bfloat16 if config.precision == "bf16" else None}
     writer = _tensorboard(output) if config.tensorboard and info.is_main else None
     metrics_file = open(output / "metrics.jsonl", "a") if info.is_main else None
     bar = tqdm(total=total, initial=start, disable=not info.is_main, desc=f"{config.method} eps={config.eps * 255:.3g}/255",
@@ -241,7 +244,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         with _StopRequest() as stop:
             if start == 0 and info.is_main and config.probe_every:
                 _log(metrics_file, writer, 0, {"epoch": 0, **probe(encoder, reference, head, probe_images, probe_labels,
-                     eps=config.eps, margin=probe_margin, multiplier=multiplier, seed=config.seed)})
+                     eps=config.eps, margin=probe_margin, multiplier=multiplier, seed=config.seed, **probe_settings)})
             for step in range(start, total):
                 epoch = step // per_epoch
                 waiting = time.perf_counter()
@@ -274,7 +277,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                               "step_seconds": seconds, "data_wait_seconds": data_wait, **logs}
                     if config.probe_every and done % config.probe_every == 0:
                         record.update(probe(encoder, reference, head, probe_images, probe_labels, eps=config.eps,
-                                            margin=probe_margin, multiplier=multiplier, seed=config.seed))
+                                            margin=probe_margin, multiplier=multiplier, seed=config.seed, **probe_settings))
                     _log(metrics_file, writer, done, record)
                 if done % config.checkpoint_every == 0 and done < total:
                     checkpoint(done)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Optional
 
 import torch
@@ -31,6 +32,7 @@ def probe(
     multiplier: Optional[torch.nn.Module] = None,
     batch_size: int = 256,
     seed: int = 0,
+    autocast_dtype: Optional[torch.dtype] = None,
 ) -> dict[str, float]:
     """Clean and PGD-robust accuracy of `head` on `encoder`, and how far clean embeddings moved.
 
@@ -43,6 +45,11 @@ def probe(
         margin: m(phi_0(x)) -> [N] for the `probe/within_margin` fraction (||phi - phi_0||^2 <= m), e.g.
             `NormMargin(rho)`; the relative distances are reported whatever the margin.
         multiplier: the dual network, to report its lambda on held-out data.
+        batch_size: images per forward pass (the training batch size: the probe then needs no more memory
+            than a training step).
+        seed: seed of the PGD starts.
+        autocast_dtype: e.g. torch.bfloat16 to run the forwards under autocast, as training does
+            (statistics are computed in fp32).
 
     Returns:
         probe/clean_accuracy, probe/robust_accuracy, probe/within_margin,
@@ -51,37 +58,47 @@ def probe(
     """
     was_training = encoder.training
     encoder.eval()
+    device = next(encoder.parameters()).device
+    precision = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                 else contextlib.nullcontext())
     try:
-        device = next(encoder.parameters()).device
-        images, labels = images.to(device), labels.to(device)
-        clean = _embed(encoder, images, batch_size)
-        ref = torch.cat([reference(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
-        correct = robust = 0
-        generator = torch.Generator(device=device).manual_seed(seed)
-        for i in range(0, len(images), batch_size):
-            x, y = images[i : i + batch_size], labels[i : i + batch_size]
-            delta = pgd(lambda z: F.cross_entropy(head(encoder(z)), y, reduction="none"), x, eps=eps,
-                        steps=pgd_steps, generator=generator)
-            with torch.no_grad():
-                robust += (head(encoder(x + delta)).argmax(1) == y).sum().item()
-        correct = (head(clean).argmax(1) == labels).sum().item()
-        distance = (clean - ref).pow(2).sum(1)
-        relative = distance / ref.pow(2).sum(1).clamp_min(1e-12)
-        quantiles = torch.quantile(relative.float().cpu(), torch.tensor(QUANTILES)).tolist()
-        out = {
-            "probe/clean_accuracy": correct / len(labels),
-            "probe/robust_accuracy": robust / len(labels),
-            "probe/within_margin": int((distance <= margin(ref)).sum()) / len(labels),
-        }
-        out.update({f"probe/relative_distance_q{int(q * 100)}": v for q, v in zip(QUANTILES, quantiles)})
-        if multiplier is not None and not getattr(multiplier, "per_index", False):  # per-index: no held-out lambda
-            with torch.no_grad():
-                lam = (multiplier(ref) if getattr(multiplier, "expects_constraint_features", False) else multiplier())
-            lam = lam.detach().float().flatten().cpu()
-            out["probe/lambda_mean"] = lam.mean().item()
-            if lam.numel() > 1:
-                lambda_quantiles = torch.quantile(lam, torch.tensor(QUANTILES)).tolist()
-                out.update({f"probe/lambda_q{int(q * 100)}": v for q, v in zip(QUANTILES, lambda_quantiles)})
-        return out
+        with precision:
+            return _probe(encoder, reference, head, images, labels, eps=eps, margin=margin, pgd_steps=pgd_steps,
+                          multiplier=multiplier, batch_size=batch_size, seed=seed, device=device)
     finally:
         encoder.train(was_training)
+
+
+def _probe(encoder, reference, head, images, labels, *, eps, margin, pgd_steps, multiplier, batch_size, seed,
+           device) -> dict[str, float]:
+    """`probe` under its precision context."""
+    images, labels = images.to(device), labels.to(device)
+    clean = _embed(encoder, images, batch_size).float()
+    ref = torch.cat([reference(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]).float()
+    correct = robust = 0
+    generator = torch.Generator(device=device).manual_seed(seed)
+    for i in range(0, len(images), batch_size):
+        x, y = images[i : i + batch_size], labels[i : i + batch_size]
+        delta = pgd(lambda z: F.cross_entropy(head(encoder(z)), y, reduction="none"), x, eps=eps,
+                    steps=pgd_steps, generator=generator)
+        with torch.no_grad():
+            robust += (head(encoder(x + delta)).argmax(1) == y).sum().item()
+    correct = (head(clean).argmax(1) == labels).sum().item()
+    distance = (clean - ref).pow(2).sum(1)
+    relative = distance / ref.pow(2).sum(1).clamp_min(1e-12)
+    quantiles = torch.quantile(relative.float().cpu(), torch.tensor(QUANTILES)).tolist()
+    out = {
+        "probe/clean_accuracy": correct / len(labels),
+        "probe/robust_accuracy": robust / len(labels),
+        "probe/within_margin": int((distance <= margin(ref)).sum()) / len(labels),
+    }
+    out.update({f"probe/relative_distance_q{int(q * 100)}": v for q, v in zip(QUANTILES, quantiles)})
+    if multiplier is not None and not getattr(multiplier, "per_index", False):  # per-index: no held-out lambda
+        with torch.no_grad():
+            lam = (multiplier(ref) if getattr(multiplier, "expects_constraint_features", False) else multiplier())
+        lam = lam.detach().float().flatten().cpu()
+        out["probe/lambda_mean"] = lam.mean().item()
+        if lam.numel() > 1:
+            lambda_quantiles = torch.quantile(lam, torch.tensor(QUANTILES)).tolist()
+            out.update({f"probe/lambda_q{int(q * 100)}": v for q, v in zip(QUANTILES, lambda_quantiles)})
+    return out
