@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
@@ -114,6 +115,11 @@ def _looks_like_path(text: str) -> bool:
 
 def run_evaluation(config: EvalConfig) -> dict:
     """Evaluates the configured model and writes its report into `config.output`; returns the report."""
+    with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:  # --workers threads decode images
+        return _run_evaluation(config, pool)
+
+
+def _run_evaluation(config: EvalConfig, pool: ThreadPoolExecutor) -> dict:
     device = resolve_device(config.device)
     settings = settings_of(config)
     built = _load(config, device)
@@ -127,12 +133,12 @@ def run_evaluation(config: EvalConfig) -> dict:
         head_kind = "zero-shot"
     else:
         head_set, test_set, head_source = linear_head_data(config, built.image_size, test_set)
-        head_images, head_labels = probe_subset(head_set, config.head_samples, config.seed + 5)
+        head_images, head_labels = probe_subset(head_set, config.head_samples, config.seed + 5, workers_pool=pool)
         with torch.no_grad():
             features = torch.cat([encoder(head_images[i:i + 256].to(device)) for i in range(0, len(head_images), 256)])
         head = fit_linear_head(features, head_labels.to(device))
         head_kind = f"linear probe (fitted on the clean features of {len(head_labels)} images: {head_source})"
-    images, labels = probe_subset(test_set, config.samples, config.seed)
+    images, labels = probe_subset(test_set, config.samples, config.seed, workers_pool=pool)
     images, labels = images.to(device), labels.to(device)
     classifier = torch.nn.Sequential(encoder, head).eval()
     report = evaluate(classifier, images, labels, settings, embed=encoder, class_embeddings=text_embeddings)

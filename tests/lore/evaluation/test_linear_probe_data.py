@@ -57,3 +57,20 @@ def test_a_random_encoder_on_noise_scores_chance_not_a_perfect_fit(tmp_path):
     assert report["n_samples"] == 30  # the scored half
     assert report["clean_accuracy"] < 0.85
     assert report["head"].startswith("linear probe") and "disjoint" in report["head"]
+
+
+def test_eval_decodes_with_the_requested_number_of_threads(tmp_path, monkeypatch):
+    from lore.evaluation import run as run_module
+
+    pools = []
+    original = run_module.probe_subset
+
+    def recording(*args, workers_pool=None, **kwargs):
+        pools.append(workers_pool)
+        return original(*args, workers_pool=workers_pool, **kwargs)
+
+    monkeypatch.setattr(run_module, "probe_subset", recording)
+    folder = noise_folder(tmp_path / "noise", per_class=4)
+    run_evaluation(EvalConfig(model="timm:resnet10t", data=str(folder), image_size=32, attacks="", workers=3,
+                              output=str(tmp_path / "out"), device="cpu"))
+    assert len(pools) == 2 and all(pool is not None and pool._max_workers == 3 for pool in pools)
