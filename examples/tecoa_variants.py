@@ -23,10 +23,12 @@ from lore.data.digits import DIGIT_NAMES
 from lore.data.images import build_dataset, probe_subset
 from lore.models.build import build_model, class_embeddings
 from lore.training.config import TrainConfig
+from lore.units import format_eps
 from lore_clip_support.compare import (load_trained, plot_accuracy, plot_training_comparison, results_table, train_fresh,
                                        zero_shot_results)
 
 EVAL_EPS = (8 / 255, 16 / 255, 32 / 255)
+TRAIN_EPS = 32 / 255
 
 
 def main() -> None:
@@ -49,15 +51,15 @@ def main() -> None:
     results, runs = {"reference": measure(reference)}, {}
     for method in ("tecoa", "tecoa-l2", "tecoa-kl"):
         print(f"== {method} ==", flush=True)
-        config = TrainConfig(model="digits-clip", method=method, eps=32 / 255, rho=args.rho, primal_steps=5, lr=1e-3,
+        config = TrainConfig(model="digits-clip", method=method, eps=TRAIN_EPS, rho=args.rho, primal_steps=5, lr=1e-3,
                              dual_lr=1e-3, dual_hidden=128, batch_size=64, max_steps=steps, probe_every=max(1, steps // 10),
                              probe_size=128, checkpoint_every=10_000, output=str(args.out / method), cache_dir=args.cache_dir)
         runs[method] = train_fresh(config)
         results[method] = measure(load_trained(reference, runs[method]))
     print(results_table(results))
     (args.out / "results.json").write_text(json.dumps({"methods": results}, indent=2))
-    plot_training_comparison(runs, args.rho, args.out / "training_curves.png")
-    plot_accuracy(results, args.out / "accuracy.png")
+    plot_training_comparison(runs, args.rho, args.out / "training_curves.png", train_eps=format_eps(TRAIN_EPS))
+    plot_accuracy(results, args.out / "accuracy.png", train_eps=format_eps(TRAIN_EPS))
     print(f"wrote {args.out / 'results.json'}, training_curves.png, accuracy.png")
 
 

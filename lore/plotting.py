@@ -7,7 +7,7 @@ this module never selects or changes the plotting backend of the process that us
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from matplotlib.figure import Figure
 
@@ -48,3 +48,19 @@ def legend(ax) -> None:
 def mark_empty(ax, message: str) -> None:
     """Writes `message` across an axis that has nothing to show (e.g. no multiplier in FARE)."""
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+#: one colour per method, the same in every figure (matplotlib's tab10 hues)
+METHOD_COLORS = {"reference": "tab:gray", "fare": "tab:blue", "naive": "tab:orange", "lore": "tab:green",
+                 "tecoa": "tab:red", "tecoa-l2": "tab:purple", "tecoa-kl": "tab:brown"}
+_EXTRA = ("tab:pink", "tab:olive", "tab:cyan", "black")
+
+
+def method_color(label: str) -> Optional[str]:
+    """The colour of a method in every figure: by its name (case-insensitive; a label that starts with a known
+    method name, such as "lore rho=0.1", takes that method's colour); None (matplotlib's cycle) otherwise."""
+    name = label.lower()
+    for method in sorted(METHOD_COLORS, key=len, reverse=True):  # "tecoa-l2" before "tecoa"
+        if name == method or name.startswith(method + " ") or name.startswith(method + "("):
+            return METHOD_COLORS[method]
+    return None

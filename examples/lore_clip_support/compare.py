@@ -16,7 +16,7 @@ import torch
 from lore.evaluation.report import plot_robustness
 from lore.evaluation.suite import EvalSettings, evaluate, fraction
 from lore.heads import ZeroShotHead
-from lore.plotting import finish_axes, new_figure, save_figure
+from lore.plotting import finish_axes, method_color, new_figure, save_figure
 from lore.training.config import TrainConfig
 from lore.training.engine import train
 from lore.training.plots import read_metrics
@@ -30,6 +30,9 @@ class RunInterrupted(RuntimeError):
                          "run again with --resume to continue")
         self.folder, self.step, self.total = folder, step, total
 
+
+#: the attacks behind every robust accuracy of these helpers (the worst case of the cascade)
+ROBUST_CASCADE = "apgd-ce+apgd-t"
 
 def train_fresh(config: TrainConfig, *, resume: bool = False) -> Path:
     """Trains `config` into `config.output` (the caller owns that folder); returns it once the run has finished.
@@ -78,7 +81,7 @@ def zero_shot_results(encoder, reference_encoder, class_embeddings: torch.Tensor
         within = fraction((emb - ref).pow(2).sum(1) <= rho * ref.pow(2).sum(1))
     return {
         "clean_accuracy": report["clean_accuracy"],
-        "robust_accuracy": {e: row["apgd-ce+apgd-t"] for e, row in report["robust_accuracy"].items()},
+        "robust_accuracy": {e: row[ROBUST_CASCADE] for e, row in report["robust_accuracy"].items()},
         "robust_accuracy_apgd_ce": {e: row["apgd-ce"] for e, row in report["robust_accuracy"].items()},
         "within_margin": within,
         "alignment": report.get("alignment"),
@@ -96,8 +99,9 @@ def results_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_training_comparison(runs: dict[str, Path], rho: float, path: Path) -> Path:
-    """Mean lambda on training batches, held-out margin satisfaction and clean accuracy over training, per method."""
+def plot_training_comparison(runs: dict[str, Path], rho: float, path: Path, *, train_eps: str) -> Path:
+    """Mean lambda on training batches, held-out margin satisfaction and clean accuracy over training, per method,
+    at training radius `train_eps` (named in the title)."""
     panels = (
         ("clean/multiplier_mean", "mean lambda(x) (training batches)", None),
         ("probe/within_margin", f"held out: fraction with ||phi-phi_0||^2 <= {rho:g} ||phi_0||^2", (0, 1.02)),
@@ -109,19 +113,22 @@ def plot_training_comparison(runs: dict[str, Path], rho: float, path: Path) -> P
         for ax, (key, _, _) in zip(axes, panels):
             points = [(r["step"], r[key]) for r in records if key in r]
             if points:
-                ax.plot(*zip(*points), marker="." if key.startswith("probe") else None, label=name)
+                ax.plot(*zip(*points), marker="." if key.startswith("probe") else None, label=name,
+                        color=method_color(name))
     for ax, (_, title, limits) in zip(axes, panels):
         ax.set(title=title, xlabel="batch", ylim=limits)
     finish_axes(*axes)
+    fig.suptitle(f"training at eps = {train_eps}")
     return save_figure(fig, path)
 
 
-def plot_accuracy(results: dict[str, dict], path: Path) -> Path:
-    """Clean (eps 0) and robust accuracy against eps, one line per method."""
+def plot_accuracy(results: dict[str, dict], path: Path, *, train_eps: str) -> Path:
+    """Clean (eps 0) and robust accuracy (`zero_shot_results`' cascade) against eps, one line per method, for
+    models trained at `train_eps` (named in the title)."""
     reports = {name: {"clean_accuracy": r["clean_accuracy"],
-                      "robust_accuracy": {eps: {"worst case": v} for eps, v in r["robust_accuracy"].items()}}
+                      "robust_accuracy": {eps: {ROBUST_CASCADE: v} for eps, v in r["robust_accuracy"].items()}}
                for name, r in results.items()}
-    return plot_robustness(reports, path)
+    return plot_robustness(reports, path, setting=f"trained at {train_eps}")
 
 
 def plot_front(points: dict[str, list[tuple[float, float, float]]], eps_label: str, path: Path,
@@ -137,11 +144,11 @@ def plot_front(points: dict[str, list[tuple[float, float, float]]], eps_label: s
     fig, ax = new_figure(figsize=(6.5, 4.8))
     for family, rows in points.items():
         rows = sorted(rows, key=lambda r: r[1])
-        ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o", label=family)
+        ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o", label=family, color=method_color(family))
         for value, clean, robust in rows:
             ax.annotate(f"{value:g}", (clean, robust), textcoords="offset points", xytext=(4, 4), fontsize=8)
     for (name, (clean, robust)), marker in zip((single or {}).items(), "s^Dv*"):
-        ax.plot([clean], [robust], marker=marker, markersize=9, linestyle="none", label=name)
+        ax.plot([clean], [robust], marker=marker, markersize=9, linestyle="none", label=name, color=method_color(name))
     ax.set(xlabel="clean zero-shot accuracy", ylabel=f"robust accuracy at {eps_label}",
            title="robustness-accuracy front (paper Fig. 1b)")
     finish_axes(ax)

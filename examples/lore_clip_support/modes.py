@@ -65,9 +65,9 @@ def run_series(job: Job) -> int:
     (args.out / "series.md").write_text(series_table(rows, reference, markdown=True) + "\n")
     plot_series(rows, reference, args.out / "series.png")
     at_largest = {m: folders[(m, largest, seeds[0])] for m in s["methods"]}
-    plot_constraint(at_largest, s["rho"], args.out / "constraint.png")
-    plot_training_comparison(at_largest, s["rho"], args.out / "training_curves.png")
-    plot_accuracy(headline, args.out / "accuracy.png")
+    plot_constraint(at_largest, s["rho"], args.out / "constraint.png", train_eps=format_eps(largest))
+    plot_training_comparison(at_largest, s["rho"], args.out / "training_curves.png", train_eps=format_eps(largest))
+    plot_accuracy(headline, args.out / "accuracy.png", train_eps=format_eps(largest))
     print(f"\nwrote {args.out / 'results.json'}, series.md, series.png, constraint.png, training_curves.png, accuracy.png")
     return 0
 

@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lore.plotting import finish_axes, mark_empty, new_figure, save_figure
+from lore.plotting import finish_axes, mark_empty, method_color, new_figure, save_figure
 from lore.training.plots import read_metrics
 from lore.units import parse_eps
 
@@ -104,7 +104,8 @@ def plot_series(rows: Sequence[dict], reference: Optional[dict], path: Path) -> 
             mine = sorted((r for r in rows if r["method"] == method), key=lambda r: parse_eps(r["train_eps"]))
             x = [parse_eps(r["train_eps"]) * 255 for r in mine]
             stats = [r[key] if eps is None else r[key][eps] for r in mine]
-            ax.errorbar(x, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=method)
+            ax.errorbar(x, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=method,
+                        color=method_color(method))
         if reference is not None:
             value = reference["clean_accuracy"] if eps is None else reference["robust_accuracy"][eps]
             ax.axhline(value, color="gray", linestyle="--", label="reference")
@@ -116,12 +117,14 @@ def plot_series(rows: Sequence[dict], reference: Optional[dict], path: Path) -> 
     return save_figure(fig, path)
 
 
-def plot_constraint(runs: dict[str, Path], rho: float, path: Path) -> Path:
+def plot_constraint(runs: dict[str, Path], rho: float, path: Path, *, train_eps: str) -> Path:
     """Held-out clean deviation, margin satisfaction and multiplier over training (paper Fig. 6, 7, 9).
 
     Args:
         runs: {label: run folder with metrics.jsonl}, e.g. FARE and LORE at the largest training eps.
         rho: the margin scale drawn as a reference line on the relative deviation.
+        path: the PNG to write.
+        train_eps: the runs' training radius (e.g. "48/255"), named in the title.
     """
     fig, axes = new_figure(1, 3, figsize=(16, 4.2))
     lambda_drawn = False
@@ -130,15 +133,17 @@ def plot_constraint(runs: dict[str, Path], rho: float, path: Path) -> Path:
         steps = [r["step"] for r in records]
         moved = [r for r in records if r["probe/relative_distance_q10"] > 0]  # log axis: phi = phi_0 at step 0
         moved_steps = [r["step"] for r in moved]
-        line, = axes[0].plot(moved_steps, [r["probe/relative_distance_q50"] for r in moved], marker=".", label=f"{label} median")
+        line, = axes[0].plot(moved_steps, [r["probe/relative_distance_q50"] for r in moved], marker=".", label=f"{label} median",
+                             color=method_color(label))
         axes[0].fill_between(moved_steps, [r["probe/relative_distance_q10"] for r in moved],
                              [r["probe/relative_distance_q90"] for r in moved], alpha=0.2, color=line.get_color())
-        axes[1].plot(steps, [r["probe/within_margin"] for r in records], marker=".", label=label)
+        axes[1].plot(steps, [r["probe/within_margin"] for r in records], marker=".", label=label, color=method_color(label))
         with_lambda = [r for r in records if "probe/lambda_mean" in r]
         if with_lambda:
             lambda_drawn = True
             lam_steps = [r["step"] for r in with_lambda]
-            line, = axes[2].plot(lam_steps, [r["probe/lambda_mean"] for r in with_lambda], marker=".", label=f"{label} mean")
+            line, = axes[2].plot(lam_steps, [r["probe/lambda_mean"] for r in with_lambda], marker=".", label=f"{label} mean",
+                                 color=method_color(label))
             if "probe/lambda_q10" in with_lambda[0]:
                 axes[2].fill_between(lam_steps, [r["probe/lambda_q10"] for r in with_lambda],
                                      [r["probe/lambda_q90"] for r in with_lambda], alpha=0.2, color=line.get_color(),
@@ -150,4 +155,5 @@ def plot_constraint(runs: dict[str, Path], rho: float, path: Path) -> Path:
         mark_empty(axes[2], "no multiplier in these runs")
     axes[2].set(title="held out: lambda(x) (mean, 10-90 %)", xlabel="batch", yscale="log" if lambda_drawn else "linear")
     finish_axes(*axes)
+    fig.suptitle(f"during training at eps = {train_eps}")
     return save_figure(fig, path)

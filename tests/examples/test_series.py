@@ -69,4 +69,21 @@ def test_plots_are_written(tmp_path):
             records.append(record)
         (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records))
         folders[name] = folder
-    assert plot_constraint(folders, 0.1, tmp_path / "constraint.png").stat().st_size > 10_000
+    assert plot_constraint(folders, 0.1, tmp_path / "constraint.png", train_eps="32/255").stat().st_size > 10_000
+
+
+def test_the_constraint_figure_names_its_training_radius_and_colours_by_method(tmp_path, monkeypatch):
+    from lore_clip_support import series
+
+    from lore.plotting import method_color
+
+    drawn = []
+    monkeypatch.setattr(series, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    folder = tmp_path / "lore"
+    folder.mkdir()
+    (folder / "metrics.jsonl").write_text(json.dumps({"step": 10, "probe/relative_distance_q10": 0.01,
+                                                      "probe/relative_distance_q50": 0.05,
+                                                      "probe/relative_distance_q90": 0.2, "probe/within_margin": 0.9}))
+    series.plot_constraint({"lore": folder}, 0.1, tmp_path / "c.png", train_eps="48/255")
+    assert "48/255" in drawn[0].texts[0].get_text()  # the suptitle
+    assert drawn[0].axes[1].get_lines()[0].get_color() == method_color("lore")
