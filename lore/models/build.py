@@ -74,7 +74,7 @@ def build_model(name: str, pretrained: Optional[str], image_size: Optional[int],
         encoder = load_timm(name[len("timm:"):], checkpoint=pretrained, image_size=image_size, device=device)
         size = image_size or encoder.backbone.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
         return BuiltModel(encoder, size, kind="timm")
-    model = load_open_clip(name, pretrained, device=device)
+    model = load_open_clip(name, pretrained, image_size=image_size, device=device)
     return BuiltModel(model.encoder, image_size or model.image_size[0], model.clip, model.tokenizer, kind="open_clip")
 
 

@@ -85,6 +85,7 @@ def load_open_clip(
     model: str,
     pretrained: Optional[str] = None,
     *,
+    image_size: Optional[int] = None,
     device: Union[str, torch.device] = "cpu",
 ) -> OpenClipModel:
     """Builds an open_clip model; the image tower becomes an `ImageEncoder`.
@@ -95,6 +96,8 @@ def load_open_clip(
         pretrained: a pretrained tag (`"openai"`, `"laion2b_s34b_b79k"`; needs the
             network once), a local checkpoint file (.safetensors/.bin/.pt, loaded
             with weights_only=True), or None for random weights.
+        image_size: build the image tower for this input side instead of the architecture's own; pretrained
+            position embeddings are resampled to it (open_clip's `resize_pos_embed` on loading).
         device: where the model is placed.
 
     Returns:
@@ -114,7 +117,7 @@ def load_open_clip(
         raise ValueError(f"model {model!r} is not an open_clip architecture (e.g. ViT-B-32; see open_clip.list_models()), "
                          "'digits-clip', 'digits-cnn', 'timm:NAME', 'local-dir:PATH', or an existing folder")
     clip, _, preprocess = open_clip.create_model_and_transforms(
-        model, pretrained=pretrained, device=device, weights_only=True
+        model, pretrained=pretrained, device=device, weights_only=True, force_image_size=image_size
     )
     normalize = [t for t in getattr(preprocess, "transforms", []) if type(t).__name__ == "Normalize"]
     mean, std = (normalize[0].mean, normalize[0].std) if normalize else (OPENAI_MEAN, OPENAI_STD)

@@ -183,3 +183,17 @@ def test_a_dinov2_checkpoint_saved_at_518_px_loads_at_224_with_resampled_positio
     torch.testing.assert_close(loaded.backbone.state_dict()["blocks.0.attn.qkv.weight"], state["blocks.0.attn.qkv.weight"])
     with torch.no_grad():
         assert loaded(torch.rand(1, 3, 224, 224)).shape == (1, 384)
+
+
+def test_open_clip_weights_saved_at_224_load_at_another_resolution(tmp_path):
+    torch.manual_seed(0)
+    source = load_open_clip("ViT-B-32")  # 224 px: a 7x7 grid of 32-px patches
+    path = tmp_path / "vit_b32.safetensors"
+    save_file({k: v.contiguous() for k, v in source.clip.state_dict().items()}, str(path))
+    loaded = load_open_clip("ViT-B-32", str(path), image_size=96)  # a 3x3 grid
+    assert loaded.image_size == (96, 96)
+    position = loaded.clip.visual.positional_embedding
+    assert position.shape == (1 + 3 * 3, 768)
+    torch.testing.assert_close(position[0], source.clip.visual.positional_embedding[0])  # the class token's
+    with torch.no_grad():
+        assert loaded.encoder(torch.rand(1, 3, 96, 96)).shape == (1, 512)
