@@ -51,11 +51,15 @@ def model_label(model: str, pretrained: Optional[str] = None) -> str:
     return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in base) or "model"
 
 
-def settings_record(settings: EvalSettings, samples: int, head_samples: int) -> dict:
-    """What a dataset result depends on besides the model and the data (compared on reuse)."""
+def settings_record(settings: EvalSettings, samples: int, head_samples: int, *, data_root: Union[str, Path],
+                    image_size: Optional[int] = None, pretrained: Optional[str] = None,
+                    linear_head: Optional[str] = None) -> dict:
+    """Everything a dataset result depends on besides the model (compared on reuse: a stored result computed
+    from another data folder, resolution, weights tag or head is refused, never reused)."""
     return {"eps": [format_eps(e) for e in settings.eps], "attacks": list(settings.attacks), "n_iter": settings.n_iter,
             "restarts": settings.restarts, "n_targets": settings.n_targets, "samples": samples, "seed": settings.seed,
-            "head_samples": head_samples}
+            "head_samples": head_samples, "data_root": str(Path(data_root).expanduser().resolve()),
+            "image_size": image_size, "pretrained": pretrained, "linear_head": linear_head}
 
 
 def run_benchmark(
@@ -108,7 +112,8 @@ def run_benchmark(
     base_label = _baseline_label(baseline, models, labels)
     check_datasets_present(datasets, data_root)
     output = Path(output)
-    record = settings_record(settings, samples, head_samples)
+    record = settings_record(settings, samples, head_samples, data_root=data_root, image_size=image_size,
+                             pretrained=pretrained, linear_head=linear_head)
     device = resolve_device(device) if isinstance(device, str) else device
     results: dict[str, dict[str, dict]] = {label: {} for label in labels}
 
@@ -259,7 +264,15 @@ def _baseline_label(baseline: Optional[str], models: Sequence[str], labels: Sequ
 
 
 def _reuse(path: Path, model: str, record: dict) -> dict:
-    result = json.loads(path.read_text())
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a readable result ({error}); delete it to recompute that dataset") from None
+    required = ("clean", "robust", "samples", "settings")
+    if not isinstance(result, dict) or any(key not in result for key in required) \
+            or not isinstance(result["settings"], dict) or not isinstance(result["robust"], dict):
+        raise ValueError(f"{path} is not a dataset result (it needs {', '.join(required)}); delete it to recompute "
+                         "that dataset")
     differences = [f"{k}: stored {result.get('settings', {}).get(k)!r} vs now {v!r}"
                    for k, v in record.items() if result.get("settings", {}).get(k) != v]
     if result.get("model") != model:

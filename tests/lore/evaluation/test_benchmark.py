@@ -321,3 +321,34 @@ def test_linear_probe_columns_are_not_labelled_zero_shot():
     assert "Average zero-shot / linear probe" in mixed
     clip_only = markdown_table({"clip": model_summary(zero_shot, ["cifar10"])}, ["cifar10"], "clip", settings)
     assert "Average zero-shot |" in clip_only and "linear probe" not in clip_only
+
+
+def test_a_rerun_with_another_data_root_or_image_size_is_refused_not_reused(tiny_clip_dir, two_datasets, tmp_path):
+    """Before, data_root and image_size were not in the stored settings: STL-10 25.0 % was reused where a fresh
+    run on the other data gave 8.3 %."""
+    import shutil
+
+    out = tmp_path / "out"
+    kwargs = dict(settings=FAST, samples=8, cache_dir=str(tmp_path / "cache"), device="cpu")
+    run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **kwargs)
+    other_root = tmp_path / "other-data"
+    shutil.copytree(two_datasets, other_root)
+    with pytest.raises(ValueError, match="other settings.*data_root: stored"):
+        run_benchmark([str(tiny_clip_dir)], ["cifar10"], other_root, out, **kwargs)
+    with pytest.raises(ValueError, match="other settings.*image_size: stored None vs now 48"):
+        run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, image_size=48, **kwargs)
+    # the same data named another way is the same data: reused
+    report = run_benchmark([str(tiny_clip_dir)], ["cifar10"], str(two_datasets) + "/", out, **kwargs)
+    assert report["status"] == "complete"
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"clean": 0.5}', '{"clean": 0.5, "robust": [], '
+                                     '"samples": 3, "settings": {}}'])
+def test_a_malformed_stored_result_is_named_not_a_traceback(tiny_clip_dir, two_datasets, tmp_path, content):
+    out = tmp_path / "out"
+    stored = out / "models" / tiny_clip_dir.name / "cifar10.json"
+    stored.parent.mkdir(parents=True)
+    stored.write_text(content)
+    with pytest.raises(ValueError, match="cifar10.json is not a"):
+        run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, settings=FAST, samples=8,
+                      cache_dir=str(tmp_path / "cache"), device="cpu")
