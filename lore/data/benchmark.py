@@ -25,7 +25,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .images import IndexedImages, image_transform
-from .release_files import (LAYOUTS, BenchmarkDataMissing, imagenet_split_folder, locate, need_file, read_cifar_pickle,
+from .release_files import (LAYOUTS, RELEASE_FOLDERS, BenchmarkDataMissing, imagenet_split_folder, locate, need_file, read_cifar_pickle,
                             wnid_folders)
 from .zero_shot import PAPER_DATASETS, zero_shot_metadata
 
@@ -58,9 +58,13 @@ def build_benchmark_dataset(name: str, root: Union[str, Path], image_size: int, 
     dataset = _READERS[name](folder, split, transform)
     dataset.classnames, dataset.templates = classnames, tuple(templates)
     folders = getattr(getattr(dataset, "base", None), "classes", None)
-    if name in ("caltech101", "eurosat") and folders is not None and len(folders) != len(classnames):
-        raise BenchmarkDataMissing(f"{name} at {folder}: {len(folders)} class folders, but CLIP_benchmark names "
-                                   f"{len(classnames)} classes; expected layout: {LAYOUTS[name]}")
+    if name in RELEASE_FOLDERS and folders is not None and sorted(folders) != sorted(RELEASE_FOLDERS[name]):
+        unexpected = sorted(set(folders) - set(RELEASE_FOLDERS[name]))
+        missing = sorted(set(RELEASE_FOLDERS[name]) - set(folders))
+        raise BenchmarkDataMissing(
+            f"{name} at {folder}: the class folders are not the release's (labels follow the sorted folder names, "
+            f"so one misnamed folder shifts every label): unexpected {unexpected[:5]}, missing {missing[:5]}; "
+            f"expected layout: {LAYOUTS[name]}")
     largest = _largest_label(dataset)
     if largest is not None and largest >= len(classnames):
         raise ValueError(f"{name} at {folder}: label {largest} but only {len(classnames)} class names")
@@ -145,6 +149,12 @@ def _flowers(folder: Path, split: str, transform) -> IndexedImages:
 def _image_folder(folder: Path, transform) -> IndexedImages:
     from torchvision.datasets import ImageFolder
 
+    from .folders import check_links
+
+    try:
+        check_links(folder)
+    except ValueError as error:
+        raise BenchmarkDataMissing(str(error)) from None
     try:
         return IndexedImages(ImageFolder(str(folder), transform=transform), ())
     except FileNotFoundError as error:

@@ -1,7 +1,9 @@
-"""An ImageFolder restricted to a list of class folders (ImageNet-100 out of an ImageNet tree)."""
+"""Class-folder datasets: an ImageFolder restricted to a list of class folders (ImageNet-100 out of an ImageNet
+tree), and the link check every class-folder dataset passes before it is scanned."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -28,3 +30,32 @@ class SelectedImageFolder(ImageFolder):
             raise FileNotFoundError(f"{len(missing)} of the {len(self.wanted)} listed class folders are missing "
                                     f"under {directory}, e.g. {missing[:5]}")
         return list(self.wanted), {name: i for i, name in enumerate(self.wanted)}
+
+
+def check_links(root: str | Path) -> None:
+    """Refuses symbolic links that would multiply or mislabel images of a class-folder dataset.
+
+    torchvision's ImageFolder follows links: a directory link inside a class folder (`ln -s .` loops; a link
+    to another class adds its images under this label) is refused, as is a file reachable twice (two links
+    to one image, or a link to an image of another class). Links to files elsewhere, each reached once, are
+    fine (datasets assembled from links on shared storage).
+
+    Raises:
+        ValueError: naming the link and what it points to.
+    """
+    root = Path(root)
+    seen: dict[Path, Path] = {}
+    for directory, subdirs, files in os.walk(root, followlinks=False):
+        for name in subdirs:
+            path = Path(directory) / name
+            if path.is_symlink():
+                raise ValueError(f"{path} is a link to the folder {os.readlink(path)}: its images would be read under "
+                                 "another label or more than once (a loop repeats them without end); replace it by "
+                                 "the folder itself")
+        for name in files:
+            path = Path(directory) / name
+            target = path.resolve()
+            if target in seen:
+                raise ValueError(f"{path} and {seen[target]} are the same file ({target}): it would count twice, "
+                                 "possibly under two labels")
+            seen[target] = path

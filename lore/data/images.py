@@ -105,6 +105,9 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
     folder = Path(spec)
     if not folder.is_dir():
         raise FileNotFoundError(f"data must be 'digits', 'torchvision:NAME:ROOT' or an image folder; {spec!r} is none")
+    from .folders import check_links
+
+    check_links(folder)
     try:
         if classes is None:
             base = datasets.ImageFolder(str(folder), transform=transform)

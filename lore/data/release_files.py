@@ -125,3 +125,21 @@ def imagenet_split_folder(name: str, folder: Path, split: str) -> Path:
     if name == "imagenet_sketch" and (folder / "sketch").is_dir():
         return folder / "sketch"
     return folder
+
+
+#: the class folders of the releases read as image folders, exactly as released; their sorted order is the label
+#: order of CLIP_benchmark's class names (checked against its en_classnames.json: the same order, renamed)
+RELEASE_FOLDERS = {
+    "eurosat": ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
+                "Residential", "River", "SeaLake"),
+    "caltech101": tuple(["BACKGROUND_Google", "Faces", "Faces_easy", "Leopards", "Motorbikes"] + """
+        accordion airplanes anchor ant barrel bass beaver binocular bonsai brain brontosaurus buddha butterfly camera
+        cannon car_side ceiling_fan cellphone chair chandelier cougar_body cougar_face crab crayfish crocodile
+        crocodile_head cup dalmatian dollar_bill dolphin dragonfly electric_guitar elephant emu euphonium ewer ferry
+        flamingo flamingo_head garfield gerenuk gramophone grand_piano hawksbill headphone hedgehog helicopter ibis
+        inline_skate joshua_tree kangaroo ketch lamp laptop llama lobster lotus mandolin mayfly menorah metronome
+        minaret nautilus octopus okapi pagoda panda pigeon pizza platypus pyramid revolver rhino rooster saxophone
+        schooner scissors scorpion sea_horse snoopy soccer_ball stapler starfish stegosaurus stop_sign strawberry
+        sunflower tick trilobite umbrella watch water_lilly wheelchair wild_cat windsor_chair wrench yin_yang
+        """.split()),
+}

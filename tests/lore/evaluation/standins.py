@@ -124,7 +124,9 @@ def write_eurosat(root: Path) -> list[int]:
 
 
 def write_caltech101(root: Path) -> list[int]:
-    categories = ["BACKGROUND_Google", "Faces", "Faces_easy", "Leopards", "Motorbikes"] + [f"category{i:03d}" for i in range(97)]
+    from lore.data.release_files import RELEASE_FOLDERS
+
+    categories = list(RELEASE_FOLDERS["caltech101"])  # the release's 102 folder names
     return write_class_folders(root / "caltech101" / "101_ObjectCategories", categories, per_class=1)
 
 

@@ -137,7 +137,7 @@ def test_folder_datasets_refuse_layouts_that_would_misalign_labels(tmp_path):
     from standins import write_class_folders
 
     write_class_folders(tmp_path / "caltech101" / "101_ObjectCategories", [f"c{i}" for i in range(101)], per_class=1)
-    with pytest.raises(BenchmarkDataMissing, match="101 class folders.*102 classes"):
+    with pytest.raises(BenchmarkDataMissing, match="not the release's.*unexpected \\['c0'"):
         build_benchmark_dataset("caltech101", tmp_path, 16)
     write_class_folders(tmp_path / "imagenet-r", ["n01440764", "not_a_wnid"], per_class=1)
     with pytest.raises(BenchmarkDataMissing, match="WordNet ids.*not_a_wnid"):
@@ -352,3 +352,34 @@ def test_a_malformed_stored_result_is_named_not_a_traceback(tiny_clip_dir, two_d
     with pytest.raises(ValueError, match="cifar10.json is not a"):
         run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, settings=FAST, samples=8,
                       cache_dir=str(tmp_path / "cache"), device="cpu")
+
+
+def test_a_misnamed_eurosat_folder_is_refused_by_name(tmp_path):
+    """Ten folders, one misnamed (Forest -> Aaa): the count is right, every label after it would shift."""
+    from standins import EUROSAT_FOLDERS, write_class_folders
+
+    write_class_folders(tmp_path / "eurosat" / "2750", ["Aaa" if f == "Forest" else f for f in EUROSAT_FOLDERS])
+    with pytest.raises(BenchmarkDataMissing, match=r"unexpected \['Aaa'\], missing \['Forest'\]"):
+        build_benchmark_dataset("eurosat", tmp_path, 16)
+
+
+def test_links_that_would_multiply_or_mislabel_images_are_refused(tmp_path):
+    import os
+
+    from standins import EUROSAT_FOLDERS, write_class_folders
+
+    root = tmp_path / "eurosat" / "2750"
+    write_class_folders(root, EUROSAT_FOLDERS)
+    os.symlink(".", root / "Forest" / "loop")  # a loop: ImageFolder would read Forest's images over and over
+    with pytest.raises(BenchmarkDataMissing, match="Forest/loop is a link to the folder"):
+        build_benchmark_dataset("eurosat", tmp_path, 16)
+    os.remove(root / "Forest" / "loop")
+    image = next((root / "River").iterdir())
+    os.symlink(image, root / "SeaLake" / "from-river.jpg")  # one image under two labels
+    with pytest.raises(BenchmarkDataMissing, match="are the same file"):
+        build_benchmark_dataset("eurosat", tmp_path, 16)
+    os.remove(root / "SeaLake" / "from-river.jpg")
+    elsewhere = tmp_path / "elsewhere.jpg"
+    os.replace(image, elsewhere)
+    os.symlink(elsewhere, image)  # a link to a file outside, reached once: fine
+    assert len(build_benchmark_dataset("eurosat", tmp_path, 16)) == sum(1 for _ in root.rglob("*.jpg"))
