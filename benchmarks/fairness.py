@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from constrained import BestIterate, PrimalDual, bounded_group_loss, demographic_parity, parity_difference
+from lore.provenance import provenance
 
 DUAL_LR = 0.1
 
@@ -335,7 +336,7 @@ def main() -> None:
     warm_up()
     result = {"demographic_parity": demographic_parity_problem(args.seed, args.bound, args.steps),
               "bounded_group_loss": bounded_group_loss_problem(args.seed, args.steps),
-              "seed": args.seed, "torch_threads": torch.get_num_threads()}
+              "seed": args.seed, "torch_threads": torch.get_num_threads(), "provenance": provenance(device="cpu")}
     if not args.skip_mlp:
         result["mlp_demographic_parity"] = mlp_demographic_parity_problem(args.seed, args.bound, args.mlp_epochs)
     dp, bgl = result["demographic_parity"], result["bounded_group_loss"]

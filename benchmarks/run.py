@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from lore.provenance import provenance
+
 from attacks import attack_benchmarks
 from compilation import compile_benchmarks
 from data_pipeline import data_pipeline_benchmarks
@@ -80,6 +82,7 @@ def main() -> None:
     attacks = attack_benchmarks(args, device)
     stepper = primal_dual_benchmarks(max(6, 3 * args.repeats))
     result = {
+        "provenance": provenance(device=str(device)),
         "machine": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "cpu": platform.processor() or platform.machine()},
         "setting": {"model": args.model, "batch_size": args.batch_size, "pgd_steps": args.pgd_steps, "repeats": args.repeats,

@@ -15,6 +15,7 @@ from lore.data.images import build_dataset, dataset_classnames, probe_subset
 from lore.evaluation.config import split_list
 from lore.models.build import build_model, class_embeddings
 from lore.training.config import TrainConfig
+from lore.provenance import dataset_fingerprint, provenance, weights_sha256
 from lore.units import format_eps, parse_eps
 
 from .compare import load_trained, train_fresh, zero_shot_results
@@ -80,11 +81,18 @@ class Job:
         if built.clip is None or not classnames:
             raise ValueError("zero-shot evaluation needs a CLIP model and class names")
         self.class_embeddings = class_embeddings(built, classnames)
+        self.eval_data = {"spec": s["eval_data"], "split_seed": args.split_seed, "eval_images": len(self.labels),
+                          **dataset_fingerprint(eval_set)}
         self.started = time.perf_counter()
+
+    def provenance(self) -> dict:
+        """What produced this job's results: code version, software, device, phi_0's weights, the evaluation data
+        (each run's entry carries its own trained weights' SHA-256)."""
+        return provenance(model=self.reference, device=str(self.device), data=self.eval_data)
 
     def evaluation_setting(self, seed: int) -> dict:
         s = self.s
-        return {"schema": 2, "eval_eps": [format_eps(e) for e in s["eval_eps"]], "apgd_iter": s["apgd_iter"],
+        return {"schema": 3, "eval_eps": [format_eps(e) for e in s["eval_eps"]], "apgd_iter": s["apgd_iter"],
                 "eval_samples": len(self.labels), "rho": s["rho"], "seed": seed}
 
     def measure(self, encoder, folder: Path, seed: int) -> dict:
@@ -101,6 +109,7 @@ class Job:
                 return entry["result"]
         result = zero_shot_results(encoder, self.reference, self.class_embeddings, self.images, self.labels,
                                    eps=self.s["eval_eps"], n_iter=self.s["apgd_iter"], rho=self.s["rho"], seed=seed)
+        result["weights_sha256"] = weights_sha256(encoder)
         folder.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(entries + [{"setting": setting, "result": result}], indent=2))
         return result
@@ -128,7 +137,7 @@ def run_entry(method: str, train_eps: float, seed: int, result: dict) -> dict:
     """One element of results.json's "runs"."""
     return {"method": method, "train_eps": format_eps(train_eps), "seed": seed,
             "clean_accuracy": result["clean_accuracy"], "robust_accuracy": result["robust_accuracy"],
-            "within_margin": result["within_margin"]}
+            "within_margin": result["within_margin"], "weights_sha256": result["weights_sha256"]}
 
 
 def run_folder(out: Path, method: str, eps: float, seed: int, tag: str = "") -> Path:

@@ -52,6 +52,7 @@ def run_series(job: Job) -> int:
     headline = {"reference": reference, **{m: results[(m, largest, seeds[0])] for m in s["methods"]}}
     payload = {
         "status": "finished",
+        "provenance": job.provenance(),
         "setting": {"model": args.model, "train_eps": format_eps(largest), "train_eps_series": [format_eps(e) for e in s["train_eps"]],
                     "eval_eps": [format_eps(e) for e in s["eval_eps"]], "rho": s["rho"], "naive_weight": args.naive_weight,
                     "steps": s["steps"], "batch_size": s["batch_size"], "eval_samples": len(job.labels),
@@ -99,6 +100,7 @@ def run_sweeps(job: Job) -> int:
             job.progress(done, len(trainings))
         sweeps[kind] = {"train_eps": format_eps(eps), "seed": seed, "rows": rows}
     sweeps["fare"], sweeps["reference"] = fare, reference
+    sweeps["provenance"] = job.provenance()
     sweep_file.write_text(json.dumps(sweeps, indent=2))
     eps_label = format_eps(s["eval_eps"][len(s["eval_eps"]) // 2])
     families = {("LORE (rho)" if k == "rho" else "naive (lambda)"): [(r["value"], r["clean_accuracy"], r["robust_accuracy"][eps_label])
@@ -143,7 +145,8 @@ def run_ablation(job: Job) -> int:
     print(f"\nablation at training eps {format_eps(eps)} ({len(seeds)} seed(s); fixed margin = {tolerance:.3f}, "
           f"i.e. rho x mean ||phi_0||^2 over training images); (↑/↓ x) = difference to FARE in points")
     print(series_table(rows, None))
-    (args.out / "ablation.json").write_text(json.dumps({"status": "finished", "train_eps": format_eps(eps), "seeds": seeds,
+    (args.out / "ablation.json").write_text(json.dumps({"status": "finished", "provenance": job.provenance(),
+                                                        "train_eps": format_eps(eps), "seeds": seeds,
                                                         "fixed_margin": tolerance, "runs": runs, "rows": rows},
                                                        indent=2, ensure_ascii=False))
     (args.out / "ablation.md").write_text(series_table(rows, None, markdown=True) + "\n")

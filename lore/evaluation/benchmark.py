@@ -30,6 +30,7 @@ from ..devices import resolve_device
 from ..heads import ZeroShotHead, class_text_embeddings
 from ..models.build import BuiltModel
 from ..models.encoders import load_state_file, save_state_file
+from ..provenance import provenance, weights_sha256
 from ..units import format_eps
 from .benchmark_report import write_benchmark_report, write_text_atomic
 from .linear_head import fit_linear_head
@@ -116,10 +117,11 @@ def run_benchmark(
                              pretrained=pretrained, linear_head=linear_head)
     device = resolve_device(device) if isinstance(device, str) else device
     results: dict[str, dict[str, dict]] = {label: {} for label in labels}
+    weights: dict[str, str] = {}  # label -> SHA-256 of the evaluated encoder (stored with each dataset result)
 
     def report(status: str) -> dict:
         return write_benchmark_report(results, list(datasets), output, baseline=base_label, status=status, settings=record,
-                                      specs=dict(zip(labels, models)))
+                                      specs=dict(zip(labels, models)), provenance=provenance(device=str(device)))
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for model, label in zip(models, labels):
@@ -133,10 +135,11 @@ def run_benchmark(
                 if built is None:
                     built = load_model(model, pretrained, image_size, cache_dir=cache_dir, seed=settings.seed, device=device)
                     built.encoder.eval().requires_grad_(False)
+                    weights[label] = weights_sha256(built.encoder)
                 result = evaluate_dataset(built, name, data_root, settings=settings, samples=samples, pool=pool,
                                           cache_dir=cache_dir, linear_head=linear_head, head_samples=head_samples,
                                           head_folder=folder / "heads")
-                result.update(model=_canonical(model), settings=record)
+                result.update(model=_canonical(model), settings=record, weights_sha256=weights[label])
                 _write_json(path, result)
                 results[label][name] = result
                 tqdm.write(f"{label} {name}: clean {result['clean']:.3f}, robust "

@@ -34,15 +34,17 @@ def model_summary(results: dict[str, dict], datasets: Sequence[str]) -> dict:
 
 
 def _public(result: dict) -> dict:
-    keep = ("clean", "robust", "samples", "attacks", "classes", "head", "alignment", "robust_by_attack", "warnings")
+    keep = ("clean", "robust", "samples", "attacks", "classes", "head", "alignment", "robust_by_attack", "warnings",
+            "weights_sha256")
     return {k: result[k] for k in keep if k in result}
 
 
 def benchmark_json(results: dict[str, dict[str, dict]], datasets: Sequence[str], *, baseline: str, status: str,
-                   settings: dict, specs: dict[str, str]) -> dict:
-    """One model: its summary at the top level; several: {"models": {LABEL: summary}, "baseline": LABEL}."""
+                   settings: dict, specs: dict[str, str], provenance: Optional[dict] = None) -> dict:
+    """One model: its summary at the top level; several: {"models": {LABEL: summary}, "baseline": LABEL}; with
+    the run's `provenance` (code, software, device; each dataset result carries its weights' SHA-256)."""
     summaries = {label: dict(model_summary(per_model, datasets), model=specs[label]) for label, per_model in results.items()}
-    head = {"status": status, "settings": settings}
+    head = {"status": status, "settings": settings, **({"provenance": provenance} if provenance is not None else {})}
     if len(summaries) == 1:
         return {**next(iter(summaries.values())), **head}
     return {"models": summaries, "baseline": baseline, **head}
@@ -146,10 +148,11 @@ def plot_benchmark(summaries: dict[str, dict], datasets: Sequence[str], settings
 
 
 def write_benchmark_report(results: dict[str, dict[str, dict]], datasets: Sequence[str], output: Path, *, baseline: str,
-                           status: str, settings: dict, specs: dict[str, str]) -> dict:
+                           status: str, settings: dict, specs: dict[str, str], provenance: Optional[dict] = None) -> dict:
     """Writes OUTPUT/report.json, report.md and benchmark.png (atomically); returns the report."""
     output.mkdir(parents=True, exist_ok=True)
-    report = benchmark_json(results, datasets, baseline=baseline, status=status, settings=settings, specs=specs)
+    report = benchmark_json(results, datasets, baseline=baseline, status=status, settings=settings, specs=specs,
+                            provenance=provenance)
     summaries = report["models"] if "models" in report else {next(iter(results)): report}
     table = markdown_table(summaries, datasets, baseline, settings)
     if status != "complete":

@@ -15,6 +15,7 @@ from ..devices import resolve_device
 from ..heads import ZeroShotHead
 from ..models.build import BuiltModel, build_model, class_embeddings
 from ..models.encoders import ImageEncoder
+from ..provenance import dataset_fingerprint, provenance
 from ..models.export import load_exported
 from .config import EvalConfig
 from .linear_head import fit_linear_head
@@ -145,5 +146,7 @@ def _run_evaluation(config: EvalConfig, pool: ThreadPoolExecutor) -> dict:
     report["model"] = config.model
     report["head"] = head_kind
     report["config"] = asdict(config)
+    report["provenance"] = provenance(model=encoder, device=str(device),
+                                      data={"spec": config.data, **dataset_fingerprint(test_set)})
     write_report(report, config.output, name=Path(config.model).name or config.model)
     return report

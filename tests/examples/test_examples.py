@@ -42,12 +42,17 @@ def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
     check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"8/255", "16/255", "32/255"})
     payload = json.loads((out / "results.json").read_text())
     assert payload["status"] == "finished"
+    provenance = payload["provenance"]
+    assert len(provenance["weights_sha256"]) == 64 and provenance["code"]["package"]  # phi_0's weights, the code
+    assert provenance["data"]["eval_images"] == payload["setting"]["eval_samples"]
     runs = payload["runs"]
+    assert len({r["weights_sha256"] for r in runs}) == len(runs)  # every trained model is told apart
     for method in ("fare", "lore"):
         radii = {r["train_eps"] for r in runs if r["method"] == method}
         assert len(radii) >= 2, (method, radii)
     for entry in runs:
-        assert set(entry) == {"method", "train_eps", "seed", "clean_accuracy", "robust_accuracy", "within_margin"}
+        assert set(entry) == {"method", "train_eps", "seed", "clean_accuracy", "robust_accuracy", "within_margin",
+                              "weights_sha256"}
         assert set(entry["robust_accuracy"]) == {"8/255", "16/255", "32/255"}
         assert 0 <= min(entry["robust_accuracy"].values()) <= entry["clean_accuracy"] <= 1
     # the headline comparison is the largest training radius, and its numbers are those of that run

@@ -182,6 +182,8 @@ def test_cli_benchmark_writes_the_table3_report(tiny_clip_dir, two_datasets, tmp
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "complete" and report["pending"] == []
     assert set(report["datasets"]) == {"cifar10", "stl10"}
+    assert report["provenance"]["code"]["package"] and report["provenance"]["device"] == "cpu"
+    assert len({r["weights_sha256"] for r in report["datasets"].values()}) == 1  # one model, hashed
     for result in report["datasets"].values():
         assert result["samples"] == 12 and set(result["robust"]) == {"1/255", "4/255"} and 0 <= result["clean"] <= 1
         assert result["attacks"] == ["apgd-ce+apgd-t"] and result["head"] == "zero-shot"

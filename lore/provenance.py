@@ -1,0 +1,127 @@
+"""What produced a result: code version, weights, data, software, device — recorded in every results file.
+
+`provenance(...)` returns a JSON-ready dict; reports store it under "provenance", and a re-run compares the
+parts that decide its numbers (`differences`) before reusing anything. Torch is imported only when weights
+are hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+DISTRIBUTION = "lore-constrained"
+_SOURCE = Path(__file__).resolve().parents[1]  # the checkout (or site-packages) holding lore/
+
+
+def code_version() -> dict[str, Any]:
+    """{"package": installed version or None, "commit": git HEAD of the source checkout or None, "dirty": whether
+    tracked files differ from HEAD (None without git)}."""
+    try:
+        package: Optional[str] = importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        package = None
+    commit = _git("rev-parse", "HEAD")
+    dirty = None
+    if commit is not None:
+        status = _git("status", "--porcelain", "--untracked-files=no")
+        dirty = bool(status) if status is not None else None
+    return {"package": package, "commit": commit, "dirty": dirty}
+
+
+def _git(*args: str) -> Optional[str]:
+    if not (_SOURCE / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(["git", "-C", str(_SOURCE), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def weights_sha256(module) -> str:
+    """SHA-256 over a module's state dict: every entry's name, dtype, shape and bytes, in sorted name order.
+
+    Two models with this hash compute the same function (given the same code)."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
+def files_fingerprint(paths: Iterable[Union[str, Path]], root: Optional[Union[str, Path]] = None) -> dict[str, Any]:
+    """{"files": N, "sha256": hash of the sorted (path relative to `root`, size in bytes) list}: what was read,
+    cheap enough for ImageNet's file list (sizes, not contents)."""
+    entries = []
+    for path in paths:
+        path = Path(path)
+        shown = os.path.relpath(path, root) if root is not None else str(path)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = -1
+        entries.append(f"{shown}\t{size}")
+    entries.sort()
+    return {"files": len(entries), "sha256": hashlib.sha256("\n".join(entries).encode()).hexdigest()}
+
+
+def dataset_fingerprint(dataset, root: Optional[Union[str, Path]] = None) -> dict[str, Any]:
+    """The file fingerprint of a file-backed dataset (anything exposing `.samples` or `.base.samples` as
+    (path, label) pairs, or `.base.base...`), else {"items": N}."""
+    samples = None
+    current = dataset
+    for _ in range(4):
+        samples = getattr(current, "samples", None)
+        if samples is not None:
+            break
+        current = getattr(current, "base", None)
+        if current is None:
+            break
+    if samples:
+        fingerprint = files_fingerprint((path for path, *_ in samples), root)
+        fingerprint["labels_sha256"] = hashlib.sha256(",".join(str(label) for _, label, *_ in samples).encode()).hexdigest()
+        return fingerprint
+    return {"items": len(dataset)}
+
+
+def provenance(*, model=None, data: Optional[dict[str, Any]] = None, device: Optional[str] = None,
+               settings: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Everything a result depends on besides its numbers.
+
+    Args:
+        model: the evaluated module (its weights are hashed), or None.
+        data: e.g. {"spec": "...", "root": "...", **dataset_fingerprint(...)}.
+        device: where it ran ("cpu", "cuda:0").
+        settings: attack configuration and seeds, as the caller records them.
+    """
+    import torch
+
+    record: dict[str, Any] = {
+        "code": code_version(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if model is not None:
+        record["weights_sha256"] = weights_sha256(model)
+    if data is not None:
+        record["data"] = data
+    if settings is not None:
+        record["settings"] = settings
+    return record
