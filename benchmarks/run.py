@@ -53,6 +53,10 @@ RATIOS = {  # result key -> (printed label, target)
 target."""
 
 
+#: the ratios measured by the step family, invalid together when a step came out below its physical floor
+STEP_KEYS = ("lore_over_fare_step", "lore_over_fare_step_k5", "floor_ratio", "lore_step_over_floor", "fare_step_over_floor")
+
+
 def lookup(result: dict, key: str) -> float:
     """The value of a `RATIOS` key in a result ("a/b" reads result["a"]["b"])."""
     value = result
@@ -98,7 +102,8 @@ def main() -> None:
     print(f"{'ratio':<42}{'value':>9}  target")
     for key, (label, target) in RATIOS.items():
         value = lookup(result, key)
-        invalid = key.startswith("primal_dual") and not result["primal_dual_measurement"]["valid"]
+        invalid = ((key.startswith("primal_dual") and not result["primal_dual_measurement"]["valid"])
+                   or (key in STEP_KEYS and not result["step_measurement"]["valid"]))
         print(f"{label:<42}{value:>9.3f}  {target}" + ("  (invalid: below the physical floor, machine too noisy)" if invalid else ""))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

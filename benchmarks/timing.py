@@ -23,15 +23,35 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def interleaved_medians(tasks: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
-    """Runs every task once to warm up, then `repeats` round-robin rounds; the median seconds per task."""
-    for fn in tasks.values():
-        fn()
-    samples = {name: [] for name in tasks}
+def interleaved_samples(tasks: dict[str, Callable[[], object]], repeats: int, device: torch.device,
+                        warmup: int = 1) -> dict[str, list[float]]:
+    """Runs every task `warmup` times, then `repeats` round-robin rounds; every round's seconds per task."""
+    for _ in range(warmup):
+        for fn in tasks.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in tasks}
     for _ in range(repeats):
         for name, fn in tasks.items():
             samples[name].append(timed(fn, device))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def interleaved_medians(tasks: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+    """Runs every task once to warm up, then `repeats` round-robin rounds; the median seconds per task."""
+    return {name: statistics.median(values) for name, values in interleaved_samples(tasks, repeats, device).items()}
+
+
+def relative_spread(values: list[float]) -> float:
+    """Half the interquartile range over the median: the +- a median of these samples carries (0 for < 4 samples
+    would claim too much, so the half-range of all samples is used then)."""
+    ordered = sorted(values)
+    median = statistics.median(ordered)
+    if len(ordered) >= 4:
+        quartiles = statistics.quantiles(ordered, n=4, method="inclusive")
+        half = (quartiles[2] - quartiles[0]) / 2
+    else:
+        half = (ordered[-1] - ordered[0]) / 2
+    return half / median if median > 0 else float("nan")
 
 
 class _Held:

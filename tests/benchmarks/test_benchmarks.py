@@ -26,6 +26,21 @@ def test_benchmark_quick_writes_every_key(tmp_path):
     assert set(result["primal_dual_overhead"]) == {"scalar", "indexed", "network"}
     assert 0 <= result["eval_model_robust_accuracy"] <= result["eval_model_clean_accuracy"] <= 1
     assert 0 <= result["data_wait_fraction"] <= 1 and result["data_pipeline"]["workers"] >= 1
+    measurement = result["step_measurement"]
+    assert measurement["repeats"] >= 5 and 1 <= measurement["attempts"] <= 3
+    over_floor = [result[k] for k in ("fare_step_over_floor", "lore_step_over_floor")]
+    assert measurement["valid"] == (min(over_floor + [result["fare_step_k5_over_floor"], result["lore_step_k5_over_floor"]])
+                                    >= 0.9)  # an impossible ratio is flagged, never presented as a result
+    assert result["provenance"]["code"]["package"]
+
+
+def test_relative_spread_is_half_the_interquartile_range_over_the_median():
+    from timing import relative_spread
+
+    assert relative_spread([1.0, 1.0, 1.0, 1.0]) == 0.0
+    values = [0.9, 1.0, 1.0, 1.1, 5.0]  # one outlier barely moves it
+    assert relative_spread(values) == pytest.approx(0.05)
+    assert relative_spread([1.0, 3.0]) == 0.5  # too few samples for quartiles: half the range
 
 
 @pytest.mark.slow
