@@ -82,6 +82,36 @@ def cosine_with_warmup(total: int, warmup: int):
     return factor
 
 
+#: a multiplier whose largest value stays at or below COLLAPSED_LAMBDA for COLLAPSE_PATIENCE batches while most of
+#: the batch violates its margin has collapsed: the run is degenerate, not finished
+COLLAPSED_LAMBDA = 1e-6
+COLLAPSE_PATIENCE = 20
+
+
+def _multiplier_collapsed(logs: dict) -> bool:
+    """One batch's sign of a collapsed multiplier: lambda ~ 0 everywhere while most samples violate."""
+    if "clean/multiplier_max" not in logs or "clean/satisfied_fraction" not in logs:
+        return False  # no multiplier (FARE, naive) or no constraint report
+    return logs["clean/multiplier_max"] <= COLLAPSED_LAMBDA and logs["clean/satisfied_fraction"] < 0.5
+
+
+def _restart_advice(checkpoint_path: Path) -> str:
+    """What is left to restart from, checked rather than assumed, and how to restart with other settings."""
+    new_run = ("A --resume keeps the run's settings (it would repeat this); start a new run with a lower --lr or "
+               "--dual-lr and another --output.")
+    if not checkpoint_path.is_file():
+        return f"No checkpoint was written yet ({checkpoint_path} does not exist). " + new_run
+    try:
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        finite = all(torch.isfinite(v).all() for v in state["encoder"].values() if v.is_floating_point())
+        where = f"{checkpoint_path} (batch {state['step']})"
+    except Exception as error:  # any unreadable file is reported, not raised over the real failure
+        return f"The checkpoint {checkpoint_path} cannot be read ({error}). " + new_run
+    if not finite:
+        return f"The last checkpoint, {where}, already holds non-finite weights. " + new_run
+    return f"The last checkpoint, {where}, holds finite weights. " + new_run
+
+
 class _StopRequest:
     """Turns SIGTERM/SIGINT into a flag checked between batches."""
 
@@ -212,6 +242,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
 
     last_saved = [start]
     longest = {"batch": 0.0, "checkpoint": 0.0}  # seconds: what a stop signal may have to wait for
+    collapsed = 0  # consecutive batches with a collapsed multiplier (see _multiplier_collapsed)
 
     def checkpoint(step: int) -> None:
         last_saved[0] = step
@@ -258,10 +289,15 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                 try:
                     logs = step_fn(images, labels=labels, initial_delta=start_noise.to(device))
                 except FloatingPointError as error:
+                    raise FloatingPointError(f"training stopped at batch {step}: {error}. "
+                                             + _restart_advice(checkpoint_path)) from error
+                collapsed = collapsed + 1 if _multiplier_collapsed(logs) else 0
+                if collapsed >= COLLAPSE_PATIENCE:
                     raise FloatingPointError(
-                        f"training stopped at batch {step}: {error}. The last good checkpoint is {checkpoint_path} "
-                        f"(batch {last_saved[0]}); lower --lr or --dual-lr and resume."
-                    ) from error
+                        f"training stopped at batch {step}: the multiplier collapsed — lambda <= {COLLAPSED_LAMBDA:g} on "
+                        f"every sample for {collapsed} batches while {1 - logs['clean/satisfied_fraction']:.0%} of "
+                        f"the batch violates its margin (a softplus pushed this far down no longer moves: usually "
+                        f"--dual-lr {config.dual_lr:g} is too large). " + _restart_advice(checkpoint_path))
                 scheduler.step()
                 seconds = time.perf_counter() - waiting
                 longest["batch"] = max(longest["batch"], seconds)
