@@ -189,7 +189,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         output.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(checkpoint_path)
         (output / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    unreadable = _UnreadableLog(output / "unreadable_images.txt" if info.is_main else None) if config.skip_unreadable else None
+    unreadable = (_UnreadableLog(output / "unreadable_images.txt" if info.is_main else None, resume=resume)
+                  if config.skip_unreadable else None)
 
     torch.manual_seed(config.seed)
     built = build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
@@ -239,6 +240,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         step_fn.load_state_dict(state["dual"])
         torch.set_rng_state(state["rng"]["torch"])
         start = int(state["step"])
+        if info.is_main:
+            _drop_metrics_after(output / "metrics.jsonl", start)
 
     last_saved = [start]
     longest = {"batch": 0.0, "checkpoint": 0.0}  # seconds: what a stop signal may have to wait for
@@ -355,8 +358,13 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
 class _UnreadableLog:
     """Receives the messages of skipped undecodable images: warns once per file and lists them in a file."""
 
-    def __init__(self, path: Optional[Path]) -> None:
+    def __init__(self, path: Optional[Path], *, resume: bool = False) -> None:
         self.path, self.seen = path, set()
+        if path is not None and path.is_file():
+            if resume:  # the interrupted part of this run already listed these: never twice
+                self.seen = {line for line in path.read_text().splitlines() if line}
+            else:
+                path.unlink()  # a new run's list starts empty
 
     @property
     def count(self) -> int:
@@ -377,6 +385,23 @@ def _global_start(step: int, config: TrainConfig, global_batch: int, image_shape
     generator = torch.Generator().manual_seed(config.seed * 7_919 + step)
     noise = (2 * torch.rand((global_batch, *image_shape), generator=generator) - 1) * config.eps
     return noise[info.rank * config.batch_size:(info.rank + 1) * config.batch_size]
+
+
+def _drop_metrics_after(path: Path, step: int) -> None:
+    """Keeps only the records of batches up to `step` (the checkpoint a resume continues from): the batches
+    after it are trained again and logged again, so their old records would appear twice."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line torn by the interruption
+    partial = path.with_suffix(".jsonl.tmp")
+    partial.write_text("".join(line + "\n" for line in kept))
+    os.replace(partial, path)
 
 
 def _log(handle, writer, step: int, record: dict) -> None:

@@ -39,3 +39,34 @@ def test_restart_advice_names_only_checkpoints_that_exist_and_are_finite(tmp_pat
     path.write_bytes(b"garbage")
     assert "cannot be read" in _restart_advice(path)
     assert "A --resume keeps the run's settings" in _restart_advice(path)
+
+
+def test_a_resume_drops_the_metrics_of_batches_it_will_train_again(tmp_path):
+    """Killed at batch 7 with the last checkpoint at batch 5: batches 6 and 7 are trained and logged again."""
+    import json
+
+    from lore.training.engine import _drop_metrics_after
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(8)) + '{"step": 8, "lo')  # torn
+    _drop_metrics_after(path, 5)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [0, 1, 2, 3, 4, 5]
+
+
+def test_the_unreadable_list_is_not_repeated_by_a_resume_and_starts_empty_for_a_new_run(tmp_path):
+    import warnings
+
+    from lore.training.engine import _UnreadableLog
+
+    path = tmp_path / "unreadable_images.txt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = _UnreadableLog(path)
+        first("a.jpg is broken")
+        first("b.jpg is broken")
+        resumed = _UnreadableLog(path, resume=True)
+        resumed("a.jpg is broken")  # met again after the resume
+        resumed("c.jpg is broken")
+    assert path.read_text().splitlines() == ["a.jpg is broken", "b.jpg is broken", "c.jpg is broken"]
+    assert resumed.count == 3
+    assert _UnreadableLog(path).count == 0 and not path.exists()
