@@ -25,6 +25,7 @@ closure after the K-th primal step and uses those fresher violations.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
@@ -445,6 +446,7 @@ class PrimalDual:
         """All dual state: multipliers, dual optimizer, and the position in the K:1 schedule."""
         return {
             "constraints": sorted(self._bindings),
+            "constraint_settings": self._constraint_settings(),
             "formulation": repr(self.formulation),
             "primal_steps_per_dual": self.primal_steps_per_dual,
             "mode": self.mode,
@@ -454,6 +456,11 @@ class PrimalDual:
             "dual_steps": self.dual_steps,
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
         }
+
+    def _constraint_settings(self) -> dict[str, str]:
+        """{name: the constraint's description} (its repr without memory addresses): what a multiplier's values mean."""
+        return {name: re.sub(r" at 0x[0-9a-fA-F]+", "", repr(constraint))
+                for name, (constraint, _) in sorted(self._bindings.items())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores `state_dict()`; raises ValueError if it belongs to a different set-up."""
@@ -467,10 +474,20 @@ class PrimalDual:
         ):
             if state.get(key) != mine:
                 raise ValueError(f"state dict has {key}={state.get(key)!r}, this PrimalDual has {mine!r}")
+        saved_settings = state.get("constraint_settings")  # absent in states saved before it was recorded
+        if saved_settings is not None and saved_settings != self._constraint_settings():
+            changed = [f"{name}: saved {saved_settings.get(name)} vs now {mine}"
+                       for name, mine in self._constraint_settings().items() if saved_settings.get(name) != mine]
+            raise ValueError("state dict belongs to other constraint settings (its multipliers price other bounds): "
+                             + "; ".join(changed))
         if (state.get("scaler") is None) != (self.scaler is None):
             raise ValueError("state dict was saved " + ("without" if state.get("scaler") is None else "with")
                              + " a GradScaler, this PrimalDual has " + ("one" if self.scaler is not None else "none"))
-        self.multipliers.load_state_dict(state["multipliers"])
+        try:
+            self.multipliers.load_state_dict(state["multipliers"])
+        except RuntimeError as error:  # torch's shape/key mismatch report, named as what it means here
+            raise ValueError(f"state dict's multipliers do not fit this PrimalDual's (another multiplier kind or "
+                             f"size?): {error}") from None
         if self.dual_optimizer is not None:
             self.dual_optimizer.load_state_dict(state["dual_optimizer"])
         if self.scaler is not None:

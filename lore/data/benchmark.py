@@ -65,9 +65,12 @@ def build_benchmark_dataset(name: str, root: Union[str, Path], image_size: int, 
             f"{name} at {folder}: the class folders are not the release's (labels follow the sorted folder names, "
             f"so one misnamed folder shifts every label): unexpected {unexpected[:5]}, missing {missing[:5]}; "
             f"expected layout: {LAYOUTS[name]}")
-    largest = _largest_label(dataset)
-    if largest is not None and largest >= len(classnames):
-        raise ValueError(f"{name} at {folder}: label {largest} but only {len(classnames)} class names")
+    if len(dataset) == 0:
+        raise BenchmarkDataMissing(f"{name} at {folder}: the {split} split holds no images")
+    label_range = _label_range(dataset)
+    if label_range is not None and (label_range[0] < 0 or label_range[1] >= len(classnames)):
+        raise ValueError(f"{name} at {folder}: labels run from {label_range[0]} to {label_range[1]}, but the "
+                         f"{len(classnames)} class names need labels in [0, {len(classnames) - 1}] (a damaged label file?)")
     return dataset
 
 
@@ -89,13 +92,14 @@ class ArrayImages(Dataset):
         return self.transform(Image.fromarray(self.pixels[index])), int(self.labels[index]), index
 
 
-def _largest_label(dataset) -> Union[int, None]:
-    """The largest label, read from the dataset's label list without decoding images (None if it has none)."""
+def _label_range(dataset) -> Union[tuple[int, int], None]:
+    """(smallest, largest) label, read from the dataset's label list without decoding images (None if it has
+    none)."""
     labels = getattr(dataset, "labels", None)
     if labels is None:
         base = getattr(dataset, "base", None)
         labels = getattr(base, "targets", None) or getattr(base, "_labels", None)
-    return int(max(labels)) if labels is not None and len(labels) else None
+    return (int(min(labels)), int(max(labels))) if labels is not None and len(labels) else None
 
 
 def _cifar(files: Sequence[str], label_key: str):

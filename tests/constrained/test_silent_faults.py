@@ -59,3 +59,37 @@ def test_a_rate_proxy_needs_a_finite_positive_temperature(temperature):
         demographic_parity(2, 0.05, temperature=temperature)
     with pytest.raises(ValueError, match="temperature must be finite and > 0"):
         RateConstraint(2, 0.05, relative=True, two_sided=True, temperature=temperature)
+
+
+def test_a_state_saved_under_another_bound_is_refused_not_loaded():
+    """Saved with bound 0.1, loaded into bound 0.3: the multipliers priced another constraint."""
+    import pytest
+    import torch
+
+    from constrained import GroupConstraint, PrimalDual
+
+    def stepper(bound):
+        constraint = GroupConstraint(2, bound, name="group")
+        return PrimalDual(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1),
+                          {constraint: constraint.multiplier()})
+
+    saved = stepper(0.1).state_dict()
+    stepper(0.1).load_state_dict(saved)  # the same set-up loads
+    with pytest.raises(ValueError, match="other constraint settings.*bound=0.1.*bound=0.3"):
+        stepper(0.3).load_state_dict(saved)
+
+
+def test_multipliers_of_another_size_are_named_not_a_torch_runtime_error():
+    import pytest
+    import torch
+
+    from constrained import Constraint, FixedMargin, IndexedMultiplier, PrimalDual, sq_l2
+
+    def stepper(n):
+        constraint = Constraint(d=sq_l2, margin=FixedMargin(1.0), name="c")
+        return PrimalDual(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1),
+                          {constraint: IndexedMultiplier(n)})
+
+    state = stepper(10).state_dict()
+    with pytest.raises(ValueError, match="multipliers do not fit"):
+        stepper(12).load_state_dict(state)

@@ -385,3 +385,27 @@ def test_links_that_would_multiply_or_mislabel_images_are_refused(tmp_path):
     os.replace(image, elsewhere)
     os.symlink(elsewhere, image)  # a link to a file outside, reached once: fine
     assert len(build_benchmark_dataset("eurosat", tmp_path, 16)) == sum(1 for _ in root.rglob("*.jpg"))
+
+
+def test_negative_labels_in_a_release_file_are_named_not_an_index_error(tmp_path):
+    import pickle as pickle_module
+
+    write_cifar10(tmp_path)
+    batch_file = tmp_path / "cifar-10-batches-py" / "test_batch"
+    with open(batch_file, "rb") as f:
+        batch = pickle_module.load(f)
+    batch["labels"][3] = -1
+    with open(batch_file, "wb") as f:
+        pickle_module.dump(batch, f)
+    with pytest.raises(ValueError, match="labels run from -1 to 9.*damaged label file"):
+        build_benchmark_dataset("cifar10", tmp_path, 16)
+
+
+def test_an_empty_split_is_named_not_a_stack_error(tmp_path):
+    import pickle as pickle_module
+
+    write_cifar10(tmp_path)
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle_module.dump({"labels": [], "data": np.zeros((0, 3072), dtype=np.uint8)}, f)
+    with pytest.raises(BenchmarkDataMissing, match="holds no images"):
+        build_benchmark_dataset("cifar10", tmp_path, 16)
