@@ -24,12 +24,12 @@ from lore.plotting import finish_axes, mark_empty, method_color, new_figure, sav
 from lore.training.plots import read_metrics
 from lore.units import parse_eps
 
-Stat = tuple[float, float]
-"""(mean, sample standard deviation; 0 for one seed)."""
+Stat = tuple[float, Optional[float]]
+"""(mean, sample standard deviation; None for one seed: a spread that was never measured is not 0)."""
 
 
 def _stat(values: Sequence[float]) -> Stat:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def aggregate(runs: Sequence[dict]) -> list[dict]:
@@ -58,7 +58,7 @@ def aggregate(runs: Sequence[dict]) -> list[dict]:
 
 def _cell(stat: Stat, baseline: Optional[Stat]) -> str:
     mean, std = stat
-    text = f"{mean:.3f} ± {std:.3f}"
+    text = f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
     if baseline is not None:
         points = 100 * (mean - baseline[0])
         arrow = "↑" if points > 0 else "↓" if points < 0 else "="
@@ -104,7 +104,7 @@ def plot_series(rows: Sequence[dict], reference: Optional[dict], path: Path) -> 
             mine = sorted((r for r in rows if r["method"] == method), key=lambda r: parse_eps(r["train_eps"]))
             x = [parse_eps(r["train_eps"]) * 255 for r in mine]
             stats = [r[key] if eps is None else r[key][eps] for r in mine]
-            ax.errorbar(x, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=method,
+            ax.errorbar(x, [s[0] for s in stats], yerr=[s[1] or 0.0 for s in stats], marker="o", capsize=3, label=method,
                         color=method_color(method))
         if reference is not None:
             value = reference["clean_accuracy"] if eps is None else reference["robust_accuracy"][eps]
@@ -113,7 +113,9 @@ def plot_series(rows: Sequence[dict], reference: Optional[dict], path: Path) -> 
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.set(title=title, xlabel="training eps (x/255)", ylabel="zero-shot accuracy")
     finish_axes(*axes[0])
-    fig.suptitle("accuracy vs training radius (paper Table 3); error bars: std over seeds")
+    seeds = max(len(r["seeds"]) for r in rows)
+    fig.suptitle("accuracy vs training radius (paper Table 3); "
+                 + (f"error bars: std over {seeds} seeds" if seeds > 1 else "one seed: no spread measured"))
     return save_figure(fig, path)
 
 
