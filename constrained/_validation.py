@@ -12,8 +12,8 @@ import math
 import torch
 
 
-def check_float_tensor(x: object, name: str, *, min_dim: int = 1) -> torch.Tensor:
-    """Checks that `x` is a floating-point tensor with a non-empty batch dimension."""
+def check_float_tensor(x: object, name: str, *, min_dim: int = 1, allow_empty: bool = False) -> torch.Tensor:
+    """Checks that `x` is a floating-point tensor with a non-empty batch dimension (empty allowed on request)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -22,7 +22,7 @@ def check_float_tensor(x: object, name: str, *, min_dim: int = 1) -> torch.Tenso
         raise ValueError(
             f"{name} must have at least {min_dim} dimension(s) [B, ...], got shape {tuple(x.shape)}"
         )
-    if x.shape[0] == 0:
+    if x.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); need B >= 1")
     return x
 

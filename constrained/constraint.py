@@ -131,11 +131,14 @@ class Observation:
     strict_violation: Optional[torch.Tensor] = None
 
     def __post_init__(self) -> None:
-        check_float_tensor(self.violation, "violation")
+        # a summed (group) constraint may have no entry in a batch: e.g. equal opportunity on a minibatch
+        # without a positive label has no group rate to bound; it then adds nothing to this step
+        empty_ok = bool(getattr(self.constraint, "summed", False))
+        check_float_tensor(self.violation, "violation", allow_empty=empty_ok)
         if self.violation.dim() != 1:
             raise ValueError(f"violation must have shape [B], got {tuple(self.violation.shape)}")
         if self.strict_violation is not None:
-            check_float_tensor(self.strict_violation, "strict_violation")
+            check_float_tensor(self.strict_violation, "strict_violation", allow_empty=empty_ok)
             if self.strict_violation.shape != self.violation.shape:
                 raise ValueError(f"strict_violation must have the violation's shape {tuple(self.violation.shape)}, "
                                  f"got {tuple(self.strict_violation.shape)}")

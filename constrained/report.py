@@ -9,7 +9,7 @@ import torch
 
 @dataclass(frozen=True)
 class ConstraintReport:
-    """Statistics of one constraint over one batch.
+    """Statistics of one constraint over one batch (NaN where the batch held no entry of it).
 
     Attributes:
         violation_mean: mean of d - m over the batch (<= 0 is good on average).
@@ -33,6 +33,9 @@ class ConstraintReport:
         """Builds a report from [B] violations and [B] (or [1]) multiplier values, with one sync."""
         violation = violation.detach().float()
         multiplier = multiplier.detach().float().to(violation.device)
+        if violation.numel() == 0:  # a group constraint with no group present in the batch: nothing was measured
+            nan = float("nan")
+            return cls(nan, nan, nan, nan, nan)
         stats = torch.stack(
             [
                 violation.mean(),

@@ -216,3 +216,39 @@ def test_best_iterate_keeps_the_best_feasible_model():
         best.step(pd, lambda: (-theta.sum(), [constraint.observe(theta.expand(3), torch.zeros(3, dtype=torch.long))]), model)
     best.restore(model)
     assert best.feasible and theta.item() <= 1.0 + 1e-6 and theta.item() > 0.9
+
+
+def test_a_minibatch_without_an_eligible_member_adds_nothing_and_is_reported_as_unmeasured():
+    """Equal opportunity on a minibatch with no y = 1: no true-positive rate exists to bound. The step goes on
+    (before: "violation is an empty batch"), the constraint adds no gradient, and its report is NaN, not 0."""
+    import math
+
+    import torch
+
+    from constrained import PrimalDual, equal_opportunity
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    constraint = equal_opportunity(2, 0.05)
+    multiplier = constraint.multiplier()
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {constraint: multiplier}, dual_lr=0.5)
+    x, groups = torch.randn(8, 3), torch.tensor([0, 1] * 4)
+
+    def closure(labels):
+        scores = model(x).squeeze(1)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(scores, labels.float())
+        return loss, [constraint.observe_scores(scores, groups, labels)]
+
+    reference = torch.nn.Linear(3, 1)
+    reference.load_state_dict(model.state_dict())
+    plain = torch.optim.SGD(reference.parameters(), lr=0.1)
+    negatives = torch.zeros(8, dtype=torch.long)
+    report = pd.step(lambda: closure(negatives))
+    plain.zero_grad()
+    torch.nn.functional.binary_cross_entropy_with_logits(reference(x).squeeze(1), negatives.float()).backward()
+    plain.step()
+    torch.testing.assert_close(model.weight, reference.weight)  # the constraint added nothing
+    assert math.isnan(report.constraints[constraint.name].violation_mean)
+    assert torch.all(multiplier.weight == 0)  # no dual step on what was not measured
+    report = pd.step(lambda: closure(torch.tensor([1, 1, 0, 0, 1, 1, 0, 0])))  # a batch with positives works as before
+    assert not math.isnan(report.constraints[constraint.name].violation_mean)
