@@ -33,11 +33,29 @@ def check_field_types(config) -> None:
 def read_json_object(path: Union[str, Path]) -> dict:
     """Reads a JSON object from `path`, with errors that name the file."""
     try:
-        values = json.loads(Path(path).read_text())
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise FileNotFoundError(f"config file {path} not found") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"config file {path} is not UTF-8 text (JSON must be): {error.reason} at byte "
+                         f"{error.start}") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"config file {path} is not valid JSON: {error}") from error
     if not isinstance(values, dict):
         raise ValueError(f"config file {path} must hold a JSON object of TrainConfig keys")
     return values
+
+
+#: the largest seed torch.manual_seed takes
+MAX_SEED = 2**63 - 1
+
+
+def check_seed_and_size(config: object, seed_fields: tuple[str, ...] = ("seed",)) -> None:
+    """Refuses seeds outside [0, 2^63) and an image_size below 8 px, naming the field."""
+    for name in seed_fields:
+        value = getattr(config, name)
+        if not 0 <= value <= MAX_SEED:
+            raise ValueError(f"{name} must lie in [0, 2^63), got {value}")
+    size = getattr(config, "image_size", None)
+    if size is not None and size < 8:
+        raise ValueError(f"image_size must be >= 8 pixels (or omitted for the model's own), got {size}")

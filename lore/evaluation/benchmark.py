@@ -45,11 +45,13 @@ def model_label(model: str, pretrained: Optional[str] = None) -> str:
     """A short, file-safe name for a model: a folder's name (a run's, for its export/), or NAME_TAG for a model
     name with a pretrained tag or weights file (ViT-B-32 + openai -> "ViT-B-32_openai")."""
     path = Path(model)
-    if path.exists() or "/" in model:
+    if path.exists() or "/" in model or model in (".", ".."):
+        path = path.expanduser().resolve()  # "..", "./", "runs/x/" name the folder they resolve to
         base = path.name if path.name != "export" else path.parent.name
     else:
         base = model if pretrained is None else f"{model}_{Path(pretrained).stem}"
-    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in base) or "model"
+    label = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in base).strip(".")
+    return label or "model"  # never "", "." or "..": the label is a folder name under OUTPUT/models/
 
 
 def settings_record(settings: EvalSettings, samples: int, head_samples: int, *, data_root: Union[str, Path],

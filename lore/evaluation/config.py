@@ -10,7 +10,7 @@ from typing import Optional
 from ..data.zero_shot import parse_benchmark
 from ..devices import check_device
 from ..units import parse_eps
-from ..validation import check_field_types
+from ..validation import check_field_types, check_seed_and_size
 
 ATTACK_NAMES = ("apgd-ce", "apgd-t")
 CORRUPTION_NAMES = ("blur", "brightness", "contrast", "jpeg", "noise")
@@ -64,6 +64,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)
+        check_seed_and_size(self, ("seed",))
         check_device(self.device)
         for name in ("n_samples", "batch_size", "n_iter", "restarts", "head_samples", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:

@@ -13,7 +13,7 @@ from typing import Optional, Union
 from ..devices import check_device
 from ..registry import METHOD_NAMES, method_entry
 from ..units import parse_eps
-from ..validation import check_field_types, read_json_object
+from ..validation import check_field_types, check_seed_and_size, read_json_object
 
 DUAL_KINDS = ("network", "linear", "scalar")
 PRECISIONS = ("fp32", "bf16")
@@ -102,6 +102,7 @@ class TrainConfig:
         if isinstance(self.eps, str):
             self.eps = parse_eps(self.eps)
         check_field_types(self)
+        check_seed_and_size(self, ("seed", "split_seed"))
         self.eps = parse_eps(self.eps)
         check_device(self.device)
         method_entry(self.method)  # refuses a name the registry does not know

@@ -175,3 +175,18 @@ def test_without_the_vision_stack_a_command_names_the_extra_to_install(monkeypat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "open_clip, timm cannot be imported" in err and 'pip install "lore-constrained[lore]"' in err
+
+
+@pytest.mark.parametrize("content, needles", [
+    (b'{"seed": 1', ["trunc.json", "not valid JSON"]),
+    (b'\xff\xfe{"seed": 1}', ["trunc.json", "not UTF-8"]),
+    (b'{"seed": 1e23}', ["seed", "1e+23"]),
+    (b'{"seed": 100000000000000000000000}', ["seed", "[0, 2^63)"]),
+    (b'{"image_size": -3}', ["image_size", "-3"]),
+])
+def test_bad_config_files_name_the_file_or_the_field(tmp_path, capsys, content, needles):
+    config = tmp_path / "trunc.json"
+    config.write_bytes(content)
+    assert main(["train", "--config", str(config), "--output", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and all(needle in error for needle in needles), error

@@ -409,3 +409,16 @@ def test_an_empty_split_is_named_not_a_stack_error(tmp_path):
         pickle_module.dump({"labels": [], "data": np.zeros((0, 3072), dtype=np.uint8)}, f)
     with pytest.raises(BenchmarkDataMissing, match="holds no images"):
         build_benchmark_dataset("cifar10", tmp_path, 16)
+
+
+@pytest.mark.parametrize("model", ["..", ".", "./", "../"])
+def test_a_model_given_as_a_relative_folder_gets_a_label_inside_the_output(tmp_path, monkeypatch, model):
+    """`--model ..` wrote its results to OUT/models/.. = OUT, outside OUT/models/."""
+    from lore.evaluation.benchmark import model_label
+
+    work = tmp_path / "runs" / "my-run"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    label = model_label(model)
+    assert label not in ("", ".", "..") and "/" not in label
+    assert label == ("runs" if model.startswith("..") else "my-run")
