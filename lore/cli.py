@@ -102,6 +102,18 @@ def _fail(command: str, error: BaseException) -> int:
     return INPUT_ERROR
 
 
+def _os_error(error: OSError) -> str:
+    """One line for a file-system failure (full disk, read-only or missing output), naming the file."""
+    import errno
+
+    where = f" {error.filename}" if error.filename else ""
+    reason = error.strerror or str(error)
+    advice = {errno.ENOSPC: "; free space and rerun (files are written atomically: earlier ones are intact)",
+              errno.EROFS: "; choose an --output on a writable file system",
+              errno.EACCES: "; choose an --output you may write to"}.get(error.errno or 0, "")
+    return f"cannot write or read{where}: {reason}{advice}"
+
+
 def _eval(args: argparse.Namespace) -> int:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig) if getattr(args, f.name) is not None}
     try:
@@ -121,6 +133,8 @@ def _eval(args: argparse.Namespace) -> int:
         report = run_evaluation(config)
     except (ValueError, FileNotFoundError, ModuleNotFoundError, UnreadableImageError) as error:
         return _fail("eval", error)
+    except OSError as error:
+        return _fail("eval", OSError(_os_error(error)))
     print(markdown_table(report))
     print(f"wrote {config.output}/report.json, report.md, robust_accuracy.png")
     return 0
@@ -171,6 +185,14 @@ def _train(args: argparse.Namespace) -> int:
         return _fail("train", error)
     except FloatingPointError as error:  # the run diverged: not an input error, but no traceback helps either
         print(f"lore train: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        return _fail("train", OSError(_os_error(error)))
+    except RuntimeError as error:
+        if "DataLoader worker" not in str(error):
+            raise
+        print(f"lore train: a data-loading process died ({error.args[0].splitlines()[0].strip()}); the last "
+              f"checkpoint in {config.output} is intact: --resume continues from it", file=sys.stderr)
         return 1
     if result.status == "interrupted":
         print(f"interrupted at batch {result.step}/{result.total_steps}; checkpoint written, continue with --resume",

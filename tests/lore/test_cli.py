@@ -190,3 +190,37 @@ def test_bad_config_files_name_the_file_or_the_field(tmp_path, capsys, content, 
     assert main(["train", "--config", str(config), "--output", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and all(needle in error for needle in needles), error
+
+
+@pytest.mark.parametrize("code, advice", [(28, "free space and rerun"), (30, "writable file system")])  # ENOSPC, EROFS
+def test_a_full_or_read_only_disk_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch, lore_cache, code, advice):
+    import errno
+    import os as os_module
+
+    from lore.training import engine
+
+    assert code == (errno.ENOSPC if "space" in advice else errno.EROFS)
+
+    def failing(*args, **kwargs):
+        raise OSError(code, os_module.strerror(code), str(tmp_path / "run" / "last.pt"))
+
+    monkeypatch.setattr(engine, "save_atomic", failing)
+    assert main(["train", "--output", str(tmp_path / "run"), "--cache-dir", str(lore_cache), "--device", "cpu",
+                 "--max-steps", "1", "--batch-size", "8", "--pgd-steps", "1", "--primal-steps", "1",
+                 "--probe-every", "0"]) == 2
+    error = capsys.readouterr().err  # (the progress bar of the one batch also writes to stderr)
+    messages = [line for line in error.splitlines() if line.startswith("lore train:")]
+    assert len(messages) == 1 and "last.pt" in messages[0] and advice in messages[0] and "Traceback" not in error
+
+
+def test_eval_into_an_unwritable_output_is_one_line(tmp_path, capsys, monkeypatch, lore_cache):
+    from lore.evaluation import run as run_module
+
+    def failing(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "out" / "report.json"))
+
+    monkeypatch.setattr(run_module, "write_report", failing)
+    assert main(["eval", "--model", "digits-cnn", "--data", "digits", "--attacks", "", "--n-samples", "10",
+                 "--output", str(tmp_path / "out"), "--cache-dir", str(lore_cache), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "report.json" in error and "may write to" in error
