@@ -50,14 +50,41 @@ def load_exported(folder: Union[str, Path], device: Union[str, torch.device] = "
     spec_path = folder / "encoder.json"
     if not spec_path.is_file():
         raise FileNotFoundError(f"{folder} holds no lore export (no open_clip_config.json or encoder.json)")
-    spec = json.loads(spec_path.read_text())
+    spec = _read_spec(spec_path)
     if spec["kind"] == "timm":
         return load_timm(spec["model"][len("timm:"):], checkpoint=folder / "encoder.safetensors",
                          image_size=spec["image_size"], device=device)
     from .digits import SmallConvNet
 
     state = load_state_file(folder / "encoder.safetensors")
-    width = state["features.0.weight"].shape[0]
-    backbone = SmallConvNet(embed_dim=spec["embed_dim"], width=width)
-    backbone.load_state_dict(state)
+    if "features.0.weight" not in state:
+        raise ValueError(f"{folder / 'encoder.safetensors'} does not hold a digits encoder (no features.0.weight; "
+                         f"keys: {sorted(state)[:5]}...)")
+    backbone = SmallConvNet(embed_dim=spec["embed_dim"], width=state["features.0.weight"].shape[0])
+    try:
+        backbone.load_state_dict(state)
+    except RuntimeError as error:  # foreign or resized keys: torch's report, named as what it means
+        raise ValueError(f"{folder / 'encoder.safetensors'} does not fit the encoder {spec_path} describes: "
+                         f"{str(error).splitlines()[0]}") from None
     return ImageEncoder(backbone, spec["mean"], spec["std"], embed_dim=spec["embed_dim"]).to(device)
+
+
+#: what encoder.json must hold, by kind
+_SPEC_FIELDS = {"timm": ("kind", "model", "image_size"), "digits": ("kind", "embed_dim", "mean", "std"),
+                "digits-clip": ("kind", "embed_dim", "mean", "std")}
+
+
+def _read_spec(path: Path) -> dict:
+    """encoder.json, checked: readable JSON with the fields its kind needs; errors name the file and field."""
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(spec, dict) or spec.get("kind") not in _SPEC_FIELDS:
+        kind = spec.get("kind") if isinstance(spec, dict) else None
+        raise ValueError(f"{path}: kind must be one of {sorted(_SPEC_FIELDS)}, got {kind!r}")
+    missing = [name for name in _SPEC_FIELDS[spec["kind"]] if name not in spec]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)} (a {spec['kind']} export needs "
+                         f"{', '.join(_SPEC_FIELDS[spec['kind']])})")
+    return spec
