@@ -63,10 +63,13 @@ def load_model(model: str, pretrained: Optional[str], image_size: Optional[int],
 
         clip = DigitsCLIP()
         clip.load_state_dict(load_state_file(path / "clip.safetensors"))
-        return BuiltModel(clip.visual.to(device), 16, clip.to(device), digits_tokenizer(), kind="digits-clip")
+        size = image_size or _exported_image_size(path) or 16  # the resolution it was trained at
+        return BuiltModel(clip.visual.to(device), size, clip.to(device), digits_tokenizer(), kind="digits-clip")
     if path.is_dir() and (path / "encoder.json").is_file():
         encoder = load_exported(path, device=device)
-        size = image_size or json.loads((path / "encoder.json").read_text())["image_size"]
+        size = image_size or _exported_image_size(path)
+        if size is None:
+            raise ValueError(f"{path / 'encoder.json'} lacks image_size; pass --image-size")
         return BuiltModel(encoder, size, kind="export")
     if path.is_dir():
         raise FileNotFoundError(f"model {model!r} is a folder but neither an export (encoder.json or "
@@ -108,6 +111,18 @@ def _same_data(a: str, b: str) -> bool:
         return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
     except OSError:
         return False
+
+
+def _exported_image_size(folder: Path) -> Optional[int]:
+    """The input side an export was trained at (encoder.json's image_size), or None when it does not say."""
+    spec_path = folder / "encoder.json"
+    if not spec_path.is_file():
+        return None
+    try:
+        size = json.loads(spec_path.read_text(encoding="utf-8")).get("image_size")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+        raise ValueError(f"{spec_path} is not a valid export description: {error}") from None
+    return int(size) if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
 
 
 def _looks_like_path(text: str) -> bool:

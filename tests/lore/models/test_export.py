@@ -52,3 +52,18 @@ def test_foreign_weights_are_named(export):
     save_file({**original, "foreign.key": torch.zeros(2)}, str(weights))
     with pytest.raises(ValueError, match="does not fit the encoder .*encoder.json describes"):
         load_exported(folder)
+
+
+@pytest.mark.slow  # builds the digits CLIP at 24 px (about 40 s)
+def test_an_export_is_evaluated_at_the_resolution_it_was_trained_at(tmp_path, lore_cache):
+    """Trained at --image-size 24, the export must not be evaluated at the digits' default 16 px."""
+    from lore.evaluation.run import load_model
+
+    for name in ("digits-cnn", "digits-clip"):
+        built = build_model(name, None, 24, cache_dir=lore_cache, seed=0, device=torch.device("cpu"))
+        folder = export_encoder(built, name, tmp_path / name)
+        assert json.loads((folder / "encoder.json").read_text())["image_size"] == 24
+        loaded = load_model(str(folder), None, None, cache_dir=str(lore_cache), seed=0, device=torch.device("cpu"))
+        assert loaded.image_size == 24, name
+        assert load_model(str(folder), None, 32, cache_dir=str(lore_cache), seed=0,
+                          device=torch.device("cpu")).image_size == 32  # an explicit --image-size wins
