@@ -140,9 +140,31 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_data(config: EvalConfig) -> int:
+    from .evaluation.benchmark import check_data
+
+    found = check_data(config.benchmark_list, config.data_root)
+    print(f"{'dataset':<16}{'status':<12}{'images':>9}{'release':>9}{'classes':>9}  problem")
+    for entry in found:
+        images = "—" if entry["images"] is None else str(entry["images"])
+        expected = "?" if entry["expected"] is None else str(entry["expected"])
+        classes = "—" if entry["classes"] is None else str(entry["classes"])
+        print(f"{entry['dataset']:<16}{entry['status']:<12}{images:>9}{expected:>9}{classes:>9}  "
+              f"{(entry['problem'] or '').splitlines()[0] if entry['problem'] else ''}")
+    unreadable = [e["dataset"] for e in found if e["status"] == "unreadable"]
+    if unreadable:
+        print(f"lore eval: {len(unreadable)} dataset(s) cannot be read under {config.data_root}: {', '.join(unreadable)}",
+              file=sys.stderr)
+        return INPUT_ERROR
+    return 0
+
+
 def _benchmark(config: EvalConfig) -> int:
     from .evaluation.benchmark import run_benchmark
     from .evaluation.run import settings_of
+
+    if config.check_data:
+        return _check_data(config)
 
     try:
         run_benchmark(config.model_list, config.benchmark_list, config.data_root, config.output, settings=settings_of(config),

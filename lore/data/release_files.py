@@ -143,3 +143,10 @@ RELEASE_FOLDERS = {
         sunflower tick trilobite umbrella watch water_lilly wheelchair wild_cat windsor_chair wrench yin_yang
         """.split()),
 }
+
+
+#: images in the split the benchmark evaluates, as released (None: not pinned here); a smaller count means a
+#: partial copy, which is reported (`check_data`, each result's warnings), not silently evaluated as the whole
+RELEASE_COUNTS = {"imagenet1k": 50_000, "caltech101": None, "cars": 8_041, "cifar10": 10_000, "cifar100": 10_000,
+                  "dtd": 1_880, "eurosat": 27_000, "fgvc_aircraft": 3_333, "flowers": 6_149, "imagenet-r": 30_000,
+                  "imagenet_sketch": 50_889, "pcam": 32_768, "pets": 3_669, "stl10": 8_000}

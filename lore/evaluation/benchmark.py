@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.benchmark import build_benchmark_dataset
+from ..data.release_files import RELEASE_COUNTS
 from ..data.images import load_batch, probe_subset
 from ..data.zero_shot import PAPER_DATASETS
 from ..devices import resolve_device
@@ -158,6 +159,9 @@ def evaluate_dataset(built: BuiltModel, name: str, data_root: Union[str, Path], 
     device = next(built.encoder.parameters()).device
     dataset = build_benchmark_dataset(name, data_root, built.image_size)
     classnames, templates = dataset.classnames, dataset.templates
+    partial = size_warning(name, len(dataset))
+    if partial:
+        tqdm.write(f"warning: {partial}")
     images, labels = probe_subset(dataset, samples, settings.seed, workers_pool=pool)
     images, labels = images.to(device), labels.to(device)
     class_embeddings = None
@@ -172,7 +176,8 @@ def evaluate_dataset(built: BuiltModel, name: str, data_root: Union[str, Path], 
     attacks = {eps: list(row)[-1] for eps, row in report["robust_accuracy"].items()}
     result = {"clean": report["clean_accuracy"], "robust": robust, "robust_by_attack": report["robust_accuracy"],
               "attacks": sorted(set(attacks.values())), "samples": report["n_samples"], "classes": len(classnames),
-              "head": head_kind, "warnings": report["warnings"]}
+              "head": head_kind, "warnings": report["warnings"] + ([partial] if partial else []),
+              "dataset_images": len(dataset)}
     if "alignment" in report:
         result["alignment"] = report["alignment"]
     return result
@@ -238,6 +243,32 @@ def load_linear_head(path: Path) -> torch.nn.Linear:
     head = torch.nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
     head.load_state_dict(state)
     return head.requires_grad_(False)
+
+
+def check_data(datasets: Sequence[str], data_root: Union[str, Path]) -> list[dict]:
+    """What each dataset holds under `data_root`, before any attack: [{"dataset", "status" ("ok", "partial", "more",
+    "unreadable"), "images", "expected" (the release's count or None), "classes", "problem"}]."""
+    found = []
+    for name in datasets:
+        entry: dict = {"dataset": name, "expected": RELEASE_COUNTS.get(name)}
+        try:
+            dataset = build_benchmark_dataset(name, data_root, 32)
+        except (FileNotFoundError, ValueError, ModuleNotFoundError) as error:
+            found.append({**entry, "status": "unreadable", "images": None, "classes": None, "problem": str(error)})
+            continue
+        images, expected = len(dataset), entry["expected"]
+        status = "ok" if expected is None or images == expected else "partial" if images < expected else "more"
+        found.append({**entry, "status": status, "images": images, "classes": len(dataset.classnames), "problem": None})
+    return found
+
+
+def size_warning(name: str, images: int) -> Optional[str]:
+    """A warning when `name` holds another number of images than its release, or None."""
+    expected = RELEASE_COUNTS.get(name)
+    if expected is None or images == expected:
+        return None
+    return (f"{name}: {images} images where the release has {expected} "
+            f"({'a partial copy' if images < expected else 'more than released'}): not the paper's test set")
 
 
 def check_datasets_present(datasets: Sequence[str], data_root: Union[str, Path]) -> None:

@@ -57,6 +57,9 @@ class EvalConfig:
     linear_head: Optional[str] = field(default=None, metadata={
         "help": "with --benchmark, for encoders without a text tower: a fixed head (safetensors with weight [K, D] and "
                 "bias [K]; '{dataset}' is replaced by the dataset name) instead of fitting one"})
+    check_data: bool = field(default=False, metadata={
+        "help": "with --benchmark: list what each dataset under --data-root holds (images against the release's "
+                "count, classes, problems) and exit without evaluating (2 if any is unreadable)"})
     head_samples: int = field(default=10000, metadata={"help": "train images the linear head is fitted on"})
     workers: int = field(default=8, metadata={"help": "threads decoding images"})
     cache_dir: str = field(default="~/.cache/lore", metadata={"help": "cache of built reference models"})
@@ -87,8 +90,9 @@ class EvalConfig:
             raise ValueError(f"corruptions: unknown {bad_names}; choose from {list(CORRUPTION_NAMES)} or 'all'")
         if self.benchmark:
             self._check_benchmark()
-        elif self.data_root or self.baseline or self.linear_head:
-            raise ValueError("data_root, baseline and linear_head belong to --benchmark; give --benchmark NAMES too")
+        elif self.data_root or self.baseline or self.linear_head or self.check_data:
+            raise ValueError("data_root, baseline, linear_head and check_data belong to --benchmark; give --benchmark "
+                             "NAMES too")
 
     def _check_benchmark(self) -> None:
         parse_benchmark(self.benchmark)

@@ -422,3 +422,28 @@ def test_a_model_given_as_a_relative_folder_gets_a_label_inside_the_output(tmp_p
     label = model_label(model)
     assert label not in ("", ".", "..") and "/" not in label
     assert label == ("runs" if model.startswith("..") else "my-run")
+
+
+def test_check_data_lists_each_dataset_and_flags_partial_and_unreadable_ones(two_datasets, capsys):
+    """The stand-ins hold 20 images where the releases hold 10,000 (CIFAR-10) and 8,000 (STL-10): partial copies are
+    reported as such before any attack, and an unreadable dataset makes the check fail (exit 2)."""
+    from lore.evaluation.benchmark import check_data, size_warning
+
+    found = {entry["dataset"]: entry for entry in check_data(["cifar10", "stl10", "dtd"], two_datasets)}
+    assert found["cifar10"]["status"] == "partial" and found["cifar10"]["images"] == 20
+    assert found["cifar10"]["expected"] == 10_000 and found["cifar10"]["classes"] == 10
+    assert found["dtd"]["status"] == "unreadable" and "dtd" in found["dtd"]["problem"]
+    assert "a partial copy" in size_warning("cifar10", 20) and size_warning("cifar10", 10_000) is None
+    code = lore_main(["eval", "--model", "ViT-B-32", "--benchmark", "cifar10,stl10,dtd", "--data-root",
+                      str(two_datasets), "--check-data"])
+    out = capsys.readouterr()
+    assert code == 2 and "partial" in out.out and "dtd" in out.err
+    assert lore_main(["eval", "--model", "ViT-B-32", "--benchmark", "cifar10,stl10", "--data-root", str(two_datasets),
+                      "--check-data"]) == 0
+
+
+def test_a_partial_dataset_is_warned_about_in_its_result(tiny_clip_dir, two_datasets, tmp_path):
+    report = run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, tmp_path / "out", settings=FAST, samples=8,
+                           cache_dir=str(tmp_path / "cache"), device="cpu")
+    result = report["datasets"]["cifar10"]
+    assert any("20 images where the release has 10000" in w for w in result["warnings"])
