@@ -42,6 +42,17 @@ from lore.provenance import provenance
 DUAL_LR = 0.1
 
 
+def _features_shifted_by_group(rng: np.random.Generator, n: int, features: int, shifts: tuple[float, float]
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """(group [n] in {0, 1} with P(1) = 0.4, standard normal features [n, features] whose first two are moved
+    by shifts[0] and shifts[1] for group 1)."""
+    group = (rng.random(n) < 0.4).astype(np.int64)
+    x = rng.normal(size=(n, features))
+    x[:, 0] += shifts[0] * group
+    x[:, 1] += shifts[1] * group
+    return group, x
+
+
 def synthetic_classification(seed: int, n_train: int = 6000, n_test: int = 30000) -> dict:
     """Features correlated with a binary sensitive attribute A (P(A=1) = 0.4); labels from a noisy linear rule.
 
@@ -49,10 +60,7 @@ def synthetic_classification(seed: int, n_train: int = 6000, n_test: int = 30000
     rather than the +-0.01 of a 30 % split, which would drown the differences being compared."""
     n = n_train + n_test
     rng = np.random.default_rng(seed)
-    group = (rng.random(n) < 0.4).astype(np.int64)
-    x = rng.normal(size=(n, 6))
-    x[:, 0] += 1.2 * group
-    x[:, 1] -= 0.8 * group
+    group, x = _features_shifted_by_group(rng, n, 6, shifts=(1.2, -0.8))
     logits = 1.5 * x[:, 0] - 1.0 * x[:, 1] + 0.8 * x[:, 2] - 0.5 * x[:, 3] + rng.normal(scale=0.8, size=n)
     y = (logits > 0.4).astype(np.int64)
     train = np.arange(n) < n_train
@@ -161,10 +169,7 @@ def synthetic_nonlinear(seed: int, n_train: int = 50_000, n_test: int = 50_000) 
     rule with interactions and a periodic term, so that a small neural network beats a linear model."""
     n = n_train + n_test
     rng = np.random.default_rng(seed)
-    group = (rng.random(n) < 0.4).astype(np.int64)
-    x = rng.normal(size=(n, 10))
-    x[:, 0] += 1.0 * group
-    x[:, 1] -= 0.7 * group
+    group, x = _features_shifted_by_group(rng, n, 10, shifts=(1.0, -0.7))
     logits = (1.2 * x[:, 0] - 0.8 * x[:, 1] + 1.5 * x[:, 2] * x[:, 3] + 1.2 * np.sin(2.0 * x[:, 4])
               - 0.8 * np.abs(x[:, 5]) + 0.6 * x[:, 6] + rng.normal(scale=0.5, size=n))
     y = (logits > 0.0).astype(np.int64)
