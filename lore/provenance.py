@@ -95,7 +95,11 @@ def dataset_fingerprint(dataset, root: Optional[Union[str, Path]] = None) -> dic
         fingerprint = files_fingerprint((path for path, *_ in samples), root)
         fingerprint["labels_sha256"] = hashlib.sha256(",".join(str(label) for _, label, *_ in samples).encode()).hexdigest()
         return fingerprint
-    return {"items": len(dataset)}
+    record: dict[str, Any] = {"items": len(dataset)}
+    labels = getattr(dataset, "labels", None)  # in-memory releases (CIFAR, STL-10): their label list
+    if labels is not None:
+        record["labels_sha256"] = hashlib.sha256(",".join(str(int(label)) for label in labels).encode()).hexdigest()
+    return record
 
 
 def provenance(*, model=None, data: Optional[dict[str, Any]] = None, device: Optional[str] = None,

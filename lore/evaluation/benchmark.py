@@ -31,7 +31,7 @@ from ..devices import resolve_device
 from ..heads import ZeroShotHead, class_text_embeddings
 from ..models.build import BuiltModel
 from ..models.encoders import load_state_file, save_state_file
-from ..provenance import provenance, weights_sha256
+from ..provenance import dataset_fingerprint, provenance, weights_sha256
 from ..units import format_eps
 from .benchmark_report import write_benchmark_report, write_text_atomic
 from .linear_head import fit_linear_head
@@ -114,7 +114,7 @@ def run_benchmark(
     if len(set(labels)) != len(labels):
         raise ValueError(f"two models share a name {labels}; give them distinct folder names")
     base_label = _baseline_label(baseline, models, labels)
-    check_datasets_present(datasets, data_root)
+    fingerprints = check_datasets_present(datasets, data_root)
     output = Path(output)
     record = settings_record(settings, samples, head_samples, data_root=data_root, image_size=image_size,
                              pretrained=pretrained, linear_head=linear_head)
@@ -133,7 +133,7 @@ def run_benchmark(
             for name in tqdm(datasets, desc=f"{label}", unit="dataset"):
                 path = folder / f"{name}.json"
                 if path.is_file():
-                    results[label][name] = _reuse(path, _canonical(model), record)
+                    results[label][name] = _reuse(path, _canonical(model), record, fingerprints[name])
                     continue
                 if built is None:
                     built = load_model(model, pretrained, image_size, cache_dir=cache_dir, seed=settings.seed, device=device)
@@ -142,7 +142,8 @@ def run_benchmark(
                 result = evaluate_dataset(built, name, data_root, settings=settings, samples=samples, pool=pool,
                                           cache_dir=cache_dir, linear_head=linear_head, head_samples=head_samples,
                                           head_folder=folder / "heads")
-                result.update(model=_canonical(model), settings=record, weights_sha256=weights[label])
+                result.update(model=_canonical(model), settings=record, weights_sha256=weights[label],
+                              data_fingerprint=fingerprints[name])
                 _write_json(path, result)
                 results[label][name] = result
                 tqdm.write(f"{label} {name}: clean {result['clean']:.3f}, robust "
@@ -271,18 +272,20 @@ def size_warning(name: str, images: int) -> Optional[str]:
             f"({'a partial copy' if images < expected else 'more than released'}): not the paper's test set")
 
 
-def check_datasets_present(datasets: Sequence[str], data_root: Union[str, Path]) -> None:
+def check_datasets_present(datasets: Sequence[str], data_root: Union[str, Path]) -> dict[str, dict]:
     """Opens every dataset (file lists, class names) before any evaluation: all missing ones are named at once,
-    in minutes rather than after hours of attacks on the first ones."""
-    problems = []
+    in minutes rather than after hours of attacks on the first ones. Returns {name: fingerprint of what it
+    holds} (`lore.provenance.dataset_fingerprint`), stored with each result and compared on reuse."""
+    problems, fingerprints = [], {}
     for name in datasets:
         try:
-            build_benchmark_dataset(name, data_root, 32)
+            fingerprints[name] = dataset_fingerprint(build_benchmark_dataset(name, data_root, 32), data_root)
         except (FileNotFoundError, ValueError, ModuleNotFoundError) as error:
             problems.append(f"- {error}")
     if problems:
         raise FileNotFoundError(f"{len(problems)} of {len(datasets)} benchmark datasets cannot be read under {data_root}:\n"
                                 + "\n".join(problems))
+    return fingerprints
 
 
 def _canonical(model: str) -> str:
@@ -299,7 +302,7 @@ def _baseline_label(baseline: Optional[str], models: Sequence[str], labels: Sequ
     raise ValueError(f"baseline {baseline!r} is not one of the evaluated models {list(labels)}")
 
 
-def _reuse(path: Path, model: str, record: dict) -> dict:
+def _reuse(path: Path, model: str, record: dict, fingerprint: Optional[dict] = None) -> dict:
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -313,6 +316,9 @@ def _reuse(path: Path, model: str, record: dict) -> dict:
                    for k, v in record.items() if result.get("settings", {}).get(k) != v]
     if result.get("model") != model:
         differences.append(f"model: stored {result.get('model')!r} vs now {model!r}")
+    stored_data = result.get("data_fingerprint")
+    if fingerprint is not None and stored_data is not None and stored_data != fingerprint:
+        differences.append(f"data: the files under the data root changed (stored {stored_data} vs now {fingerprint})")
     if differences:
         raise ValueError(f"{path} was computed under other settings ({'; '.join(differences)}); "
                          "use another --out folder, or delete that file to recompute it")

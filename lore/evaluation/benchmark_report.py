@@ -35,7 +35,7 @@ def model_summary(results: dict[str, dict], datasets: Sequence[str]) -> dict:
 
 def _public(result: dict) -> dict:
     keep = ("clean", "robust", "samples", "attacks", "classes", "head", "alignment", "robust_by_attack", "warnings",
-            "weights_sha256")
+            "weights_sha256", "data_fingerprint")
     return {k: result[k] for k in keep if k in result}
 
 

@@ -447,3 +447,21 @@ def test_a_partial_dataset_is_warned_about_in_its_result(tiny_clip_dir, two_data
                            cache_dir=str(tmp_path / "cache"), device="cpu")
     result = report["datasets"]["cifar10"]
     assert any("20 images where the release has 10000" in w for w in result["warnings"])
+
+
+def test_a_rerun_over_changed_data_is_refused(tiny_clip_dir, two_datasets, tmp_path):
+    """Same folder, other contents (a label changed in the CIFAR-10 test file): stored results are not reused."""
+    import pickle as pickle_module
+
+    out = tmp_path / "out"
+    kwargs = dict(settings=FAST, samples=8, cache_dir=str(tmp_path / "cache"), device="cpu")
+    run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **kwargs)
+    assert run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **kwargs)["status"] == "complete"
+    batch_file = two_datasets / "cifar-10-batches-py" / "test_batch"
+    with open(batch_file, "rb") as f:
+        batch = pickle_module.load(f)
+    batch["labels"][0] = (batch["labels"][0] + 1) % 10
+    with open(batch_file, "wb") as f:
+        pickle_module.dump(batch, f)
+    with pytest.raises(ValueError, match="other settings.*data: the files under the data root changed"):
+        run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **kwargs)
