@@ -21,9 +21,13 @@ from lore.units import format_eps, parse_eps
 from .compare import load_trained, train_fresh, zero_shot_results
 
 EMBEDDED = "digits-clip"
-# Measured on 2 CPU cores (this repository's CI machine), embedded model, batch 64, PGD-10, K = 5:
+# Costs measured on the reference machine (2 CPU cores, quiet), embedded model, batch 64, PGD-10, K = 5; a job
+# rescales them by this machine's speed on `speed_probe` (measured when the job starts), so the estimate
+# printed first is measured here, not assumed:
 SECONDS_PER_BATCH = {"fare": 0.23, "naive": 0.29, "lore": 0.30}
-SECONDS_PER_EVALUATION = 15.0  # all 449 held-out digits, 3 radii, 10 APGD iterations
+SECONDS_PER_EVALUATION = 20.0  # all 449 held-out digits, 3 radii, 10 APGD iterations
+SECONDS_PER_RUN = 9.5  # fixed cost of one training run: building, ~9 held-out probes, checkpoints, export, plots
+PROBE_SECONDS = 0.26  # `speed_probe` on the reference machine (median, quiet)
 
 
 def settings_for(args) -> dict:
@@ -83,7 +87,16 @@ class Job:
         self.class_embeddings = class_embeddings(built, classnames)
         self.eval_data = {"spec": s["eval_data"], "split_seed": args.split_seed, "eval_images": len(self.labels),
                           **dataset_fingerprint(eval_set)}
+        self.speed = speed_probe(built.encoder, self.images) / PROBE_SECONDS if args.model == EMBEDDED else 1.0
         self.started = time.perf_counter()
+
+    def expected(self, trainings: list[str], evaluations: int) -> str:
+        """'; expected about N min here' for the embedded model (measured speed), '' otherwise."""
+        if self.args.model != EMBEDDED:
+            return ""
+        minutes = expected_minutes(self.s, trainings, evaluations, len(self.labels), self.speed)
+        return (f"; expected about {minutes:.1f} min from now (this machine measured at {self.speed:.2f}x the "
+                f"reference machine's time)")
 
     def provenance(self) -> dict:
         """What produced this job's results: code version, software, device, phi_0's weights, the evaluation data
@@ -126,11 +139,31 @@ class Job:
               f"{elapsed / done * (total - done) / 60:.1f} min left", flush=True)
 
 
-def expected_minutes(s: dict, trainings: list[str], evaluations: int, samples: int) -> float:
-    """The embedded job's expected duration from per-batch and per-evaluation costs measured on 2 CPU cores."""
-    batches = sum(SECONDS_PER_BATCH.get(m, 0.32) * (s["steps"] or 0) for m in trainings)
+def speed_probe(encoder: torch.nn.Module, images: torch.Tensor, repeats: int = 5) -> float:
+    """Seconds for the work of about one training batch: 12 forward+backward passes of `encoder` on 64 images
+    (PGD-10's input gradients and the primal passes), median of `repeats` after a warm-up."""
+    import statistics
+
+    encoder = copy.deepcopy(encoder).train()
+    batch = images[:64].clone()
+
+    def once() -> float:
+        start = time.perf_counter()
+        for _ in range(12):
+            x = batch.clone().requires_grad_(True)
+            encoder(x).pow(2).sum().backward()
+        return time.perf_counter() - start
+
+    once()
+    return statistics.median(once() for _ in range(repeats))
+
+
+def expected_minutes(s: dict, trainings: list[str], evaluations: int, samples: int, speed: float = 1.0) -> float:
+    """The embedded job's expected duration: the reference machine's measured costs times `speed` (this machine's
+    `speed_probe` over `PROBE_SECONDS`)."""
+    batches = sum(SECONDS_PER_BATCH.get(m, 0.32) * (s["steps"] or 0) + SECONDS_PER_RUN for m in trainings)
     scale = len(s["eval_eps"]) / 3 * samples / 449 * s["apgd_iter"] / 10
-    return (batches + evaluations * SECONDS_PER_EVALUATION * scale) / 60
+    return speed * (batches + evaluations * SECONDS_PER_EVALUATION * scale) / 60
 
 
 def run_entry(method: str, train_eps: float, seed: int, result: dict) -> dict:

@@ -12,7 +12,7 @@ from lore.evaluation.config import split_list
 from lore.units import format_eps
 
 from .compare import plot_accuracy, plot_front, plot_training_comparison, results_table
-from .job import EMBEDDED, Job, expected_minutes, run_entry, run_folder, train_config
+from .job import Job, run_entry, run_folder, train_config
 from .series import aggregate, plot_constraint, plot_series, series_table
 
 SWEEPS = {"rho": ("lore", "rho", [0.02, 0.05, 0.1, 0.2, 0.4]), "lambda": ("naive", "naive_weight", [0.1, 0.3, 1.0, 3.0, 10.0])}
@@ -30,8 +30,7 @@ def run_series(job: Job) -> int:
     args, s = job.args, job.s
     seeds = list(range(args.seed, args.seed + args.seeds))
     plan = [(seed, eps, method) for seed in seeds for eps in s["train_eps"] for method in s["methods"]]
-    expected = (f"; expected about {expected_minutes(s, [m for _, _, m in plan], len(plan) + 1, len(job.labels)):.0f} min on 2 CPU cores"
-                if args.model == EMBEDDED else "")
+    expected = job.expected([m for _, _, m in plan], len(plan) + 1)
     print(f"plan: {len(plan)} trainings ({len(s['methods'])} methods x {len(s['train_eps'])} radii x {len(seeds)} seeds) "
           f"and {len(plan) + 1} evaluations on {len(job.labels)} images{expected}", flush=True)
     reference = job.measure(job.reference, args.out / "reference", args.split_seed)
@@ -80,9 +79,8 @@ def run_sweeps(job: Job) -> int:
     eps, seed = s["train_eps"][-1], args.seed
     kinds = split_list(args.sweep)
     trainings = ["fare"] + [SWEEPS[k][0] for k in kinds for _ in SWEEPS[k][2]]
-    if args.model == EMBEDDED:
-        print(f"plan: {len(trainings)} trainings at {format_eps(eps)}; expected about "
-              f"{expected_minutes(s, trainings, len(trainings) + 1, len(job.labels)):.0f} min on 2 CPU cores", flush=True)
+    print(f"plan: {len(trainings)} trainings at {format_eps(eps)}{job.expected(trainings, len(trainings) + 1)}",
+          flush=True)
     reference = job.measure(job.reference, args.out / "reference", seed)
     fare = job.train_and_measure("fare", train_config(args, s, "fare", run_folder(args.out, "fare", eps, seed), eps=eps, seed=seed),
                                  resume=True)  # reused when the series already trained it with these settings
@@ -130,9 +128,8 @@ def run_ablation(job: Job) -> int:
     variants = {"fare": ("fare", {})} | {name: ("lore", dict(overrides)) for name, overrides in ABLATIONS.items()}
     variants["fixed margin"][1]["rho"] = tolerance
     plan = [(seed, name) for seed in seeds for name in variants]
-    if args.model == EMBEDDED:
-        print(f"plan: {len(plan)} trainings at {format_eps(eps)}; expected about "
-              f"{expected_minutes(s, [variants[n][0] for _, n in plan], len(plan), len(job.labels)):.0f} min on 2 CPU cores", flush=True)
+    print(f"plan: {len(plan)} trainings at {format_eps(eps)}{job.expected([variants[n][0] for _, n in plan], len(plan))}",
+          flush=True)
     runs = []
     for index, (seed, name) in enumerate(plan):
         method, overrides = variants[name]
