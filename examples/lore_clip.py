@@ -25,8 +25,9 @@ With no arguments it runs offline on a CPU on an embedded default:
     python examples/lore_clip.py --ablation       # dual network/linear/scalar, adaptive/fixed margin, K = 5/1
 
 Its plan line gives the expected time from then on, measured on the running machine (a speed probe
-rescales the reference machine's costs: within 12 % of the default run here). Interrupted (Ctrl-C, SIGTERM), it writes a results.json marked "interrupted"
-and exits 130; the same command with --resume reuses finished trainings and
+rescales the reference machine's costs: within 12 % of the default run here).
+
+Interrupted (Ctrl-C, SIGTERM), it writes a results.json marked "interrupted" and exits 130; the same command with --resume reuses finished trainings and
 evaluations and resumes the interrupted training from its checkpoint.
 
 With real weights and data (GPUs; torchrun for several):
@@ -58,7 +59,8 @@ from lore_clip_support.modes import SWEEPS, run_ablation, run_series, run_sweeps
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/lore_clip"), help="output folder")
-    parser.add_argument("--quick", action="store_true", help="two training radii, small budget, same code path (about 3 minutes on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true",
+                        help="two training radii, small budget, same code path (about 3 minutes on 2 CPU cores)")
     parser.add_argument("--model", default=EMBEDDED, help="digits-clip (embedded), an open_clip name, or local-dir:PATH")
     parser.add_argument("--pretrained", default=None, help="open_clip tag or weights file")
     parser.add_argument("--train-data", default=None, help="training images (ImageFolder or torchvision:NAME:ROOT)")
