@@ -27,8 +27,9 @@ With no arguments it runs offline on a CPU on an embedded default:
 Its plan line gives the expected time from then on, measured on the running machine (a speed probe
 rescales the reference machine's costs: within 12 % of the default run here).
 
-Interrupted (Ctrl-C, SIGTERM), it writes a results.json marked "interrupted" and exits 130; the same command with --resume reuses finished trainings and
-evaluations and resumes the interrupted training from its checkpoint.
+Interrupted (Ctrl-C, SIGTERM), it writes a results.json marked "interrupted" and exits 130; the same
+command with --resume reuses finished trainings and evaluations and resumes the interrupted training from
+its checkpoint.
 
 With real weights and data (GPUs; torchrun for several):
 
