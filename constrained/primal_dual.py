@@ -215,14 +215,12 @@ class PrimalDual:
                 raise ValueError(f"micro-batches must all have the same size for step_accumulated to equal the "
                                  f"full-batch update; got sizes {sizes} so far (closure {len(sizes) - 1})")
             evaluated: dict[str, torch.Tensor] = {}  # each multiplier evaluated once, for both terms
-            primal_terms = [self._contribution(name, state, "primal", evaluated) for name, state in states.items()]
-            lagrangian = loss + sum((term for term, _ in primal_terms), torch.zeros((), device=loss.device))
+            lagrangian, values = self._primal_terms(loss, states, evaluated)
             if not torch.isfinite(lagrangian.detach()):
                 raise FloatingPointError(f"the Lagrangian is {lagrangian.item()}; stopping before the update")
             scaled = weight * lagrangian
             if self.scaler is not None:
                 scaled = self.scaler.scale(scaled)
-            values = {name: value for name, (_, value) in zip(states, primal_terms)}
             roots = [scaled]
             if dual_now:  # one backward pass for both: the primal term holds lambda fixed, the dual term g
                 with self._timed_dual():
@@ -283,11 +281,18 @@ class PrimalDual:
         total = torch.zeros(())
         for closure in closures:
             loss, _, states = self._evaluate(closure, require_grad=True)
-            lagrangian = loss + sum((self._contribution(name, state, "primal")[0] for name, state in states.items()),
-                                    torch.zeros((), device=loss.device))
+            lagrangian, _ = self._primal_terms(loss, states, {})
             torch.autograd.backward(weight * lagrangian)
             total = total + weight * lagrangian.detach().cpu()
         return total
+
+    def _primal_terms(self, loss: torch.Tensor, states: dict[str, cooper.ConstraintState],
+                      evaluated: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The primal Lagrangian f + sum of the constraints' primal terms (multipliers held fixed), and each
+        constraint's multiplier values."""
+        terms = {name: self._contribution(name, state, "primal", evaluated) for name, state in states.items()}
+        lagrangian = loss + sum((term for term, _ in terms.values()), torch.zeros((), device=loss.device))
+        return lagrangian, {name: value for name, (_, value) in terms.items()}
 
     def _evaluate(
         self, closure: Closure, require_grad: bool = False
@@ -346,7 +351,7 @@ class PrimalDual:
 
     def _contribution(
         self, name: str, state: cooper.ConstraintState, primal_or_dual: Literal["primal", "dual"],
-        evaluated: Optional[dict[str, torch.Tensor]] = None,
+        evaluated: dict[str, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """cooper's Lagrangian term of one constraint, scaled to an expectation over the batch.
 
@@ -361,7 +366,7 @@ class PrimalDual:
             if coefficient.value.dtype != violation.dtype or coefficient.value.device != violation.device:
                 coefficient.value = coefficient.value.to(device=violation.device, dtype=violation.dtype)
         multiplier_module = bound.multiplier
-        if evaluated is None or multiplier_module is None:
+        if multiplier_module is None:  # a fixed penalty: cooper reads its coefficient
             store = bound.compute_contribution_to_lagrangian(state, primal_or_dual)
         else:  # cooper's formulation, fed the multiplier's value of this evaluation (computed once)
             if name not in evaluated:
@@ -385,7 +390,7 @@ class PrimalDual:
     def _dual_backward(self, states: dict[str, cooper.ConstraintState], weight: float = 1.0) -> dict[str, torch.Tensor]:
         """Accumulates weight x the dual Lagrangian's gradient; returns the multiplier values."""
         with self._timed_dual():
-            total, values = self._dual_terms(states, weight)
+            total, values = self._dual_terms(states, weight, {})
             if total is not None:
                 torch.autograd.backward(total)
             return values
@@ -405,12 +410,11 @@ class PrimalDual:
                 torch.cuda.synchronize()
             self._dual_seconds += time.perf_counter() - start
 
-    def _dual_terms(self, states: dict[str, cooper.ConstraintState], weight: float,
-                    evaluated: Optional[dict[str, torch.Tensor]] = None
+    def _dual_terms(self, states: dict[str, cooper.ConstraintState], weight: float, evaluated: dict[str, torch.Tensor]
                     ) -> tuple[Optional[torch.Tensor], dict[str, torch.Tensor]]:
         """The dual Lagrangian (weight x, to ascend; None without dual variables) and the multiplier values."""
         if self.dual_optimizer is None:
-            return None, {name: self._contribution(name, state, "primal")[1] for name, state in states.items()}
+            return None, {name: self._contribution(name, state, "primal", evaluated)[1] for name, state in states.items()}
         values = {}
         total = None
         for name, state in states.items():
