@@ -16,7 +16,7 @@ from ..heads import ZeroShotHead
 from ..models.build import BuiltModel, build_model, class_embeddings
 from ..models.encoders import ImageEncoder
 from ..provenance import dataset_fingerprint, provenance
-from ..models.export import load_exported
+from ..models.export import load_exported, read_export_spec
 from .config import EvalConfig
 from .linear_head import fit_linear_head
 from .report import write_report
@@ -118,10 +118,7 @@ def _exported_image_size(folder: Path) -> Optional[int]:
     spec_path = folder / "encoder.json"
     if not spec_path.is_file():
         return None
-    try:
-        size = json.loads(spec_path.read_text(encoding="utf-8")).get("image_size")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
-        raise ValueError(f"{spec_path} is not a valid export description: {error}") from None
+    size = read_export_spec(spec_path).get("image_size")
     return int(size) if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
 
 

@@ -50,7 +50,7 @@ def load_exported(folder: Union[str, Path], device: Union[str, torch.device] = "
     spec_path = folder / "encoder.json"
     if not spec_path.is_file():
         raise FileNotFoundError(f"{folder} holds no lore export (no open_clip_config.json or encoder.json)")
-    spec = _read_spec(spec_path)
+    spec = read_export_spec(spec_path)
     if spec["kind"] == "timm":
         return load_timm(spec["model"][len("timm:"):], checkpoint=folder / "encoder.safetensors",
                          image_size=spec["image_size"], device=device)
@@ -74,8 +74,8 @@ _SPEC_FIELDS = {"timm": ("kind", "model", "image_size"), "digits": ("kind", "emb
                 "digits-clip": ("kind", "embed_dim", "mean", "std")}
 
 
-def _read_spec(path: Path) -> dict:
-    """encoder.json, checked: readable JSON with the fields its kind needs; errors name the file and field."""
+def read_export_spec(path: Path) -> dict:
+    """An export's encoder.json, checked: readable JSON with the fields its kind needs; errors name the file and field."""
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
