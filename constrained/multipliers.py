@@ -105,15 +105,23 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
     per_index = False
     free_sign = False  # softplus output: lambda >= 0, inequality constraints only
 
-    def __init__(self, head: nn.Module, in_features: int, init: float, normalize: bool = False) -> None:
+    def __init__(self, head: nn.Module, in_features: int, init: float, normalize: bool = False,
+                 standardize: bool = False) -> None:
         super().__init__()
         init = check_nonnegative_finite(init, "init")
         if init <= 0:
             raise ValueError(f"init must be > 0 for a softplus multiplier, got {init}")
-        if not isinstance(normalize, bool):
-            raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
+        for name, flag in (("normalize", normalize), ("standardize", standardize)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        if normalize and standardize:
+            raise ValueError("choose one of normalize and standardize")
         self.in_features = in_features
         self.normalize = normalize
+        self.standardize = standardize
+        # per-feature statistics of `standardize` (set by `fit_standardization`; NaN until then)
+        self.register_buffer("feature_mean", torch.full((in_features,), math.nan))
+        self.register_buffer("feature_scale", torch.full((in_features,), math.nan))
         self.head = head
         last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
         with torch.no_grad():  # every sample starts at lambda = init
@@ -129,9 +137,32 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
             )
         weight = next(self.head.parameters())
         features = features.detach().to(weight.dtype)
-        if self.normalize:  # unit root-mean-square per sample: the same network whatever the embedding's scale
+        if self.standardize:
+            if bool(torch.isnan(self.feature_mean).any()):
+                raise RuntimeError(f"{type(self).__name__}(standardize=True) has no feature statistics yet: call "
+                                   "fit_standardization(features) with a sample of the features before training")
+            features = (features - self.feature_mean) / self.feature_scale
+        elif self.normalize:  # unit root-mean-square per sample: the same network whatever the embedding's scale
             features = features / features.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
         return F.softplus(self.head(features)).squeeze(-1)
+
+    @torch.no_grad()
+    def fit_standardization(self, features: torch.Tensor) -> None:
+        """Sets the per-feature mean and standard deviation that `standardize=True` removes.
+
+        Args:
+            features: [N, in_features] features of N >= 2 typical samples (for LORE: phi_0 of training
+                images), e.g. a thousand.
+        """
+        if features.dim() != 2 or features.shape[1] != self.in_features or features.shape[0] < 2:
+            raise ValueError(f"fit_standardization expects features of shape [N >= 2, {self.in_features}], "
+                             f"got {tuple(features.shape)}")
+        features = features.detach().to(self.feature_mean.device, torch.float64)
+        if not bool(torch.isfinite(features).all()):
+            raise ValueError("fit_standardization: features contain NaN or inf")
+        scale = features.std(0)
+        self.feature_mean.copy_(features.mean(0))
+        self.feature_scale.copy_(scale.clamp_min(1e-6 * float(scale.max().clamp_min(1e-12))))
 
     def features_of(self, observation: Observation) -> torch.Tensor:
         if observation.features is None:
@@ -157,11 +188,14 @@ class LinearMultiplier(_FeatureMultiplier):
         in_features: F, the width of the features.
         init: initial lambda of every sample, > 0.
         normalize: rescale each sample's features to unit root-mean-square first.
+        standardize: subtract each feature's mean and divide by its standard deviation (statistics from
+            `fit_standardization`, which must be called before the first step).
     """
 
-    def __init__(self, in_features: int, init: float = 1.0, normalize: bool = False) -> None:
+    def __init__(self, in_features: int, init: float = 1.0, normalize: bool = False,
+                 standardize: bool = False) -> None:
         in_features = check_positive_int(in_features, "in_features")
-        super().__init__(nn.Linear(in_features, 1), in_features, init, normalize)
+        super().__init__(nn.Linear(in_features, 1), in_features, init, normalize, standardize)
 
 
 class MultiplierNetwork(_FeatureMultiplier):
@@ -178,13 +212,19 @@ class MultiplierNetwork(_FeatureMultiplier):
         normalize: rescale each sample's features to unit root-mean-square first, so that the hidden layer
             works in the same regime whatever the scale of the embeddings (||phi_0||^2 ~ 2 on the digits
             model, ~ 100 for CLIP ViT-B/32); lambda then depends on the direction of the features only.
+        standardize: subtract each feature's mean and divide by its standard deviation, statistics from
+            `fit_standardization` (call it with a sample of the features before training). Embeddings share
+            a large common component; without it every hidden unit sees nearly the same input on every
+            sample, the network's updates move lambda(x) of all samples together and lambda stays flat across
+            samples (docs/lore.md: measured on the embedded default).
     """
 
-    def __init__(self, in_features: int, hidden: int = 512, init: float = 1.0, normalize: bool = False) -> None:
+    def __init__(self, in_features: int, hidden: int = 512, init: float = 1.0, normalize: bool = False,
+                 standardize: bool = False) -> None:
         in_features = check_positive_int(in_features, "in_features")
         hidden = check_positive_int(hidden, "hidden")
         head = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        super().__init__(head, in_features, init, normalize)
+        super().__init__(head, in_features, init, normalize, standardize)
 
 
 Multiplier = ScalarMultiplier | IndexedMultiplier | LinearMultiplier | MultiplierNetwork

@@ -86,7 +86,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="APGD iterations (default: 100 real; 10 embedded, which ranks the methods as 100 do: docs/results.md)")
     parser.add_argument("--sweep", default=None, help="rho, lambda or rho,lambda: train families and plot their fronts")
     parser.add_argument("--ablation", action="store_true", help="LORE variants at the largest radius (App. G, Table 13, K)")
-    parser.add_argument("--cache-dir", default="~/.cache/lore", help="where the embedded reference model is cached")
+    parser.add_argument("--cache-dir", default="~/.cache/lore", help="where a retrained embedded reference model is cached")
+    parser.add_argument("--retrain-reference", action="store_true",
+                        help="embedded model: build phi_0 on this machine (replacing its cached copy) instead of "
+                        "loading the weights shipped with the package")
     parser.add_argument("--seed", type=int, default=0, help="first training seed")
     parser.add_argument("--split-seed", type=int, default=0,
                         help="seed of the held-out split, the evaluation subset and the embedded reference model "
@@ -98,6 +101,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.retrain_reference:
+        if args.model != EMBEDDED:
+            parser.error("--retrain-reference applies to the embedded model (digits-clip) only")
+        if args.pretrained not in (None, "retrained"):
+            parser.error(f"--retrain-reference contradicts --pretrained {args.pretrained}")
+        args.pretrained = "retrained"
     unknown = [k for k in split_list(args.sweep or "") if k not in SWEEPS]
     if unknown:
         parser.error(f"--sweep takes {sorted(SWEEPS)} (comma list), got {unknown}")

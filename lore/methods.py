@@ -44,9 +44,11 @@ from constrained import (
 )
 
 from .heads import ZeroShotHead
+from .registry import DUAL_FEATURES
 from .registry import METHODS as REGISTRY
 
 DualKind = Literal["scalar", "linear", "network"]
+DualFeatures = Literal["standardized", "unit-rms", "raw"]
 
 
 @dataclass(frozen=True)
@@ -124,19 +126,24 @@ class Method:
 
 
 def dual_factory(kind: DualKind = "network", *, hidden: int = 512, init: float = 1.0,
-                 normalize: bool = False) -> Callable[[int], Multiplier]:
+                 features: DualFeatures = "standardized") -> Callable[[int], Multiplier]:
     """Multiplier factory for the paper's dual parameterisations (App. G, K.2).
 
     Args:
         kind: "network" (2-layer MLP on phi_0(x), the paper's), "linear", or "scalar".
         hidden: hidden width of the network (paper: 512).
         init: initial lambda (> 0 for network/linear, >= 0 for scalar).
-        normalize: network/linear: feed features rescaled to unit root-mean-square per sample.
+        features: how network/linear see phi_0(x): "standardized" (each feature's mean and standard
+            deviation over training images removed; the trainer fits them, see `fit_dual_features`),
+            "unit-rms" (each sample rescaled to unit root-mean-square) or "raw" (the paper's).
     """
+    if features not in DUAL_FEATURES:
+        raise ValueError(f"features must be one of {DUAL_FEATURES}, got {features!r}")
+    scaling = {"normalize": features == "unit-rms", "standardize": features == "standardized"}
     if kind == "network":
-        return lambda dim: MultiplierNetwork(dim, hidden=hidden, init=init, normalize=normalize)
+        return lambda dim: MultiplierNetwork(dim, hidden=hidden, init=init, **scaling)
     if kind == "linear":
-        return lambda dim: LinearMultiplier(dim, init=init, normalize=normalize)
+        return lambda dim: LinearMultiplier(dim, init=init, **scaling)
     if kind == "scalar":
         return lambda dim: ScalarMultiplier(init=init)
     raise ValueError(f"dual must be 'network', 'linear' or 'scalar', got {kind!r}")
@@ -165,7 +172,7 @@ def lore(
     hidden: int = 512,
     init: float = 1.0,
     adaptive_margin: bool = True,
-    normalize_features: bool = False,
+    features: DualFeatures = "standardized",
     penalty: float = 0.0,
 ) -> Method:
     """LORE (paper Eq. 7, Algorithm 1).
@@ -176,13 +183,14 @@ def lore(
         hidden: hidden width of the dual network.
         init: initial lambda.
         adaptive_margin: rho ||phi_0(x)||^2 (paper) if True, the fixed tolerance rho otherwise (Table 13).
-        normalize_features: feed the dual network phi_0(x) rescaled to unit root-mean-square.
+        features: what the dual network sees of phi_0(x): "standardized" (default), "unit-rms" or "raw"
+            (the paper's); see `dual_factory`.
         penalty: c > 0 adds (c/2) relu(g(x))^2 per sample to the primal (augmented Lagrangian): each
             violating sample is pushed back on its own, whatever lambda_w(x); 0 is the paper's Lagrangian.
     """
     formulation = AugmentedLagrangian(penalty) if penalty else Lagrangian()
     return Method("lore", embedding_distance, _proximity(rho, adaptive_margin), formulation=formulation,
-                  multiplier=dual_factory(dual, hidden=hidden, init=init, normalize=normalize_features))
+                  multiplier=dual_factory(dual, hidden=hidden, init=init, features=features))
 
 
 def tecoa() -> Method:
@@ -190,25 +198,27 @@ def tecoa() -> Method:
     return Method("tecoa", zero_shot_cross_entropy, supervised=True)
 
 
-def tecoa_l2(rho: float = 0.1, *, dual: DualKind = "network", hidden: int = 512, init: float = 1.0) -> Method:
+def tecoa_l2(rho: float = 0.1, *, dual: DualKind = "network", hidden: int = 512, init: float = 1.0,
+             features: DualFeatures = "standardized") -> Method:
     """TeCoA + LORE's embedding constraint (paper App. J.7)."""
     return Method(
         "tecoa-l2",
         zero_shot_cross_entropy,
         _proximity(rho, True),
-        multiplier=dual_factory(dual, hidden=hidden, init=init),
+        multiplier=dual_factory(dual, hidden=hidden, init=init, features=features),
         supervised=True,
     )
 
 
-def tecoa_kl(rho: float = 0.1, *, dual: DualKind = "network", hidden: int = 512, init: float = 1.0) -> Method:
+def tecoa_kl(rho: float = 0.1, *, dual: DualKind = "network", hidden: int = 512, init: float = 1.0,
+             features: DualFeatures = "standardized") -> Method:
     """TeCoA + KL(p_0 || p_theta) <= rho H(p_0) on zero-shot predictions (paper App. J.7)."""
     return Method(
         "tecoa-kl",
         zero_shot_cross_entropy,
         Constraint(d=kl_div, margin=EntropyMargin(rho), name="clean"),
         view=zero_shot_logits,
-        multiplier=dual_factory(dual, hidden=hidden, init=init),
+        multiplier=dual_factory(dual, hidden=hidden, init=init, features=features),
         supervised=True,
     )
 

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-_DUAL = {"dual": "dual", "hidden": "dual_hidden"}
+DUAL_FEATURES: tuple[str, ...] = ("standardized", "unit-rms", "raw")
+"""What a dual network or linear multiplier sees of phi_0(x) (`lore.methods.dual_factory`)."""
+
+_DUAL = {"dual": "dual", "hidden": "dual_hidden", "features": "dual_features"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ METHODS: Mapping[str, MethodEntry] = MappingProxyType({entry.name: entry for ent
     MethodEntry("fare", "fare", {}, "FARE (paper Eq. 2): unsupervised adversarial embedding loss, unconstrained"),
     MethodEntry("naive", "naive", {"weight": "naive_weight"}, "naive regularization (Eq. 3): FARE + fixed lambda"),
     MethodEntry("lore", "lore", {"rho": "rho", **_DUAL, "adaptive_margin": "adaptive_margin",
-                                 "normalize_features": "dual_normalize", "penalty": "penalty"},
+                                 "penalty": "penalty"},
                 "LORE (Eq. 7, Algorithm 1): FARE s.t. ||phi - phi_0||^2 <= rho ||phi_0||^2 per sample"),
     MethodEntry("tecoa", "tecoa", {}, "TeCoA (Eq. 25): supervised adversarial zero-shot cross-entropy"),
     MethodEntry("tecoa-l2", "tecoa_l2", {"rho": "rho", **_DUAL}, "TeCoA + LORE's embedding constraint (App. J.7)"),

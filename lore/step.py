@@ -120,6 +120,34 @@ class RobustStep:
                 mode=mode,
             )
 
+    @property
+    def multiplier(self) -> Optional[nn.Module]:
+        """The method's multiplier (None for unconstrained or fixed-penalty methods)."""
+        return self.primal_dual.multiplier(self.method.constraint.name) if self.primal_dual is not None else None
+
+    @torch.no_grad()
+    def fit_dual_features(self, images: torch.Tensor, batch_size: int = 256) -> None:
+        """Fits a standardizing multiplier's feature statistics on phi_0 of `images` (a no-op otherwise).
+
+        Call it once before training with a sample of training images (e.g. a thousand, the same on every
+        rank); the first batch is used instead if it was not called.
+
+        Args:
+            images: [N >= 2, C, H, W] training images in [0, 1].
+            batch_size: images per forward pass of phi_0.
+        """
+        multiplier = self.multiplier
+        if multiplier is None or not getattr(multiplier, "standardize", False):
+            return
+        features = torch.cat([self.reference(images[i : i + batch_size]).float()
+                              for i in range(0, len(images), batch_size)])
+        multiplier.fit_standardization(features)
+
+    def _needs_dual_features(self) -> bool:
+        multiplier = self.multiplier
+        return (multiplier is not None and getattr(multiplier, "standardize", False)
+                and bool(torch.isnan(multiplier.feature_mean).any()))
+
     def _autocast(self, images: torch.Tensor):
         if self.autocast_dtype is None:
             return nullcontext()
@@ -170,6 +198,8 @@ class RobustStep:
             raise ValueError(f"method {self.method.name!r} is supervised: pass labels")
         reference = self.reference(images, indices) if indices is not None else self.reference(images)
         batch = Batch(images=images, reference=reference.float(), labels=labels, head=self.head)
+        if self._needs_dual_features():  # fit_dual_features was not called: this batch's statistics
+            self.multiplier.fit_standardization(batch.reference)
         method = self.method
         stats: dict[str, list[torch.Tensor]] = {"robust_loss": [], "clean_distance": []}
         micro = self._micro_batches(batch, initial_delta)

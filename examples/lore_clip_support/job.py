@@ -73,7 +73,13 @@ class Job:
     def __init__(self, args, s) -> None:
         self.args, self.s = args, s
         self.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        print(f"building the reference phi_0 ({args.model}) ...", flush=True)
+        if getattr(args, "retrain_reference", False):  # rebuild it now; the trainings then load this copy
+            from lore.models.digits_clip import DEFAULT_STEPS, reference_file_name
+
+            stale = Path(args.cache_dir).expanduser() / reference_file_name(16, args.split_seed, DEFAULT_STEPS)
+            stale.unlink(missing_ok=True)
+        source = "" if args.model != EMBEDDED else f", {args.pretrained or 'shipped'} weights"
+        print(f"building the reference phi_0 ({args.model}{source}) ...", flush=True)
         built = build_model(args.model, args.pretrained, None, cache_dir=Path(args.cache_dir).expanduser(),
                             seed=args.split_seed, device=self.device)
         self.built = built

@@ -13,12 +13,12 @@ from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..attacks.auto_pgd import apgd_ce, apgd_dlr_targeted
 from ..attacks.corruptions import CORRUPTIONS, gaussian_noise
 from ..attacks.masking import check_gradient_masking
 from ..attacks.square import square_attack
+from ..progress import progress
 from ..units import format_eps
 
 ATTACKS = ("apgd-ce", "apgd-t")
@@ -100,7 +100,7 @@ def robust_accuracy(classifier: Callable, images: torch.Tensor, labels: torch.Te
         if attack == "apgd-t" and num_classes < 4:
             continue  # targeted DLR needs 4 classes (PCAM has 2): it does not run, so no label may claim it
         todo = robust.nonzero().flatten()
-        bar = tqdm(total=len(todo), desc=f"{attack} eps={format_eps(eps)}", unit="img", disable=not settings.progress, leave=False)
+        bar = progress(len(todo), f"{attack} eps={format_eps(eps)}", unit="img", enabled=settings.progress, quarters=False)
         for batch_index, s in enumerate(_batches(len(todo), settings.batch_size)):
             index = todo[s]
             generator = torch.Generator(device=images.device).manual_seed(settings.seed * 100_003 + eps_index * 1009 + batch_index)

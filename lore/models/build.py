@@ -45,7 +45,8 @@ def build_model(name: str, pretrained: Optional[str], image_size: Optional[int],
     Args:
         name: "digits-clip" (the embedded CLIP-style default), "digits-cnn", an open_clip name,
             "local-dir:PATH", or "timm:NAME".
-        pretrained: open_clip tag or weights file; for timm a local weights file.
+        pretrained: open_clip tag or weights file; for timm a local weights file; for digits-clip "shipped"
+            (default: the packaged weights) or "retrained" (built on this machine, cached).
         image_size: input side (default: the model's own).
         cache_dir: where the digits reference encoder is cached (built once, deterministically).
         seed: seed of the digits pretraining.
@@ -56,7 +57,7 @@ def build_model(name: str, pretrained: Optional[str], image_size: Optional[int],
 
         size = image_size or 16
         train, _ = load_digits_images(size).split(held_out=0.25, seed=seed)
-        clip = load_or_train_digits_clip(train, cache_dir, seed=seed).to(device)
+        clip = load_or_train_digits_clip(train, cache_dir, seed=seed, source=pretrained).to(device)
         return BuiltModel(clip.visual, size, clip, digits_tokenizer(), kind="digits-clip")
     if name == DIGITS_MODEL:
         size = image_size or 16

@@ -5,12 +5,25 @@ An image tower (`SmallConvNet`) and a text tower (open_clip's
 and captions such as "a photo of the digit seven", so that zero-shot
 classification through text prompts works exactly as with CLIP. The result
 is the frozen reference phi_0 of `examples/lore_clip.py` and of
-`lore train --model digits-clip`. Built once per (size, seed) and cached.
+`lore train --model digits-clip`.
+
+Its weights for the default setting (16 px, seed 0, 400 steps) ship with the
+package (`lore/models/weights/`, with a JSON record of the commit, machine,
+torch version and thread count that produced them), so every machine starts
+from the same phi_0: retraining it elsewhere gives slightly different
+weights (float reassociation), and fine-tuning amplifies the difference.
+`--pretrained retrained` (`examples/lore_clip.py --retrain-reference`)
+builds it on the running machine instead, cached per (size, seed, steps);
+`python -m lore.models.digits_clip` rewrites the shipped files.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import platform
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +37,9 @@ from .digits import SmallConvNet
 from .encoders import ImageEncoder, load_state_file, save_state_file
 
 CONTEXT = 16
+SHIPPED = Path(__file__).resolve().parent / "weights"
+DEFAULT_STEPS = 400
+SOURCES = ("shipped", "retrained")
 
 
 class DigitsCLIP(nn.Module):
@@ -84,14 +100,109 @@ def train_digits_clip(data: Digits, *, steps: int = 300, batch_size: int = 128, 
     return model.eval()
 
 
-def load_or_train_digits_clip(data: Digits, cache_dir: Path, *, seed: int = 0, steps: int = 400) -> DigitsCLIP:
-    """The cached digits CLIP model for (image size, seed, steps), trained on `data` if missing."""
+def reference_file_name(size: int, seed: int, steps: int) -> str:
+    """The safetensors file name of the digits CLIP model for (image size, seed, training steps)."""
+    return f"digits-clip-{size}px-seed{seed}-steps{steps}.safetensors"
+
+
+def shipped_reference(size: int, seed: int, steps: int = DEFAULT_STEPS) -> Optional[Path]:
+    """The packaged weights for this setting, or None when the package ships none for it."""
+    path = SHIPPED / reference_file_name(size, seed, steps)
+    return path if path.is_file() else None
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _load(path: Path) -> DigitsCLIP:
+    model = DigitsCLIP()
+    model.load_state_dict(load_state_file(path))
+    return model.eval()
+
+
+def load_or_train_digits_clip(data: Digits, cache_dir: Path, *, seed: int = 0, steps: int = DEFAULT_STEPS,
+                              source: Optional[str] = None) -> DigitsCLIP:
+    """The digits CLIP model for (image size, seed, steps).
+
+    Args:
+        data: the training digits (used only when the model is trained here).
+        cache_dir: where models trained on this machine are cached.
+        seed: training seed.
+        steps: training steps.
+        source: "shipped" (default; falls back to training here when the package ships no weights for this
+            setting) or "retrained" (train on this machine, cached in `cache_dir`).
+
+    Raises:
+        ValueError: unknown `source`, or packaged weights that do not match their recorded SHA-256.
+    """
+    source = source or "shipped"
+    if source not in SOURCES:
+        raise ValueError(f"the digits-clip weights come from one of {SOURCES} (--pretrained), got {source!r}")
     size = data.images.shape[-1]
-    path = Path(cache_dir).expanduser() / f"digits-clip-{size}px-seed{seed}-steps{steps}.safetensors"
+    shipped = shipped_reference(size, seed, steps) if source == "shipped" else None
+    if shipped is not None:
+        record = json.loads(shipped.with_suffix(".json").read_text())
+        if file_sha256(shipped) != record["file_sha256"]:
+            raise ValueError(f"{shipped} does not match its recorded SHA-256 ({shipped.with_suffix('.json').name}): "
+                             "the package data is damaged; reinstall, or use --pretrained retrained")
+        return _load(shipped)
+    path = Path(cache_dir).expanduser() / reference_file_name(size, seed, steps)
     if path.is_file():
-        model = DigitsCLIP()
-        model.load_state_dict(load_state_file(path))
-        return model.eval()
+        return _load(path)
     model = train_digits_clip(data, steps=steps, seed=seed)
     save_state_file(model.state_dict(), path)
     return model
+
+
+def write_shipped_reference(folder: Path = SHIPPED, *, size: int = 16, seed: int = 0,
+                            steps: int = DEFAULT_STEPS) -> Path:
+    """Trains the reference on this machine and writes it with its provenance record into `folder`.
+
+    The record (`.json` next to the weights) holds the file's SHA-256, the training setting, the code
+    version, torch version, thread count and machine, and the model's zero-shot accuracy on the held-out
+    digits, so a rebuild elsewhere can be compared with it.
+    """
+    from ..data.digits import load_digits_images
+    from ..provenance import code_version
+
+    train, held_out = load_digits_images(size).split(held_out=0.25, seed=seed)
+    model = train_digits_clip(train, steps=steps, seed=seed)
+    path = save_state_file(model.state_dict(), Path(folder) / reference_file_name(size, seed, steps))
+    record = {
+        "file_sha256": file_sha256(path), "image_size": size, "seed": seed, "steps": steps,
+        "held_out_zero_shot_accuracy": zero_shot_accuracy(model, held_out),
+        "code": code_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "machine": machine_fingerprint(),
+    }
+    path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def machine_fingerprint() -> dict[str, str]:
+    """What decides float results on a CPU besides the code: processor, architecture, torch build."""
+    processor = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                processor = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"processor": processor, "machine": platform.machine(), "torch": torch.__version__,
+            "threads": str(torch.get_num_threads())}
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model: DigitsCLIP, data: Digits) -> float:
+    """Share of `data` classified correctly through the averaged caption embeddings of the ten digits."""
+    tokenizer = digits_tokenizer()
+    text = torch.stack([F.normalize(model.encode_text(tokenizer([c.format(n) for n in DIGIT_NAMES])), dim=1)
+                        for c in CAPTIONS]).mean(0)
+    logits = F.normalize(model.encode_image(data.images), dim=1) @ F.normalize(text, dim=1).T
+    return float((logits.argmax(1) == data.labels).float().mean())
+
+
+if __name__ == "__main__":
+    print(write_shipped_reference())

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..devices import check_device
-from ..registry import METHOD_NAMES, method_entry
+from ..registry import DUAL_FEATURES, METHOD_NAMES, method_entry
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size, read_json_object
 
@@ -60,8 +60,9 @@ class TrainConfig:
     dual_lr: float = _help("dual learning rate", default=5e-4)
     penalty: float = _help("LORE: c > 0 adds (c/2) relu(violation)^2 per sample (augmented Lagrangian); 0: the "
                            "paper's Lagrangian", default=0.0)
-    dual_normalize: bool = _help("feed the dual network phi_0(x) rescaled to unit root-mean-square per sample",
-                                 default=False)
+    dual_features: str = _help(f"what the dual network sees of phi_0(x): {', '.join(DUAL_FEATURES)} (standardized: "
+                               "each feature's mean and std over training images removed, lambda(x) then varies "
+                               "across samples; raw: the paper's; docs/lore.md)", default="standardized")
     dual_optimizer: str = _help(f"dual ascent: {', '.join(DUAL_OPTIMIZERS)} (both maximize). adam: steps of about "
                                 "dual_lr whatever the violations' scale (see docs/lore.md); sgd: plain ascent, steps "
                                 "proportional to the violations", default="adam")
@@ -108,6 +109,8 @@ class TrainConfig:
         method_entry(self.method)  # refuses a name the registry does not know
         if self.dual not in DUAL_KINDS:
             raise ValueError(f"dual must be one of {DUAL_KINDS}, got {self.dual!r}")
+        if self.dual_features not in DUAL_FEATURES:
+            raise ValueError(f"dual_features must be one of {DUAL_FEATURES}, got {self.dual_features!r}")
         if self.dual_optimizer not in DUAL_OPTIMIZERS:
             raise ValueError(f"dual_optimizer must be one of {DUAL_OPTIMIZERS}, got {self.dual_optimizer!r}")
         if self.precision not in PRECISIONS:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from tqdm import tqdm
 
 from constrained import NormMargin
 
@@ -30,6 +29,7 @@ from ..data.images import TensorImages, batches_per_epoch, build_dataset, datase
 from ..devices import bf16_warning, resolve_device
 from ..models.build import build_head, build_model
 from ..models.export import export_encoder
+from ..progress import progress
 from ..reference import FrozenReference
 from ..registry import build_method
 from ..step import RobustStep
@@ -76,8 +76,8 @@ def cosine_with_warmup(total: int, warmup: int):
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        done = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
 
     return factor
 
@@ -232,6 +232,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         accumulation_steps=config.grad_accumulation, passes=passes,
     )
 
+    step_fn.fit_dual_features(head_images.to(device), batch_size=config.batch_size)  # same images on every rank
+
     start = 0
     if state is not None:
         encoder.load_state_dict(state["encoder"])
@@ -259,7 +261,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
             }, checkpoint_path)
             longest["checkpoint"] = max(longest["checkpoint"], time.perf_counter() - began_writing)
 
-    multiplier = step_fn.primal_dual.multiplier("clean") if step_fn.primal_dual is not None else None
+    multiplier = step_fn.multiplier
     # held-out "within margin" uses LORE's own margin; other methods are measured against rho ||phi_0(x)||^2
     probe_margin = method.constraint.margin if config.method == "lore" else NormMargin(config.rho)
     # the probe's forwards as training's: its precision, and no larger batches than a training step
@@ -267,8 +269,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                       "autocast_dtype": torch.bfloat16 if config.precision == "bf16" else None}
     writer = _tensorboard(output) if config.tensorboard and info.is_main else None
     metrics_file = open(output / "metrics.jsonl", "a") if info.is_main else None
-    bar = tqdm(total=total, initial=start, disable=not info.is_main, desc=f"{config.method} eps={config.eps * 255:.3g}/255",
-               unit="batch", dynamic_ncols=True)
+    bar = progress(total, f"{config.method} eps={config.eps * 255:.3g}/255", initial=start, unit="batch",
+                   enabled=info.is_main)
     status, step = "finished", start
     sampler = GlobalBatchSampler(len(train_set), config.batch_size, world_size=info.world_size, rank=info.rank,
                                  seed=config.seed, start_step=start, total_steps=total)

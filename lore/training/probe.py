@@ -12,6 +12,7 @@ from ..attacks.projected_gradient import pgd
 from ..heads import ZeroShotHead
 
 QUANTILES = (0.1, 0.5, 0.9)
+NEAR_MARGIN = 0.9  # an image with ||phi - phi_0||^2 > 0.9 m(x) is outside or within 10 % of its margin
 
 
 @torch.no_grad()
@@ -54,7 +55,10 @@ def probe(
     Returns:
         probe/clean_accuracy, probe/robust_accuracy, probe/within_margin,
         probe/relative_distance_q10/q50/q90 (||phi - phi_0||^2 / ||phi_0||^2), and probe/lambda_mean and
-        probe/lambda_q10/q50/q90 when a multiplier is given (a scalar multiplier has no spread).
+        probe/lambda_q10/q50/q90 when a multiplier is given (a scalar multiplier has no spread), with
+        probe/lambda_near_mean (mean lambda over images outside or within 10 % of their margin,
+        ||phi - phi_0||^2 > 0.9 m) and probe/lambda_inside_mean (over the others, comfortably inside);
+        NaN when no image is in that group.
     """
     was_training = encoder.training
     encoder.eval()
@@ -87,10 +91,11 @@ def _probe(encoder, reference, head, images, labels, *, eps, margin, pgd_steps, 
     distance = (clean - ref).pow(2).sum(1)
     relative = distance / ref.pow(2).sum(1).clamp_min(1e-12)
     quantiles = torch.quantile(relative.float().cpu(), torch.tensor(QUANTILES)).tolist()
+    tolerance = margin(ref)
     out = {
         "probe/clean_accuracy": correct / len(labels),
         "probe/robust_accuracy": robust / len(labels),
-        "probe/within_margin": int((distance <= margin(ref)).sum()) / len(labels),
+        "probe/within_margin": int((distance <= tolerance).sum()) / len(labels),
     }
     out.update({f"probe/relative_distance_q{int(q * 100)}": v for q, v in zip(QUANTILES, quantiles)})
     if multiplier is not None and not getattr(multiplier, "per_index", False):  # per-index: no held-out lambda
@@ -101,4 +106,7 @@ def _probe(encoder, reference, head, images, labels, *, eps, margin, pgd_steps, 
         if lam.numel() > 1:
             lambda_quantiles = torch.quantile(lam, torch.tensor(QUANTILES)).tolist()
             out.update({f"probe/lambda_q{int(q * 100)}": v for q, v in zip(QUANTILES, lambda_quantiles)})
+            near = (distance > NEAR_MARGIN * tolerance).cpu()
+            out["probe/lambda_near_mean"] = lam[near].mean().item() if bool(near.any()) else float("nan")
+            out["probe/lambda_inside_mean"] = lam[~near].mean().item() if bool((~near).any()) else float("nan")
     return out
