@@ -104,6 +104,8 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
     averages_constraint = False
     per_index = False
     free_sign = False  # softplus output: lambda >= 0, inequality constraints only
+    feature_mean: torch.Tensor  # [F] buffers of `standardize`
+    feature_scale: torch.Tensor
 
     def __init__(self, head: nn.Module, in_features: int, init: float, normalize: bool = False,
                  standardize: bool = False) -> None:
