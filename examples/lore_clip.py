@@ -21,7 +21,8 @@ With no arguments it runs offline on a CPU on an embedded default:
     python examples/lore_clip.py                  # one seed, about 12 minutes on 2 CPU cores
     python examples/lore_clip.py --seeds 3        # the table of docs/results.md (about 3x longer)
     python examples/lore_clip.py --quick          # two radii, small budget (196 s here with an empty cache)
-    python examples/lore_clip.py --sweep rho,lambda   # LORE's rho front vs naive's lambda front (Fig. 1b)
+    python examples/lore_clip.py --sweep rho,lambda --seeds 3   # Fig. 3 (rho sweep) and Fig. 1b (both fronts)
+    python examples/lore_clip.py --fixed-lambda   # + naive regularization at LORE's own final lambda
     python examples/lore_clip.py --ablation       # dual network/linear/scalar, adaptive/fixed margin, K = 5/1
 
 Its plan line gives the expected time from then on, measured on the running machine (a speed probe
@@ -54,7 +55,8 @@ from lore.registry import METHOD_NAMES
 from lore.training.checkpoint import CheckpointError
 from lore_clip_support.compare import RunInterrupted
 from lore_clip_support.job import EMBEDDED, Job, settings_for
-from lore_clip_support.modes import SWEEPS, run_ablation, run_series, run_sweeps
+from lore_clip_support.modes import run_ablation, run_series
+from lore_clip_support.sweeps import SWEEPS, run_sweeps
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,8 +86,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="held-out images evaluated (default: all 449 embedded, 120 quick; 1000 real)")
     parser.add_argument("--apgd-iter", type=int, default=None,
                         help="APGD iterations (default: 100 real; 10 embedded, which ranks the methods as 100 do: docs/results.md)")
+    parser.add_argument("--apgd-targets", type=int, default=None,
+                        help="APGD-DLR-T target classes (default: 9 real, AutoAttack's; 3 embedded: docs/results.md)")
     parser.add_argument("--sweep", default=None, help="rho, lambda or rho,lambda: train families and plot their fronts")
     parser.add_argument("--ablation", action="store_true", help="LORE variants at the largest radius (App. G, Table 13, K)")
+    parser.add_argument("--fixed-lambda", action="store_true",
+                        help="series: also train naive regularization with lambda fixed at each LORE run's final mean "
+                        "lambda (isolates what the adaptive multiplier adds)")
     parser.add_argument("--cache-dir", default="~/.cache/lore", help="where a retrained embedded reference model is cached")
     parser.add_argument("--retrain-reference", action="store_true",
                         help="embedded model: build phi_0 on this machine (replacing its cached copy) instead of "
@@ -101,6 +108,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.apgd_targets is not None and args.apgd_targets < 1:
+        parser.error(f"--apgd-targets must be >= 1, got {args.apgd_targets}")
     if args.retrain_reference:
         if args.model != EMBEDDED:
             parser.error("--retrain-reference applies to the embedded model (digits-clip) only")

@@ -65,25 +65,31 @@ def load_trained(reference_encoder: torch.nn.Module, run: Path) -> torch.nn.Modu
 
 
 def zero_shot_results(encoder, reference_encoder, class_embeddings: torch.Tensor, images: torch.Tensor,
-                      labels: torch.Tensor, *, eps: Sequence[float], n_iter: int, rho: float, seed: int = 0) -> dict:
-    """Zero-shot clean and APGD-CE + APGD-DLR-T robust accuracy, margin satisfaction and alignment.
+                      labels: torch.Tensor, *, eps: Sequence[float], n_iter: int, rho: float, seed: int = 0,
+                      n_targets: int = 9) -> dict:
+    """Zero-shot clean and APGD-CE + APGD-DLR-T (`n_targets` target classes) robust accuracy, margin satisfaction
+    and alignment.
 
     Returns:
         {"clean_accuracy", "robust_accuracy": {"8/255": worst case, ...}, "robust_accuracy_apgd_ce": {...},
          "within_margin": fraction of images with ||phi - phi_0||^2 <= rho ||phi_0||^2,
+         "relative_deviation": {"q50", "q90"} quantiles of ||phi - phi_0||^2 / ||phi_0||^2 over the images,
          "alignment", "warnings"}.
     """
     classifier = torch.nn.Sequential(encoder, ZeroShotHead(class_embeddings, scale=100.0)).eval()
-    settings = EvalSettings(eps=list(eps), n_iter=n_iter, batch_size=128, seed=seed)
+    settings = EvalSettings(eps=list(eps), n_iter=n_iter, batch_size=128, seed=seed, n_targets=n_targets)
     report = evaluate(classifier, images, labels, settings, embed=encoder, class_embeddings=class_embeddings)
     with torch.no_grad():
         ref, emb = reference_encoder(images), encoder(images)
-        within = fraction((emb - ref).pow(2).sum(1) <= rho * ref.pow(2).sum(1))
+        distance, norm = (emb - ref).pow(2).sum(1), ref.pow(2).sum(1)
+        within = fraction(distance <= rho * norm)
+        deviation = torch.quantile((distance / norm.clamp_min(1e-12)).double().cpu(), torch.tensor([0.5, 0.9], dtype=torch.float64))
     return {
         "clean_accuracy": report["clean_accuracy"],
         "robust_accuracy": {e: row[ROBUST_CASCADE] for e, row in report["robust_accuracy"].items()},
         "robust_accuracy_apgd_ce": {e: row["apgd-ce"] for e, row in report["robust_accuracy"].items()},
         "within_margin": within,
+        "relative_deviation": {"q50": float(deviation[0]), "q90": float(deviation[1])},
         "alignment": report.get("alignment"),
         "warnings": report["warnings"],
     }

@@ -1,5 +1,5 @@
-"""The three modes of `examples/lore_clip.py`: the epsilon series (default), the rho/lambda sweeps (Fig. 1b)
-and the LORE ablation (App. G, Table 13, K)."""
+"""Modes of `examples/lore_clip.py`: the epsilon series (default, optionally with the fixed-lambda ablation)
+and the LORE ablation (App. G, Table 13, K); the rho/lambda sweeps are in `sweeps`."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import json
 import torch
 
 from lore.data.images import build_dataset, probe_subset
-from lore.evaluation.config import split_list
 from lore.units import format_eps
 
-from .compare import plot_accuracy, plot_front, plot_training_comparison, results_table
+from lore.training.plots import read_metrics
+
+from .compare import plot_accuracy, plot_training_comparison
 from .job import Job, run_entry, run_folder, train_config
 from .series import aggregate, plot_constraint, plot_series, series_table
 
-SWEEPS = {"rho": ("lore", "rho", [0.02, 0.05, 0.1, 0.2, 0.4]), "lambda": ("naive", "naive_weight", [0.1, 0.3, 1.0, 3.0, 10.0])}
 ABLATIONS = {  # LORE variants (paper App. G: dual parameterisation; Table 13: margin; Algorithm 1: K)
     "lore": {},
     "dual linear": {"dual": "linear"},
@@ -38,14 +38,16 @@ def run_series(job: Job) -> int:
     for index, (seed, eps, method) in enumerate(plan):
         folder = run_folder(args.out, method, eps, seed)
         result = job.train_and_measure(method, train_config(args, s, method, folder, eps=eps, seed=seed), resume=args.resume)
-        runs.append(run_entry(method, eps, seed, result))
+        runs.append(run_entry(method, eps, seed, result, folder))
         results[(method, eps, seed)], folders[(method, eps, seed)] = result, folder
         job.progress(index + 1, len(plan))
+    if args.fixed_lambda:
+        runs += fixed_lambda_runs(job, [(seed, eps, folders[("lore", eps, seed)]) for seed in seeds for eps in s["train_eps"]])
 
     rows = aggregate(runs)
     spread = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed (no spread measured)"
     print(f"\nzero-shot accuracy on {len(job.labels)} held-out images, {spread}; robust = "
-          f"worst case of APGD-CE and APGD-DLR-T ({s['apgd_iter']} iterations); (↑/↓ x) = difference to FARE in points; "
+          f"worst case of APGD-CE and APGD-DLR-T ({s['apgd_targets']} targets), {s['apgd_iter']} iterations; (↑/↓ x) = difference to FARE in points; "
           f"in margin = share with ||phi-phi_0||^2 <= {s['rho']:g} ||phi_0||^2")
     print(series_table(rows, reference))
     largest = s["train_eps"][-1]
@@ -56,7 +58,7 @@ def run_series(job: Job) -> int:
         "setting": {"model": args.model, "train_eps": format_eps(largest), "train_eps_series": [format_eps(e) for e in s["train_eps"]],
                     "eval_eps": [format_eps(e) for e in s["eval_eps"]], "rho": s["rho"], "naive_weight": args.naive_weight,
                     "steps": s["steps"], "batch_size": s["batch_size"], "eval_samples": len(job.labels),
-                    "apgd_iter": s["apgd_iter"], "quick": args.quick, "seed": args.seed, "seeds": seeds,
+                    "apgd_iter": s["apgd_iter"], "apgd_targets": s["apgd_targets"], "quick": args.quick, "seed": args.seed, "seeds": seeds,
                     "dual_lr": s["dual_lr"], "lr": s["lr"]},
         "methods": headline,
         "runs": runs,
@@ -73,46 +75,23 @@ def run_series(job: Job) -> int:
     return 0
 
 
-def run_sweeps(job: Job) -> int:
-    """LORE's rho front and/or naive's lambda front at the largest training radius, with FARE and phi_0 as points."""
+FIXED = "naive, LORE's lambda"
+
+
+def fixed_lambda_runs(job: Job, lore_runs: list[tuple[int, float, object]]) -> list[dict]:
+    """Naive regularization with lambda fixed at each LORE run's final mean held-out lambda (same radius, seed):
+    whatever LORE gains over it comes from the multiplier adapting per sample and in time."""
     args, s = job.args, job.s
-    eps, seed = s["train_eps"][-1], args.seed
-    kinds = split_list(args.sweep)
-    trainings = ["fare"] + [SWEEPS[k][0] for k in kinds for _ in SWEEPS[k][2]]
-    print(f"plan: {len(trainings)} trainings at {format_eps(eps)}{job.expected(trainings, len(trainings) + 1)}",
-          flush=True)
-    reference = job.measure(job.reference, args.out / "reference", seed)
-    fare = job.train_and_measure("fare", train_config(args, s, "fare", run_folder(args.out, "fare", eps, seed), eps=eps, seed=seed),
-                                 resume=True)  # reused when the series already trained it with these settings
-    sweep_file = args.out / "sweeps.json"
-    sweeps = json.loads(sweep_file.read_text()) if sweep_file.is_file() else {}
-    done = 1
-    for kind in kinds:
-        method, key, values = SWEEPS[kind]
-        rows = []
-        for value in values:
-            folder = run_folder(args.out, method, eps, seed, tag=f"-{kind}{value:g}")
-            result = job.train_and_measure(f"{method} {key}={value:g}", train_config(
-                args, s, method, folder, eps=eps, seed=seed, **{key: value}), resume=args.resume)
-            rows.append({"value": value, **result})
-            done += 1
-            job.progress(done, len(trainings))
-        sweeps[kind] = {"train_eps": format_eps(eps), "seed": seed, "rows": rows}
-    sweeps["fare"], sweeps["reference"] = fare, reference
-    sweeps["provenance"] = job.provenance()
-    sweep_file.write_text(json.dumps(sweeps, indent=2))
-    eps_label = format_eps(s["eval_eps"][len(s["eval_eps"]) // 2])
-    families = {("LORE (rho)" if k == "rho" else "naive (lambda)"): [(r["value"], r["clean_accuracy"], r["robust_accuracy"][eps_label])
-                                                                       for r in sweeps[k]["rows"]]
-                for k in SWEEPS if k in sweeps}
-    single = {"FARE": (fare["clean_accuracy"], fare["robust_accuracy"][eps_label]),
-              "reference": (reference["clean_accuracy"], reference["robust_accuracy"][eps_label])}
-    plot_front(families, eps_label, args.out / "pareto_front.png", single=single)
-    for kind in kinds:
-        print(f"\n{kind} sweep at training eps {format_eps(eps)}:")
-        print(results_table({f"{kind}={r['value']:g}": r for r in sweeps[kind]["rows"]} | {"fare": fare, "reference": reference}))
-    print(f"\nwrote {sweep_file} and {args.out / 'pareto_front.png'}")
-    return 0
+    runs = []
+    for index, (seed, eps, lore_folder) in enumerate(lore_runs):
+        probes = [r for r in read_metrics(lore_folder) if "probe/lambda_mean" in r]
+        weight = round(probes[-1]["probe/lambda_mean"], 4)
+        folder = run_folder(args.out, "naive", eps, seed, tag="-lorelambda")
+        config = train_config(args, s, "naive", folder, eps=eps, seed=seed, naive_weight=weight)
+        result = job.train_and_measure(f"{FIXED} = {weight:g}", config, resume=args.resume)
+        runs.append(run_entry(FIXED, eps, seed, result, folder) | {"naive_weight": weight})
+        print(f"-- fixed-lambda ablation: {index + 1}/{len(lore_runs)} done", flush=True)
+    return runs
 
 
 def run_ablation(job: Job) -> int:
@@ -137,7 +116,7 @@ def run_ablation(job: Job) -> int:
         folder = run_folder(args.out, method, eps, seed, tag=tag)
         result = job.train_and_measure(name, train_config(args, s, method, folder, eps=eps, seed=seed, **overrides),
                                        resume=args.resume or name in ("fare", "lore"))
-        runs.append(run_entry(name, eps, seed, result))
+        runs.append(run_entry(name, eps, seed, result, folder))
         job.progress(index + 1, len(plan))
     rows = aggregate(runs)
     print(f"\nablation at training eps {format_eps(eps)} ({len(seeds)} seed(s); fixed margin = {tolerance:.3f}, "

@@ -28,7 +28,7 @@ Stat = tuple[float, Optional[float]]
 """(mean, sample standard deviation; None for one seed: a spread that was never measured is not 0)."""
 
 
-def _stat(values: Sequence[float]) -> Stat:
+def mean_std(values: Sequence[float]) -> Stat:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
@@ -49,9 +49,9 @@ def aggregate(runs: Sequence[dict]) -> list[dict]:
             "method": method,
             "train_eps": train_eps,
             "seeds": [m["seed"] for m in members],
-            "clean_accuracy": _stat([m["clean_accuracy"] for m in members]),
-            "robust_accuracy": {e: _stat([m["robust_accuracy"][e] for m in members]) for e in eps_labels},
-            "within_margin": _stat([m["within_margin"] for m in members]),
+            "clean_accuracy": mean_std([m["clean_accuracy"] for m in members]),
+            "robust_accuracy": {e: mean_std([m["robust_accuracy"][e] for m in members]) for e in eps_labels},
+            "within_margin": mean_std([m["within_margin"] for m in members]),
         })
     return rows
 

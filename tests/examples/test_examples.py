@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # two xdist workers on two cores: no oversubscription
 
 
-def run_example(name, *args, cwd=None, timeout=900):
+def run_example(name, *args, cwd=None, timeout=900, with_stderr=False):
     done = subprocess.run([sys.executable, str(ROOT / "examples" / name), *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, cwd=cwd, env=ONE_THREAD)
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return (done.stdout, done.stderr) if with_stderr else done.stdout
 
 
 def check_results(path: Path, methods: set, eps: set):
@@ -38,7 +38,13 @@ def check_results(path: Path, methods: set, eps: set):
 @pytest.mark.slow
 def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
     out = tmp_path / "out"
-    run_example("lore_clip.py", "--quick", "--out", out, "--cache-dir", lore_cache, cwd=tmp_path)
+    stdout, stderr = run_example("lore_clip.py", "--quick", "--out", out, "--cache-dir", lore_cache, cwd=tmp_path,
+                                 with_stderr=True)
+    # output to a log, not a terminal: whole lines only (no bar redraws), a few per training
+    assert "\r" not in stdout + stderr
+    assert len(stderr.splitlines()) < 400, stderr[-2000:]
+    assert re.search(r"lore eps=32/255: done 30/30 batch in [\d.]+ s", stderr)
+    assert "shipped weights" in stdout and not list(Path(lore_cache).glob("digits-clip-*"))  # phi_0 was not retrained
     check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"8/255", "16/255", "32/255"})
     payload = json.loads((out / "results.json").read_text())
     assert payload["status"] == "finished"
@@ -52,7 +58,11 @@ def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
         assert len(radii) >= 2, (method, radii)
     for entry in runs:
         assert set(entry) == {"method", "train_eps", "seed", "clean_accuracy", "robust_accuracy", "within_margin",
-                              "weights_sha256"}
+                              "relative_deviation", "weights_sha256", "final_probe"}
+        assert entry["final_probe"]["step"] == payload["setting"]["steps"]  # the held-out probe at the end
+        assert 0 <= entry["relative_deviation"]["q50"] <= entry["relative_deviation"]["q90"]
+        if entry["method"] == "lore":
+            assert entry["final_probe"]["lambda_inside_mean"] > 0 or entry["final_probe"]["lambda_near_mean"] > 0
         assert set(entry["robust_accuracy"]) == {"8/255", "16/255", "32/255"}
         assert 0 <= min(entry["robust_accuracy"].values()) <= entry["clean_accuracy"] <= 1
     # the headline comparison is the largest training radius, and its numbers are those of that run
@@ -144,12 +154,21 @@ def test_lore_clip_interrupted_leaves_no_finished_results_and_resumes(tmp_path, 
 def test_lore_clip_sweep_and_ablation_modes_write_their_fronts_and_tables(tmp_path, lore_cache):
     out = tmp_path / "out"
     tiny = ["--quick", "--steps", "3", "--eval-samples", "30", "--apgd-iter", "2", "--out", out, "--cache-dir", lore_cache]
-    run_example("lore_clip.py", *tiny, "--sweep", "rho,lambda", cwd=tmp_path)
+    run_example("lore_clip.py", *tiny, "--sweep", "rho,lambda", "--seeds", "2", cwd=tmp_path)
     sweeps = json.loads((out / "sweeps.json").read_text())
-    assert [r["value"] for r in sweeps["rho"]["rows"]] == [0.02, 0.05, 0.1, 0.2, 0.4]
-    assert [r["value"] for r in sweeps["lambda"]["rows"]] == [0.1, 0.3, 1.0, 3.0, 10.0]
-    assert "clean_accuracy" in sweeps["fare"] and "clean_accuracy" in sweeps["reference"]
-    assert (out / "pareto_front.png").stat().st_size > 10_000
+    assert sweeps["status"] == "finished" and sweeps["seeds"] == [0, 1]
+    rows = {(r["family"], r["value"]): r for r in sweeps["rows"]}
+    assert [v for f, v in rows if f == "rho"] == [0.01, 0.03, 0.1, 0.3, 0.5]
+    assert [v for f, v in rows if f == "lambda"] == [0.1, 0.3, 1.0, 3.0, 10.0]
+    assert all(r["seeds"] == [0, 1] and r["clean_accuracy"][1] is not None for r in rows.values())  # mean, std
+    # each LORE run's "within margin" is measured against its own rho
+    for run in (r for r in sweeps["runs"] if r["family"] == "rho"):
+        evaluations = json.loads(next(out.glob(f"runs/lore-rho{run['value']:g}-*seed{run['seed']}/evaluations.json")).read_text())
+        assert evaluations[-1]["setting"]["rho"] == run["value"]
+    assert "clean_accuracy" in sweeps["reference"]
+    for plot in ("pareto_front.png", "rho_sweep.png"):
+        assert (out / plot).stat().st_size > 10_000
+    assert "deviation q90" in (out / "sweeps.md").read_text()
     run_example("lore_clip.py", *tiny, "--ablation", cwd=tmp_path)
     ablation = json.loads((out / "ablation.json").read_text())
     assert ablation["status"] == "finished"
@@ -159,6 +178,15 @@ def test_lore_clip_sweep_and_ablation_modes_write_their_fronts_and_tables(tmp_pa
     assert configs == {"linear", "scalar"}
     fixed = json.loads(next(out.glob("runs/lore-fixedmargin*/config.json")).read_text())
     assert fixed["adaptive_margin"] is False and fixed["rho"] == pytest.approx(ablation["fixed_margin"])
+    run_example("lore_clip.py", *tiny, "--methods", "fare,lore", "--fixed-lambda", cwd=tmp_path)
+    payload = json.loads((out / "results.json").read_text())
+    fixed_runs = [r for r in payload["runs"] if r["method"] == "naive, LORE's lambda"]
+    assert len(fixed_runs) == 2  # one per training radius
+    for run in fixed_runs:
+        lore_run = next(r for r in payload["runs"] if r["method"] == "lore" and r["train_eps"] == run["train_eps"])
+        assert run["naive_weight"] == pytest.approx(lore_run["final_probe"]["lambda_mean"], abs=1e-4)
+        folder = next(out.glob(f"runs/naive-lorelambda-eps{run['train_eps'].replace('/', 'of')}-seed0"))
+        assert json.loads((folder / "config.json").read_text())["naive_weight"] == run["naive_weight"]
 
 
 @pytest.mark.slow

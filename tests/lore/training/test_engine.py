@@ -63,7 +63,12 @@ def test_config_options_reach_the_method_and_the_dual_optimizer():
     assert isinstance(default.formulation, Lagrangian) and isinstance(default.constraint.margin, NormMargin)
     assert isinstance(make_method(TrainConfig(penalty=20.0)).formulation, AugmentedLagrangian)
     assert isinstance(make_method(TrainConfig(adaptive_margin=False, rho=0.3)).constraint.margin, FixedMargin)
-    assert make_method(TrainConfig(dual_normalize=True)).multiplier(8).normalize is True
+    assert make_method(TrainConfig(dual_features="unit-rms")).multiplier(8).normalize is True
+    assert make_method(TrainConfig()).multiplier(8).standardize is True  # the default
+    raw = make_method(TrainConfig(dual_features="raw")).multiplier(8)  # the paper's
+    assert not raw.standardize and not raw.normalize
+    with pytest.raises(ValueError, match="dual_features must be one of"):
+        TrainConfig(dual_features="whitened")
     params = [torch.nn.Parameter(torch.zeros(2))]
     adam = dual_optimizer_factory(TrainConfig().dual_optimizer, 5e-4)(params)
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["maximize"] and adam.param_groups[0]["lr"] == 5e-4

@@ -1,0 +1,130 @@
+"""rho and lambda sweeps over seeds at one training radius: the paper's Fig. 3 (what rho governs) and Fig. 1b
+(LORE's rho front against naive regularization's lambda front)."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+from lore.evaluation.config import split_list
+from lore.plotting import finish_axes, method_color, new_figure, save_figure
+from lore.units import format_eps
+
+from .compare import plot_front
+from .job import Job, run_folder, train_config
+from .series import Stat, mean_std
+
+#: family -> (method, the TrainConfig field varied, its values); rho spans 0.01-0.5 (paper Fig. 3)
+SWEEPS = {"rho": ("lore", "rho", [0.01, 0.03, 0.1, 0.3, 0.5]),
+          "lambda": ("naive", "naive_weight", [0.1, 0.3, 1.0, 3.0, 10.0])}
+FAMILY_LABELS = {"rho": "LORE (rho)", "lambda": "naive (lambda)"}
+
+
+def sweep_row(kind: str, value: Optional[float], members: list[dict]) -> dict:
+    """Mean and std over seeds of one setting's results (`zero_shot_results` dicts with a "seed")."""
+    eps_labels = list(members[0]["robust_accuracy"])
+    return {
+        "family": kind, "value": value, "seeds": [m["seed"] for m in members],
+        "clean_accuracy": mean_std([m["clean_accuracy"] for m in members]),
+        "robust_accuracy": {e: mean_std([m["robust_accuracy"][e] for m in members]) for e in eps_labels},
+        "within_margin": mean_std([m["within_margin"] for m in members]),
+        "deviation_q50": mean_std([m["relative_deviation"]["q50"] for m in members]),
+        "deviation_q90": mean_std([m["relative_deviation"]["q90"] for m in members]),
+    }
+
+
+def _text(stat: Stat, digits: int = 3) -> str:
+    mean, std = stat
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def sweep_table(rows: list[dict], eps_label: str, *, markdown: bool = False) -> str:
+    """One line per setting: clean, robust at `eps_label`, held-out deviation median and 90 % quantile, in margin."""
+    header = ["setting", "clean", f"robust {eps_label}", "deviation median", "deviation q90", "in margin"]
+    lines = [[("FARE" if r["family"] == "fare" else f"{r['family']} = {r['value']:g}"), _text(r["clean_accuracy"]),
+              _text(r["robust_accuracy"][eps_label]), _text(r["deviation_q50"], 4), _text(r["deviation_q90"], 4),
+              _text(r["within_margin"])] for r in rows]
+    if markdown:
+        return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                         + ["| " + " | ".join(cells) + " |" for cells in lines])
+    widths = [max(len(c) for c in column) for column in zip(header, *lines)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in [header, *lines])
+
+
+def plot_rho_sweep(rows: list[dict], eps_label: str, path, *, train_eps: str, fare: Optional[dict] = None):
+    """Paper Fig. 3 analogue: accuracy, held-out deviation and margin satisfaction against rho (mean ± std)."""
+    rows = sorted((r for r in rows if r["family"] == "rho"), key=lambda r: r["value"])
+    rho = [r["value"] for r in rows]
+    fig, axes = new_figure(1, 3, figsize=(15, 4))
+    color = method_color("lore")
+    for key, label, style in (("clean_accuracy", "clean", "-"), ("robust", f"robust at {eps_label}", "--")):
+        stats = [r[key] if key != "robust" else r["robust_accuracy"][eps_label] for r in rows]
+        axes[0].errorbar(rho, [s[0] for s in stats], yerr=[s[1] or 0 for s in stats], marker="o", capsize=3,
+                         linestyle=style, color=color, label=f"LORE {label}")
+        if fare is not None:
+            value = fare[key] if key != "robust" else fare["robust_accuracy"][eps_label]
+            axes[0].axhline(value[0], color=method_color("fare"), linestyle=style, label=f"FARE {label}")
+    for key, label, style in (("deviation_q50", "median", "-"), ("deviation_q90", "90 % quantile", "--")):
+        stats = [r[key] for r in rows]
+        axes[1].errorbar(rho, [s[0] for s in stats], yerr=[s[1] or 0 for s in stats], marker="o", capsize=3,
+                         linestyle=style, color=color, label=label)
+    axes[1].plot(rho, rho, color="black", linestyle=":", label="margin (deviation = rho)")
+    within = [r["within_margin"] for r in rows]
+    axes[2].errorbar(rho, [s[0] for s in within], yerr=[s[1] or 0 for s in within], marker="o", capsize=3, color=color)
+    axes[2].axhline(0.9, color="gray", linestyle=":", label="0.90")
+    axes[0].set(xscale="log", xlabel="rho", ylabel="zero-shot accuracy", title="accuracy (held out)")
+    axes[1].set(xscale="log", yscale="log", xlabel="rho", title="held out ||phi - phi_0||^2 / ||phi_0||^2")
+    axes[2].set(xscale="log", xlabel="rho", ylim=(0, 1.02), title="held out: share within the margin")
+    finish_axes(*axes)
+    seeds = max(len(r["seeds"]) for r in rows)
+    fig.suptitle(f"LORE's rho at training eps {train_eps} (paper Fig. 3); mean ± std over {seeds} seed(s)")
+    return save_figure(fig, path)
+
+
+def run_sweeps(job: Job) -> int:
+    """LORE's rho sweep and/or naive's lambda sweep at the largest training radius over --seeds, with FARE."""
+    args, s = job.args, job.s
+    eps = s["train_eps"][-1]
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    kinds = split_list(args.sweep)
+    plan: list[tuple[str, Optional[float], int]] = [("fare", None, seed) for seed in seeds]
+    plan += [(kind, value, seed) for kind in kinds for value in SWEEPS[kind][2] for seed in seeds]
+    trainings = ["fare" if kind == "fare" else SWEEPS[kind][0] for kind, _, _ in plan]
+    print(f"plan: {len(plan)} trainings at {format_eps(eps)} over {len(seeds)} seed(s) and {len(plan) + 1} "
+          f"evaluations on {len(job.labels)} images{job.expected(trainings, len(plan) + 1)}", flush=True)
+    reference = job.measure(job.reference, args.out / "reference", args.split_seed)
+    results: dict[tuple[str, Optional[float]], list[dict]] = {}
+    for index, (kind, value, seed) in enumerate(plan):
+        if kind == "fare":
+            name, config = "fare", train_config(args, s, "fare", run_folder(args.out, "fare", eps, seed), eps=eps, seed=seed)
+        else:
+            method, key, _ = SWEEPS[kind]
+            name = f"{method} {key}={value:g}"
+            config = train_config(args, s, method, run_folder(args.out, method, eps, seed, tag=f"-{kind}{value:g}"),
+                                  eps=eps, seed=seed, **{key: value})
+        # FARE is reused when the series already trained it with these settings
+        result = job.train_and_measure(name, config, resume=args.resume or kind == "fare")
+        results.setdefault((kind, value), []).append({"seed": seed, **result})
+        job.progress(index + 1, len(plan))
+    rows = [sweep_row(kind, value, members) for (kind, value), members in results.items()]
+    fare = next(r for r in rows if r["family"] == "fare")
+    eps_label = format_eps(s["eval_eps"][len(s["eval_eps"]) // 2])
+    payload = {"status": "finished", "provenance": job.provenance(), "train_eps": format_eps(eps), "seeds": seeds,
+               "eval_images": len(job.labels), "rows": rows, "reference": reference,
+               "runs": [{"family": k, "value": v, **m} for (k, v), members in results.items() for m in members]}
+    (args.out / "sweeps.json").write_text(json.dumps(payload, indent=2))
+    families = {FAMILY_LABELS[k]: [(r["value"], r["clean_accuracy"][0], r["robust_accuracy"][eps_label][0])
+                                   for r in rows if r["family"] == k] for k in kinds}
+    single = {"FARE": (fare["clean_accuracy"][0], fare["robust_accuracy"][eps_label][0]),
+              "reference": (reference["clean_accuracy"], reference["robust_accuracy"][eps_label])}
+    written = [plot_front(families, eps_label, args.out / "pareto_front.png", single=single)]
+    if "rho" in kinds:
+        written.append(plot_rho_sweep(rows, eps_label, args.out / "rho_sweep.png", train_eps=format_eps(eps), fare=fare))
+    table = sweep_table(rows, eps_label)
+    (args.out / "sweeps.md").write_text(sweep_table(rows, eps_label, markdown=True) + "\n")
+    spread = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed (no spread measured)"
+    print(f"\nsweeps at training eps {format_eps(eps)}, {len(job.labels)} held-out images, {spread}; deviation = "
+          f"||phi - phi_0||^2 / ||phi_0||^2; in margin = deviation <= the run's rho (naive, FARE: {s['rho']:g})")
+    print(table)
+    print(f"\nwrote {args.out / 'sweeps.json'}, sweeps.md, " + ", ".join(p.name for p in written))
+    return 0
