@@ -47,7 +47,8 @@ def run_series(job: Job) -> int:
     rows = aggregate(runs)
     spread = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed (no spread measured)"
     print(f"\nzero-shot accuracy on {len(job.labels)} held-out images, {spread}; robust = "
-          f"worst case of APGD-CE and APGD-DLR-T ({s['apgd_targets']} targets), {s['apgd_iter']} iterations; (↑/↓ x) = difference to FARE in points; "
+          f"worst case of APGD-CE and APGD-DLR-T ({s['apgd_targets']} targets), {s['apgd_iter']} iterations; "
+          f"(↑/↓ x) = difference to FARE in points; "
           f"in margin = share with ||phi-phi_0||^2 <= {s['rho']:g} ||phi_0||^2")
     print(series_table(rows, reference))
     largest = s["train_eps"][-1]

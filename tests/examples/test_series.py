@@ -90,3 +90,35 @@ def test_the_constraint_figure_names_its_training_radius_and_colours_by_method(t
     series.plot_constraint({"lore": folder}, 0.1, tmp_path / "c.png", train_eps="48/255")
     assert "48/255" in drawn[0].texts[0].get_text()  # the suptitle
     assert drawn[0].axes[1].get_lines()[0].get_color() == method_color("lore")
+
+
+def _results(path, runs, status="finished"):
+    path.write_text(json.dumps({"status": status, "runs": runs}))
+    return path
+
+
+def _run(method, clean, robust, within=0.9, seed=0):
+    return {"method": method, "train_eps": "48/255", "seed": seed, "clean_accuracy": clean,
+            "robust_accuracy": {"8/255": robust}, "within_margin": within}
+
+
+def test_compare_results_reports_each_difference_and_the_largest(tmp_path, capsys):
+    from compare_results import main
+
+    a = _results(tmp_path / "a.json", [_run("fare", 0.40, 0.20), _run("lore", 0.96, 0.86)])
+    b = _results(tmp_path / "b.json", [_run("fare", 0.43, 0.20), _run("lore", 0.95, 0.87), _run("naive", 0.9, 0.8)])
+    assert main([str(a), str(b), "--labels", "2 threads", "1 thread", "--plot", str(tmp_path / "v.png")]) == 0
+    out = capsys.readouterr().out
+    assert "+3.0" in out and "-1.0" in out  # fare clean 0.40 -> 0.43, lore clean 0.96 -> 0.95
+    assert "clean: 3.0" in out and "robust 8/255: 1.0" in out and "in margin: 0.0" in out
+    assert "naive" not in out  # only in one file: not compared
+    assert (tmp_path / "v.png").stat().st_size > 10_000
+
+
+def test_compare_results_refuses_an_interrupted_job(tmp_path, capsys):
+    from compare_results import main
+
+    a = _results(tmp_path / "a.json", [_run("fare", 0.4, 0.2)])
+    b = _results(tmp_path / "b.json", [], status="interrupted")
+    assert main([str(a), str(b)]) == 2
+    assert "not describe a finished job" in capsys.readouterr().err
