@@ -34,12 +34,18 @@ class Constraint:
         name: label used in reports and state dicts.
         kind: "inequality" (d - m <= 0, multiplier >= 0) or "equality" (d - m = 0, multiplier of free sign;
             needs a `ScalarMultiplier` or `IndexedMultiplier`).
+        violation_rate: None (default): the dual step ascends on the violations d - m themselves. A share
+            alpha in [0, 1): the dual step ascends on 1[d - m > 0] - alpha instead (a proxy Lagrangian, as for
+            rate constraints), so a multiplier rises where more than alpha of the samples violate and falls to 0
+            where fewer do; the primal step still descends on d - m. With a multiplier network this asks for
+            at most alpha of the samples outside the margin in every neighbourhood the network resolves.
     """
 
     d: Divergence
     margin: Margin = field(default_factory=FixedMargin)
     name: str = "constraint"
     kind: str = "inequality"
+    violation_rate: Optional[float] = None
     summed: ClassVar[bool] = False  # per-sample: the primal term is the batch mean (protocols.ConstraintKind)
 
     def __post_init__(self) -> None:
@@ -50,6 +56,11 @@ class Constraint:
             raise TypeError(f"margin must be callable ref -> [B], got {type(self.margin).__name__}")
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+        if self.violation_rate is not None:
+            if not isinstance(self.violation_rate, (int, float)) or not 0 <= self.violation_rate < 1:
+                raise ValueError(f"violation_rate must be None or a share in [0, 1), got {self.violation_rate!r}")
+            if self.kind != "inequality":
+                raise ValueError("violation_rate applies to inequality constraints only")
 
     def check_multiplier(self, multiplier: Any) -> None:
         """Any multiplier of the protocol prices a per-sample constraint (equalities: one of free sign)."""
@@ -95,9 +106,14 @@ class Constraint:
             indices: [B] int64 dataset indices for a per-sample multiplier.
 
         Returns:
-            An `Observation` for `PrimalDual.step`.
+            An `Observation` for `PrimalDual.step` (with the rate signal as its strict violation when
+            `violation_rate` is set).
         """
-        return Observation(self, self.violation(out, ref), features=features, indices=indices)
+        violation = self.violation(out, ref)
+        strict = None
+        if self.violation_rate is not None:
+            strict = (violation.detach() > 0).to(violation.dtype) - self.violation_rate
+        return Observation(self, violation, features=features, indices=indices, strict_violation=strict)
 
 
 KINDS = ("inequality", "equality")

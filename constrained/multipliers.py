@@ -106,6 +106,7 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
     free_sign = False  # softplus output: lambda >= 0, inequality constraints only
     feature_mean: torch.Tensor  # [F] buffers of `standardize`
     feature_scale: torch.Tensor
+    standardization_fitted: torch.Tensor  # bool scalar
 
     def __init__(self, head: nn.Module, in_features: int, init: float, normalize: bool = False,
                  standardize: bool = False) -> None:
@@ -121,9 +122,10 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
         self.in_features = in_features
         self.normalize = normalize
         self.standardize = standardize
-        # per-feature statistics of `standardize` (set by `fit_standardization`; NaN until then)
-        self.register_buffer("feature_mean", torch.full((in_features,), math.nan))
-        self.register_buffer("feature_scale", torch.full((in_features,), math.nan))
+        # per-feature statistics of `standardize`, set by `fit_standardization` (the identity until then)
+        self.register_buffer("feature_mean", torch.zeros(in_features))
+        self.register_buffer("feature_scale", torch.ones(in_features))
+        self.register_buffer("standardization_fitted", torch.tensor(False))
         self.head = head
         last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
         with torch.no_grad():  # every sample starts at lambda = init
@@ -140,7 +142,7 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
         weight = next(self.head.parameters())
         features = features.detach().to(weight.dtype)
         if self.standardize:
-            if bool(torch.isnan(self.feature_mean).any()):
+            if not bool(self.standardization_fitted):
                 raise RuntimeError(f"{type(self).__name__}(standardize=True) has no feature statistics yet: call "
                                    "fit_standardization(features) with a sample of the features before training")
             features = (features - self.feature_mean) / self.feature_scale
@@ -165,6 +167,7 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
         scale = features.std(0)
         self.feature_mean.copy_(features.mean(0))
         self.feature_scale.copy_(scale.clamp_min(1e-6 * float(scale.max().clamp_min(1e-12))))
+        self.standardization_fitted.fill_(True)
 
     def features_of(self, observation: Observation) -> torch.Tensor:
         if observation.features is None:

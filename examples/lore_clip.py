@@ -76,8 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rho", type=float, default=None, help="LORE margin (default: 0.1)")
     parser.add_argument("--naive-weight", type=float, default=1.0, help="lambda of naive regularization")
     parser.add_argument("--dual-lr", type=float, default=None,
-                        help="Adam dual learning rate (default: 5e-4 real, the paper's; embedded 1e-3: its 200 batches "
-                        "are only 40 dual steps)")
+                        help="Adam dual learning rate (default: 5e-4 real, the paper's; embedded 3e-2: its 90 dual steps "
+                        "must let lambda(x) reach its regime, docs/lore.md)")
     parser.add_argument("--steps", type=int, default=None, help="training batches per model (default: 160 embedded, 30 quick)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs with real data (when --steps is not given)")
     parser.add_argument("--batch-size", type=int, default=None, help="per process (default: 64 embedded, 448 real)")

@@ -44,11 +44,12 @@ from constrained import (
 )
 
 from .heads import ZeroShotHead
-from .registry import DUAL_FEATURES
+from .registry import DUAL_FEATURES, DUAL_SIGNALS
 from .registry import METHODS as REGISTRY
 
 DualKind = Literal["scalar", "linear", "network"]
 DualFeatures = Literal["standardized", "unit-rms", "raw"]
+DualSignal = Literal["rate", "violation"]
 
 
 @dataclass(frozen=True)
@@ -160,9 +161,9 @@ def naive(weight: float = 1.0) -> Method:
     return Method("naive", embedding_distance, clean, formulation=FixedPenalty(weight))
 
 
-def _proximity(rho: float, adaptive_margin: bool) -> Constraint:
+def _proximity(rho: float, adaptive_margin: bool, violation_rate: Optional[float] = None) -> Constraint:
     margin = NormMargin(rho) if adaptive_margin else FixedMargin(rho)
-    return Constraint(d=sq_l2, margin=margin, name="clean")
+    return Constraint(d=sq_l2, margin=margin, name="clean", violation_rate=violation_rate)
 
 
 def lore(
@@ -174,6 +175,8 @@ def lore(
     adaptive_margin: bool = True,
     features: DualFeatures = "standardized",
     penalty: float = 0.0,
+    dual_signal: DualSignal = "rate",
+    violation_rate: float = 0.05,
 ) -> Method:
     """LORE (paper Eq. 7, Algorithm 1).
 
@@ -187,9 +190,16 @@ def lore(
             (the paper's); see `dual_factory`.
         penalty: c > 0 adds (c/2) relu(g(x))^2 per sample to the primal (augmented Lagrangian): each
             violating sample is pushed back on its own, whatever lambda_w(x); 0 is the paper's Lagrangian.
+        dual_signal: what the dual ascends on: "rate" (default): 1[outside the margin] - violation_rate
+            (`Constraint.violation_rate`), so lambda_w(x) rises where more than that share of the samples are
+            outside and falls to 0 where fewer are; "violation": the violations themselves (the paper's).
+        violation_rate: alpha in [0, 1), the tolerated share outside the margin per neighbourhood ("rate").
     """
+    if dual_signal not in DUAL_SIGNALS:
+        raise ValueError(f"dual_signal must be one of {DUAL_SIGNALS}, got {dual_signal!r}")
+    rate = violation_rate if dual_signal == "rate" else None
     formulation = AugmentedLagrangian(penalty) if penalty else Lagrangian()
-    return Method("lore", embedding_distance, _proximity(rho, adaptive_margin), formulation=formulation,
+    return Method("lore", embedding_distance, _proximity(rho, adaptive_margin, rate), formulation=formulation,
                   multiplier=dual_factory(dual, hidden=hidden, init=init, features=features))
 
 

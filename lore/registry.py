@@ -18,6 +18,9 @@ from typing import Any, Callable, Mapping
 DUAL_FEATURES: tuple[str, ...] = ("standardized", "unit-rms", "raw")
 """What a dual network or linear multiplier sees of phi_0(x) (`lore.methods.dual_factory`)."""
 
+DUAL_SIGNALS: tuple[str, ...] = ("rate", "violation")
+"""What LORE's dual step ascends on (`lore.methods.lore`): the share outside the margin, or the violations."""
+
 _DUAL = {"dual": "dual", "hidden": "dual_hidden", "features": "dual_features"}
 
 
@@ -42,7 +45,8 @@ METHODS: Mapping[str, MethodEntry] = MappingProxyType({entry.name: entry for ent
     MethodEntry("fare", "fare", {}, "FARE (paper Eq. 2): unsupervised adversarial embedding loss, unconstrained"),
     MethodEntry("naive", "naive", {"weight": "naive_weight"}, "naive regularization (Eq. 3): FARE + fixed lambda"),
     MethodEntry("lore", "lore", {"rho": "rho", **_DUAL, "adaptive_margin": "adaptive_margin",
-                                 "penalty": "penalty"},
+                                 "penalty": "penalty", "dual_signal": "dual_signal",
+                                 "violation_rate": "violation_rate"},
                 "LORE (Eq. 7, Algorithm 1): FARE s.t. ||phi - phi_0||^2 <= rho ||phi_0||^2 per sample"),
     MethodEntry("tecoa", "tecoa", {}, "TeCoA (Eq. 25): supervised adversarial zero-shot cross-entropy"),
     MethodEntry("tecoa-l2", "tecoa_l2", {"rho": "rho", **_DUAL}, "TeCoA + LORE's embedding constraint (App. J.7)"),

@@ -146,7 +146,7 @@ class RobustStep:
     def _needs_dual_features(self) -> bool:
         multiplier = self.multiplier
         return (multiplier is not None and getattr(multiplier, "standardize", False)
-                and bool(torch.isnan(multiplier.feature_mean).any()))
+                and not bool(multiplier.standardization_fitted))
 
     def _autocast(self, images: torch.Tensor):
         if self.autocast_dtype is None:

@@ -25,10 +25,11 @@ from .compare import load_trained, train_fresh, zero_shot_results
 EMBEDDED = "digits-clip"
 # Costs measured on the reference machine (2 CPU cores, quiet), embedded model, batch 64, PGD-10, K = 5; a job
 # rescales them by this machine's speed on `speed_probe` (measured when the job starts), so the estimate
-# printed first is measured here, not assumed:
-SECONDS_PER_BATCH = {"fare": 0.23, "naive": 0.29, "lore": 0.30}
-SECONDS_PER_EVALUATION = 20.0  # all 449 held-out digits, 3 radii, 10 APGD iterations
-SECONDS_PER_RUN = 9.5  # fixed cost of one training run: building, ~9 held-out probes, checkpoints, export, plots
+# printed first is measured here, not assumed (fitted on the default and --quick runs: docs/results.md):
+SECONDS_PER_BATCH = {"fare": 0.30, "naive": 0.41, "lore": 0.44}  # one training step, without the probes
+SECONDS_PER_PROBE_IMAGE = 0.0044  # held-out probe during training: PGD-10 on one image (5 probes per run)
+SECONDS_PER_EVALUATION_IMAGE = 0.019  # zero-shot evaluation: 3 radii, 10 APGD iterations, 3 DLR-T targets
+SECONDS_PER_RUN = 2.5  # fixed cost of one training run: building, checkpoints, export, plots
 PROBE_SECONDS = 0.26  # `speed_probe` on the reference machine (median, quiet)
 
 
@@ -45,7 +46,7 @@ def settings_for(args) -> dict:
         "steps": args.steps or ((16 if args.quick else 90) if embedded else None),
         "batch_size": args.batch_size or (64 if embedded else 448),
         "lr": args.lr or (1e-3 if embedded else 1e-5),
-        "dual_lr": args.dual_lr or (1e-3 if embedded else 5e-4),
+        "dual_lr": args.dual_lr or (3e-2 if embedded else 5e-4),
         "eval_samples": args.eval_samples or (100 if args.quick else (100_000 if embedded else 1000)),
         "apgd_iter": args.apgd_iter or (10 if embedded else 100),
         # APGD-DLR-T target classes: AutoAttack's 9 with real weights; 3 on the embedded model (its 10 classes'
@@ -177,9 +178,11 @@ def speed_probe(encoder: torch.nn.Module, images: torch.Tensor, repeats: int = 5
 def expected_minutes(s: dict, trainings: list[str], evaluations: int, samples: int, speed: float = 1.0) -> float:
     """The embedded job's expected duration: the reference machine's measured costs times `speed` (this machine's
     `speed_probe` over `PROBE_SECONDS`)."""
-    batches = sum(SECONDS_PER_BATCH.get(m, 0.32) * (s["steps"] or 0) + SECONDS_PER_RUN for m in trainings)
-    scale = len(s["eval_eps"]) / 3 * samples / 449 * s["apgd_iter"] / 10
-    return speed * (batches + evaluations * SECONDS_PER_EVALUATION * scale) / 60
+    steps = s["steps"] or 0
+    probes = 5 * s.get("probe_size", 256) * SECONDS_PER_PROBE_IMAGE  # the first probe and one per quarter
+    runs = sum(SECONDS_PER_BATCH.get(m, 0.4) * steps + probes + SECONDS_PER_RUN for m in trainings)
+    attack = len(s["eval_eps"]) / 3 * s["apgd_iter"] / 10 * (0.25 + 0.75 * s.get("apgd_targets", 3) / 3)
+    return speed * (runs + evaluations * samples * SECONDS_PER_EVALUATION_IMAGE * attack) / 60
 
 
 def run_entry(method: str, train_eps: float, seed: int, result: dict, folder: Optional[Path] = None) -> dict:

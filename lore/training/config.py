@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..devices import check_device
-from ..registry import DUAL_FEATURES, METHOD_NAMES, method_entry
+from ..registry import DUAL_FEATURES, DUAL_SIGNALS, METHOD_NAMES, method_entry
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size, read_json_object
 
@@ -60,6 +60,12 @@ class TrainConfig:
     dual_lr: float = _help("dual learning rate", default=5e-4)
     penalty: float = _help("LORE: c > 0 adds (c/2) relu(violation)^2 per sample (augmented Lagrangian); 0: the "
                            "paper's Lagrangian", default=0.0)
+    dual_signal: str = _help(f"LORE: what the dual step ascends on: {', '.join(DUAL_SIGNALS)}. rate: 1[outside the "
+                             "margin] - violation_rate, so lambda(x) rises where more than that share of samples "
+                             "violate and falls to 0 where fewer do; violation: the violations (the paper's); "
+                             "docs/lore.md", default="rate")
+    violation_rate: float = _help("LORE, --dual-signal rate: tolerated share of samples outside the margin",
+                                  default=0.05)
     dual_features: str = _help(f"what the dual network sees of phi_0(x): {', '.join(DUAL_FEATURES)} (standardized: "
                                "each feature's mean and std over training images removed, lambda(x) then varies "
                                "across samples; raw: the paper's; docs/lore.md)", default="standardized")
@@ -109,6 +115,10 @@ class TrainConfig:
         method_entry(self.method)  # refuses a name the registry does not know
         if self.dual not in DUAL_KINDS:
             raise ValueError(f"dual must be one of {DUAL_KINDS}, got {self.dual!r}")
+        if self.dual_signal not in DUAL_SIGNALS:
+            raise ValueError(f"dual_signal must be one of {DUAL_SIGNALS}, got {self.dual_signal!r}")
+        if not (isinstance(self.violation_rate, (int, float)) and 0 <= self.violation_rate < 1):
+            raise ValueError(f"violation_rate must be a share in [0, 1), got {self.violation_rate!r}")
         if self.dual_features not in DUAL_FEATURES:
             raise ValueError(f"dual_features must be one of {DUAL_FEATURES}, got {self.dual_features!r}")
         if self.dual_optimizer not in DUAL_OPTIMIZERS:
