@@ -69,6 +69,12 @@ def test_config_options_reach_the_method_and_the_dual_optimizer():
     assert not raw.standardize and not raw.normalize
     with pytest.raises(ValueError, match="dual_features must be one of"):
         TrainConfig(dual_features="whitened")
+    assert default.constraint.violation_rate == 0.05  # the rate dual signal is the default
+    assert make_method(TrainConfig(violation_rate=0.2)).constraint.violation_rate == 0.2
+    assert make_method(TrainConfig(dual_signal="violation")).constraint.violation_rate is None  # the paper's
+    for bad in ({"dual_signal": "share"}, {"violation_rate": 1.0}, {"violation_rate": -0.1}):
+        with pytest.raises(ValueError, match="dual_signal|violation_rate"):
+            TrainConfig(**bad)
     params = [torch.nn.Parameter(torch.zeros(2))]
     adam = dual_optimizer_factory(TrainConfig().dual_optimizer, 5e-4)(params)
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["maximize"] and adam.param_groups[0]["lr"] == 5e-4
