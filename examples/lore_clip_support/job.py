@@ -67,7 +67,7 @@ def train_config(args, s, method: str, folder: Path, *, eps: float, seed: int, *
         rho=s["rho"], naive_weight=args.naive_weight, primal_steps=5, dual_lr=s["dual_lr"], lr=s["lr"],
         batch_size=s["batch_size"], epochs=args.epochs, max_steps=s["steps"], seed=seed, split_seed=args.split_seed,
         output=str(folder), checkpoint_every=max(10, (s["steps"] or 1000) // 4),
-        probe_every=max(1, (s["steps"] or 1000) // 4), probe_size=s["probe_size"], cache_dir=args.cache_dir, device=args.device,
+        probe_every=max(1, -(-(s["steps"] or 1000) // 4)), probe_size=s["probe_size"], cache_dir=args.cache_dir, device=args.device,
         dual_hidden=128 if args.model == EMBEDDED else 512,
     )
     values.update(overrides)
@@ -179,7 +179,7 @@ def expected_minutes(s: dict, trainings: list[str], evaluations: int, samples: i
     """The embedded job's expected duration: the reference machine's measured costs times `speed` (this machine's
     `speed_probe` over `PROBE_SECONDS`)."""
     steps = s["steps"] or 0
-    probes = 5 * s.get("probe_size", 256) * SECONDS_PER_PROBE_IMAGE  # the first probe and one per quarter
+    probes = 5 * s.get("probe_size", 256) * SECONDS_PER_PROBE_IMAGE  # the first probe and one per quarter (the last at the end)
     runs = sum(SECONDS_PER_BATCH.get(m, 0.4) * steps + probes + SECONDS_PER_RUN for m in trainings)
     attack = len(s["eval_eps"]) / 3 * s["apgd_iter"] / 10 * (0.25 + 0.75 * s.get("apgd_targets", 3) / 3)
     return speed * (runs + evaluations * samples * SECONDS_PER_EVALUATION_IMAGE * attack) / 60

@@ -101,7 +101,7 @@ class TrainConfig:
     cache_dir: str = _help("where built reference models (the digits encoder) are cached", default="~/.cache/lore")
     checkpoint_every: int = _help("write a checkpoint every N batches", default=50)
     log_every: int = _help("write a metrics line every N batches", default=1)
-    probe_every: int = _help("measure clean/robust probe accuracy every N batches (0: never)", default=25)
+    probe_every: int = _help("measure clean/robust probe accuracy every N batches and after the last (0: never)", default=25)
     tensorboard: bool = _help("also log to TensorBoard (needs the tensorboard package)", default=False)
     device: str = _help("cpu, cuda, or cuda:N (default: cuda if available)", default="")
 

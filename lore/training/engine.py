@@ -313,10 +313,11 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                     postfix["sat"] = f"{logs['clean/satisfied_fraction']:.2f}"
                 postfix.update({"img/s": f"{global_batch / seconds:.3g}", "data wait": f"{100 * data_wait / seconds:.0f}%"})
                 bar.set_postfix(postfix)
-                if info.is_main and done % config.log_every == 0:
+                last = done == total  # the end of training is always logged and probed
+                if info.is_main and (done % config.log_every == 0 or last):
                     record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "images_per_second": global_batch / seconds,
                               "step_seconds": seconds, "data_wait_seconds": data_wait, **logs}
-                    if config.probe_every and done % config.probe_every == 0:
+                    if config.probe_every and (done % config.probe_every == 0 or last):
                         record.update(probe(encoder, reference, head, probe_images, probe_labels, eps=config.eps,
                                             margin=probe_margin, multiplier=multiplier, seed=config.seed, **probe_settings))
                     _log(metrics_file, writer, done, record)
