@@ -81,6 +81,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dual-lr", type=float, default=None,
                         help="Adam dual learning rate (default: 5e-4 real, the paper's; embedded 3e-2: its 90 dual steps "
                         "must let lambda(x) reach its regime, docs/lore.md)")
+    parser.add_argument("--dual-signal", default="rate", choices=("rate", "violation"),
+                        help="LORE's dual step: rate (default: the share outside the margin above 5 %%) or violation "
+                        "(the paper's; docs/lore.md)")
     parser.add_argument("--steps", type=int, default=None, help="training batches per model (default: 90 embedded, 16 quick)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs with real data (when --steps is not given)")
     parser.add_argument("--batch-size", type=int, default=None, help="per process (default: 64 embedded, 448 real)")

@@ -60,7 +60,7 @@ def run_series(job: Job) -> int:
                     "eval_eps": [format_eps(e) for e in s["eval_eps"]], "rho": s["rho"], "naive_weight": args.naive_weight,
                     "steps": s["steps"], "batch_size": s["batch_size"], "eval_samples": len(job.labels),
                     "apgd_iter": s["apgd_iter"], "apgd_targets": s["apgd_targets"], "quick": args.quick, "seed": args.seed, "seeds": seeds,
-                    "dual_lr": s["dual_lr"], "lr": s["lr"]},
+                    "dual_lr": s["dual_lr"], "dual_signal": s["dual_signal"], "lr": s["lr"]},
         "methods": headline,
         "runs": runs,
         "series": rows,

@@ -43,7 +43,7 @@ def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
     # output to a log, not a terminal: whole lines only (no bar redraws), a few per training
     assert "\r" not in stdout + stderr
     assert len(stderr.splitlines()) < 400, stderr[-2000:]
-    assert re.search(r"lore eps=32/255: done 30/30 batch in [\d.]+ s", stderr)
+    assert re.search(r"lore eps=48/255: done 16/16 batch in [\d.]+ s", stderr)
     assert "shipped weights" in stdout and not list(Path(lore_cache).glob("digits-clip-*"))  # phi_0 was not retrained
     check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"8/255", "16/255", "32/255"})
     payload = json.loads((out / "results.json").read_text())
