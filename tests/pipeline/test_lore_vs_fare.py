@@ -30,7 +30,10 @@ def test_lore_keeps_the_constraint_where_fare_does_not(pretrained_encoder, digit
     for method in (lore.fare(), lore.lore(RHO, hidden=64)):
         encoder, head = pretrained_encoder
         encoder.load_state_dict(_pretrained[0])
-        step = RobustStep(encoder, method, torch.optim.Adam(encoder.parameters(), lr=3e-4), eps=EPS, dual_lr=1e-3, primal_steps=K)
+        # LORE's default rate dual signal (1[outside] - alpha, unit scale) with the main job's Adam dual ascent
+        dual = lambda params: torch.optim.Adam(params, lr=3e-2, maximize=True)  # noqa: E731
+        step = RobustStep(encoder, method, torch.optim.Adam(encoder.parameters(), lr=3e-4), eps=EPS, dual_lr=3e-2,
+                          dual_optimizer=dual, primal_steps=K)
         g = torch.Generator().manual_seed(0)
         deviations = []
         for i in range(STEPS):
