@@ -32,7 +32,6 @@ class LineProgress:
         self.total, self.desc, self.unit, self.n = int(total), desc, unit, int(initial)
         self.stream = stream if stream is not None else sys.stderr
         self.started = time.perf_counter()
-        self.initial = int(initial)
         self.postfix = ""
         self.closed = False
         self._pending = [q for q in QUARTERS if q * self.total > self.n] if quarters and self.total else []

@@ -102,6 +102,7 @@ class RobustStep:
         self.measure_clean = measure_clean
         self.accumulation_steps = check_positive_int(accumulation_steps, "accumulation_steps")
         self.primal_dual: Optional[PrimalDual] = None
+        self._dual_features_ready = False  # a standardizing multiplier's statistics are known to be set
         if method.constraint is not None:
             multiplier = None
             if method.multiplier is not None:
@@ -136,17 +137,27 @@ class RobustStep:
             images: [N >= 2, C, H, W] training images in [0, 1].
             batch_size: images per forward pass of phi_0.
         """
-        multiplier = self.multiplier
-        if multiplier is None or not getattr(multiplier, "standardize", False):
+        multiplier = self._standardizing_multiplier()
+        if multiplier is None:
             return
         features = torch.cat([self.reference(images[i : i + batch_size]).float()
                               for i in range(0, len(images), batch_size)])
         multiplier.fit_standardization(features)
+        self._dual_features_ready = True
 
-    def _needs_dual_features(self) -> bool:
+    def _standardizing_multiplier(self) -> Optional[nn.Module]:
         multiplier = self.multiplier
-        return (multiplier is not None and getattr(multiplier, "standardize", False)
-                and not bool(multiplier.standardization_fitted))
+        return multiplier if multiplier is not None and getattr(multiplier, "standardize", False) else None
+
+    def _fit_dual_features_once(self, reference: torch.Tensor) -> None:
+        """Fits on this batch's phi_0 if nothing fitted the statistics yet; reads the buffer (a device sync) only
+        until it is known to be set, so the training step pays nothing afterwards."""
+        if self._dual_features_ready:
+            return
+        multiplier = self._standardizing_multiplier()
+        if multiplier is not None and not bool(multiplier.standardization_fitted):
+            multiplier.fit_standardization(reference)
+        self._dual_features_ready = True
 
     def _autocast(self, images: torch.Tensor):
         if self.autocast_dtype is None:
@@ -198,8 +209,7 @@ class RobustStep:
             raise ValueError(f"method {self.method.name!r} is supervised: pass labels")
         reference = self.reference(images, indices) if indices is not None else self.reference(images)
         batch = Batch(images=images, reference=reference.float(), labels=labels, head=self.head)
-        if self._needs_dual_features():  # fit_dual_features was not called: this batch's statistics
-            self.multiplier.fit_standardization(batch.reference)
+        self._fit_dual_features_once(batch.reference)  # fit_dual_features was not called: this batch's statistics
         method = self.method
         stats: dict[str, list[torch.Tensor]] = {"robust_loss": [], "clean_distance": []}
         micro = self._micro_batches(batch, initial_delta)

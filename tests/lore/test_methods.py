@@ -206,3 +206,25 @@ def test_tecoa_refuses_ignored_or_out_of_range_labels_instead_of_a_zero_loss(lab
     batch = Batch(images=torch.zeros(2, 3, 1, 1), reference=embeddings, labels=labels, head=head)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\]"):
         tecoa().robust_loss(embeddings, batch)
+
+
+def test_a_standardizing_multiplier_is_fitted_on_the_first_batch_once_unless_fitted_before(pretrained_encoder,
+                                                                                           digits_split):
+    train, _ = digits_split
+    images, _ = batch_of(train)
+    encoder, _ = pretrained_encoder
+    step = RobustStep(encoder, lore.lore(0.1, hidden=16), torch.optim.SGD(encoder.parameters(), lr=0.0), eps=8 / 255,
+                      pgd_steps=1, primal_steps=1)
+    step(images)
+    with torch.no_grad():
+        expected = step.reference(images).float().double().mean(0)
+    multiplier = step.multiplier
+    assert torch.allclose(multiplier.feature_mean.double(), expected, atol=1e-5)
+    step(train.images[100:116])  # a later batch changes nothing
+    assert torch.allclose(multiplier.feature_mean.double(), expected, atol=1e-5)
+    fresh = RobustStep(copy.deepcopy(encoder), lore.lore(0.1, hidden=16),
+                       torch.optim.SGD(encoder.parameters(), lr=0.0), eps=8 / 255, pgd_steps=1, primal_steps=1)
+    fresh.fit_dual_features(train.images[:200])
+    fitted = fresh.multiplier.feature_mean.clone()
+    fresh(images)  # explicitly fitted statistics are kept
+    assert torch.equal(fresh.multiplier.feature_mean, fitted)
