@@ -84,7 +84,7 @@ def main() -> None:
     pipeline = data_pipeline_benchmarks(args, device)
     compiled = compile_benchmarks(args, device)
     attacks = attack_benchmarks(args, device)
-    stepper = primal_dual_benchmarks(max(6, 3 * args.repeats))
+    stepper = primal_dual_benchmarks(max(10, 3 * args.repeats))
     result = {
         "provenance": provenance(device=str(device)),
         "machine": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),

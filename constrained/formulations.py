@@ -6,8 +6,10 @@
 - `FixedPenalty(weight)`: L = f + weight * E[g] with no dual variable: the
   paper's "naive regularization" (Eq. 3) when g = d - m.
 
-The Lagrangian terms themselves are cooper's; `FixedPenalty` is a cooper
-`Formulation` added here because cooper has no linear fixed penalty.
+Each formulation writes its own terms (a few tensor operations; the stepper calls them on every step, so they
+avoid per-call machinery): `primal_term` is differentiated with respect to the model (multipliers held
+fixed), `dual_term` with respect to the multipliers (violations held fixed). Both are sums over the entries;
+`PrimalDual` scales them to expectations.
 """
 
 from __future__ import annotations
@@ -15,36 +17,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import cooper
 import torch
-from cooper.formulations import ContributionStore
 
 from ._validation import check_nonnegative_finite
 
+_DOT_DTYPES = (torch.float32, torch.float64)
 
-class _LinearPenaltyFormulation(cooper.formulations.Formulation):
-    """Primal contribution c * sum_i g_i; no dual variables."""
 
-    expects_multiplier = False
-    expects_penalty_coefficient = True
-
-    def compute_contribution_to_primal_lagrangian(
-        self, constraint_state: cooper.ConstraintState, penalty_coefficient: Optional[cooper.penalty_coefficients.PenaltyCoefficient]
-    ) -> Optional[ContributionStore]:
-        if not constraint_state.contributes_to_primal_update:
-            return None
-        violation, _, coefficient = self._prepare_kwargs_for_lagrangian_contribution(
-            constraint_state=constraint_state,
-            multiplier=None,
-            penalty_coefficient=penalty_coefficient,
-            primal_or_dual="primal",
-        )
-        return ContributionStore(torch.einsum("i...,i...->", coefficient, violation), None, coefficient)
-
-    def compute_contribution_to_dual_lagrangian(
-        self, constraint_state: cooper.ConstraintState, penalty_coefficient: Optional[cooper.penalty_coefficients.PenaltyCoefficient]
-    ) -> None:
-        return None
+def weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """sum_i weights_i * values_i for [n] tensors (one fused dot product where the dtypes allow it)."""
+    if weights.dtype == values.dtype and weights.dtype in _DOT_DTYPES and weights.dim() == 1 and values.dim() == 1:
+        return torch.dot(weights, values)
+    return (weights * values).sum()
 
 
 @dataclass(frozen=True)
@@ -53,16 +37,20 @@ class Lagrangian:
 
     needs_multiplier = True
 
-    def cooper_type(self) -> type:
-        return cooper.formulations.Lagrangian
+    def primal_term(self, multiplier: Optional[torch.Tensor], violation: torch.Tensor, equality: bool) -> torch.Tensor:
+        """sum_i lambda_i.detach() g_i: moves the model, not the multipliers. Shapes [n]."""
+        assert multiplier is not None
+        return weighted_sum(multiplier.detach(), violation)
 
-    def penalty(self) -> Optional[float]:
-        return None
+    def dual_term(self, multiplier: torch.Tensor, violation: torch.Tensor) -> Optional[torch.Tensor]:
+        """sum_i lambda_i g_i.detach(): its gradient is the violation, ascended by the dual step. Shapes [n]."""
+        return weighted_sum(multiplier, violation.detach())
 
 
 @dataclass(frozen=True)
 class AugmentedLagrangian:
-    """Lagrangian plus a quadratic penalty on violations (cooper's AugmentedLagrangian).
+    """Lagrangian plus a quadratic penalty on violations (Nocedal & Wright, Numerical Optimization, 17.65 for
+    inequalities, 17.36 for equalities).
 
     Args:
         penalty_weight: quadratic coefficient c > 0.
@@ -77,11 +65,19 @@ class AugmentedLagrangian:
             raise ValueError("penalty_weight must be > 0 for an augmented Lagrangian, got 0")
         object.__setattr__(self, "penalty_weight", value)
 
-    def cooper_type(self) -> type:
-        return cooper.formulations.AugmentedLagrangian
+    def primal_term(self, multiplier: Optional[torch.Tensor], violation: torch.Tensor, equality: bool) -> torch.Tensor:
+        """Inequality: (1 / 2c) sum_i (relu(lambda_i + c g_i)^2 - lambda_i^2), whose gradient in g is the
+        multiplier after one projected ascent step, relu(lambda + c g). Equality: lambda . h + (c / 2) ||h||^2.
+        lambda is held fixed. Shapes [n]."""
+        assert multiplier is not None
+        fixed, c = multiplier.detach(), self.penalty_weight
+        if equality:
+            return weighted_sum(fixed, violation) + 0.5 * c * violation.pow(2).sum()
+        return (torch.relu(fixed + c * violation).pow(2) - fixed.pow(2)).sum() / (2 * c)
 
-    def penalty(self) -> Optional[float]:
-        return self.penalty_weight
+    def dual_term(self, multiplier: torch.Tensor, violation: torch.Tensor) -> Optional[torch.Tensor]:
+        """sum_i lambda_i g_i.detach(), as for the Lagrangian. Shapes [n]."""
+        return weighted_sum(multiplier, violation.detach())
 
 
 @dataclass(frozen=True)
@@ -98,11 +94,13 @@ class FixedPenalty:
     def __post_init__(self) -> None:
         object.__setattr__(self, "weight", check_nonnegative_finite(self.weight, "weight"))
 
-    def cooper_type(self) -> type:
-        return _LinearPenaltyFormulation
+    def primal_term(self, multiplier: Optional[torch.Tensor], violation: torch.Tensor, equality: bool) -> torch.Tensor:
+        """weight * sum_i g_i. Shapes [n]."""
+        return self.weight * violation.sum()
 
-    def penalty(self) -> Optional[float]:
-        return self.weight
+    def dual_term(self, multiplier: torch.Tensor, violation: torch.Tensor) -> Optional[torch.Tensor]:
+        """None: a fixed penalty has no dual variable."""
+        return None
 
 
 Formulation = Lagrangian | AugmentedLagrangian | FixedPenalty

@@ -1,4 +1,4 @@
-"""The primal-dual stepper: K primal steps per dual step over cooper's Lagrangian terms.
+"""The primal-dual stepper: K primal steps per dual step on a formulation's Lagrangian terms.
 
 A constrained training loop in user code::
 
@@ -25,11 +25,12 @@ closure after the K-th primal step and uses those fresher violations.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Literal, Optional, Union, cast
+from typing import Any, Iterator, Literal, NamedTuple, Optional, Union, cast
 
 import cooper
 import torch
@@ -37,7 +38,7 @@ from torch import nn
 
 from ._validation import check_nonnegative_finite, check_positive_int
 from .constraint import Observation, check_kind
-from .formulations import Formulation, Lagrangian
+from .formulations import FixedPenalty, Formulation, Lagrangian
 from .protocols import ConstraintKind, MultiplierKind
 from .report import ConstraintReport, StepReport
 
@@ -56,7 +57,7 @@ class PrimalDual:
             or a sequence of constraints when the formulation needs no multiplier.
         formulation: `Lagrangian()` (the default, also for None), `AugmentedLagrangian(c)` or `FixedPenalty(w)`.
         dual_optimizer: a factory params -> optimizer for the multipliers' parameters;
-            it must maximise (`maximize=True`). Default: SGD(lr=dual_lr, maximize=True),
+            it must maximise (`maximize=True`). Default: SGD(lr=dual_lr, maximize=True, foreach=True),
             i.e. plain dual ascent as in Algorithm 1. Pass
             ``lambda p: cooper.optim.nuPI(p, lr=..., Kp=..., maximize=True)`` for nuPI.
         dual_lr: learning rate of the default dual optimizer (paper: 5e-4).
@@ -109,11 +110,11 @@ class PrimalDual:
         self.primal_steps = 0
         self.dual_steps = 0
         self._dual_seconds = 0.0  # wall time of the dual work in the current step
-        self._bindings: dict[str, tuple[ConstraintKind, cooper.Constraint]] = {}
+        self._bindings: dict[str, _Binding] = {}
         for constraint, multiplier in constraints.items():
             self._bind(constraint, multiplier)
         self.multipliers = nn.ModuleDict(
-            {name: c.multiplier for name, (_, c) in self._bindings.items() if c.multiplier is not None}
+            {name: cast(nn.Module, b.multiplier) for name, b in self._bindings.items() if b.multiplier is not None}
         )
         if dual_optimizer is None or dual_lr is not None:
             dual_lr = check_nonnegative_finite(dual_lr, "dual_lr")
@@ -142,18 +143,17 @@ class PrimalDual:
             raise ValueError(f"constraint {constraint.name!r}: {type(self.formulation).__name__} needs a multiplier")
         if not self.formulation.needs_multiplier and multiplier is not None:
             raise ValueError(f"constraint {constraint.name!r}: {type(self.formulation).__name__} takes no multiplier")
-        penalty = self.formulation.penalty()
-        coefficient = None
-        if penalty is not None:
-            coefficient = cooper.penalty_coefficients.DensePenaltyCoefficient(torch.tensor(penalty))
-        bound = cooper.Constraint(
-            constraint_type=cooper.ConstraintType.EQUALITY if equality else cooper.ConstraintType.INEQUALITY,
-            formulation_type=self.formulation.cooper_type(),
+        if multiplier is not None:  # cooper's multipliers project onto lambda >= 0 by their constraint's type
+            cast(cooper.multipliers.Multiplier, multiplier).set_constraint_type(
+                cooper.ConstraintType.EQUALITY if equality else cooper.ConstraintType.INEQUALITY)
+        self._bindings[constraint.name] = _Binding(
+            constraint=constraint,
             multiplier=multiplier,
-            penalty_coefficient=coefficient,
+            equality=equality,
+            summed=bool(constraint.summed),
+            averages=multiplier is not None and bool(multiplier.averages_constraint),
+            per_index=multiplier is not None and bool(multiplier.per_index),
         )
-        bound.name = constraint.name
-        self._bindings[constraint.name] = (constraint, bound)
 
     def _build_dual_optimizer(
         self, factory: Optional[DualOptimizerFactory], lr: float
@@ -163,7 +163,11 @@ class PrimalDual:
             if factory is not None:
                 raise ValueError(f"{type(self.formulation).__name__} has no dual variables; drop dual_optimizer")
             return None
-        optimizer = factory(params) if factory is not None else torch.optim.SGD(params, lr=lr, maximize=True)
+        optimizer: torch.optim.Optimizer
+        if factory is None:  # multi-tensor: one kernel launch per dual step instead of one per parameter
+            optimizer = torch.optim.SGD(params, lr=lr, maximize=True, foreach=True)
+        else:
+            optimizer = factory(params)
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"dual_optimizer must return a torch.optim.Optimizer, got {type(optimizer).__name__}")
         for group in optimizer.param_groups:
@@ -209,28 +213,32 @@ class PrimalDual:
             self.dual_optimizer.zero_grad(set_to_none=True)
         losses, lagrangians, seen, sizes = [], [], [], []
         for closure in closures:
-            loss, observations, states = self._evaluate(closure, require_grad=True)
+            loss, observations, priced = self._evaluate(closure, require_grad=True)
             sizes.append(next(iter(observations.values())).violation.shape[0])
             if sizes[-1] != sizes[0]:
                 raise ValueError(f"micro-batches must all have the same size for step_accumulated to equal the "
                                  f"full-batch update; got sizes {sizes} so far (closure {len(sizes) - 1})")
-            evaluated: dict[str, torch.Tensor] = {}  # each multiplier evaluated once, for both terms
-            lagrangian, values = self._primal_terms(loss, states, evaluated)
-            if not torch.isfinite(lagrangian.detach()):
-                raise FloatingPointError(f"the Lagrangian is {lagrangian.item()}; stopping before the update")
+            values = self._multiplier_values(priced)  # each multiplier evaluated once, for both terms
+            lagrangian = self._primal_lagrangian_of(loss, priced, values)
             scaled = weight * lagrangian
             if self.scaler is not None:
                 scaled = self.scaler.scale(scaled)
             roots = [scaled]
             if dual_now:  # one backward pass for both: the primal term holds lambda fixed, the dual term g
                 with self._timed_dual():
-                    dual_total, values = self._dual_terms(states, weight, evaluated)
+                    dual_total = self._dual_lagrangian_of(priced, values, weight)
                 if dual_total is not None:
                     roots.append(dual_total)
             torch.autograd.backward(roots)
             losses.append(loss.detach())
             lagrangians.append(lagrangian.detach())
             seen.append((observations, values))
+        loss_value, lagrangian_value, reports = self._summary(seen, losses, lagrangians)  # one device sync
+        if not math.isfinite(lagrangian_value):
+            self.primal_optimizer.zero_grad(set_to_none=True)
+            if self.dual_optimizer is not None:
+                self.dual_optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(f"the Lagrangian is {lagrangian_value}; stopping before the update")
         skipped = self._primal_step(closures, weight)
         self.primal_steps += 1
         if dual_due and not skipped:
@@ -240,17 +248,16 @@ class PrimalDual:
                 seen, losses = [], []
                 for closure in closures:
                     with torch.no_grad():
-                        loss, observations, states = self._evaluate(closure)
-                    seen.append((observations, self._dual_backward(states, weight)))
+                        loss, observations, priced = self._evaluate(closure)
+                    seen.append((observations, self._dual_backward(priced, weight)))
                     losses.append(loss.detach())
+                loss_value, _, reports = self._summary(seen, losses, lagrangians)
             self._dual_step()
         elif dual_now and self.dual_optimizer is not None:
             self.dual_optimizer.zero_grad(set_to_none=True)  # overflowed: this step's dual gradients are dropped too
-        reports = {name: self._report(name, [obs[name] for obs, _ in seen], [vals[name] for _, vals in seen])
-                   for name in seen[0][0]}
         return StepReport(
-            loss=float(torch.stack(losses).mean()),
-            lagrangian=float(torch.stack(lagrangians).mean()),
+            loss=loss_value,
+            lagrangian=lagrangian_value,
             constraints=reports,
             dual_updated=dual_due and not skipped,
             primal_steps=self.primal_steps,
@@ -280,23 +287,14 @@ class PrimalDual:
         self.primal_optimizer.zero_grad(set_to_none=True)
         total = torch.zeros(())
         for closure in closures:
-            loss, _, states = self._evaluate(closure, require_grad=True)
-            lagrangian, _ = self._primal_terms(loss, states, {})
+            loss, _, priced = self._evaluate(closure, require_grad=True)
+            lagrangian = self._primal_lagrangian_of(loss, priced, self._multiplier_values(priced))
             torch.autograd.backward(weight * lagrangian)
             total = total + weight * lagrangian.detach().cpu()
         return total
 
-    def _primal_terms(self, loss: torch.Tensor, states: dict[str, cooper.ConstraintState],
-                      evaluated: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The primal Lagrangian f + sum of the constraints' primal terms (multipliers held fixed), and each
-        constraint's multiplier values."""
-        terms = {name: self._contribution(name, state, "primal", evaluated) for name, state in states.items()}
-        lagrangian = loss + sum((term for term, _ in terms.values()), torch.zeros((), device=loss.device))
-        return lagrangian, {name: value for name, (_, value) in terms.items()}
-
-    def _evaluate(
-        self, closure: Closure, require_grad: bool = False
-    ) -> tuple[torch.Tensor, dict[str, Observation], dict[str, cooper.ConstraintState]]:
+    def _evaluate(self, closure: Closure, require_grad: bool = False
+                  ) -> tuple[torch.Tensor, dict[str, Observation], dict[str, _Priced]]:
         result = closure()
         if not (isinstance(result, tuple) and len(result) == 2):
             raise TypeError("closure must return (loss, observations)")
@@ -311,7 +309,9 @@ class PrimalDual:
             if not isinstance(observation, Observation):
                 raise TypeError(f"closure must return Observations, got {type(observation).__name__}")
             name = observation.constraint.name
-            if name not in self._bindings or self._bindings[name][0] != observation.constraint:
+            binding = self._bindings.get(name)
+            if binding is None or (binding.constraint is not observation.constraint
+                                   and binding.constraint != observation.constraint):
                 raise ValueError(f"closure observed constraint {name!r}, which this PrimalDual does not enforce")
             if name in by_name:
                 raise ValueError(f"closure observed constraint {name!r} twice")
@@ -323,74 +323,97 @@ class PrimalDual:
                 raise ValueError(f"constraint {name!r}: its violation carries no gradient (was it computed from a "
                                  "detached output or under torch.no_grad()?); the primal step could not enforce it")
             by_name[name] = observation
-        missing = set(self._bindings) - set(by_name)
-        if missing:
-            raise ValueError(f"closure did not observe constraint(s) {sorted(missing)}")
-        return loss, by_name, {name: self._constraint_state(obs) for name, obs in by_name.items()}
+        if len(by_name) != len(self._bindings):
+            raise ValueError(f"closure did not observe constraint(s) {sorted(set(self._bindings) - set(by_name))}")
+        return loss, by_name, {name: self._priced(obs) for name, obs in by_name.items()}
 
-    def _constraint_state(self, observation: Observation) -> cooper.ConstraintState:
-        """Packs an observation for cooper; the scalar multiplier sees the mean violation; a strict violation
-        (proxy constraints) goes to the dual side only."""
-        multiplier = self._multiplier_kind(observation.constraint.name)
+    def _priced(self, observation: Observation) -> _Priced:
+        """What the Lagrangian terms read of an observation: an averaging multiplier sees the mean violation; a
+        strict violation (proxy constraints) goes to the dual side only."""
+        binding = self._bindings[observation.constraint.name]
         g, strict = observation.violation, observation.strict_violation
-        if multiplier is not None and multiplier.averages_constraint:
-            return cooper.ConstraintState(violation=g.mean().unsqueeze(0),
-                                          strict_violation=None if strict is None else strict.mean().unsqueeze(0))
-        features = None if multiplier is None else multiplier.features_of(observation)
-        return cooper.ConstraintState(violation=g, constraint_features=features, strict_violation=strict,
-                                      strict_constraint_features=features if strict is not None else None)
+        if binding.averages:
+            g = g.mean().unsqueeze(0)
+            return _Priced(g, g if strict is None else strict.mean().unsqueeze(0), None)
+        features = None if binding.multiplier is None else binding.multiplier.features_of(observation)
+        return _Priced(g, g if strict is None else strict, features)
 
-    def _report(self, name: str, observations: Sequence[Observation], values: Sequence[torch.Tensor]) -> ConstraintReport:
-        """Statistics of one constraint over the micro-batches: the true (strict) violations when a proxy was
-        used; for a group constraint also each multiplier's mean violation (NaN where its group was absent)."""
-        violation = torch.cat([(o.strict_violation if o.strict_violation is not None else o.violation).detach().reshape(-1)
-                               for o in observations])
-        report = ConstraintReport.from_tensors(violation, torch.cat([v.detach().reshape(-1) for v in values]))
-        details = self._bindings[name][0].report_details(observations, violation)
-        return dataclasses.replace(report, **details) if details else report
+    def _multiplier_values(self, priced: dict[str, _Priced]) -> dict[str, torch.Tensor]:
+        """{name: lambda [n]} of this evaluation (a fixed penalty's weight, [1], for reports)."""
+        values = {}
+        for name, entry in priced.items():
+            multiplier = cast(Optional[cooper.multipliers.Multiplier], self._bindings[name].multiplier)
+            if multiplier is None:
+                assert isinstance(self.formulation, FixedPenalty)
+                values[name] = torch.full((1,), self.formulation.weight, device=entry.violation.device)
+                continue
+            value = multiplier(entry.features) if multiplier.expects_constraint_features else multiplier()
+            if value.dim() == 0:
+                value = value.unsqueeze(0)
+            if value.shape != entry.violation.shape:
+                raise ValueError(f"constraint {name!r}: its multiplier gives lambda of shape {tuple(value.shape)} for "
+                                 f"violations of shape {tuple(entry.violation.shape)}; they must match")
+            values[name] = value
+        return values
 
-    def _contribution(
-        self, name: str, state: cooper.ConstraintState, primal_or_dual: Literal["primal", "dual"],
-        evaluated: dict[str, torch.Tensor],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """cooper's Lagrangian term of one constraint, scaled to an expectation over the batch.
+    def _scale(self, binding: _Binding, entries: int, primal_or_dual: Literal["primal", "dual"]) -> float:
+        """Terms are sums over entries; per-sample constraints read them as expectations over the batch (1/B).
+        The dual term of a per-index multiplier is not averaged: each entry owns one sample."""
+        summed = binding.summed or (primal_or_dual == "dual" and binding.per_index)
+        return 1.0 if summed else 1.0 / entries
 
-        cooper sums over constraints; the primal term is divided by B so that it
-        reads E_i[...]. The dual term is divided by B too, except for per-index
-        multipliers, whose entries each own one sample.
-        """
-        bound = self._bindings[name][1]
-        violation = state.violation
-        if bound.penalty_coefficient is not None:
-            coefficient = bound.penalty_coefficient
-            if coefficient.value.dtype != violation.dtype or coefficient.value.device != violation.device:
-                coefficient.value = coefficient.value.to(device=violation.device, dtype=violation.dtype)
-        multiplier_module = bound.multiplier
-        if multiplier_module is None:  # a fixed penalty: cooper reads its coefficient
-            store = bound.compute_contribution_to_lagrangian(state, primal_or_dual)
-        else:  # cooper's formulation, fed the multiplier's value of this evaluation (computed once)
-            if name not in evaluated:
-                evaluated[name] = cooper.formulations.utils.evaluate_constraint_factor(
-                    multiplier_module, state.constraint_features, violation.shape)
-            compute = getattr(bound.formulation, f"compute_contribution_to_{primal_or_dual}_lagrangian")
-            kwargs: dict[str, Any] = {"constraint_state": state, "multiplier": _Evaluated(evaluated[name])}
-            if bound.formulation.expects_penalty_coefficient:
-                kwargs["penalty_coefficient"] = bound.penalty_coefficient
-            store = compute(**kwargs)
-        value = None if store is None else (
-            store.multiplier_value if store.multiplier_value is not None else store.penalty_coefficient_value)
-        if store is None or value is None:
-            raise RuntimeError(f"constraint {name!r}: the formulation gives no {primal_or_dual} term")
-        multiplier = self._multiplier_kind(name)
-        per_index = multiplier is not None and multiplier.per_index
-        summed = self._bindings[name][0].summed  # e.g. one term per group: summed, not averaged
-        scale = 1.0 if summed or (primal_or_dual == "dual" and per_index) else 1.0 / violation.shape[0]
-        return store.lagrangian_contribution * scale, value
+    def _primal_lagrangian_of(self, loss: torch.Tensor, priced: dict[str, _Priced],
+                              values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """f + the constraints' primal terms (multipliers held fixed), scalar."""
+        lagrangian = loss
+        for name, entry in priced.items():
+            binding = self._bindings[name]
+            term = self.formulation.primal_term(None if binding.multiplier is None else values[name],
+                                                entry.violation, binding.equality)
+            lagrangian = lagrangian + term * self._scale(binding, entry.violation.shape[0], "primal")
+        return lagrangian
 
-    def _dual_backward(self, states: dict[str, cooper.ConstraintState], weight: float = 1.0) -> dict[str, torch.Tensor]:
+    def _dual_lagrangian_of(self, priced: dict[str, _Priced], values: dict[str, torch.Tensor], weight: float
+                            ) -> Optional[torch.Tensor]:
+        """weight x the dual Lagrangian (to ascend), scalar; None without dual variables."""
+        if self.dual_optimizer is None:
+            return None
+        total: Optional[torch.Tensor] = None
+        for name, entry in priced.items():
+            binding = self._bindings[name]
+            term = self.formulation.dual_term(values[name], entry.dual_violation)
+            if term is None:
+                continue
+            term = term * self._scale(binding, entry.violation.shape[0], "dual")
+            term = term if binding.per_index else weight * term  # an index's entry owns its sample's violation
+            total = term if total is None else total + term
+        return total
+
+    def _summary(self, seen: Sequence[tuple[dict[str, Observation], dict[str, torch.Tensor]]],
+                 losses: Sequence[torch.Tensor], lagrangians: Sequence[torch.Tensor]
+                 ) -> tuple[float, float, dict[str, ConstraintReport]]:
+        """The mean loss, the mean Lagrangian and each constraint's report over the micro-batches, read from
+        the device in one transfer. Reports hold the true (strict) violations when a proxy was used; a group
+        constraint adds each multiplier's mean violation (NaN where its group was absent)."""
+        names = list(seen[0][0])
+        violations = {name: _joined([_reported_violation(o[name]) for o, _ in seen]) for name in names}
+        parts = [_joined(losses).mean().reshape(1), _joined(lagrangians).mean().reshape(1)]
+        parts += [ConstraintReport.statistics(violations[name], _joined([values[name] for _, values in seen]))
+                  for name in names]
+        device = parts[0].device
+        numbers = torch.cat([part.float().to(device) for part in parts]).tolist()
+        reports = {}
+        for i, name in enumerate(names):
+            report = ConstraintReport(*numbers[2 + 5 * i: 7 + 5 * i])
+            details = self._bindings[name].constraint.report_details([o[name] for o, _ in seen], violations[name])
+            reports[name] = dataclasses.replace(report, **details) if details else report
+        return numbers[0], numbers[1], reports
+
+    def _dual_backward(self, priced: dict[str, _Priced], weight: float = 1.0) -> dict[str, torch.Tensor]:
         """Accumulates weight x the dual Lagrangian's gradient; returns the multiplier values."""
         with self._timed_dual():
-            total, values = self._dual_terms(states, weight, {})
+            values = self._multiplier_values(priced)
+            total = self._dual_lagrangian_of(priced, values, weight)
             if total is not None:
                 torch.autograd.backward(total)
             return values
@@ -409,21 +432,6 @@ class PrimalDual:
             if cuda:
                 torch.cuda.synchronize()
             self._dual_seconds += time.perf_counter() - start
-
-    def _dual_terms(self, states: dict[str, cooper.ConstraintState], weight: float, evaluated: dict[str, torch.Tensor]
-                    ) -> tuple[Optional[torch.Tensor], dict[str, torch.Tensor]]:
-        """The dual Lagrangian (weight x, to ascend; None without dual variables) and the multiplier values."""
-        if self.dual_optimizer is None:
-            return None, {name: self._contribution(name, state, "primal", evaluated)[1] for name, state in states.items()}
-        values = {}
-        total = None
-        for name, state in states.items():
-            term, values[name] = self._contribution(name, state, "dual", evaluated)
-            multiplier = self._multiplier_kind(name)
-            per_index = multiplier is not None and multiplier.per_index
-            term = term if per_index else weight * term  # an index's entry owns its sample's violation
-            total = term if total is None else total + term
-        return total, values
 
     def _dual_step(self) -> None:
         with self._timed_dual():
@@ -444,7 +452,7 @@ class PrimalDual:
 
     def _multiplier_kind(self, name: str) -> Optional[MultiplierKind]:
         """The multiplier bound to constraint `name`, seen through the protocol (checked when it was bound)."""
-        return cast(Optional[MultiplierKind], self._bindings[name][1].multiplier)
+        return self._bindings[name].multiplier
 
     def state_dict(self) -> dict[str, Any]:
         """All dual state: multipliers, dual optimizer, and the position in the K:1 schedule."""
@@ -463,8 +471,8 @@ class PrimalDual:
 
     def _constraint_settings(self) -> dict[str, str]:
         """{name: the constraint's description} (its repr without memory addresses): what a multiplier's values mean."""
-        return {name: re.sub(r" at 0x[0-9a-fA-F]+", "", repr(constraint))
-                for name, (constraint, _) in sorted(self._bindings.items())}
+        return {name: re.sub(r" at 0x[0-9a-fA-F]+", "", repr(binding.constraint))
+                for name, binding in sorted(self._bindings.items())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores `state_dict()`; raises ValueError if it belongs to a different set-up."""
@@ -500,17 +508,36 @@ class PrimalDual:
         self.dual_steps = int(state["dual_steps"])
 
 
-class _Evaluated:
-    """Stands in for a multiplier whose value was already computed in this evaluation (cooper's formulations
-    call the multiplier; this returns the value, so a multiplier network runs once for both Lagrangian terms)."""
+def _reported_violation(observation: Observation) -> torch.Tensor:
+    """The violation a report states: the true (strict) one when the dual step read a proxy."""
+    return observation.violation if observation.strict_violation is None else observation.strict_violation
 
-    expects_constraint_features = False
 
-    def __init__(self, value: torch.Tensor) -> None:
-        self.value = value
+def _joined(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The micro-batches' tensors as one detached flat tensor (no copy for a single one)."""
+    if len(tensors) == 1:
+        return tensors[0].detach().reshape(-1)
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
 
-    def __call__(self) -> torch.Tensor:
-        return self.value
+
+@dataclasses.dataclass(frozen=True)
+class _Binding:
+    """A constraint bound to its multiplier, with the protocol's flags read once."""
+
+    constraint: ConstraintKind
+    multiplier: Optional[MultiplierKind]
+    equality: bool
+    summed: bool
+    averages: bool
+    per_index: bool
+
+
+class _Priced(NamedTuple):
+    """One evaluation of one constraint as the Lagrangian terms read it."""
+
+    violation: torch.Tensor  #: [n] the primal term's violations (carry the model's gradient)
+    dual_violation: torch.Tensor  #: [n] what the dual step ascends on (the strict violation, if any)
+    features: Optional[torch.Tensor]  #: the multiplier's input ([n, F] features, [n] indices) or None
 
 
 def _average_dual_gradients_across_ranks(multipliers: nn.ModuleDict) -> None:

@@ -28,24 +28,25 @@ class ConstraintReport:
     multiplier_max: float
     group_violations: tuple[float, ...] = ()
 
+    @staticmethod
+    def statistics(violation: torch.Tensor, multiplier: torch.Tensor) -> torch.Tensor:
+        """The five common fields, in order, as a [5] float tensor on the violations' device (no sync).
+
+        Args:
+            violation: [B] violations (detached inside).
+            multiplier: [B] or [1] multiplier values.
+        """
+        violation = violation.detach().float()
+        if violation.numel() == 0:  # a group constraint with no group present in the batch: nothing was measured
+            return torch.full((5,), float("nan"), device=violation.device)
+        multiplier = multiplier.detach().float().to(violation.device)
+        return torch.stack([violation.mean(), violation.max(), (violation <= 0).float().mean(), multiplier.mean(),
+                            multiplier.max()])
+
     @classmethod
     def from_tensors(cls, violation: torch.Tensor, multiplier: torch.Tensor) -> "ConstraintReport":
         """Builds a report from [B] violations and [B] (or [1]) multiplier values, with one sync."""
-        violation = violation.detach().float()
-        multiplier = multiplier.detach().float().to(violation.device)
-        if violation.numel() == 0:  # a group constraint with no group present in the batch: nothing was measured
-            nan = float("nan")
-            return cls(nan, nan, nan, nan, nan)
-        stats = torch.stack(
-            [
-                violation.mean(),
-                violation.max(),
-                (violation <= 0).float().mean(),
-                multiplier.mean(),
-                multiplier.max(),
-            ]
-        ).tolist()
-        return cls(*stats)
+        return cls(*ConstraintReport.statistics(violation, multiplier).tolist())
 
 
 @dataclass(frozen=True)
