@@ -11,6 +11,9 @@ class                      lambda for sample i           enforces
 `MultiplierNetwork`        softplus(MLP(f_i))            per sample (paper: lambda_w(x) = F_w(phi_0(x)))
 =========================  ============================  =========================
 
+The feature multipliers take `link="softplus"` (the paper's) or `link="projected"`: lambda = relu(z) with
+the dual gradient of projected ascent (see `LINKS`).
+
 How a multiplier enters the Lagrangian (see `PrimalDual`): the primal sees
 E_i[lambda_i.detach() * g_i]; the dual ascends E_i[lambda_i * g_i.detach()] for
 shared parameters (scalar, linear, network) and lambda_i * g_i for the
@@ -20,7 +23,7 @@ per-index multipliers, so an index's step does not shrink with the batch size.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, cast
 
 import cooper
 import torch
@@ -97,6 +100,33 @@ class IndexedMultiplier(cooper.multipliers.IndexedMultiplier):
         return indices.to(self.weight.device)
 
 
+LINKS = ("softplus", "projected")
+"""How a feature multiplier maps the head's output z to lambda >= 0.
+
+- "softplus": lambda = softplus(z), the paper's. Its dual gradient is scaled by sigmoid(z): a sample whose
+  constraint was slack for a while is driven to z << 0, where the gradient vanishes, and its lambda recovers
+  slowly once it violates again (a debt accumulated while slack).
+- "projected": lambda = relu(z), with the dual gradient of projected ascent on lambda(x) >= 0: the ascent
+  direction s(x) passes to z unchanged where lambda(x) > 0 or s(x) > 0, and is dropped where lambda(x) = 0 and
+  s(x) <= 0 (a multiplier at its bound with nothing to enforce stays there). lambda is then exactly 0 on
+  samples that keep their constraint and rises at full speed as soon as they violate; no debt.
+"""
+
+
+class _ProjectedAscent(torch.autograd.Function):
+    """relu(z) forward; backward passes the ascent direction where z > 0 or the direction is upward."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, z: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z)
+        return z.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        (z,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        return torch.where((z > 0) | (grad > 0), grad, torch.zeros_like(grad))
+
+
 class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
     """Base for multipliers computed from per-sample features: lambda = softplus(head(f))."""
 
@@ -109,11 +139,14 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
     standardization_fitted: torch.Tensor  # bool scalar
 
     def __init__(self, head: nn.Module, in_features: int, init: float, normalize: bool = False,
-                 standardize: bool = False) -> None:
+                 standardize: bool = False, link: str = "softplus") -> None:
         super().__init__()
         init = check_nonnegative_finite(init, "init")
-        if init <= 0:
+        if link not in LINKS:
+            raise ValueError(f"link must be one of {LINKS}, got {link!r}")
+        if init <= 0 and link == "softplus":
             raise ValueError(f"init must be > 0 for a softplus multiplier, got {init}")
+        self.link = link
         for name, flag in (("normalize", normalize), ("standardize", standardize)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
@@ -130,10 +163,10 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
         last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
         with torch.no_grad():  # every sample starts at lambda = init
             last.weight.zero_()
-            last.bias.fill_(math.log(math.expm1(init)))
+            last.bias.fill_(math.log(math.expm1(init)) if link == "softplus" else init)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]  # cooper's feature slot
-        """Maps [B, in_features] features to [B] multipliers > 0."""
+        """Maps [B, in_features] features to [B] multipliers >= 0 (> 0 with the softplus link)."""
         if features.dim() != 2 or features.shape[1] != self.in_features:
             raise ValueError(
                 f"{type(self).__name__} expects features of shape [B, {self.in_features}], "
@@ -148,7 +181,10 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
             features = (features - self.feature_mean) / self.feature_scale
         elif self.normalize:  # unit root-mean-square per sample: the same network whatever the embedding's scale
             features = features / features.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
-        return F.softplus(self.head(features)).squeeze(-1)
+        z = self.head(features).squeeze(-1)
+        if self.link == "projected":
+            return cast(torch.Tensor, _ProjectedAscent.apply(z))
+        return F.softplus(z)
 
     @torch.no_grad()
     def fit_standardization(self, features: torch.Tensor) -> None:
@@ -181,7 +217,7 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
         _check_inequality(self)
 
     def post_step_(self) -> None:
-        """Nothing to project: softplus keeps lambda > 0."""
+        """Nothing to project on the parameters: the link keeps lambda >= 0."""
 
 
 class LinearMultiplier(_FeatureMultiplier):
@@ -195,12 +231,14 @@ class LinearMultiplier(_FeatureMultiplier):
         normalize: rescale each sample's features to unit root-mean-square first.
         standardize: subtract each feature's mean and divide by its standard deviation (statistics from
             `fit_standardization`, which must be called before the first step).
+        link: "softplus" (lambda = softplus(w . f + b)) or "projected" (relu with projected-ascent gradients;
+            see `LINKS`).
     """
 
     def __init__(self, in_features: int, init: float = 1.0, normalize: bool = False,
-                 standardize: bool = False) -> None:
+                 standardize: bool = False, link: str = "softplus") -> None:
         in_features = check_positive_int(in_features, "in_features")
-        super().__init__(nn.Linear(in_features, 1), in_features, init, normalize, standardize)
+        super().__init__(nn.Linear(in_features, 1), in_features, init, normalize, standardize, link)
 
 
 class MultiplierNetwork(_FeatureMultiplier):
@@ -222,14 +260,16 @@ class MultiplierNetwork(_FeatureMultiplier):
             a large common component; without it every hidden unit sees nearly the same input on every
             sample, the network's updates move lambda(x) of all samples together and lambda stays flat across
             samples (docs/lore.md: measured on the embedded default).
+        link: "softplus" (the paper's) or "projected" (lambda = relu(MLP(f)) with projected-ascent gradients:
+            no vanishing gradient on samples that were slack for a while; see `LINKS`).
     """
 
     def __init__(self, in_features: int, hidden: int = 512, init: float = 1.0, normalize: bool = False,
-                 standardize: bool = False) -> None:
+                 standardize: bool = False, link: str = "softplus") -> None:
         in_features = check_positive_int(in_features, "in_features")
         hidden = check_positive_int(hidden, "hidden")
         head = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        super().__init__(head, in_features, init, normalize, standardize)
+        super().__init__(head, in_features, init, normalize, standardize, link)
 
 
 Multiplier = ScalarMultiplier | IndexedMultiplier | LinearMultiplier | MultiplierNetwork

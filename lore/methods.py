@@ -44,11 +44,12 @@ from constrained import (
 )
 
 from .heads import ZeroShotHead
-from .registry import DUAL_FEATURES, DUAL_SIGNALS
+from .registry import DUAL_FEATURES, DUAL_LINKS, DUAL_SIGNALS
 from .registry import METHODS as REGISTRY
 
 DualKind = Literal["scalar", "linear", "network"]
 DualFeatures = Literal["standardized", "unit-rms", "raw"]
+DualLink = Literal["softplus", "projected"]
 DualSignal = Literal["rate", "violation"]
 
 
@@ -127,7 +128,7 @@ class Method:
 
 
 def dual_factory(kind: DualKind = "network", *, hidden: int = 512, init: float = 1.0,
-                 features: DualFeatures = "standardized") -> Callable[[int], Multiplier]:
+                 features: DualFeatures = "standardized", link: DualLink = "softplus") -> Callable[[int], Multiplier]:
     """Multiplier factory for the paper's dual parameterisations (App. G, K.2).
 
     Args:
@@ -137,14 +138,18 @@ def dual_factory(kind: DualKind = "network", *, hidden: int = 512, init: float =
         features: how network/linear see phi_0(x): "standardized" (each feature's mean and standard
             deviation over training images removed; the trainer fits them, see `fit_dual_features`),
             "unit-rms" (each sample rescaled to unit root-mean-square) or "raw" (the paper's).
+        link: network/linear output -> lambda: "softplus" (the paper's) or "projected" (relu with the
+            gradient of projected ascent; `constrained.multipliers.LINKS`).
     """
     if features not in DUAL_FEATURES:
         raise ValueError(f"features must be one of {DUAL_FEATURES}, got {features!r}")
+    if link not in DUAL_LINKS:
+        raise ValueError(f"link must be one of {DUAL_LINKS}, got {link!r}")
     scaling = {"normalize": features == "unit-rms", "standardize": features == "standardized"}
     if kind == "network":
-        return lambda dim: MultiplierNetwork(dim, hidden=hidden, init=init, **scaling)
+        return lambda dim: MultiplierNetwork(dim, hidden=hidden, init=init, link=link, **scaling)
     if kind == "linear":
-        return lambda dim: LinearMultiplier(dim, init=init, **scaling)
+        return lambda dim: LinearMultiplier(dim, init=init, link=link, **scaling)
     if kind == "scalar":
         return lambda dim: ScalarMultiplier(init=init)
     raise ValueError(f"dual must be 'network', 'linear' or 'scalar', got {kind!r}")
@@ -174,6 +179,7 @@ def lore(
     init: float = 1.0,
     adaptive_margin: bool = True,
     features: DualFeatures = "standardized",
+    link: DualLink = "projected",
     penalty: float = 0.0,
     dual_signal: DualSignal = "rate",
     violation_rate: float = 0.05,
@@ -188,6 +194,7 @@ def lore(
         adaptive_margin: rho ||phi_0(x)||^2 (paper) if True, the fixed tolerance rho otherwise (Table 13).
         features: what the dual network sees of phi_0(x): "standardized" (default), "unit-rms" or "raw"
             (the paper's); see `dual_factory`.
+        link: "projected" (default) or "softplus" (the paper's); see `dual_factory`.
         penalty: c > 0 adds (c/2) relu(g(x))^2 per sample to the primal (augmented Lagrangian): each
             violating sample is pushed back on its own, whatever lambda_w(x); 0 is the paper's Lagrangian.
         dual_signal: what the dual ascends on: "rate" (default): 1[outside the margin] - violation_rate
@@ -200,7 +207,7 @@ def lore(
     rate = violation_rate if dual_signal == "rate" else None
     formulation = AugmentedLagrangian(penalty) if penalty else Lagrangian()
     return Method("lore", embedding_distance, _proximity(rho, adaptive_margin, rate), formulation=formulation,
-                  multiplier=dual_factory(dual, hidden=hidden, init=init, features=features))
+                  multiplier=dual_factory(dual, hidden=hidden, init=init, features=features, link=link))
 
 
 def tecoa() -> Method:
@@ -209,26 +216,26 @@ def tecoa() -> Method:
 
 
 def tecoa_l2(rho: float = 0.1, *, dual: DualKind = "network", hidden: int = 512, init: float = 1.0,
-             features: DualFeatures = "standardized") -> Method:
+             features: DualFeatures = "standardized", link: DualLink = "projected") -> Method:
     """TeCoA + LORE's embedding constraint (paper App. J.7)."""
     return Method(
         "tecoa-l2",
         zero_shot_cross_entropy,
         _proximity(rho, True),
-        multiplier=dual_factory(dual, hidden=hidden, init=init, features=features),
+        multiplier=dual_factory(dual, hidden=hidden, init=init, features=features, link=link),
         supervised=True,
     )
 
 
 def tecoa_kl(rho: float = 0.1, *, dual: DualKind = "network", hidden: int = 512, init: float = 1.0,
-             features: DualFeatures = "standardized") -> Method:
+             features: DualFeatures = "standardized", link: DualLink = "projected") -> Method:
     """TeCoA + KL(p_0 || p_theta) <= rho H(p_0) on zero-shot predictions (paper App. J.7)."""
     return Method(
         "tecoa-kl",
         zero_shot_cross_entropy,
         Constraint(d=kl_div, margin=EntropyMargin(rho), name="clean"),
         view=zero_shot_logits,
-        multiplier=dual_factory(dual, hidden=hidden, init=init, features=features),
+        multiplier=dual_factory(dual, hidden=hidden, init=init, features=features, link=link),
         supervised=True,
     )
 

@@ -21,7 +21,10 @@ DUAL_FEATURES: tuple[str, ...] = ("standardized", "unit-rms", "raw")
 DUAL_SIGNALS: tuple[str, ...] = ("rate", "violation")
 """What LORE's dual step ascends on (`lore.methods.lore`): the share outside the margin, or the violations."""
 
-_DUAL = {"dual": "dual", "hidden": "dual_hidden", "features": "dual_features"}
+DUAL_LINKS: tuple[str, ...] = ("softplus", "projected")
+"""How a dual network or linear multiplier maps its output to lambda >= 0 (`constrained.multipliers.LINKS`)."""
+
+_DUAL = {"dual": "dual", "hidden": "dual_hidden", "features": "dual_features", "link": "dual_link"}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..devices import check_device
-from ..registry import DUAL_FEATURES, DUAL_SIGNALS, METHOD_NAMES, method_entry
+from ..registry import DUAL_FEATURES, DUAL_LINKS, DUAL_SIGNALS, METHOD_NAMES, method_entry
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size, read_json_object
 
@@ -69,6 +69,9 @@ class TrainConfig:
     dual_features: str = _help(f"what the dual network sees of phi_0(x): {', '.join(DUAL_FEATURES)} (standardized: "
                                "each feature's mean and std over training images removed, lambda(x) then varies "
                                "across samples; raw: the paper's; docs/lore.md)", default="standardized")
+    dual_link: str = _help(f"dual network/linear output -> lambda: {', '.join(DUAL_LINKS)} (projected: relu with "
+                           "projected-ascent gradients, no vanishing gradient after a slack phase; softplus: the "
+                           "paper's; docs/lore.md)", default="projected")
     dual_optimizer: str = _help(f"dual ascent: {', '.join(DUAL_OPTIMIZERS)} (both maximize). adam: steps of about "
                                 "dual_lr whatever the violations' scale (see docs/lore.md); sgd: plain ascent, steps "
                                 "proportional to the violations", default="adam")
@@ -121,6 +124,8 @@ class TrainConfig:
             raise ValueError(f"violation_rate must be a share in [0, 1), got {self.violation_rate!r}")
         if self.dual_features not in DUAL_FEATURES:
             raise ValueError(f"dual_features must be one of {DUAL_FEATURES}, got {self.dual_features!r}")
+        if self.dual_link not in DUAL_LINKS:
+            raise ValueError(f"dual_link must be one of {DUAL_LINKS}, got {self.dual_link!r}")
         if self.dual_optimizer not in DUAL_OPTIMIZERS:
             raise ValueError(f"dual_optimizer must be one of {DUAL_OPTIMIZERS}, got {self.dual_optimizer!r}")
         if self.precision not in PRECISIONS:
