@@ -87,6 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dual-link", default="projected", choices=("projected", "softplus"),
                         help="lambda(x) from the dual network's output: projected (default: relu with projected-ascent "
                         "gradients) or softplus (the paper's; its gradient vanishes after a slack phase, docs/lore.md)")
+    parser.add_argument("--dual-beta1", type=float, default=0.0,
+                        help="momentum (Adam beta1) of the dual steps (default 0: lambda stops rising once violations "
+                        "stop; 0.9 is torch's Adam default, docs/lore.md)")
     parser.add_argument("--steps", type=int, default=None, help="training batches per model (default: 90 embedded, 16 quick)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs with real data (when --steps is not given)")
     parser.add_argument("--batch-size", type=int, default=None, help="per process (default: 64 embedded, 448 real)")

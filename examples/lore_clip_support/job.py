@@ -49,6 +49,7 @@ def settings_for(args) -> dict:
         "dual_lr": args.dual_lr or (3e-2 if embedded else 5e-4),
         "dual_signal": getattr(args, "dual_signal", "rate"),
         "dual_link": getattr(args, "dual_link", "projected"),
+        "dual_beta1": getattr(args, "dual_beta1", 0.0),
         "eval_samples": args.eval_samples or (100 if args.quick else (100_000 if embedded else 1000)),
         "apgd_iter": args.apgd_iter or (10 if embedded else 100),
         # APGD-DLR-T target classes: AutoAttack's 9 with real weights; 3 on the embedded model (its 10 classes'
@@ -67,7 +68,7 @@ def train_config(args, s, method: str, folder: Path, *, eps: float, seed: int, *
         model=args.model, pretrained=args.pretrained, data=s["train_data"],
         probe_data=None if s["train_data"] == "digits" else s["eval_data"], method=method, eps=eps,
         rho=s["rho"], naive_weight=args.naive_weight, primal_steps=5, dual_lr=s["dual_lr"], lr=s["lr"],
-        dual_signal=s["dual_signal"], dual_link=s["dual_link"],
+        dual_signal=s["dual_signal"], dual_link=s["dual_link"], dual_beta1=s["dual_beta1"],
         batch_size=s["batch_size"], epochs=args.epochs, max_steps=s["steps"], seed=seed, split_seed=args.split_seed,
         output=str(folder), checkpoint_every=max(10, (s["steps"] or 1000) // 4),
         probe_every=max(1, -(-(s["steps"] or 1000) // 4)), probe_size=s["probe_size"], cache_dir=args.cache_dir, device=args.device,

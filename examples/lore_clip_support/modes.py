@@ -61,7 +61,7 @@ def run_series(job: Job) -> int:
                     "steps": s["steps"], "batch_size": s["batch_size"], "eval_samples": len(job.labels),
                     "apgd_iter": s["apgd_iter"], "apgd_targets": s["apgd_targets"], "quick": args.quick, "seed": args.seed, "seeds": seeds,
                     "dual_lr": s["dual_lr"], "dual_signal": s["dual_signal"],
-                    "dual_link": s["dual_link"], "lr": s["lr"]},
+                    "dual_link": s["dual_link"], "dual_beta1": s["dual_beta1"], "lr": s["lr"]},
         "methods": headline,
         "runs": runs,
         "series": rows,

@@ -75,6 +75,9 @@ class TrainConfig:
     dual_optimizer: str = _help(f"dual ascent: {', '.join(DUAL_OPTIMIZERS)} (both maximize). adam: steps of about "
                                 "dual_lr whatever the violations' scale (see docs/lore.md); sgd: plain ascent, steps "
                                 "proportional to the violations", default="adam")
+    dual_beta1: float = _help("adam dual: beta1, the momentum of lambda's updates (0: none, lambda stops rising as "
+                              "soon as the violations stop; torch's 0.9 keeps it rising for several more steps, "
+                              "docs/lore.md)", default=0.0)
     naive_weight: float = _help("fixed lambda of naive regularization", default=1.0)
     # optimisation
     lr: float = _help("AdamW learning rate", default=1e-5)
@@ -126,6 +129,8 @@ class TrainConfig:
             raise ValueError(f"dual_features must be one of {DUAL_FEATURES}, got {self.dual_features!r}")
         if self.dual_link not in DUAL_LINKS:
             raise ValueError(f"dual_link must be one of {DUAL_LINKS}, got {self.dual_link!r}")
+        if not (isinstance(self.dual_beta1, (int, float)) and 0 <= self.dual_beta1 < 1):
+            raise ValueError(f"dual_beta1 must be in [0, 1), got {self.dual_beta1!r}")
         if self.dual_optimizer not in DUAL_OPTIMIZERS:
             raise ValueError(f"dual_optimizer must be one of {DUAL_OPTIMIZERS}, got {self.dual_optimizer!r}")
         if self.precision not in PRECISIONS:

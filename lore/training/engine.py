@@ -63,10 +63,13 @@ def make_method(config: TrainConfig):
 DUAL_OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}  # keys: config.DUAL_OPTIMIZERS
 
 
-def dual_optimizer_factory(kind: str, lr: float):
-    """params -> the dual ascent optimizer a config names ("sgd": Algorithm 1's plain ascent; "adam"), maximising."""
+def dual_optimizer_factory(kind: str, lr: float, beta1: float = 0.9):
+    """params -> the dual ascent optimizer a config names ("sgd": Algorithm 1's plain ascent; "adam" with
+    betas (beta1, 0.999)), maximising."""
     if kind not in DUAL_OPTIMIZER_CLASSES:
         raise ValueError(f"dual_optimizer must be one of {sorted(DUAL_OPTIMIZER_CLASSES)}, got {kind!r}")
+    if kind == "adam":
+        return lambda params: torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), maximize=True)
     return lambda params: DUAL_OPTIMIZER_CLASSES[kind](params, lr=lr, maximize=True)
 
 
@@ -227,7 +230,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     step_fn = RobustStep(
         model, method, optimizer, eps=config.eps, reference=reference, head=head, pgd_steps=config.pgd_steps,
         primal_steps=config.primal_steps, dual_lr=config.dual_lr, embed_dim=encoder.embed_dim,
-        dual_optimizer=dual_optimizer_factory(config.dual_optimizer, config.dual_lr) if method.multiplier else None,
+        dual_optimizer=dual_optimizer_factory(config.dual_optimizer, config.dual_lr, config.dual_beta1)
+        if method.multiplier else None,
         autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
         accumulation_steps=config.grad_accumulation, passes=passes,
     )
