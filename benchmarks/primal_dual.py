@@ -76,6 +76,32 @@ def constrained_step(kind: str, batch: int):
     return lambda: pd.step(closure)
 
 
+def minimal_step(kind: str, batch: int):
+    """The least a primal-dual step can do, written by hand: the multiplier's value, the primal and dual terms
+    in one backward pass, both optimizer steps; no checks, no report. The floor of the overhead."""
+    x, y, model, reference = _setup(batch)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
+    multiplier = _multiplier(kind, batch)
+    dual = _dual_optimizer(list(multiplier.parameters()))
+    indices = torch.arange(batch)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        dual.zero_grad(set_to_none=True)
+        out = model(x)
+        violation = sq_l2(out, reference) - 1.0
+        if kind == "scalar":
+            violation, lam = violation.mean().reshape(1), multiplier()
+        else:
+            lam = multiplier(indices if kind == "indexed" else x).reshape(-1)
+        scale = 1.0 if kind != "network" else 1.0 / batch
+        primal = F.cross_entropy(out, y) + (lam.detach() * violation).mean()
+        (primal + scale * (lam * violation.detach()).sum()).backward()
+        optimizer.step()
+        dual.step()
+    return step
+
+
 def cooper_step(kind: str, batch: int):
     """The same step written directly against cooper: a CMP and its SimultaneousOptimizer."""
     x, y, model, reference = _setup(batch)
@@ -124,6 +150,7 @@ def primal_dual_benchmarks(repeats: int, batch: int = 512, attempts: int = 3, st
     for kind in KINDS:
         tasks[f"primal_dual_{kind}"] = _burst(constrained_step(kind, batch), steps_per_sample)
         tasks[f"cooper_{kind}"] = _burst(cooper_step(kind, batch), steps_per_sample)
+        tasks[f"minimal_{kind}"] = _burst(minimal_step(kind, batch), steps_per_sample)
     attempt = 0
     while True:
         attempt += 1
@@ -136,6 +163,7 @@ def primal_dual_benchmarks(repeats: int, batch: int = 512, attempts: int = 3, st
         "seconds": seconds,
         "primal_dual_overhead": overhead,
         "primal_dual_over_cooper": {kind: seconds[f"primal_dual_{kind}"] / seconds[f"cooper_{kind}"] for kind in KINDS},
+        "minimal_over_plain": {kind: seconds[f"minimal_{kind}"] / seconds["plain_step"] for kind in KINDS},
         "primal_dual_measurement": {"batch": batch, "repeats": repeats, "steps_per_sample": steps_per_sample,
                                     "attempts": attempt,
                                     "valid": min(overhead.values()) >= 0.9},
