@@ -448,10 +448,6 @@ class PrimalDual:
         """The multiplier bound to constraint `name` (None under a fixed penalty)."""
         if name not in self._bindings:
             raise KeyError(f"no constraint named {name!r}; have {sorted(self._bindings)}")
-        return self._multiplier_kind(name)
-
-    def _multiplier_kind(self, name: str) -> Optional[MultiplierKind]:
-        """The multiplier bound to constraint `name`, seen through the protocol (checked when it was bound)."""
         return self._bindings[name].multiplier
 
     def state_dict(self) -> dict[str, Any]:

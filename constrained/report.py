@@ -43,11 +43,6 @@ class ConstraintReport:
         return torch.stack([violation.mean(), violation.max(), (violation <= 0).float().mean(), multiplier.mean(),
                             multiplier.max()])
 
-    @classmethod
-    def from_tensors(cls, violation: torch.Tensor, multiplier: torch.Tensor) -> "ConstraintReport":
-        """Builds a report from [B] violations and [B] (or [1]) multiplier values, with one sync."""
-        return cls(*ConstraintReport.statistics(violation, multiplier).tolist())
-
 
 @dataclass(frozen=True)
 class StepReport:

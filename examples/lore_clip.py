@@ -54,7 +54,7 @@ import sys
 from pathlib import Path
 
 from lore.evaluation.config import split_list
-from lore.registry import METHOD_NAMES
+from lore.registry import DUAL_LINKS, DUAL_SIGNALS, METHOD_NAMES
 from lore.training.checkpoint import CheckpointError
 from lore_clip_support.compare import RunInterrupted
 from lore_clip_support.job import EMBEDDED, Job, settings_for
@@ -81,10 +81,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dual-lr", type=float, default=None,
                         help="Adam dual learning rate (default: 5e-4 real, the paper's; embedded 3e-2: its 90 dual steps "
                         "must let lambda(x) reach its regime, docs/lore.md)")
-    parser.add_argument("--dual-signal", default="rate", choices=("rate", "violation"),
+    parser.add_argument("--dual-signal", default="rate", choices=DUAL_SIGNALS,
                         help="LORE's dual step: rate (default: the share outside the margin above 5 %%) or violation "
                         "(the paper's; docs/lore.md)")
-    parser.add_argument("--dual-link", default="projected", choices=("projected", "softplus"),
+    parser.add_argument("--dual-link", default="projected", choices=DUAL_LINKS,
                         help="lambda(x) from the dual network's output: projected (default: relu with projected-ascent "
                         "gradients) or softplus (the paper's; its gradient vanishes after a slack phase, docs/lore.md)")
     parser.add_argument("--dual-beta1", type=float, default=0.0,

@@ -68,9 +68,8 @@ def dual_optimizer_factory(kind: str, lr: float, beta1: float = 0.9):
     betas (beta1, 0.999)), maximising."""
     if kind not in DUAL_OPTIMIZER_CLASSES:
         raise ValueError(f"dual_optimizer must be one of {sorted(DUAL_OPTIMIZER_CLASSES)}, got {kind!r}")
-    if kind == "adam":
-        return lambda params: torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), maximize=True)
-    return lambda params: DUAL_OPTIMIZER_CLASSES[kind](params, lr=lr, maximize=True)
+    options = {"betas": (beta1, 0.999)} if kind == "adam" else {}
+    return lambda params: DUAL_OPTIMIZER_CLASSES[kind](params, lr=lr, maximize=True, **options)
 
 
 def cosine_with_warmup(total: int, warmup: int):

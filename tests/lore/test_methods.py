@@ -228,3 +228,11 @@ def test_a_standardizing_multiplier_is_fitted_on_the_first_batch_once_unless_fit
     fitted = fresh.multiplier.feature_mean.clone()
     fresh(images)  # explicitly fitted statistics are kept
     assert torch.equal(fresh.multiplier.feature_mean, fitted)
+
+
+def test_the_registry_lists_the_library_links():
+    """lore.registry stays torch-free, so it spells the links out; they must be the library's."""
+    from constrained.multipliers import LINKS
+    from lore.registry import DUAL_LINKS
+
+    assert DUAL_LINKS == LINKS

@@ -83,3 +83,17 @@ def test_config_options_reach_the_method_and_the_dual_optimizer():
         TrainConfig(dual_optimizer="rmsprop")
     with pytest.raises(ValueError, match="penalty must be finite and >= 0"):
         TrainConfig(penalty=-1.0)
+
+
+def test_dual_beta1_reaches_adam_and_bad_values_are_refused():
+    """--dual-beta1 is Adam's first beta for the dual (0: no momentum); outside [0, 1) it is refused by name."""
+    from lore.training.engine import dual_optimizer_factory
+
+    param = torch.nn.Parameter(torch.zeros(3))
+    adam = dual_optimizer_factory("adam", 1e-2, 0.0)([param])
+    assert adam.param_groups[0]["betas"] == (0.0, 0.999) and adam.param_groups[0]["maximize"]
+    sgd = dual_optimizer_factory("sgd", 1e-2, 0.0)([param])
+    assert "betas" not in sgd.param_groups[0]
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="dual_beta1"):
+            TrainConfig(dual_beta1=bad)
