@@ -79,8 +79,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rho", type=float, default=None, help="LORE margin (default: 0.1)")
     parser.add_argument("--naive-weight", type=float, default=1.0, help="lambda of naive regularization")
     parser.add_argument("--dual-lr", type=float, default=None,
-                        help="Adam dual learning rate (default: 5e-4 real, the paper's; embedded 3e-2: its 90 dual steps "
-                        "must let lambda(x) reach its regime, docs/lore.md)")
+                        help="Adam dual learning rate (default: 5e-4 real, the paper's; embedded 1.5e-2: its 90 dual steps "
+                        "must let lambda(x) reach its regime without a spike, docs/lore.md)")
+    parser.add_argument("--dual-hidden", type=int, default=None,
+                        help="hidden width of the dual network (default: 512 real, the paper's; 32 embedded: under Adam "
+                        "the common part of lambda moves in proportion to it, docs/lore.md)")
     parser.add_argument("--dual-signal", default="rate", choices=DUAL_SIGNALS,
                         help="LORE's dual step: rate (default: the share outside the margin above 5 %%) or violation "
                         "(the paper's; docs/lore.md)")
@@ -91,6 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="momentum (Adam beta1) of the dual steps (default 0: lambda stops rising once violations "
                         "stop; 0.9 is torch's Adam default, docs/lore.md)")
     parser.add_argument("--steps", type=int, default=None, help="training batches per model (default: 90 embedded, 16 quick)")
+    parser.add_argument("--warmup-steps", type=int, default=None,
+                        help="linear lr warm-up batches before the cosine decay (default: 0)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs with real data (when --steps is not given)")
     parser.add_argument("--batch-size", type=int, default=None, help="per process (default: 64 embedded, 448 real)")
     parser.add_argument("--lr", type=float, default=None, help="AdamW lr (default: 1e-3 embedded, 1e-5 real)")

@@ -24,7 +24,7 @@ DUAL_SIGNALS: tuple[str, ...] = ("rate", "violation")
 DUAL_LINKS: tuple[str, ...] = ("softplus", "projected")
 """How a dual network or linear multiplier maps its output to lambda >= 0 (`constrained.multipliers.LINKS`)."""
 
-_DUAL = {"dual": "dual", "hidden": "dual_hidden", "features": "dual_features", "link": "dual_link"}
+_DUAL = {"dual": "dual", "hidden": "dual_hidden", "init": "dual_init", "features": "dual_features", "link": "dual_link"}
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,9 @@ def settings_for(args) -> dict:
         "steps": args.steps or ((16 if args.quick else 90) if embedded else None),
         "batch_size": args.batch_size or (64 if embedded else 448),
         "lr": args.lr or (1e-3 if embedded else 1e-5),
-        "dual_lr": args.dual_lr or (3e-2 if embedded else 5e-4),
+        "warmup_steps": getattr(args, "warmup_steps", None) or 0,
+        "dual_lr": args.dual_lr or (1.5e-2 if embedded else 5e-4),
+        "dual_hidden": getattr(args, "dual_hidden", None) or (32 if embedded else 512),
         "dual_signal": getattr(args, "dual_signal", "rate"),
         "dual_link": getattr(args, "dual_link", "projected"),
         "dual_beta1": getattr(args, "dual_beta1", 0.0),
@@ -68,11 +70,12 @@ def train_config(args, s, method: str, folder: Path, *, eps: float, seed: int, *
         model=args.model, pretrained=args.pretrained, data=s["train_data"],
         probe_data=None if s["train_data"] == "digits" else s["eval_data"], method=method, eps=eps,
         rho=s["rho"], naive_weight=args.naive_weight, primal_steps=5, dual_lr=s["dual_lr"], lr=s["lr"],
+        warmup_steps=s["warmup_steps"],
         dual_signal=s["dual_signal"], dual_link=s["dual_link"], dual_beta1=s["dual_beta1"],
         batch_size=s["batch_size"], epochs=args.epochs, max_steps=s["steps"], seed=seed, split_seed=args.split_seed,
         output=str(folder), checkpoint_every=max(10, (s["steps"] or 1000) // 4),
         probe_every=max(1, -(-(s["steps"] or 1000) // 4)), probe_size=s["probe_size"], cache_dir=args.cache_dir, device=args.device,
-        dual_hidden=128 if args.model == EMBEDDED else 512,
+        dual_hidden=s["dual_hidden"],
     )
     values.update(overrides)
     return TrainConfig(**values)

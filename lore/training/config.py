@@ -58,6 +58,7 @@ class TrainConfig:
     dual: str = _help(f"dual parameterisation: {', '.join(DUAL_KINDS)}", default="network")
     dual_hidden: int = _help("hidden width of the dual network", default=512)
     dual_lr: float = _help("dual learning rate", default=5e-4)
+    dual_init: float = _help("initial lambda(x) of every sample (> 0 with --dual-link softplus)", default=1.0)
     penalty: float = _help("LORE: c > 0 adds (c/2) relu(violation)^2 per sample (augmented Lagrangian); 0: the "
                            "paper's Lagrangian", default=0.0)
     dual_signal: str = _help(f"LORE: what the dual step ascends on: {', '.join(DUAL_SIGNALS)}. rate: 1[outside the "
@@ -144,7 +145,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        for name in ("rho", "dual_lr", "lr", "weight_decay", "naive_weight", "penalty"):
+        for name in ("rho", "dual_lr", "dual_init", "lr", "weight_decay", "naive_weight", "penalty"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")

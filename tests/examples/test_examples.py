@@ -51,6 +51,11 @@ def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
     provenance = payload["provenance"]
     assert len(provenance["weights_sha256"]) == 64 and provenance["code"]["package"]  # phi_0's weights, the code
     assert provenance["data"]["eval_images"] == payload["setting"]["eval_samples"]
+    # the dual settings results.json states are the ones each LORE run was trained with
+    for config_file in (out / "runs").glob("lore-*/config.json"):
+        config = json.loads(config_file.read_text())
+        for key in ("dual_hidden", "dual_lr", "dual_link", "dual_signal", "dual_beta1", "warmup_steps"):
+            assert config[key] == payload["setting"][key], (config_file, key)
     runs = payload["runs"]
     assert len({r["weights_sha256"] for r in runs}) == len(runs)  # every trained model is told apart
     for method in ("fare", "lore"):
@@ -86,6 +91,9 @@ def test_lore_clip_real_weights_path_on_a_tiny_open_clip_model(tmp_path, lore_ca
     check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"1/255", "2/255", "4/255", "8/255"})
     setting = json.loads((out / "results.json").read_text())["setting"]
     assert setting["train_eps"] == "4/255" and setting["rho"] == 0.1  # the paper's defaults with real weights
+    assert (setting["dual_hidden"], setting["dual_lr"]) == (512, 5e-4)  # the paper's dual network (App. C)
+    lore_config = json.loads(next((out / "runs").glob("lore-*/config.json")).read_text())
+    assert (lore_config["dual_hidden"], lore_config["dual_lr"], lore_config["warmup_steps"]) == (512, 5e-4, 0)
 
 
 @pytest.mark.slow

@@ -97,3 +97,19 @@ def test_dual_beta1_reaches_adam_and_bad_values_are_refused():
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match="dual_beta1"):
             TrainConfig(dual_beta1=bad)
+
+
+@pytest.mark.parametrize("init", [0.5, 4.0])
+def test_dual_init_is_every_samples_first_lambda(init):
+    """--dual-init sets lambda(x) of every sample before the first dual step (any features); a softplus
+    network cannot start at 0 and says so, negative values are refused by name."""
+    from lore.training.engine import make_method
+
+    multiplier = make_method(TrainConfig(dual_init=init, dual_features="raw")).multiplier(16)
+    values = multiplier(torch.randn(32, 16))
+    torch.testing.assert_close(values, torch.full((32,), init), rtol=1e-6, atol=1e-6)
+    assert make_method(TrainConfig(dual_init=0.0, dual_features="raw")).multiplier(16)(torch.randn(4, 16)).eq(0).all()
+    with pytest.raises(ValueError, match="init must be > 0 for a softplus"):
+        make_method(TrainConfig(dual_init=0.0, dual_link="softplus")).multiplier(16)
+    with pytest.raises(ValueError, match="dual_init must be finite and >= 0"):
+        TrainConfig(dual_init=-1.0)
