@@ -172,8 +172,9 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
                 f"{type(self).__name__} expects features of shape [B, {self.in_features}], "
                 f"got {tuple(features.shape)}"
             )
-        weight = next(self.head.parameters())
-        features = features.detach().to(weight.dtype)
+        dtype = next(self.head.parameters()).dtype
+        features = features.detach() if features.requires_grad else features
+        features = features if features.dtype == dtype else features.to(dtype)
         if self.standardize:
             if not bool(self.standardization_fitted):
                 raise RuntimeError(f"{type(self).__name__}(standardize=True) has no feature statistics yet: call "

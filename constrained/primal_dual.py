@@ -370,7 +370,8 @@ class PrimalDual:
             binding = self._bindings[name]
             term = self.formulation.primal_term(None if binding.multiplier is None else values[name],
                                                 entry.violation, binding.equality)
-            lagrangian = lagrangian + term * self._scale(binding, entry.violation.shape[0], "primal")
+            scale = self._scale(binding, entry.violation.shape[0], "primal")
+            lagrangian = torch.add(lagrangian, term, alpha=scale) if scale != 1.0 else lagrangian + term  # one op
         return lagrangian
 
     def _dual_lagrangian_of(self, priced: dict[str, _Priced], values: dict[str, torch.Tensor], weight: float
@@ -384,9 +385,13 @@ class PrimalDual:
             term = self.formulation.dual_term(values[name], entry.dual_violation)
             if term is None:
                 continue
-            term = term * self._scale(binding, entry.violation.shape[0], "dual")
-            term = term if binding.per_index else weight * term  # an index's entry owns its sample's violation
-            total = term if total is None else total + term
+            scale = self._scale(binding, entry.violation.shape[0], "dual")
+            if not binding.per_index:  # an index's entry owns its sample's violation: no micro-batch weight
+                scale *= weight
+            if total is None:
+                total = term * scale if scale != 1.0 else term
+            else:
+                total = torch.add(total, term, alpha=scale)
         return total
 
     def _summary(self, seen: Sequence[tuple[dict[str, Observation], dict[str, torch.Tensor]]],
@@ -397,11 +402,14 @@ class PrimalDual:
         constraint adds each multiplier's mean violation (NaN where its group was absent)."""
         names = list(seen[0][0])
         violations = {name: _joined([_reported_violation(o[name]) for o, _ in seen]) for name in names}
-        parts = [_joined(losses).mean().reshape(1), _joined(lagrangians).mean().reshape(1)]
+        if len(losses) == 1:  # one micro-batch: the scalars themselves (each op here costs microseconds per step)
+            parts = [torch.stack([losses[0], lagrangians[0]])]
+        else:
+            parts = [torch.stack([_joined(losses).mean(), _joined(lagrangians).mean()])]
         parts += [ConstraintReport.statistics(violations[name], _joined([values[name] for _, values in seen]))
                   for name in names]
         device = parts[0].device
-        numbers = torch.cat([part.float().to(device) for part in parts]).tolist()
+        numbers = torch.cat([_as_float32_on(part, device) for part in parts]).tolist()
         reports = {}
         for i, name in enumerate(names):
             report = ConstraintReport(*numbers[2 + 5 * i: 7 + 5 * i])
@@ -510,10 +518,19 @@ def _reported_violation(observation: Observation) -> torch.Tensor:
 
 
 def _joined(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The micro-batches' tensors as one detached flat tensor (no copy for a single one)."""
+    """The micro-batches' tensors as one detached flat tensor (no copy, and no op, for a single flat one)."""
     if len(tensors) == 1:
-        return tensors[0].detach().reshape(-1)
+        only = tensors[0]
+        only = only.detach() if only.requires_grad else only
+        return only if only.dim() == 1 else only.reshape(-1)
     return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+
+def _as_float32_on(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` as float32 on `device`, without a dispatched op when it already is."""
+    if tensor.dtype != torch.float32 or tensor.device != device:
+        return tensor.to(device=device, dtype=torch.float32)
+    return tensor
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,10 +36,13 @@ class ConstraintReport:
             violation: [B] violations (detached inside).
             multiplier: [B] or [1] multiplier values.
         """
-        violation = violation.detach().float()
+        violation = violation.detach() if violation.requires_grad else violation
+        violation = violation if violation.dtype == torch.float32 else violation.float()
         if violation.numel() == 0:  # a group constraint with no group present in the batch: nothing was measured
             return torch.full((5,), float("nan"), device=violation.device)
-        multiplier = multiplier.detach().float().to(violation.device)
+        multiplier = multiplier.detach() if multiplier.requires_grad else multiplier
+        if multiplier.dtype != torch.float32 or multiplier.device != violation.device:
+            multiplier = multiplier.to(device=violation.device, dtype=torch.float32)
         return torch.stack([violation.mean(), violation.max(), (violation <= 0).float().mean(), multiplier.mean(),
                             multiplier.max()])
 
