@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._tensors import converted, detached
 from ._validation import check_nonnegative_finite, check_positive_int
 from .constraint import Observation
 
@@ -172,9 +173,7 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
                 f"{type(self).__name__} expects features of shape [B, {self.in_features}], "
                 f"got {tuple(features.shape)}"
             )
-        dtype = next(self.head.parameters()).dtype
-        features = features.detach() if features.requires_grad else features
-        features = features if features.dtype == dtype else features.to(dtype)
+        features = converted(detached(features), next(self.head.parameters()).dtype)
         if self.standardize:
             if not bool(self.standardization_fitted):
                 raise RuntimeError(f"{type(self).__name__}(standardize=True) has no feature statistics yet: call "

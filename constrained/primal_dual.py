@@ -36,6 +36,7 @@ import cooper
 import torch
 from torch import nn
 
+from ._tensors import converted, detached
 from ._validation import check_nonnegative_finite, check_positive_int
 from .constraint import Observation, check_kind
 from .formulations import FixedPenalty, Formulation, Lagrangian
@@ -409,7 +410,7 @@ class PrimalDual:
         parts += [ConstraintReport.statistics(violations[name], _joined([values[name] for _, values in seen]))
                   for name in names]
         device = parts[0].device
-        numbers = torch.cat([_as_float32_on(part, device) for part in parts]).tolist()
+        numbers = torch.cat([converted(part, torch.float32, device) for part in parts]).tolist()
         reports = {}
         for i, name in enumerate(names):
             report = ConstraintReport(*numbers[2 + 5 * i: 7 + 5 * i])
@@ -520,17 +521,9 @@ def _reported_violation(observation: Observation) -> torch.Tensor:
 def _joined(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """The micro-batches' tensors as one detached flat tensor (no copy, and no op, for a single flat one)."""
     if len(tensors) == 1:
-        only = tensors[0]
-        only = only.detach() if only.requires_grad else only
+        only = detached(tensors[0])
         return only if only.dim() == 1 else only.reshape(-1)
     return torch.cat([t.detach().reshape(-1) for t in tensors])
-
-
-def _as_float32_on(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """`tensor` as float32 on `device`, without a dispatched op when it already is."""
-    if tensor.dtype != torch.float32 or tensor.device != device:
-        return tensor.to(device=device, dtype=torch.float32)
-    return tensor
 
 
 @dataclasses.dataclass(frozen=True)

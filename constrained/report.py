@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ._tensors import converted, detached
+
 
 @dataclass(frozen=True)
 class ConstraintReport:
@@ -36,13 +38,10 @@ class ConstraintReport:
             violation: [B] violations (detached inside).
             multiplier: [B] or [1] multiplier values.
         """
-        violation = violation.detach() if violation.requires_grad else violation
-        violation = violation if violation.dtype == torch.float32 else violation.float()
+        violation = converted(detached(violation), torch.float32)
         if violation.numel() == 0:  # a group constraint with no group present in the batch: nothing was measured
             return torch.full((5,), float("nan"), device=violation.device)
-        multiplier = multiplier.detach() if multiplier.requires_grad else multiplier
-        if multiplier.dtype != torch.float32 or multiplier.device != violation.device:
-            multiplier = multiplier.to(device=violation.device, dtype=torch.float32)
+        multiplier = converted(detached(multiplier), torch.float32, violation.device)
         return torch.stack([violation.mean(), violation.max(), (violation <= 0).float().mean(), multiplier.mean(),
                             multiplier.max()])
 

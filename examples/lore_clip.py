@@ -127,6 +127,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.apgd_targets is not None and args.apgd_targets < 1:
         parser.error(f"--apgd-targets must be >= 1, got {args.apgd_targets}")
+    if args.dual_hidden is not None and args.dual_hidden < 1:
+        parser.error(f"--dual-hidden must be >= 1, got {args.dual_hidden}")
+    if args.warmup_steps is not None and args.warmup_steps < 0:
+        parser.error(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
+    if args.dual_lr is not None and not args.dual_lr >= 0:
+        parser.error(f"--dual-lr must be >= 0, got {args.dual_lr}")
     if args.retrain_reference:
         if args.model != EMBEDDED:
             parser.error("--retrain-reference applies to the embedded model (digits-clip) only")

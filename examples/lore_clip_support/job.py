@@ -33,6 +33,12 @@ SECONDS_PER_RUN = 2.5  # fixed cost of one training run: building, checkpoints, 
 PROBE_SECONDS = 0.26  # `speed_probe` on the reference machine (median, quiet)
 
 
+def _given(args, name: str, default):
+    """args.<name> when the user gave it (0 included), else `default`."""
+    value = getattr(args, name, None)
+    return default if value is None else value
+
+
 def settings_for(args) -> dict:
     embedded = args.model == EMBEDDED
     train_eps = args.train_eps or ("16/255,32/255,48/255" if embedded else "1/255,2/255,4/255")
@@ -46,9 +52,9 @@ def settings_for(args) -> dict:
         "steps": args.steps or ((16 if args.quick else 90) if embedded else None),
         "batch_size": args.batch_size or (64 if embedded else 448),
         "lr": args.lr or (1e-3 if embedded else 1e-5),
-        "warmup_steps": getattr(args, "warmup_steps", None) or 0,
-        "dual_lr": args.dual_lr or (1.5e-2 if embedded else 5e-4),
-        "dual_hidden": getattr(args, "dual_hidden", None) or (32 if embedded else 512),
+        "warmup_steps": _given(args, "warmup_steps", 0),
+        "dual_lr": _given(args, "dual_lr", 1.5e-2 if embedded else 5e-4),
+        "dual_hidden": _given(args, "dual_hidden", 32 if embedded else 512),
         "dual_signal": getattr(args, "dual_signal", "rate"),
         "dual_link": getattr(args, "dual_link", "projected"),
         "dual_beta1": getattr(args, "dual_beta1", 0.0),

@@ -21,3 +21,19 @@ def test_the_speed_probe_times_real_passes():
     small = speed_probe(encoder, torch.rand(64, 3, 16, 16), repeats=3)
     wide = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 4096), torch.nn.Linear(4096, 32))
     assert 0 < small < speed_probe(wide, torch.rand(64, 3, 16, 16), repeats=3)  # more work takes longer
+
+
+def test_main_job_keeps_explicit_dual_settings_and_refuses_bad_ones(capsys):
+    """An explicit 0 (a frozen dual, no warm-up) is applied, not replaced by the default; out-of-range values are
+    refused at parse time, naming the flag."""
+    from lore_clip import parse_args
+    from lore_clip_support.job import settings_for
+
+    s = settings_for(parse_args(["--dual-lr", "0", "--warmup-steps", "0", "--dual-hidden", "8"]))
+    assert (s["dual_lr"], s["warmup_steps"], s["dual_hidden"]) == (0.0, 0, 8)
+    default = settings_for(parse_args([]))
+    assert (default["dual_lr"], default["warmup_steps"], default["dual_hidden"]) == (1.5e-2, 0, 32)
+    for flag, bad in (("--dual-hidden", "0"), ("--warmup-steps", "-1"), ("--dual-lr", "-1e-3")):
+        with pytest.raises(SystemExit):
+            parse_args([f"{flag}={bad}"])
+        assert f"{flag} must be" in capsys.readouterr().err
