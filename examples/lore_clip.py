@@ -93,6 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dual-beta1", type=float, default=0.0,
                         help="momentum (Adam beta1) of the dual steps (default 0: lambda stops rising once violations "
                         "stop; 0.9 is torch's Adam default, docs/lore.md)")
+    parser.add_argument("--dual-beta2", type=float, default=None,
+                        help="memory (Adam beta2) of the dual's squared gradients (default: 0.999, torch's; docs/lore.md)")
     parser.add_argument("--steps", type=int, default=None, help="training batches per model (default: 90 embedded, 16 quick)")
     parser.add_argument("--warmup-steps", type=int, default=None,
                         help="linear lr warm-up batches before the cosine decay (default: 0)")
@@ -131,6 +133,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--dual-hidden must be >= 1, got {args.dual_hidden}")
     if args.warmup_steps is not None and args.warmup_steps < 0:
         parser.error(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
+    if args.dual_beta2 is not None and not 0 <= args.dual_beta2 < 1:
+        parser.error(f"--dual-beta2 must be in [0, 1), got {args.dual_beta2}")
     if args.dual_lr is not None and not args.dual_lr >= 0:
         parser.error(f"--dual-lr must be >= 0, got {args.dual_lr}")
     if args.retrain_reference:

@@ -14,6 +14,7 @@ import torch
 
 from lore.data.images import build_dataset, dataset_classnames, probe_subset
 from lore.evaluation.config import split_list
+from lore.jsonio import dumps
 from lore.models.build import build_model, class_embeddings
 from lore.training.config import TrainConfig
 from lore.training.plots import read_metrics
@@ -58,6 +59,7 @@ def settings_for(args) -> dict:
         "dual_signal": getattr(args, "dual_signal", "rate"),
         "dual_link": getattr(args, "dual_link", "projected"),
         "dual_beta1": getattr(args, "dual_beta1", 0.0),
+        "dual_beta2": _given(args, "dual_beta2", 0.999),
         "eval_samples": args.eval_samples or (100 if args.quick else (100_000 if embedded else 1000)),
         "apgd_iter": args.apgd_iter or (10 if embedded else 100),
         # APGD-DLR-T target classes: AutoAttack's 9 with real weights; 3 on the embedded model (its 10 classes'
@@ -77,7 +79,7 @@ def train_config(args, s, method: str, folder: Path, *, eps: float, seed: int, *
         probe_data=None if s["train_data"] == "digits" else s["eval_data"], method=method, eps=eps,
         rho=s["rho"], naive_weight=args.naive_weight, primal_steps=5, dual_lr=s["dual_lr"], lr=s["lr"],
         warmup_steps=s["warmup_steps"],
-        dual_signal=s["dual_signal"], dual_link=s["dual_link"], dual_beta1=s["dual_beta1"],
+        dual_signal=s["dual_signal"], dual_link=s["dual_link"], dual_beta1=s["dual_beta1"], dual_beta2=s["dual_beta2"],
         batch_size=s["batch_size"], epochs=args.epochs, max_steps=s["steps"], seed=seed, split_seed=args.split_seed,
         output=str(folder), checkpoint_every=max(10, (s["steps"] or 1000) // 4),
         probe_every=max(1, -(-(s["steps"] or 1000) // 4)), probe_size=s["probe_size"], cache_dir=args.cache_dir, device=args.device,
@@ -153,7 +155,7 @@ class Job:
                                    rho=rho, seed=seed)
         result["weights_sha256"] = weights_sha256(encoder)
         folder.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(entries + [{"setting": setting, "result": result}], indent=2))
+        cache.write_text(dumps(entries + [{"setting": setting, "result": result}], indent=2))
         return result
 
     def train_and_measure(self, name: str, config: TrainConfig, *, resume: bool) -> dict:

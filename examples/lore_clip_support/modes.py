@@ -3,11 +3,11 @@ and the LORE ablation (App. G, Table 13, K); the rho/lambda sweeps are in `sweep
 
 from __future__ import annotations
 
-import json
 
 import torch
 
 from lore.data.images import build_dataset, probe_subset
+from lore.jsonio import dumps
 from lore.units import format_eps
 
 from lore.training.plots import read_metrics
@@ -61,13 +61,14 @@ def run_series(job: Job) -> int:
                     "steps": s["steps"], "batch_size": s["batch_size"], "eval_samples": len(job.labels),
                     "apgd_iter": s["apgd_iter"], "apgd_targets": s["apgd_targets"], "quick": args.quick, "seed": args.seed, "seeds": seeds,
                     "dual_lr": s["dual_lr"], "dual_hidden": s["dual_hidden"], "dual_signal": s["dual_signal"],
-                    "dual_link": s["dual_link"], "dual_beta1": s["dual_beta1"], "lr": s["lr"],
+                    "dual_link": s["dual_link"], "dual_beta1": s["dual_beta1"], "dual_beta2": s["dual_beta2"],
+                    "lr": s["lr"],
                     "warmup_steps": s["warmup_steps"]},
         "methods": headline,
         "runs": runs,
         "series": rows,
     }
-    (args.out / "results.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+    (args.out / "results.json").write_text(dumps(payload, indent=2, ensure_ascii=False))
     (args.out / "series.md").write_text(series_table(rows, reference, markdown=True) + "\n")
     plot_series(rows, reference, args.out / "series.png")
     at_largest = {m: folders[(m, largest, seeds[0])] for m in s["methods"]}
@@ -125,7 +126,7 @@ def run_ablation(job: Job) -> int:
     print(f"\nablation at training eps {format_eps(eps)} ({len(seeds)} seed(s); fixed margin = {tolerance:.3f}, "
           f"i.e. rho x mean ||phi_0||^2 over training images); (↑/↓ x) = difference to FARE in points")
     print(series_table(rows, None))
-    (args.out / "ablation.json").write_text(json.dumps({"status": "finished", "provenance": job.provenance(),
+    (args.out / "ablation.json").write_text(dumps({"status": "finished", "provenance": job.provenance(),
                                                         "train_eps": format_eps(eps), "seeds": seeds,
                                                         "fixed_margin": tolerance, "runs": runs, "rows": rows},
                                                        indent=2, ensure_ascii=False))

@@ -7,7 +7,6 @@ it covers, and the table says "k of 13" when some are missing.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -15,6 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..data.zero_shot import DISPLAY_NAMES, ZERO_SHOT_DATASETS
+from ..jsonio import dumps
 from ..plotting import legend, new_figure, save_figure
 
 
@@ -157,7 +157,7 @@ def write_benchmark_report(results: dict[str, dict[str, dict]], datasets: Sequen
     table = markdown_table(summaries, datasets, baseline, settings)
     if status != "complete":
         table = f"**Incomplete** ({status}): the benchmark has not finished.\n\n" + table
-    write_text_atomic(output / "report.json", json.dumps(report, indent=2))
+    write_text_atomic(output / "report.json", dumps(report, indent=2))
     write_text_atomic(output / "report.md", table)
     plot_benchmark(summaries, datasets, settings, output / "benchmark.png")
     return report

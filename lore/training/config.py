@@ -79,6 +79,9 @@ class TrainConfig:
     dual_beta1: float = _help("adam dual: beta1, the momentum of lambda's updates (0: none, lambda stops rising as "
                               "soon as the violations stop; torch's 0.9 keeps it rising for several more steps, "
                               "docs/lore.md)", default=0.0)
+    dual_beta2: float = _help("adam dual: beta2, the memory of the squared dual gradients (torch's 0.999 remembers "
+                              "the large early violations for hundreds of steps, so lambda then falls slowly on "
+                              "slack samples; docs/lore.md)", default=0.999)
     naive_weight: float = _help("fixed lambda of naive regularization", default=1.0)
     # optimisation
     lr: float = _help("AdamW learning rate", default=1e-5)
@@ -132,6 +135,8 @@ class TrainConfig:
             raise ValueError(f"dual_link must be one of {DUAL_LINKS}, got {self.dual_link!r}")
         if not (isinstance(self.dual_beta1, (int, float)) and 0 <= self.dual_beta1 < 1):
             raise ValueError(f"dual_beta1 must be in [0, 1), got {self.dual_beta1!r}")
+        if not (isinstance(self.dual_beta2, (int, float)) and 0 <= self.dual_beta2 < 1):
+            raise ValueError(f"dual_beta2 must be in [0, 1), got {self.dual_beta2!r}")
         if self.dual_optimizer not in DUAL_OPTIMIZERS:
             raise ValueError(f"dual_optimizer must be one of {DUAL_OPTIMIZERS}, got {self.dual_optimizer!r}")
         if self.precision not in PRECISIONS:

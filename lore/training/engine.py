@@ -27,6 +27,7 @@ from constrained import NormMargin
 
 from ..data.images import TensorImages, batches_per_epoch, build_dataset, dataset_classnames, probe_subset, read_class_list
 from ..devices import bf16_warning, resolve_device
+from ..jsonio import dumps
 from ..models.build import build_head, build_model
 from ..models.export import export_encoder
 from ..progress import progress
@@ -63,12 +64,12 @@ def make_method(config: TrainConfig):
 DUAL_OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}  # keys: config.DUAL_OPTIMIZERS
 
 
-def dual_optimizer_factory(kind: str, lr: float, beta1: float = 0.9):
+def dual_optimizer_factory(kind: str, lr: float, beta1: float = 0.9, beta2: float = 0.999):
     """params -> the dual ascent optimizer a config names ("sgd": Algorithm 1's plain ascent; "adam" with
-    betas (beta1, 0.999)), maximising."""
+    betas (beta1, beta2)), maximising."""
     if kind not in DUAL_OPTIMIZER_CLASSES:
         raise ValueError(f"dual_optimizer must be one of {sorted(DUAL_OPTIMIZER_CLASSES)}, got {kind!r}")
-    options = {"betas": (beta1, 0.999)} if kind == "adam" else {}
+    options = {"betas": (beta1, beta2)} if kind == "adam" else {}
     return lambda params: DUAL_OPTIMIZER_CLASSES[kind](params, lr=lr, maximize=True, **options)
 
 
@@ -229,7 +230,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     step_fn = RobustStep(
         model, method, optimizer, eps=config.eps, reference=reference, head=head, pgd_steps=config.pgd_steps,
         primal_steps=config.primal_steps, dual_lr=config.dual_lr, embed_dim=encoder.embed_dim,
-        dual_optimizer=dual_optimizer_factory(config.dual_optimizer, config.dual_lr, config.dual_beta1)
+        dual_optimizer=dual_optimizer_factory(config.dual_optimizer, config.dual_lr, config.dual_beta1,
+                                              config.dual_beta2)
         if method.multiplier else None,
         autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
         accumulation_steps=config.grad_accumulation, passes=passes,
@@ -357,7 +359,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
             from .plots import plot_run
 
             summary["plots"] = [str(p) for p in plot_run(output, rho=config.rho)]
-        (output / "summary.json").write_text(json.dumps(summary, indent=2))
+        (output / "summary.json").write_text(dumps(summary, indent=2))
     return RunResult(status, step, total, output, agree, start, unreadable.count if unreadable else 0)
 
 
@@ -412,7 +414,7 @@ def _drop_metrics_after(path: Path, step: int) -> None:
 
 def _log(handle, writer, step: int, record: dict) -> None:
     record = {"step": step, **record}
-    handle.write(json.dumps(record) + "\n")
+    handle.write(dumps(record) + "\n")
     handle.flush()
     if writer is not None:
         for key, value in record.items():

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Optional, Union
 
+from ..jsonio import nulls_as_nan
 from ..plotting import legend, mark_empty, new_figure, save_figure
 
 
@@ -17,7 +18,7 @@ def read_metrics(run_dir: Union[str, Path]) -> list[dict]:
     records = []
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            records.append(nulls_as_nan(json.loads(line)))
         except json.JSONDecodeError:
             continue
     return records

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import torch
 from lore.training.checkpoint import load_checkpoint
 from lore.training.config import TrainConfig
 from lore.models.export import load_exported
+from lore.training.plots import read_metrics
 
 FAST = ["--batch-size", "16", "--eps", "32/255", "--pgd-steps", "3", "--primal-steps", "2", "--lr", "1e-3",
         "--dual-lr", "1e-3", "--dual-hidden", "32", "--probe-size", "64", "--probe-every", "2"]
@@ -41,6 +43,10 @@ def encoder_state(run: Path) -> dict:
 pytestmark = pytest.mark.slow
 
 
+def _not_json(constant):
+    raise AssertionError(f"{constant} is not JSON: a non-finite number must be written as null")
+
+
 def test_cpu_run_writes_checkpoint_metrics_plots_and_export(tmp_path, cache_dir):
     run = tmp_path / "run"
     config = tmp_path / "config.json"
@@ -56,8 +62,13 @@ def test_cpu_run_writes_checkpoint_metrics_plots_and_export(tmp_path, cache_dir)
     assert summary["longest_checkpoint_seconds"] > 0
     assert summary["stop_needs_seconds"] == pytest.approx(
         summary["longest_batch_seconds"] + summary["longest_checkpoint_seconds"], abs=2e-3)
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line, parse_constant=_not_json) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
+    # before training every digit sits at phi_0, none near its margin: that group's mean is null (strict JSON),
+    # and reads back as NaN
+    assert records[0]["probe/lambda_near_mean"] is None and records[0]["probe/lambda_inside_mean"] == 1.0
+    assert math.isnan(read_metrics(run)[0]["probe/lambda_near_mean"])
+    json.loads((run / "summary.json").read_text(), parse_constant=_not_json)
     for key in ("robust_loss", "clean_distance", "clean/satisfied_fraction", "clean/multiplier_mean", "lr", "images_per_second"):
         assert key in records[-1]
     last = records[-1]  # where a step's time went: the phases add up to no more than the step

@@ -85,18 +85,21 @@ def test_config_options_reach_the_method_and_the_dual_optimizer():
         TrainConfig(penalty=-1.0)
 
 
-def test_dual_beta1_reaches_adam_and_bad_values_are_refused():
-    """--dual-beta1 is Adam's first beta for the dual (0: no momentum); outside [0, 1) it is refused by name."""
+def test_dual_betas_reach_adam_and_bad_values_are_refused():
+    """--dual-beta1/--dual-beta2 are Adam's betas for the dual (beta1 0: no momentum); outside [0, 1) they are
+    refused by name."""
     from lore.training.engine import dual_optimizer_factory
 
     param = torch.nn.Parameter(torch.zeros(3))
     adam = dual_optimizer_factory("adam", 1e-2, 0.0)([param])
     assert adam.param_groups[0]["betas"] == (0.0, 0.999) and adam.param_groups[0]["maximize"]
+    assert dual_optimizer_factory("adam", 1e-2, 0.0, 0.5)([param]).param_groups[0]["betas"] == (0.0, 0.5)
     sgd = dual_optimizer_factory("sgd", 1e-2, 0.0)([param])
     assert "betas" not in sgd.param_groups[0]
     for bad in (1.0, -0.1):
-        with pytest.raises(ValueError, match="dual_beta1"):
-            TrainConfig(dual_beta1=bad)
+        for name in ("dual_beta1", "dual_beta2"):
+            with pytest.raises(ValueError, match=name):
+                TrainConfig(**{name: bad})
 
 
 @pytest.mark.parametrize("init", [0.5, 4.0])

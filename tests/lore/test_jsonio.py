@@ -1,0 +1,45 @@
+"""Files lore writes are strict JSON: non-finite numbers become null and read back as NaN."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lore.jsonio import dumps, finite_or_null, nulls_as_nan
+
+numbers = st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.none() | st.text(max_size=3)
+values = st.recursive(numbers, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                                             max_size=3), max_leaves=12)
+
+
+def _refuse(constant):
+    raise AssertionError(f"{constant} written")
+
+
+def _same(original, read):
+    """`read` is `original` with non-finite floats as None (tuples as lists)."""
+    if isinstance(original, float) and not math.isfinite(original):
+        return read is None
+    if isinstance(original, dict):
+        return set(original) == set(read) and all(_same(original[k], read[k]) for k in original)
+    if isinstance(original, (list, tuple)):
+        return len(original) == len(read) and all(_same(a, b) for a, b in zip(original, read))
+    return original == read
+
+
+@given(values)
+def test_dumps_is_strict_json_with_nulls_where_numbers_were_not_finite(value):
+    read = json.loads(dumps(value), parse_constant=_refuse)
+    assert _same(value, read)
+
+
+def test_a_metrics_record_round_trips_its_nan():
+    record = {"step": 3, "probe/lambda_near_mean": math.nan, "probe/lambda_inside_mean": 0.5, "loss": math.inf}
+    line = dumps(record)
+    assert "NaN" not in line and "Infinity" not in line
+    back = nulls_as_nan(json.loads(line))
+    assert math.isnan(back["probe/lambda_near_mean"]) and back["probe/lambda_inside_mean"] == 0.5
+    assert back["step"] == 3 and finite_or_null((1.0, math.nan)) == [1.0, None]
