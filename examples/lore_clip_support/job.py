@@ -202,7 +202,8 @@ def expected_minutes(s: dict, trainings: list[str], evaluations: int, samples: i
 
 def run_entry(method: str, train_eps: float, seed: int, result: dict, folder: Optional[Path] = None) -> dict:
     """One element of results.json's "runs"; with the run's folder, also its last held-out probe of training
-    (within_margin, relative distances, and for LORE lambda: mean, quantiles, near/inside the margin)."""
+    (within_margin, relative distances, and for LORE lambda: mean, quantiles, near/inside the margin, rank correlation
+    with each digit's use of its margin)."""
     entry = {"method": method, "train_eps": format_eps(train_eps), "seed": seed,
              "clean_accuracy": result["clean_accuracy"], "robust_accuracy": result["robust_accuracy"],
              "within_margin": result["within_margin"], "relative_deviation": result.get("relative_deviation"),

@@ -15,6 +15,21 @@ QUANTILES = (0.1, 0.5, 0.9)
 NEAR_MARGIN = 0.9  # an image with ||phi - phi_0||^2 > 0.9 m(x) is outside or within 10 % of its margin
 
 
+def average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Ranks 0..N-1 of a [N] tensor, tied values sharing the mean of their ranks (float64)."""
+    _, inverse, counts = torch.unique(values, return_inverse=True, return_counts=True)  # unique values sorted
+    ends = counts.cumsum(0).double()
+    return ((ends - counts + ends - 1) / 2)[inverse]
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rank correlation of two [N] tensors (ties: average ranks); NaN when either is constant."""
+    ra, rb = average_ranks(a.flatten()), average_ranks(b.flatten())
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    norm = float(ra.norm() * rb.norm())
+    return float((ra * rb).sum()) / norm if norm > 0 else float("nan")
+
+
 @torch.no_grad()
 def _embed(encoder, images, batch_size):
     return torch.cat([encoder(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
@@ -58,7 +73,9 @@ def probe(
         probe/lambda_q10/q50/q90 when a multiplier is given (a scalar multiplier has no spread), with
         probe/lambda_near_mean (mean lambda over images outside or within 10 % of their margin,
         ||phi - phi_0||^2 > 0.9 m) and probe/lambda_inside_mean (over the others, comfortably inside);
-        NaN when no image is in that group.
+        NaN when no image is in that group; and probe/lambda_deviation_rank_correlation, Spearman's
+        correlation over images of lambda(x) with ||phi - phi_0||^2 / m(x) (how far each image has used its
+        margin; defined even when no image is near it, NaN when lambda or the deviations are constant).
     """
     was_training = encoder.training
     encoder.eval()
@@ -109,4 +126,6 @@ def _probe(encoder, reference, head, images, labels, *, eps, margin, pgd_steps, 
             near = (distance > NEAR_MARGIN * tolerance).cpu()
             out["probe/lambda_near_mean"] = lam[near].mean().item() if bool(near.any()) else float("nan")
             out["probe/lambda_inside_mean"] = lam[~near].mean().item() if bool((~near).any()) else float("nan")
+            used = (distance / tolerance.clamp_min(1e-12)).float().cpu()
+            out["probe/lambda_deviation_rank_correlation"] = rank_correlation(lam, used)
     return out

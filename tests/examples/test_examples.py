@@ -78,6 +78,8 @@ def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
         if entry["method"] == "lore":  # a group without digits has no mean: null, never NaN
             means = [entry["final_probe"][f"lambda_{group}_mean"] for group in ("near", "inside")]
             assert any(m is not None for m in means) and all(m is None or m >= 0 for m in means), means
+            correlation = entry["final_probe"]["lambda_deviation_rank_correlation"]
+            assert correlation is None or -1 <= correlation <= 1
         assert set(entry["robust_accuracy"]) == {"8/255", "16/255", "32/255"}
         assert 0 <= min(entry["robust_accuracy"].values()) <= entry["clean_accuracy"] <= 1
     # the headline comparison is the largest training radius, and its numbers are those of that run

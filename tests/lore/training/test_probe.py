@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from constrained import NormMargin
 from lore.heads import ZeroShotHead
-from lore.training.probe import probe
+from lore.training.probe import probe, rank_correlation
 
 
 def setting():
@@ -45,3 +49,42 @@ def test_the_probe_runs_under_the_training_precision_and_reports_fp32_statistics
     assert bf16.keys() == full.keys()
     assert bf16["probe/clean_accuracy"] == pytest.approx(full["probe/clean_accuracy"], abs=0.1)  # 2 of 20 may flip
     assert all(isinstance(v, float) for v in bf16.values())
+
+
+@pytest.mark.filterwarnings("ignore:An input array is constant")
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=3, max_size=40), st.integers(0, 2**31 - 1))
+def test_rank_correlation_equals_scipys_spearman_with_ties(values, seed):
+    """Against an independent reference: scipy.stats.spearmanr, many ties (lambda = 0 on slack digits)."""
+    from scipy.stats import spearmanr
+
+    a = torch.tensor(values, dtype=torch.float32)
+    b = torch.randn(len(values), generator=torch.Generator().manual_seed(seed)).round()
+    expected = spearmanr(a.numpy(), b.numpy()).statistic
+    got = rank_correlation(a, b)
+    if math.isnan(expected):
+        assert math.isnan(got)
+    else:
+        assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_probe_reports_how_lambda_follows_each_images_use_of_its_margin():
+    """A multiplier that grows with ||phi_0(x)|| and a margin scaled the same way: the rank correlation is
+    that of lambda with the relative deviation, computed independently here."""
+    encoder, reference, head, images, labels = setting()
+
+    class Growing(torch.nn.Module):
+        expects_constraint_features = True
+
+        def forward(self, features):
+            return features.pow(2).sum(1)
+
+    out = probe(encoder, reference, head, images, labels, eps=4 / 255, margin=NormMargin(0.1), pgd_steps=1,
+                multiplier=Growing())
+    with torch.no_grad():
+        ref, emb = reference(images), encoder(images)
+    used = (emb - ref).pow(2).sum(1) / (0.1 * ref.pow(2).sum(1))
+    from scipy.stats import spearmanr
+
+    expected = spearmanr(ref.pow(2).sum(1).numpy(), used.numpy()).statistic
+    assert out["probe/lambda_deviation_rank_correlation"] == pytest.approx(expected, abs=1e-6)
