@@ -29,11 +29,13 @@ def test_main_job_keeps_explicit_dual_settings_and_refuses_bad_ones(capsys):
     from lore_clip import parse_args
     from lore_clip_support.job import settings_for
 
-    s = settings_for(parse_args(["--dual-lr", "0", "--warmup-steps", "0", "--dual-hidden", "8"]))
-    assert (s["dual_lr"], s["warmup_steps"], s["dual_hidden"]) == (0.0, 0, 8)
+    s = settings_for(parse_args(["--dual-lr", "0", "--warmup-steps", "0", "--dual-hidden", "8", "--dual-beta2", "0"]))
+    assert (s["dual_lr"], s["warmup_steps"], s["dual_hidden"], s["dual_beta2"]) == (0.0, 0, 8, 0.0)
     default = settings_for(parse_args([]))
-    assert (default["dual_lr"], default["warmup_steps"], default["dual_hidden"]) == (1.5e-2, 0, 32)
-    for flag, bad in (("--dual-hidden", "0"), ("--warmup-steps", "-1"), ("--dual-lr", "-1e-3")):
+    assert (default["dual_lr"], default["warmup_steps"], default["dual_hidden"], default["dual_beta2"]) == (
+        1.5e-2, 0, 32, 0.999)
+    for flag, bad in (("--dual-hidden", "0"), ("--warmup-steps", "-1"), ("--dual-lr", "-1e-3"), ("--dual-beta2", "1"),
+                      ("--dual-beta2", "-0.5")):
         with pytest.raises(SystemExit):
             parse_args([f"{flag}={bad}"])
         assert f"{flag} must be" in capsys.readouterr().err
