@@ -11,13 +11,15 @@ multiplier, formulation and optimizers.
 
 from __future__ import annotations
 
+import statistics
+
 import cooper
 import torch
 import torch.nn.functional as F
 
 from constrained import (Constraint, FixedMargin, IndexedMultiplier, MultiplierNetwork, PrimalDual, ScalarMultiplier,
                          sq_l2)
-from timing import interleaved_medians
+from timing import interleaved_samples, relative_spread
 
 KINDS = ("scalar", "indexed", "network")
 
@@ -137,10 +139,12 @@ def _burst(step, steps: int):
 
 
 def primal_dual_benchmarks(repeats: int, batch: int = 512, attempts: int = 3, steps_per_sample: int = 5) -> dict:
-    """Medians of every step kind, measured interleaved; ratios to the plain step and to raw cooper.
+    """Per-step medians of every step kind, measured interleaved; ratios to the plain step and to raw cooper.
 
-    Each sample times `steps_per_sample` consecutive steps of one candidate; medians are divided by it, so
-    `seconds` are per step.
+    Each sample times `steps_per_sample` consecutive steps of one candidate; `seconds` are per step. A ratio
+    is the median over rounds of the ratio *within* each round (the two candidates timed next to each other,
+    so a slow phase of the machine hits both), and `primal_dual_spread` gives each ratio's +- (half the
+    interquartile range of the per-round ratios over their median).
 
     A PrimalDual step does strictly more work than the plain step, so a ratio below 0.9 can only be noise (a
     loaded machine): the measurement is then repeated, up to `attempts` times, and if it persists the result
@@ -154,18 +158,31 @@ def primal_dual_benchmarks(repeats: int, batch: int = 512, attempts: int = 3, st
     attempt = 0
     while True:
         attempt += 1
-        seconds = {name: value / steps_per_sample
-                   for name, value in interleaved_medians(tasks, repeats, torch.device("cpu")).items()}
-        overhead = {kind: seconds[f"primal_dual_{kind}"] / seconds["plain_step"] for kind in KINDS}
+        samples = interleaved_samples(tasks, repeats, torch.device("cpu"))
+
+        def paired(top: str, bottom: str) -> list[float]:
+            return [a / b for a, b in zip(samples[top], samples[bottom])]
+
+        ratios = {f"{family}/{kind}": paired(f"{top}_{kind}", bottom)
+                  for kind in KINDS
+                  for family, top, bottom in (("primal_dual_overhead", "primal_dual", "plain_step"),
+                                              ("primal_dual_over_cooper", "primal_dual", f"cooper_{kind}"),
+                                              ("minimal_over_plain", "minimal", "plain_step"))}
+        overhead = {kind: statistics.median(ratios[f"primal_dual_overhead/{kind}"]) for kind in KINDS}
         if min(overhead.values()) >= 0.9 or attempt == attempts:
             break
+
+    def family(name: str) -> dict[str, float]:
+        return {kind: statistics.median(ratios[f"{name}/{kind}"]) for kind in KINDS}
+
     return {
-        "seconds": seconds,
+        "seconds": {name: statistics.median(values) / steps_per_sample for name, values in samples.items()},
         "primal_dual_overhead": overhead,
-        "primal_dual_over_cooper": {kind: seconds[f"primal_dual_{kind}"] / seconds[f"cooper_{kind}"] for kind in KINDS},
-        "minimal_over_plain": {kind: seconds[f"minimal_{kind}"] / seconds["plain_step"] for kind in KINDS},
+        "primal_dual_over_cooper": family("primal_dual_over_cooper"),
+        "minimal_over_plain": family("minimal_over_plain"),
+        "primal_dual_spread": {key: relative_spread(values) for key, values in ratios.items()},
         "primal_dual_measurement": {"batch": batch, "repeats": repeats, "steps_per_sample": steps_per_sample,
-                                    "attempts": attempt,
+                                    "attempts": attempt, "ratio": "median of per-round paired ratios",
                                     "valid": min(overhead.values()) >= 0.9},
     }
 

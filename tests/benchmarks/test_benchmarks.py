@@ -24,6 +24,11 @@ def test_benchmark_quick_writes_every_key(tmp_path):
     values = {key: lookup(result, key) for key in KEYS}  # every RATIOS key is in the JSON
     assert all(isinstance(v, float) and v == v for v in values.values())  # numbers, not NaN (a difference may be < 0)
     assert set(result["primal_dual_overhead"]) == {"scalar", "indexed", "network"}
+    spread = result["primal_dual_spread"]  # every ratio carries its +-
+    assert set(spread) == {f"{family}/{kind}" for family in ("primal_dual_overhead", "primal_dual_over_cooper",
+                                                              "minimal_over_plain")
+                           for kind in ("scalar", "indexed", "network")}
+    assert all(0 <= v < 1 for v in spread.values())
     assert 0 <= result["eval_model_robust_accuracy"] <= result["eval_model_clean_accuracy"] <= 1
     assert 0 <= result["data_wait_fraction"] <= 1 and result["data_pipeline"]["workers"] >= 1
     measurement = result["step_measurement"]
