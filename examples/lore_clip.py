@@ -48,12 +48,12 @@ K = 5, AdamW lr 1e-5, batch 448, 5 epochs; evaluation at 1, 2, 4, 8 /255 with
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from pathlib import Path
 
 from lore.evaluation.config import split_list
+from lore.jsonio import write_json
 from lore.registry import DUAL_LINKS, DUAL_SIGNALS, METHOD_NAMES
 from lore.training.checkpoint import CheckpointError
 from lore_clip_support.compare import RunInterrupted
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         return run(args)
     except (RunInterrupted, KeyboardInterrupt) as stop:
         where = str(stop) if isinstance(stop, RunInterrupted) else "interrupted outside training (nothing was lost)"
-        (args.out / "results.json").write_text(json.dumps({"status": "interrupted", "reason": where}, indent=2))
+        write_json(args.out / "results.json", {"status": "interrupted", "reason": where})
         print(f"\n{where}\nno results were written; continue with the same command and --resume", file=sys.stderr)
         return 130
     except (CheckpointError, ValueError, FileNotFoundError) as error:

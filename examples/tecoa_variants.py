@@ -20,7 +20,7 @@ import torch
 
 from lore.data.digits import DIGIT_NAMES
 from lore.data.images import build_dataset, probe_subset
-from lore.jsonio import dumps
+from lore.jsonio import write_json
 from lore.models.build import build_model, class_embeddings
 from lore.training.config import TrainConfig
 from lore.units import format_eps
@@ -57,7 +57,7 @@ def main() -> None:
         runs[method] = train_fresh(config)
         results[method] = measure(load_trained(reference, runs[method]))
     print(results_table(results))
-    (args.out / "results.json").write_text(dumps({"methods": results}, indent=2))
+    write_json(args.out / "results.json", {"methods": results})
     plot_training_comparison(runs, args.rho, args.out / "training_curves.png", train_eps=format_eps(TRAIN_EPS))
     plot_accuracy(results, args.out / "accuracy.png", train_eps=format_eps(TRAIN_EPS))
     print(f"wrote {args.out / 'results.json'}, training_curves.png, accuracy.png")

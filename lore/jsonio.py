@@ -1,4 +1,5 @@
-"""Strict JSON for the files lore writes: a value that is not a number is written as null.
+"""The JSON files lore writes: strict JSON (a value that is not a number is written as null), written
+atomically.
 
 Python's `json.dumps` writes float NaN and infinities as the bare words NaN and Infinity, which
 are not JSON (RFC 8259): jq, JavaScript's JSON.parse and most other readers refuse the whole
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 
@@ -34,3 +37,18 @@ def dumps(value: Any, **kwargs: Any) -> str:
 def nulls_as_nan(record: dict) -> dict:
     """A flat record read back from a metrics line with its nulls as float NaN (what was measured)."""
     return {key: math.nan if item is None else item for key, item in record.items()}
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes `text` to a temporary file beside `path`, then renames it: a reader (or a job killed mid-write)
+    never sees half a file."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def write_json(path: Path, value: Any, **kwargs: Any) -> None:
+    """`value` as strict JSON (`dumps`, indent 2 unless given) into `path`, atomically."""
+    kwargs.setdefault("indent", 2)
+    write_text_atomic(path, dumps(value, **kwargs))

@@ -14,7 +14,7 @@ import torch
 
 from lore.data.images import build_dataset, dataset_classnames, probe_subset
 from lore.evaluation.config import split_list
-from lore.jsonio import dumps
+from lore.jsonio import write_json
 from lore.models.build import build_model, class_embeddings
 from lore.training.config import TrainConfig
 from lore.training.plots import read_metrics
@@ -155,7 +155,7 @@ class Job:
                                    rho=rho, seed=seed)
         result["weights_sha256"] = weights_sha256(encoder)
         folder.mkdir(parents=True, exist_ok=True)
-        cache.write_text(dumps(entries + [{"setting": setting, "result": result}], indent=2))
+        write_json(cache, entries + [{"setting": setting, "result": result}])
         return result
 
     def train_and_measure(self, name: str, config: TrainConfig, *, resume: bool) -> dict:

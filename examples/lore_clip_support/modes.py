@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from lore.data.images import build_dataset, probe_subset
-from lore.jsonio import dumps
+from lore.jsonio import write_json
 from lore.units import format_eps
 
 from lore.training.plots import read_metrics
@@ -68,7 +68,7 @@ def run_series(job: Job) -> int:
         "runs": runs,
         "series": rows,
     }
-    (args.out / "results.json").write_text(dumps(payload, indent=2, ensure_ascii=False))
+    write_json(args.out / "results.json", payload, ensure_ascii=False)
     (args.out / "series.md").write_text(series_table(rows, reference, markdown=True) + "\n")
     plot_series(rows, reference, args.out / "series.png")
     at_largest = {m: folders[(m, largest, seeds[0])] for m in s["methods"]}
@@ -126,10 +126,9 @@ def run_ablation(job: Job) -> int:
     print(f"\nablation at training eps {format_eps(eps)} ({len(seeds)} seed(s); fixed margin = {tolerance:.3f}, "
           f"i.e. rho x mean ||phi_0||^2 over training images); (↑/↓ x) = difference to FARE in points")
     print(series_table(rows, None))
-    (args.out / "ablation.json").write_text(dumps({"status": "finished", "provenance": job.provenance(),
-                                                        "train_eps": format_eps(eps), "seeds": seeds,
-                                                        "fixed_margin": tolerance, "runs": runs, "rows": rows},
-                                                       indent=2, ensure_ascii=False))
+    write_json(args.out / "ablation.json", {"status": "finished", "provenance": job.provenance(),
+                                            "train_eps": format_eps(eps), "seeds": seeds, "fixed_margin": tolerance,
+                                            "runs": runs, "rows": rows}, ensure_ascii=False)
     (args.out / "ablation.md").write_text(series_table(rows, None, markdown=True) + "\n")
     print(f"\nwrote {args.out / 'ablation.json'} and ablation.md")
     return 0

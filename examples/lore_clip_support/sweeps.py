@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Optional
 
 from lore.evaluation.config import split_list
-from lore.jsonio import dumps
+from lore.jsonio import write_json
 from lore.plotting import finish_axes, method_color, new_figure, save_figure
 from lore.units import format_eps
 
@@ -112,7 +112,7 @@ def run_sweeps(job: Job) -> int:
     payload = {"status": "finished", "provenance": job.provenance(), "train_eps": format_eps(eps), "seeds": seeds,
                "eval_images": len(job.labels), "rows": rows, "reference": reference,
                "runs": [{"family": k, "value": v, **m} for (k, v), members in results.items() for m in members]}
-    (args.out / "sweeps.json").write_text(dumps(payload, indent=2))
+    write_json(args.out / "sweeps.json", payload)
     families = {FAMILY_LABELS[k]: [(r["value"], r["clean_accuracy"][0], r["robust_accuracy"][eps_label][0])
                                    for r in rows if r["family"] == k] for k in kinds}
     single = {"FARE": (fare["clean_accuracy"][0], fare["robust_accuracy"][eps_label][0]),

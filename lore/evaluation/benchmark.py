@@ -29,12 +29,12 @@ from ..data.images import load_batch, probe_subset
 from ..data.zero_shot import PAPER_DATASETS
 from ..devices import resolve_device
 from ..heads import ZeroShotHead, class_text_embeddings
-from ..jsonio import dumps
+from ..jsonio import dumps, write_text_atomic
 from ..models.build import BuiltModel
 from ..models.encoders import load_state_file, save_state_file
 from ..provenance import dataset_fingerprint, provenance, weights_sha256
 from ..units import format_eps
-from .benchmark_report import write_benchmark_report, write_text_atomic
+from .benchmark_report import write_benchmark_report
 from .linear_head import fit_linear_head
 from .run import load_model
 from .suite import EvalSettings, evaluate

@@ -7,14 +7,13 @@ it covers, and the table says "k of 13" when some are missing.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from ..data.zero_shot import DISPLAY_NAMES, ZERO_SHOT_DATASETS
-from ..jsonio import dumps
+from ..jsonio import dumps, write_text_atomic
 from ..plotting import legend, new_figure, save_figure
 
 
@@ -161,10 +160,3 @@ def write_benchmark_report(results: dict[str, dict[str, dict]], datasets: Sequen
     write_text_atomic(output / "report.md", table)
     plot_benchmark(summaries, datasets, settings, output / "benchmark.png")
     return report
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Writes `text` to a temporary file beside `path`, then renames it: a reader never sees half a file."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(text)
-    os.replace(partial, path)

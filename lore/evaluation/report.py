@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Union
 
-from ..jsonio import dumps
+from ..jsonio import write_json
 from ..plotting import finish_axes, method_color, new_figure, save_figure
 from ..units import parse_eps
 
@@ -61,6 +61,6 @@ def write_report(report: dict, folder: Union[str, Path], name: str = "model") ->
     """Writes report.json, report.md and robust_accuracy.png into `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.json").write_text(dumps(report, indent=2))
+    write_json(folder / "report.json", report)
     (folder / "report.md").write_text(markdown_table(report))
     return [folder / "report.json", folder / "report.md", plot_robustness({name: report}, folder / "robust_accuracy.png")]

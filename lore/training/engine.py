@@ -27,7 +27,7 @@ from constrained import NormMargin
 
 from ..data.images import TensorImages, batches_per_epoch, build_dataset, dataset_classnames, probe_subset, read_class_list
 from ..devices import bf16_warning, resolve_device
-from ..jsonio import dumps
+from ..jsonio import dumps, write_json
 from ..models.build import build_head, build_model
 from ..models.export import export_encoder
 from ..progress import progress
@@ -191,7 +191,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     if info.is_main:
         output.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(checkpoint_path)
-        (output / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        write_json(output / "config.json", config.to_dict())
     unreadable = (_UnreadableLog(output / "unreadable_images.txt" if info.is_main else None, resume=resume)
                   if config.skip_unreadable else None)
 
@@ -359,7 +359,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
             from .plots import plot_run
 
             summary["plots"] = [str(p) for p in plot_run(output, rho=config.rho)]
-        (output / "summary.json").write_text(dumps(summary, indent=2))
+        write_json(output / "summary.json", summary)
     return RunResult(status, step, total, output, agree, start, unreadable.count if unreadable else 0)
 
 

@@ -43,3 +43,22 @@ def test_a_metrics_record_round_trips_its_nan():
     back = nulls_as_nan(json.loads(line))
     assert math.isnan(back["probe/lambda_near_mean"]) and back["probe/lambda_inside_mean"] == 0.5
     assert back["step"] == 3 and finite_or_null((1.0, math.nan)) == [1.0, None]
+
+
+def test_write_json_replaces_the_file_whole_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    from lore import jsonio
+
+    path = tmp_path / "results.json"
+    jsonio.write_json(path, {"status": "finished", "ratio": math.nan})
+    assert json.loads(path.read_text(), parse_constant=_refuse) == {"status": "finished", "ratio": None}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+    def interrupted(source, target):  # killed between writing and renaming: the old file is untouched
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jsonio.os, "replace", interrupted)
+    try:
+        jsonio.write_json(path, {"status": "interrupted"})
+    except KeyboardInterrupt:
+        pass
+    assert json.loads(path.read_text())["status"] == "finished"
