@@ -29,8 +29,7 @@ def finite_or_null(value: Any) -> Any:
 
 
 def dumps(value: Any, **kwargs: Any) -> str:
-    """`json.dumps(value, **kwargs)` with NaN and infinities written as null; raises ValueError if
-    anything non-finite would still reach the output (it cannot: `allow_nan=False` guards it)."""
+    """`json.dumps(value, **kwargs)` with NaN and infinities written as null (`allow_nan=False` guards it)."""
     return json.dumps(finite_or_null(value), allow_nan=False, **kwargs)
 
 

@@ -3,7 +3,6 @@ and the LORE ablation (App. G, Table 13, K); the rho/lambda sweeps are in `sweep
 
 from __future__ import annotations
 
-
 import torch
 
 from lore.data.images import build_dataset, probe_subset

@@ -29,7 +29,7 @@ from ..data.images import load_batch, probe_subset
 from ..data.zero_shot import PAPER_DATASETS
 from ..devices import resolve_device
 from ..heads import ZeroShotHead, class_text_embeddings
-from ..jsonio import dumps, write_text_atomic
+from ..jsonio import write_json
 from ..models.build import BuiltModel
 from ..models.encoders import load_state_file, save_state_file
 from ..provenance import dataset_fingerprint, provenance, weights_sha256
@@ -328,4 +328,4 @@ def _reuse(path: Path, model: str, record: dict, fingerprint: Optional[dict] = N
 
 def _write_json(path: Path, value: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, dumps(value, indent=2))
+    write_json(path, value)

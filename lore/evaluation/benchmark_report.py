@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..data.zero_shot import DISPLAY_NAMES, ZERO_SHOT_DATASETS
-from ..jsonio import dumps, write_text_atomic
+from ..jsonio import write_json, write_text_atomic
 from ..plotting import legend, new_figure, save_figure
 
 
@@ -156,7 +156,7 @@ def write_benchmark_report(results: dict[str, dict[str, dict]], datasets: Sequen
     table = markdown_table(summaries, datasets, baseline, settings)
     if status != "complete":
         table = f"**Incomplete** ({status}): the benchmark has not finished.\n\n" + table
-    write_text_atomic(output / "report.json", dumps(report, indent=2))
+    write_json(output / "report.json", report)
     write_text_atomic(output / "report.md", table)
     plot_benchmark(summaries, datasets, settings, output / "benchmark.png")
     return report
