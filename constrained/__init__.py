@@ -22,7 +22,7 @@ from .margins import EntropyMargin, FixedMargin, Margin, NormMargin
 from .multipliers import IndexedMultiplier, LinearMultiplier, Multiplier, MultiplierNetwork, ScalarMultiplier
 from .primal_dual import PrimalDual
 from .protocols import ConstraintKind, MultiplierKind
-from .report import ConstraintReport, StepReport
+from .report import ConstraintReport, DeferredReports, StepReport
 from .selection import BestIterate
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Constraint",
     "ConstraintKind",
     "ConstraintReport",
+    "DeferredReports",
     "Divergence",
     "EntropyMargin",
     "FixedMargin",

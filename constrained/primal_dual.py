@@ -41,7 +41,7 @@ from ._validation import check_nonnegative_finite, check_positive_int
 from .constraint import Observation, check_kind
 from .formulations import FixedPenalty, Formulation, Lagrangian
 from .protocols import ConstraintKind, MultiplierKind
-from .report import ConstraintReport, StepReport
+from .report import ConstraintReport, DeferredReports, StepReport
 
 Closure = Callable[[], tuple[torch.Tensor, Union[Observation, Sequence[Observation]]]]
 DualOptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
@@ -397,26 +397,35 @@ class PrimalDual:
 
     def _summary(self, seen: Sequence[tuple[dict[str, Observation], dict[str, torch.Tensor]]],
                  losses: Sequence[torch.Tensor], lagrangians: Sequence[torch.Tensor]
-                 ) -> tuple[float, float, dict[str, ConstraintReport]]:
-        """The mean loss, the mean Lagrangian and each constraint's report over the micro-batches, read from
-        the device in one transfer. Reports hold the true (strict) violations when a proxy was used; a group
-        constraint adds each multiplier's mean violation (NaN where its group was absent)."""
-        names = list(seen[0][0])
-        violations = {name: _joined([_reported_violation(o[name]) for o, _ in seen]) for name in names}
+                 ) -> tuple[float, float, DeferredReports]:
+        """The mean loss and the mean Lagrangian over the micro-batches (read from the device now: the finiteness
+        check needs them), and each constraint's report, computed when first read. Reports hold the true
+        (strict) violations when a proxy was used; a group constraint adds each multiplier's mean violation (NaN
+        where its group was absent)."""
         if len(losses) == 1:  # one micro-batch: the scalars themselves (each op here costs microseconds per step)
-            parts = [torch.stack([losses[0], lagrangians[0]])]
+            loss_value, lagrangian_value = torch.stack([losses[0], lagrangians[0]]).tolist()
         else:
-            parts = [torch.stack([_joined(losses).mean(), _joined(lagrangians).mean()])]
-        parts += [ConstraintReport.statistics(violations[name], _joined([values[name] for _, values in seen]))
-                  for name in names]
-        device = parts[0].device
-        numbers = torch.cat([converted(part, torch.float32, device) for part in parts]).tolist()
-        reports = {}
-        for i, name in enumerate(names):
-            report = ConstraintReport(*numbers[2 + 5 * i: 7 + 5 * i])
-            details = self._bindings[name].constraint.report_details([o[name] for o, _ in seen], violations[name])
-            reports[name] = dataclasses.replace(report, **details) if details else report
-        return numbers[0], numbers[1], reports
+            loss_value, lagrangian_value = torch.stack([_joined(losses).mean(), _joined(lagrangians).mean()]).tolist()
+        names = tuple(seen[0][0])
+        violations = {name: _joined([_reported_violation(o[name]) for o, _ in seen]) for name in names}
+        # a multiplier's value may share storage with its parameters (a scalar's lambda): keep the value this
+        # step used, not what the dual update writes there
+        values = {name: _joined([_owned(v[name]) for _, v in seen]) for name in names}
+        observations = {name: [o[name] for o, _ in seen] for name in names}
+        bindings = self._bindings
+
+        def compute() -> dict[str, ConstraintReport]:
+            parts = [ConstraintReport.statistics(violations[name], values[name]) for name in names]
+            device = parts[0].device
+            numbers = torch.cat([converted(part, torch.float32, device) for part in parts]).tolist()
+            reports = {}
+            for i, name in enumerate(names):
+                report = ConstraintReport(*numbers[5 * i: 5 * i + 5])
+                details = bindings[name].constraint.report_details(observations[name], violations[name])
+                reports[name] = dataclasses.replace(report, **details) if details else report
+            return reports
+
+        return loss_value, lagrangian_value, DeferredReports(names, compute)
 
     def _dual_backward(self, priced: dict[str, _Priced], weight: float = 1.0) -> dict[str, torch.Tensor]:
         """Accumulates weight x the dual Lagrangian's gradient; returns the multiplier values."""
@@ -516,6 +525,15 @@ class PrimalDual:
 def _reported_violation(observation: Observation) -> torch.Tensor:
     """The violation a report states: the true (strict) one when the dual step read a proxy."""
     return observation.violation if observation.strict_violation is None else observation.strict_violation
+
+
+def _owned(value: torch.Tensor) -> torch.Tensor:
+    """A multiplier's value detached from its parameters' storage: a copy when it is a leaf tensor (a parameter,
+    which an in-place dual update would change) or a view of one; the tensor itself when an op produced it."""
+    storage = value._base if value._is_view() and value._base is not None else value
+    if storage.grad_fn is None:
+        return value.detach().clone()
+    return value
 
 
 def _joined(tensors: Sequence[torch.Tensor]) -> torch.Tensor:

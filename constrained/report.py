@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 
 import torch
 
@@ -46,6 +48,43 @@ class ConstraintReport:
                             multiplier.max()])
 
 
+class DeferredReports(Mapping[str, ConstraintReport]):
+    """{constraint name: `ConstraintReport`}, computed when first read.
+
+    A step keeps its detached violations and multiplier values and turns them into numbers (one transfer from
+    the device) only if the report is read: a loop that logs every N steps does not pay for the other N - 1.
+    The numbers are those of the step's own tensors whenever they are read.
+
+    Args:
+        names: the constraint names, in report order.
+        compute: () -> {name: ConstraintReport} for exactly `names`; called at most once.
+    """
+
+    def __init__(self, names: tuple[str, ...], compute: Callable[[], dict[str, ConstraintReport]]) -> None:
+        self._names = names
+        self._compute: Optional[Callable[[], dict[str, ConstraintReport]]] = compute
+        self._reports: Optional[dict[str, ConstraintReport]] = None
+
+    def _computed(self) -> dict[str, ConstraintReport]:
+        if self._reports is None:
+            assert self._compute is not None
+            self._reports = self._compute()
+            self._compute = None  # drop the step's tensors
+        return self._reports
+
+    def __getitem__(self, name: str) -> ConstraintReport:
+        return self._computed()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return repr(self._computed())
+
+
 @dataclass(frozen=True)
 class StepReport:
     """What one `PrimalDual.step` did.
@@ -53,7 +92,8 @@ class StepReport:
     Attributes:
         loss: the objective f (without constraint terms).
         lagrangian: the primal Lagrangian that was back-propagated.
-        constraints: one `ConstraintReport` per constraint name.
+        constraints: one `ConstraintReport` per constraint name (a `DeferredReports` from `PrimalDual`: computed
+            on first read).
         dual_updated: whether this step ended with a dual update.
         primal_steps: primal updates taken so far (including this one).
         dual_steps: dual updates taken so far.
@@ -68,7 +108,7 @@ class StepReport:
 
     loss: float
     lagrangian: float
-    constraints: dict[str, ConstraintReport] = field(default_factory=dict)
+    constraints: Mapping[str, ConstraintReport] = field(default_factory=dict)
     dual_updated: bool = False
     primal_steps: int = 0
     dual_steps: int = 0

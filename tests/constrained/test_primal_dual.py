@@ -365,3 +365,86 @@ def test_multiplier_features_that_carry_gradient_do_not_leak_dual_gradients_into
         return model.weight.detach().clone()
 
     torch.testing.assert_close(one_step(detach=False), one_step(detach=True), rtol=0, atol=0)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 1000), kind=st.sampled_from(["scalar", "indexed", "linear", "network"]),
+       later_steps=st.integers(1, 3))
+def test_a_report_read_later_states_what_its_step_used(seed, kind, later_steps):
+    """Reports are computed when first read: one read after further primal and dual updates (which change a
+    scalar's lambda in place) must equal one read at once, and state the multiplier the step priced."""
+    runs = []
+    for read_at_once in (True, False):
+        torch.manual_seed(seed)
+        model, x, target = tiny_problem(seed)
+        multiplier = {
+            "scalar": lambda: ScalarMultiplier(0.5),
+            "indexed": lambda: IndexedMultiplier(8, init=0.5),
+            "linear": lambda: LinearMultiplier(4, init=0.5),
+            "network": lambda: MultiplierNetwork(4, hidden=16, init=0.5),
+        }[kind]()
+        pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=1e-2), {CLEAN: multiplier}, dual_lr=0.5)
+        closure = make_closure(model, x, target, features=x, indices=torch.arange(8))
+        with torch.no_grad():
+            priced = multiplier(x) if kind in ("linear", "network") else (
+                multiplier(torch.arange(8)) if kind == "indexed" else multiplier())
+        report = pd.step(closure)
+        first = report.as_dict() if read_at_once else None
+        for _ in range(later_steps):
+            pd.step(closure)
+        runs.append((first or report.as_dict(), priced.mean().item()))
+    (at_once, priced), (later, _) = runs
+    assert later == at_once
+    assert later["clean/multiplier_mean"] == pytest.approx(priced, rel=1e-6)
+    assert len(report.constraints) == 1 and list(report.constraints) == ["clean"]
+
+
+def test_deferred_reports_compute_once_and_only_when_read():
+    from constrained import ConstraintReport, DeferredReports
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"a": ConstraintReport(0.0, 0.0, 1.0, 0.0, 0.0)}
+
+    reports = DeferredReports(("a",), compute)
+    assert list(reports) == ["a"] and len(reports) == 1 and not calls
+    assert reports["a"].satisfied_fraction == 1.0 and dict(reports) == {"a": reports["a"]}
+    assert len(calls) == 1
+
+
+def test_a_report_read_later_keeps_a_multiplier_that_is_its_own_parameter():
+    """A user multiplier may return its parameter itself (no copy): a report read after the in-place dual update
+    must still state the lambda the step priced."""
+    import cooper
+
+    class RawScalar(cooper.multipliers.ExplicitMultiplier):
+        expects_constraint_features = False
+        averages_constraint = True
+        per_index = False
+        free_sign = False
+
+        def __init__(self):
+            super().__init__(num_constraints=1, init=torch.tensor([0.5]))
+
+        def forward(self):
+            return self.weight.view(1)  # a view of the parameter, no copy
+
+        def features_of(self, observation):
+            return None
+
+        def sanity_check(self):
+            pass
+
+        def post_step_(self):
+            with torch.no_grad():
+                self.weight.clamp_(min=0)
+
+    model, x, target = tiny_problem(0)
+    multiplier = RawScalar()
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=1e-2), {CLEAN: multiplier}, dual_lr=0.5)
+    closure = make_closure(model, x, target)
+    report = pd.step(closure)
+    assert multiplier.weight.item() != pytest.approx(0.5)  # the dual step moved lambda in place
+    assert report.constraints["clean"].multiplier_mean == pytest.approx(0.5)
