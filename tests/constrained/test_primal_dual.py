@@ -109,17 +109,22 @@ def test_alternating_uses_violations_after_the_primal_step():
     assert results["simultaneous"][1] != pytest.approx(results["alternating"][1])
 
 
-@settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 1000), dual_lr=st.floats(0.01, 5.0), kind=st.sampled_from(["scalar", "indexed", "linear", "network"]))
-def test_multipliers_stay_nonnegative(seed, dual_lr, kind):
-    torch.manual_seed(seed)
-    model, x, target = tiny_problem(seed)
-    multiplier = {
+def multiplier_of(kind: str):
+    """A multiplier of `kind` for `tiny_problem` (8 samples, 4 features), lambda 0.5 everywhere."""
+    return {
         "scalar": lambda: ScalarMultiplier(0.5),
         "indexed": lambda: IndexedMultiplier(8, init=0.5),
         "linear": lambda: LinearMultiplier(4, init=0.5),
         "network": lambda: MultiplierNetwork(4, hidden=16, init=0.5),
     }[kind]()
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 1000), dual_lr=st.floats(0.01, 5.0), kind=st.sampled_from(["scalar", "indexed", "linear", "network"]))
+def test_multipliers_stay_nonnegative(seed, dual_lr, kind):
+    torch.manual_seed(seed)
+    model, x, target = tiny_problem(seed)
+    multiplier = multiplier_of(kind)
     pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=1e-3), {CLEAN: multiplier}, dual_lr=dual_lr)
     closure = make_closure(model, x, target, features=x, indices=torch.arange(8))
     for _ in range(5):
@@ -377,12 +382,7 @@ def test_a_report_read_later_states_what_its_step_used(seed, kind, later_steps):
     for read_at_once in (True, False):
         torch.manual_seed(seed)
         model, x, target = tiny_problem(seed)
-        multiplier = {
-            "scalar": lambda: ScalarMultiplier(0.5),
-            "indexed": lambda: IndexedMultiplier(8, init=0.5),
-            "linear": lambda: LinearMultiplier(4, init=0.5),
-            "network": lambda: MultiplierNetwork(4, hidden=16, init=0.5),
-        }[kind]()
+        multiplier = multiplier_of(kind)
         pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=1e-2), {CLEAN: multiplier}, dual_lr=0.5)
         closure = make_closure(model, x, target, features=x, indices=torch.arange(8))
         with torch.no_grad():
