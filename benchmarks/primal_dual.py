@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from constrained import (Constraint, FixedMargin, IndexedMultiplier, MultiplierNetwork, PrimalDual, ScalarMultiplier,
                          sq_l2)
-from timing import interleaved_samples, relative_spread
+from timing import interleaved_samples, median_interval, relative_spread
 
 KINDS = ("scalar", "indexed", "network")
 
@@ -144,12 +144,15 @@ def primal_dual_benchmarks(repeats: int, batch: int = 512, attempts: int = 3, st
     Each sample times `steps_per_sample` consecutive steps of one candidate; `seconds` are per step. A ratio
     is the median over rounds of the ratio *within* each round (the two candidates timed next to each other,
     so a slow phase of the machine hits both), and `primal_dual_spread` gives each ratio's +- (half the
-    interquartile range of the per-round ratios over their median).
+    interquartile range of the per-round ratios over their median) and `primal_dual_interval` its 95 %
+    confidence interval (distribution-free, from the per-round ratios' order statistics; needs repeats >= 6).
 
     A PrimalDual step does strictly more work than the plain step, so a ratio below 0.9 can only be noise (a
     loaded machine): the measurement is then repeated, up to `attempts` times, and if it persists the result
     says `"valid": False` instead of presenting the impossible ratio as a finding.
     """
+    if repeats < 6:
+        raise ValueError(f"repeats must be >= 6 for a 95 % interval of each ratio's median, got {repeats}")
     tasks = {"plain_step": _burst(plain_step(batch), steps_per_sample)}
     for kind in KINDS:
         tasks[f"primal_dual_{kind}"] = _burst(constrained_step(kind, batch), steps_per_sample)
@@ -181,6 +184,7 @@ def primal_dual_benchmarks(repeats: int, batch: int = 512, attempts: int = 3, st
         "primal_dual_over_cooper": family("primal_dual_over_cooper"),
         "minimal_over_plain": family("minimal_over_plain"),
         "primal_dual_spread": {key: relative_spread(values) for key, values in ratios.items()},
+        "primal_dual_interval": {key: list(median_interval(values)) for key, values in ratios.items()},
         "primal_dual_measurement": {"batch": batch, "repeats": repeats, "steps_per_sample": steps_per_sample,
                                     "attempts": attempt, "ratio": "median of per-round paired ratios",
                                     "valid": min(overhead.values()) >= 0.9},

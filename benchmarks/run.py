@@ -14,12 +14,12 @@ also holds the underlying medians in seconds / bytes.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from pathlib import Path
 
 import torch
 
+from lore.jsonio import write_json
 from lore.provenance import provenance
 
 from attacks import attack_benchmarks
@@ -109,9 +109,13 @@ def main() -> None:
         value = lookup(result, key)
         invalid = ((key.startswith("primal_dual") and not result["primal_dual_measurement"]["valid"])
                    or (key in STEP_KEYS and not result["step_measurement"]["valid"]))
-        print(f"{label:<42}{value:>9.3f}  {target}" + ("  (invalid: below the physical floor, machine too noisy)" if invalid else ""))
+        interval = result.get("primal_dual_interval", {}).get(key)
+        shown = f"{label:<42}{value:>9.3f}  {target}"
+        if interval is not None:
+            shown += f"  (95 % interval of the median {interval[0]:.3f}-{interval[1]:.3f})"
+        print(shown + ("  (invalid: below the physical floor, machine too noisy)" if invalid else ""))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)  # strict JSON (a NaN becomes null), written atomically
         print(f"wrote {args.json}")
 
 

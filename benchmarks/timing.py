@@ -6,6 +6,7 @@ shared machine hits all alike, and reports medians; the ratios of those medians 
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from typing import Callable
@@ -52,6 +53,40 @@ def relative_spread(values: list[float]) -> float:
     else:
         half = (ordered[-1] - ordered[0]) / 2
     return half / median if median > 0 else float("nan")
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval of the median of the distribution `values` were drawn from.
+
+    The interval between the j-th smallest and the j-th largest sample covers the median with probability
+    1 - 2 P(Binomial(n, 1/2) < j), whatever the distribution (independent samples); j is the largest with
+    that coverage >= `confidence`.
+
+    Args:
+        values: n independent samples (e.g. per-round ratios), n >= 6 for 95 %.
+        confidence: the coverage asked for, in (0, 1).
+
+    Returns:
+        (low, high), two of the samples.
+
+    Raises:
+        ValueError: too few samples for any interval to reach `confidence`.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    n = len(values)
+    ordered = sorted(values)
+    below = 0.0  # P(Binomial(n, 1/2) < j)
+    best = 0
+    for j in range(1, n // 2 + 1):
+        below += math.comb(n, j - 1) / 2 ** n
+        if 1 - 2 * below < confidence:
+            break
+        best = j
+    if best == 0:
+        raise ValueError(f"{n} samples cannot give a {confidence:.0%} interval of the median "
+                         f"(the widest one, min to max, covers {1 - 2 / 2 ** n:.1%})")
+    return ordered[best - 1], ordered[n - best]
 
 
 class _Held:
