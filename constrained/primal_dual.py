@@ -28,6 +28,7 @@ import dataclasses
 import math
 import re
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Iterator, Literal, NamedTuple, Optional, Union, cast
@@ -111,6 +112,9 @@ class PrimalDual:
         self.primal_steps = 0
         self.dual_steps = 0
         self._dual_seconds = 0.0  # wall time of the dual work in the current step
+        # the last two steps' deferred reports; one still alive two steps later is computed then (its tensors
+        # released), so a loop that keeps every report holds numbers, not each step's tensors
+        self._recent_reports: list[weakref.ref[DeferredReports]] = []
         self._bindings: dict[str, _Binding] = {}
         for constraint, multiplier in constraints.items():
             self._bind(constraint, multiplier)
@@ -425,7 +429,13 @@ class PrimalDual:
                 reports[name] = dataclasses.replace(report, **details) if details else report
             return reports
 
-        return loss_value, lagrangian_value, DeferredReports(names, compute)
+        reports = DeferredReports(names, compute)
+        if len(self._recent_reports) == 2:
+            kept = self._recent_reports.pop(0)()
+            if kept is not None:
+                kept.materialize()
+        self._recent_reports.append(weakref.ref(reports))
+        return loss_value, lagrangian_value, reports
 
     def _dual_backward(self, priced: dict[str, _Priced], weight: float = 1.0) -> dict[str, torch.Tensor]:
         """Accumulates weight x the dual Lagrangian's gradient; returns the multiplier values."""

@@ -53,7 +53,8 @@ class DeferredReports(Mapping[str, ConstraintReport]):
 
     A step keeps its detached violations and multiplier values and turns them into numbers (one transfer from
     the device) only if the report is read: a loop that logs every N steps does not pay for the other N - 1.
-    The numbers are those of the step's own tensors whenever they are read.
+    The numbers are those of the step's own tensors whenever they are read. A report still held two steps
+    later is computed then by `PrimalDual`, so keeping every step's report holds numbers, not tensors.
 
     Args:
         names: the constraint names, in report order.
@@ -71,6 +72,16 @@ class DeferredReports(Mapping[str, ConstraintReport]):
             self._reports = self._compute()
             self._compute = None  # drop the step's tensors
         return self._reports
+
+    def materialize(self) -> None:
+        """Computes the reports now and releases the step's tensors (`PrimalDual` does this for a report still
+        held two steps later)."""
+        self._computed()
+
+    @property
+    def pending(self) -> bool:
+        """True while the reports are not computed yet (the step's tensors are held)."""
+        return self._reports is None
 
     def __getitem__(self, name: str) -> ConstraintReport:
         return self._computed()[name]
