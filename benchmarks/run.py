@@ -109,7 +109,7 @@ def main() -> None:
         value = lookup(result, key)
         invalid = ((key.startswith("primal_dual") and not result["primal_dual_measurement"]["valid"])
                    or (key in STEP_KEYS and not result["step_measurement"]["valid"]))
-        interval = result.get("primal_dual_interval", {}).get(key)
+        interval = result["primal_dual_interval"].get(key)
         shown = f"{label:<42}{value:>9.3f}  {target}"
         if interval is not None:
             shown += f"  (95 % interval of the median {interval[0]:.3f}-{interval[1]:.3f})"

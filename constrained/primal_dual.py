@@ -112,7 +112,7 @@ class PrimalDual:
         self.primal_steps = 0
         self.dual_steps = 0
         self._dual_seconds = 0.0  # wall time of the dual work in the current step
-        # the last two steps' deferred reports; one still alive two steps later is computed then (its tensors
+        # the reports the last two steps returned; one still alive two steps later is computed then (its tensors
         # released), so a loop that keeps every report holds numbers, not each step's tensors
         self._recent_reports: list[weakref.ref[DeferredReports]] = []
         self._bindings: dict[str, _Binding] = {}
@@ -260,6 +260,7 @@ class PrimalDual:
             self._dual_step()
         elif dual_now and self.dual_optimizer is not None:
             self.dual_optimizer.zero_grad(set_to_none=True)  # overflowed: this step's dual gradients are dropped too
+        self._track(reports)
         return StepReport(
             loss=loss_value,
             lagrangian=lagrangian_value,
@@ -429,13 +430,15 @@ class PrimalDual:
                 reports[name] = dataclasses.replace(report, **details) if details else report
             return reports
 
-        reports = DeferredReports(names, compute)
+        return loss_value, lagrangian_value, DeferredReports(names, compute)
+
+    def _track(self, reports: DeferredReports) -> None:
+        """Remembers the reports a step returned; the ones returned two steps ago are computed if still held."""
         if len(self._recent_reports) == 2:
             kept = self._recent_reports.pop(0)()
             if kept is not None:
                 kept.materialize()
         self._recent_reports.append(weakref.ref(reports))
-        return loss_value, lagrangian_value, reports
 
     def _dual_backward(self, priced: dict[str, _Priced], weight: float = 1.0) -> dict[str, torch.Tensor]:
         """Accumulates weight x the dual Lagrangian's gradient; returns the multiplier values."""

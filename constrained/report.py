@@ -66,17 +66,14 @@ class DeferredReports(Mapping[str, ConstraintReport]):
         self._compute: Optional[Callable[[], dict[str, ConstraintReport]]] = compute
         self._reports: Optional[dict[str, ConstraintReport]] = None
 
-    def _computed(self) -> dict[str, ConstraintReport]:
+    def materialize(self) -> dict[str, ConstraintReport]:
+        """Computes the reports (once) and releases the step's tensors; returns {name: report}. `PrimalDual`
+        calls it for a report still held two steps later."""
         if self._reports is None:
             assert self._compute is not None
             self._reports = self._compute()
             self._compute = None  # drop the step's tensors
         return self._reports
-
-    def materialize(self) -> None:
-        """Computes the reports now and releases the step's tensors (`PrimalDual` does this for a report still
-        held two steps later)."""
-        self._computed()
 
     @property
     def pending(self) -> bool:
@@ -84,7 +81,7 @@ class DeferredReports(Mapping[str, ConstraintReport]):
         return self._reports is None
 
     def __getitem__(self, name: str) -> ConstraintReport:
-        return self._computed()[name]
+        return self.materialize()[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
@@ -93,7 +90,7 @@ class DeferredReports(Mapping[str, ConstraintReport]):
         return len(self._names)
 
     def __repr__(self) -> str:
-        return repr(self._computed())
+        return repr(self.materialize())
 
 
 @dataclass(frozen=True)
