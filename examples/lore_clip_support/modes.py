@@ -13,7 +13,7 @@ from lore.training.plots import read_metrics
 
 from .compare import plot_accuracy, plot_training_comparison
 from .job import Job, run_entry, run_folder, train_config
-from .series import aggregate, plot_constraint, plot_series, series_table
+from .series import aggregate, multiplier_table, plot_constraint, plot_series, series_table
 
 ABLATIONS = {  # LORE variants (paper App. G: dual parameterisation; Table 13: margin; Algorithm 1: K)
     "lore": {},
@@ -50,6 +50,10 @@ def run_series(job: Job) -> int:
           f"(↑/↓ x) = difference to FARE in points; "
           f"in margin = share with ||phi-phi_0||^2 <= {s['rho']:g} ||phi_0||^2")
     print(series_table(rows, reference))
+    multipliers = multiplier_table(runs)
+    if multipliers:
+        print(f"\nLORE's lambda(x) on the held-out probe ({s['probe_size']} images) at the end of training:")
+        print(multipliers)
     largest = s["train_eps"][-1]
     headline = {"reference": reference, **{m: results[(m, largest, seeds[0])] for m in s["methods"]}}
     payload = {

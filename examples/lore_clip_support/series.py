@@ -93,6 +93,36 @@ def series_table(rows: Sequence[dict], reference: Optional[dict] = None, *, base
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in [header, *lines])
 
 
+def multiplier_table(runs: Sequence[dict]) -> str:
+    """How LORE's lambda(x) ends each run, from its last held-out probe (results.json's `final_probe`).
+
+    One line per run with a per-sample multiplier: training eps, seed, the share of held-out images within
+    their margin, the share near it (outside or within 10 %: ||phi - phi_0||^2 > 0.9 m), mean lambda over the
+    near and over the other images and their ratio, and the rank correlation of lambda(x) with each image's
+    use of its margin. Where no image is near its margin the constraint binds nowhere at the end of training:
+    the line says so instead of a ratio over an empty group. Empty string when no run has such a probe.
+    """
+    lines = []
+    for run in runs:
+        probe = run.get("final_probe") or {}
+        if "lambda_inside_mean" not in probe:
+            continue
+        near = probe.get("near_fraction")
+        near_mean, inside_mean = probe.get("lambda_near_mean"), probe["lambda_inside_mean"]
+        if near_mean is None or near_mean != near_mean:  # NaN or null: no image near its margin
+            group = f"no image near its margin (the constraint binds nowhere); lambda {inside_mean:.3g}"
+        else:
+            ratio = f"{near_mean / inside_mean:.1f}x" if inside_mean > 0 else "inside 0"
+            group = f"lambda near {near_mean:.3g} / inside {inside_mean:.3g} = {ratio}"
+        correlation = probe.get("lambda_deviation_rank_correlation")
+        lines.append(f"  {run['method']} {run['train_eps']} seed {run['seed']}: in margin {probe['within_margin']:.3f}, "
+                     + (f"near {near:.3f}, " if near is not None else "") + group
+                     + ("" if correlation is None or correlation != correlation
+                        else f"; rank correlation with the margin used {correlation:+.2f}")
+                     + f" (batch {probe['step']})")
+    return "\n".join(lines)
+
+
 def plot_series(rows: Sequence[dict], reference: Optional[dict], path: Path) -> Path:
     """Clean and robust accuracy (mean ± std over seeds) against the training eps, one line per method."""
     eps_labels = list(rows[0]["robust_accuracy"])

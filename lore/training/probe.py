@@ -68,8 +68,9 @@ def probe(
             (statistics are computed in fp32).
 
     Returns:
-        probe/clean_accuracy, probe/robust_accuracy, probe/within_margin,
-        probe/relative_distance_q10/q50/q90 (||phi - phi_0||^2 / ||phi_0||^2), and probe/lambda_mean and
+        probe/clean_accuracy, probe/robust_accuracy, probe/within_margin, probe/near_fraction (the share of
+        images outside or within 10 % of their margin, ||phi - phi_0||^2 > 0.9 m: 0 when the constraint binds
+        nowhere), probe/relative_distance_q10/q50/q90 (||phi - phi_0||^2 / ||phi_0||^2), and probe/lambda_mean and
         probe/lambda_q10/q50/q90 when a multiplier is given (a scalar multiplier has no spread), with
         probe/lambda_near_mean (mean lambda over images outside or within 10 % of their margin,
         ||phi - phi_0||^2 > 0.9 m) and probe/lambda_inside_mean (over the others, comfortably inside);
@@ -113,6 +114,7 @@ def _probe(encoder, reference, head, images, labels, *, eps, margin, pgd_steps, 
         "probe/clean_accuracy": correct / len(labels),
         "probe/robust_accuracy": robust / len(labels),
         "probe/within_margin": int((distance <= tolerance).sum()) / len(labels),
+        "probe/near_fraction": int((distance > NEAR_MARGIN * tolerance).sum()) / len(labels),
     }
     out.update({f"probe/relative_distance_q{int(q * 100)}": v for q, v in zip(QUANTILES, quantiles)})
     if multiplier is not None and not getattr(multiplier, "per_index", False):  # per-index: no held-out lambda

@@ -122,3 +122,24 @@ def test_compare_results_refuses_an_interrupted_job(tmp_path, capsys):
     b = _results(tmp_path / "b.json", [], status="interrupted")
     assert main([str(a), str(b)]) == 2
     assert "not describe a finished job" in capsys.readouterr().err
+
+
+def _probed(train_eps, near_fraction, near, inside, seed=0):
+    return {"method": "lore", "train_eps": train_eps, "seed": seed,
+            "final_probe": {"step": 90, "within_margin": 0.98, "near_fraction": near_fraction, "lambda_mean": inside,
+                            "lambda_near_mean": near, "lambda_inside_mean": inside,
+                            "lambda_deviation_rank_correlation": 0.4}}
+
+
+def test_the_multiplier_table_gives_near_over_inside_and_says_when_the_constraint_binds_nowhere():
+    from lore_clip_support.series import multiplier_table
+
+    fare = {"method": "fare", "train_eps": "16/255", "seed": 0, "final_probe": {"step": 90, "within_margin": 0.9}}
+    text = multiplier_table([fare, _probed("16/255", 0.0, float("nan"), 0.49),
+                             _probed("48/255", 0.05, 6.5, 2.6, seed=1), _probed("32/255", 0.0, None, 0.01)])
+    lines = text.splitlines()
+    assert len(lines) == 3  # FARE has no multiplier: no line
+    assert "16/255 seed 0" in lines[0] and "binds nowhere" in lines[0] and "x" not in lines[0].split("lambda")[-1]
+    assert "48/255 seed 1" in lines[1] and "= 2.5x" in lines[1] and "near 0.050" in lines[1]
+    assert "binds nowhere" in lines[2]  # null in results.json (strict JSON has no NaN) reads the same
+    assert multiplier_table([fare]) == ""

@@ -88,3 +88,28 @@ def test_the_probe_reports_how_lambda_follows_each_images_use_of_its_margin():
 
     expected = spearmanr(ref.pow(2).sum(1).numpy(), used.numpy()).statistic
     assert out["probe/lambda_deviation_rank_correlation"] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("rho", [1e-4, 0.5, 1e4])
+def test_the_probe_counts_the_images_near_their_margin(rho):
+    """near_fraction is the share with ||phi - phi_0||^2 > 0.9 rho ||phi_0||^2, computed independently here; a huge
+    margin leaves no image near it (0, and lambda over the near group is NaN: nothing to average)."""
+    encoder, reference, head, images, labels = setting()
+    out = probe(encoder, reference, head, images, labels, eps=4 / 255, margin=NormMargin(rho), pgd_steps=1,
+                multiplier=ConstantFeatureMultiplier())
+    with torch.no_grad():
+        ref, emb = reference(images), encoder(images)
+    used = (emb - ref).pow(2).sum(1) / (rho * ref.pow(2).sum(1))
+    assert out["probe/near_fraction"] == pytest.approx(float((used > 0.9).float().mean()))
+    assert out["probe/near_fraction"] >= 1.0 - out["probe/within_margin"] - 1e-9  # every image outside is near
+    if rho == 1e4:
+        assert out["probe/near_fraction"] == 0.0 and math.isnan(out["probe/lambda_near_mean"])
+    if rho == 1e-4:
+        assert out["probe/near_fraction"] == 1.0 and math.isnan(out["probe/lambda_inside_mean"])
+
+
+class ConstantFeatureMultiplier(torch.nn.Module):
+    expects_constraint_features = True
+
+    def forward(self, features):
+        return torch.ones(features.shape[0])
