@@ -78,6 +78,11 @@ def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
         if entry["method"] == "lore":  # a group without digits has no mean: null, never NaN
             means = [entry["final_probe"][f"lambda_{group}_mean"] for group in ("near", "inside")]
             assert any(m is not None for m in means) and all(m is None or m >= 0 for m in means), means
+            near = entry["final_probe"]["near_fraction"]  # the near group is empty exactly when its mean is null
+            assert 0 <= near <= 1 and (near == 0) == (means[0] is None), (near, means)
+            # ... and the printed summary says which of the two it is for this run
+            line = next(text for text in stdout.splitlines() if text.startswith(f"  lore {entry['train_eps']} seed {entry['seed']}:"))
+            assert ("binds nowhere" in line) == (near == 0), line
             correlation = entry["final_probe"]["lambda_deviation_rank_correlation"]
             assert correlation is None or -1 <= correlation <= 1
         assert set(entry["robust_accuracy"]) == {"8/255", "16/255", "32/255"}
