@@ -52,8 +52,9 @@ def run_series(job: Job) -> int:
     print(series_table(rows, reference))
     multipliers = multiplier_table(runs)
     if multipliers:
-        print(f"\nLORE's lambda(x) on the held-out probe ({s['probe_size']} images) at the end of training:")
-        print(multipliers)
+        multipliers = (f"LORE's lambda(x) on the held-out probe ({s['probe_size']} images) at the end of training:\n"
+                       + multipliers)
+        print("\n" + multipliers)
     largest = s["train_eps"][-1]
     headline = {"reference": reference, **{m: results[(m, largest, seeds[0])] for m in s["methods"]}}
     payload = {
@@ -72,7 +73,9 @@ def run_series(job: Job) -> int:
         "series": rows,
     }
     write_json(args.out / "results.json", payload, ensure_ascii=False)
-    (args.out / "series.md").write_text(series_table(rows, reference, markdown=True) + "\n")
+    as_list = multipliers.replace("\n  ", "\n- ")  # markdown: one list item per run
+    (args.out / "series.md").write_text(series_table(rows, reference, markdown=True) + "\n"
+                                        + ("\n" + as_list + "\n" if multipliers else ""))
     plot_series(rows, reference, args.out / "series.png")
     at_largest = {m: folders[(m, largest, seeds[0])] for m in s["methods"]}
     plot_constraint(at_largest, s["rho"], args.out / "constraint.png", train_eps=format_eps(largest))

@@ -94,6 +94,7 @@ def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
     for plot in ("training_curves.png", "accuracy.png", "series.png", "constraint.png"):
         assert (out / plot).stat().st_size > 10_000
     assert "↑" in (out / "series.md").read_text() or "↓" in (out / "series.md").read_text()
+    assert "\n- lore 48/255 seed 0: in margin" in (out / "series.md").read_text()  # lambda(x) at the end, a list
 
 
 @pytest.mark.slow
