@@ -108,19 +108,25 @@ def multiplier_table(runs: Sequence[dict]) -> str:
         if "lambda_inside_mean" not in probe:
             continue
         near = probe.get("near_fraction")
-        near_mean, inside_mean = probe.get("lambda_near_mean"), probe["lambda_inside_mean"]
-        if near_mean is None or near_mean != near_mean:  # NaN or null: no image near its margin
+        near_mean, inside_mean = _defined(probe.get("lambda_near_mean")), _defined(probe["lambda_inside_mean"])
+        if near_mean is None:
             group = f"no image near its margin (the constraint binds nowhere); lambda {inside_mean:.3g}"
+        elif inside_mean is None:
+            group = f"every image near its margin; lambda {near_mean:.3g}"
         else:
-            ratio = f"{near_mean / inside_mean:.1f}x" if inside_mean > 0 else "inside 0"
-            group = f"lambda near {near_mean:.3g} / inside {inside_mean:.3g} = {ratio}"
-        correlation = probe.get("lambda_deviation_rank_correlation")
+            group = f"lambda near {near_mean:.3g} / inside {inside_mean:.3g}" + (
+                f" = {near_mean / inside_mean:.1f}x" if inside_mean > 0 else " (lambda 0 on every image inside)")
+        correlation = _defined(probe.get("lambda_deviation_rank_correlation"))
         lines.append(f"  {run['method']} {run['train_eps']} seed {run['seed']}: in margin {probe['within_margin']:.3f}, "
                      + (f"near {near:.3f}, " if near is not None else "") + group
-                     + ("" if correlation is None or correlation != correlation
-                        else f"; rank correlation with the margin used {correlation:+.2f}")
+                     + ("" if correlation is None else f"; rank correlation with the margin used {correlation:+.2f}")
                      + f" (batch {probe['step']})")
     return "\n".join(lines)
+
+
+def _defined(value: Optional[float]) -> Optional[float]:
+    """None for a statistic that has no value (null in results.json, NaN in metrics.jsonl), else the value."""
+    return None if value is None or value != value else value
 
 
 def plot_series(rows: Sequence[dict], reference: Optional[dict], path: Path) -> Path:

@@ -143,3 +143,6 @@ def test_the_multiplier_table_gives_near_over_inside_and_says_when_the_constrain
     assert "48/255 seed 1" in lines[1] and "= 2.5x" in lines[1] and "near 0.050" in lines[1]
     assert "binds nowhere" in lines[2]  # null in results.json (strict JSON has no NaN) reads the same
     assert multiplier_table([fare]) == ""
+    everyone_near = _probed("48/255", 1.0, 3.0, None)
+    assert "every image near its margin; lambda 3" in multiplier_table([everyone_near])
+    assert "(lambda 0 on every image inside)" in multiplier_table([_probed("48/255", 0.1, 3.0, 0.0)])
