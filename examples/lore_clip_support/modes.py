@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from lore.data.images import build_dataset, probe_subset
-from lore.jsonio import write_json
+from lore.jsonio import write_json, write_text_atomic
 from lore.units import format_eps
 
 from lore.training.plots import read_metrics
@@ -50,11 +50,10 @@ def run_series(job: Job) -> int:
           f"(↑/↓ x) = difference to FARE in points; "
           f"in margin = share with ||phi-phi_0||^2 <= {s['rho']:g} ||phi_0||^2")
     print(series_table(rows, reference))
+    heading = f"LORE's lambda(x) on the held-out probe ({s['probe_size']} images) at the end of training:"
     multipliers = multiplier_table(runs)
     if multipliers:
-        multipliers = (f"LORE's lambda(x) on the held-out probe ({s['probe_size']} images) at the end of training:\n"
-                       + multipliers)
-        print("\n" + multipliers)
+        print(f"\n{heading}\n{multipliers}")
     largest = s["train_eps"][-1]
     headline = {"reference": reference, **{m: results[(m, largest, seeds[0])] for m in s["methods"]}}
     payload = {
@@ -73,9 +72,9 @@ def run_series(job: Job) -> int:
         "series": rows,
     }
     write_json(args.out / "results.json", payload, ensure_ascii=False)
-    as_list = multipliers.replace("\n  ", "\n- ")  # markdown: one list item per run
-    (args.out / "series.md").write_text(series_table(rows, reference, markdown=True) + "\n"
-                                        + ("\n" + as_list + "\n" if multipliers else ""))
+    as_list = multiplier_table(runs, bullet="- ")  # markdown: one list item per run
+    write_text_atomic(args.out / "series.md", series_table(rows, reference, markdown=True) + "\n"
+                      + (f"\n{heading}\n{as_list}\n" if as_list else ""))
     plot_series(rows, reference, args.out / "series.png")
     at_largest = {m: folders[(m, largest, seeds[0])] for m in s["methods"]}
     plot_constraint(at_largest, s["rho"], args.out / "constraint.png", train_eps=format_eps(largest))

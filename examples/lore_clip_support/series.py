@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Sequence
 
+from lore.jsonio import finite_or_null
 from lore.plotting import finish_axes, mark_empty, method_color, new_figure, save_figure
 from lore.training.plots import read_metrics
 from lore.units import parse_eps
@@ -93,22 +94,23 @@ def series_table(rows: Sequence[dict], reference: Optional[dict] = None, *, base
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in [header, *lines])
 
 
-def multiplier_table(runs: Sequence[dict]) -> str:
+def multiplier_table(runs: Sequence[dict], bullet: str = "  ") -> str:
     """How LORE's lambda(x) ends each run, from its last held-out probe (results.json's `final_probe`).
 
     One line per run with a per-sample multiplier: training eps, seed, the share of held-out images within
     their margin, the share near it (outside or within 10 %: ||phi - phi_0||^2 > 0.9 m), mean lambda over the
     near and over the other images and their ratio, and the rank correlation of lambda(x) with each image's
     use of its margin. Where no image is near its margin the constraint binds nowhere at the end of training:
-    the line says so instead of a ratio over an empty group. Empty string when no run has such a probe.
+    the line says so instead of a ratio over an empty group. Each line starts with `bullet` ("- " for a
+    markdown list). Empty string when no run has such a probe.
     """
     lines = []
     for run in runs:
-        probe = run.get("final_probe") or {}
+        probe = finite_or_null(run.get("final_probe") or {})  # an undefined mean (NaN or null) reads None
         if "lambda_inside_mean" not in probe:
             continue
         near = probe.get("near_fraction")
-        near_mean, inside_mean = _defined(probe.get("lambda_near_mean")), _defined(probe["lambda_inside_mean"])
+        near_mean, inside_mean = probe.get("lambda_near_mean"), probe["lambda_inside_mean"]
         if near_mean is None:
             group = f"no image near its margin (the constraint binds nowhere); lambda {inside_mean:.3g}"
         elif inside_mean is None:
@@ -116,17 +118,12 @@ def multiplier_table(runs: Sequence[dict]) -> str:
         else:
             group = f"lambda near {near_mean:.3g} / inside {inside_mean:.3g}" + (
                 f" = {near_mean / inside_mean:.1f}x" if inside_mean > 0 else " (lambda 0 on every image inside)")
-        correlation = _defined(probe.get("lambda_deviation_rank_correlation"))
-        lines.append(f"  {run['method']} {run['train_eps']} seed {run['seed']}: in margin {probe['within_margin']:.3f}, "
+        correlation = probe.get("lambda_deviation_rank_correlation")
+        lines.append(f"{bullet}{run['method']} {run['train_eps']} seed {run['seed']}: in margin {probe['within_margin']:.3f}, "
                      + (f"near {near:.3f}, " if near is not None else "") + group
                      + ("" if correlation is None else f"; rank correlation with the margin used {correlation:+.2f}")
                      + f" (batch {probe['step']})")
     return "\n".join(lines)
-
-
-def _defined(value: Optional[float]) -> Optional[float]:
-    """None for a statistic that has no value (null in results.json, NaN in metrics.jsonl), else the value."""
-    return None if value is None or value != value else value
 
 
 def plot_series(rows: Sequence[dict], reference: Optional[dict], path: Path) -> Path:

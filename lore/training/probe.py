@@ -110,11 +110,12 @@ def _probe(encoder, reference, head, images, labels, *, eps, margin, pgd_steps, 
     relative = distance / ref.pow(2).sum(1).clamp_min(1e-12)
     quantiles = torch.quantile(relative.float().cpu(), torch.tensor(QUANTILES)).tolist()
     tolerance = margin(ref)
+    near = distance > NEAR_MARGIN * tolerance  # outside or within 10 % of the margin
     out = {
         "probe/clean_accuracy": correct / len(labels),
         "probe/robust_accuracy": robust / len(labels),
         "probe/within_margin": int((distance <= tolerance).sum()) / len(labels),
-        "probe/near_fraction": int((distance > NEAR_MARGIN * tolerance).sum()) / len(labels),
+        "probe/near_fraction": int(near.sum()) / len(labels),
     }
     out.update({f"probe/relative_distance_q{int(q * 100)}": v for q, v in zip(QUANTILES, quantiles)})
     if multiplier is not None and not getattr(multiplier, "per_index", False):  # per-index: no held-out lambda
@@ -125,7 +126,7 @@ def _probe(encoder, reference, head, images, labels, *, eps, margin, pgd_steps, 
         if lam.numel() > 1:
             lambda_quantiles = torch.quantile(lam, torch.tensor(QUANTILES)).tolist()
             out.update({f"probe/lambda_q{int(q * 100)}": v for q, v in zip(QUANTILES, lambda_quantiles)})
-            near = (distance > NEAR_MARGIN * tolerance).cpu()
+            near = near.cpu()
             out["probe/lambda_near_mean"] = lam[near].mean().item() if bool(near.any()) else float("nan")
             out["probe/lambda_inside_mean"] = lam[~near].mean().item() if bool((~near).any()) else float("nan")
             used = (distance / tolerance.clamp_min(1e-12)).float().cpu()
