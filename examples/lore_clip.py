@@ -41,8 +41,9 @@ With real weights and data (GPUs; torchrun for several):
         --train-data /data/imagenet100/train --eval-data /data/imagenet100/val
 
 runs the paper's setting with its defaults (training eps 1, 2, 4 /255, rho 0.1,
-K = 5, AdamW lr 1e-5, batch 448, 5 epochs; evaluation at 1, 2, 4, 8 /255 with
-100 APGD iterations).
+K = 5, AdamW lr 1e-5, batch 448, 5 epochs, the paper's dual preset; evaluation at
+1, 2, 4, 8 /255 with 100 APGD iterations). The embedded default uses the
+`embedded` dual preset instead, and says so (docs/lore.md tables both).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ from pathlib import Path
 
 from lore.evaluation.config import split_list
 from lore.jsonio import write_json
-from lore.registry import DUAL_LINKS, DUAL_SIGNALS, METHOD_NAMES
+from lore.presets import DUAL_PRESETS
+from lore.registry import DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES
 from lore.training.checkpoint import CheckpointError
 from lore_clip_support.compare import RunInterrupted
 from lore_clip_support.job import EMBEDDED, Job, settings_for
@@ -78,23 +80,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per (method, radius): --seed .. --seed+N-1")
     parser.add_argument("--rho", type=float, default=None, help="LORE margin (default: 0.1)")
     parser.add_argument("--naive-weight", type=float, default=1.0, help="lambda of naive regularization")
-    parser.add_argument("--dual-lr", type=float, default=None,
-                        help="Adam dual learning rate (default: 5e-4 real, the paper's; embedded 1.5e-2: its 90 dual steps "
-                        "must let lambda(x) reach its regime without a spike, docs/lore.md)")
-    parser.add_argument("--dual-hidden", type=int, default=None,
-                        help="hidden width of the dual network (default: 512 real, the paper's; 32 embedded: under Adam "
-                        "the common part of lambda moves in proportion to it, docs/lore.md)")
-    parser.add_argument("--dual-signal", default="rate", choices=DUAL_SIGNALS,
-                        help="LORE's dual step: rate (default: the share outside the margin above 5 %%) or violation "
-                        "(the paper's; docs/lore.md)")
-    parser.add_argument("--dual-link", default="projected", choices=DUAL_LINKS,
-                        help="lambda(x) from the dual network's output: projected (default: relu with projected-ascent "
-                        "gradients) or softplus (the paper's; its gradient vanishes after a slack phase, docs/lore.md)")
-    parser.add_argument("--dual-beta1", type=float, default=0.0,
-                        help="momentum (Adam beta1) of the dual steps (default 0: lambda stops rising once violations "
-                        "stop; 0.9 is torch's Adam default, docs/lore.md)")
-    parser.add_argument("--dual-beta2", type=float, default=None,
-                        help="memory (Adam beta2) of the dual's squared gradients (default: 0.999, torch's; docs/lore.md)")
+    parser.add_argument("--dual-preset", default=None, choices=tuple(DUAL_PRESETS),
+                        help="LORE's dual settings (default: embedded with the embedded model, paper with real weights; "
+                        "docs/lore.md tables both); the dual flags below override single values")
+    parser.add_argument("--dual-lr", type=float, default=None, help="dual learning rate (default: the preset's)")
+    parser.add_argument("--dual-hidden", type=int, default=None, help="hidden width of the dual network (default: the preset's)")
+    parser.add_argument("--dual-signal", default=None, choices=DUAL_SIGNALS,
+                        help="what LORE's dual step ascends on: violation (the paper's) or rate (default: the preset's)")
+    parser.add_argument("--dual-link", default=None, choices=DUAL_LINKS,
+                        help="lambda(x) from the dual network's output: softplus (the paper's) or projected (default: the preset's)")
+    parser.add_argument("--dual-features", default=None, choices=DUAL_FEATURES,
+                        help="what the dual network sees of phi_0(x): raw (the paper's), standardized or unit-rms "
+                        "(default: the preset's)")
+    parser.add_argument("--dual-optimizer", default=None, choices=DUAL_OPTIMIZERS,
+                        help="dual ascent: sgd (Algorithm 1's plain ascent) or adam (default: the preset's)")
+    parser.add_argument("--dual-init", type=float, default=None, help="initial lambda(x) (default: the preset's)")
+    parser.add_argument("--dual-beta1", type=float, default=None, help="Adam dual: beta1 (default: the preset's)")
+    parser.add_argument("--dual-beta2", type=float, default=None, help="Adam dual: beta2 (default: the preset's)")
+    parser.add_argument("--violation-rate", type=float, default=None,
+                        help="rate dual signal: the tolerated share outside the margin (default: the preset's)")
+    parser.add_argument("--primal-steps", type=int, default=None, help="K (default: the preset's, 5)")
     parser.add_argument("--steps", type=int, default=None, help="training batches per model (default: 90 embedded, 16 quick)")
     parser.add_argument("--warmup-steps", type=int, default=None,
                         help="linear lr warm-up batches before the cosine decay (default: 0)")
@@ -133,8 +138,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--dual-hidden must be >= 1, got {args.dual_hidden}")
     if args.warmup_steps is not None and args.warmup_steps < 0:
         parser.error(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
-    if args.dual_beta2 is not None and not 0 <= args.dual_beta2 < 1:
-        parser.error(f"--dual-beta2 must be in [0, 1), got {args.dual_beta2}")
+    for name in ("dual_beta1", "dual_beta2", "violation_rate"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
+    if args.primal_steps is not None and args.primal_steps < 1:
+        parser.error(f"--primal-steps must be >= 1, got {args.primal_steps}")
+    if args.dual_init is not None and not args.dual_init >= 0:
+        parser.error(f"--dual-init must be >= 0, got {args.dual_init}")
     if args.dual_lr is not None and not args.dual_lr >= 0:
         parser.error(f"--dual-lr must be >= 0, got {args.dual_lr}")
     if args.retrain_reference:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .evaluation.config import EvalConfig
+from .presets import DUAL_PRESETS, PRESET_FIELDS
 from .registry import METHOD_NAMES
 from .training.config import TrainConfig
 from .validation import read_json_object
@@ -40,7 +41,7 @@ def _default_text(name: str, default) -> str:
 #: Extra spellings of some flags (the issue-tracker and paper-reproduction commands use the short ones).
 ALIASES = {"output": ["--out"], "n_samples": ["--samples"]}
 #: Flags whose values come from a registry; argparse lists them in the help and refuses others.
-CHOICES = {"method": METHOD_NAMES}
+CHOICES = {"method": METHOD_NAMES, "dual_preset": tuple(DUAL_PRESETS)}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_type, aliases: Optional[dict] = None) -> None:
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, default=None, help="JSON file with TrainConfig keys")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUTPUT/last.pt; only output/device/logging settings may differ from the run's")
+    train.add_argument("--print-config", action="store_true",
+                       help="print the configuration the flags resolve to (every default and preset value filled in, "
+                       "as config.json would record it) and exit without training")
     _add_config_flags(train, TrainConfig)
     evaluate = commands.add_parser(
         "eval", help="evaluate clean and robust accuracy (APGD-CE, APGD-DLR-T, Square, noise, corruptions)",
@@ -89,7 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's `TrainConfig`: --config's keys, overridden by the flags given. A `--dual-preset` flag replaces the
+    file's dual values too (a config.json records them resolved), except those also given as flags."""
     values = read_json_object(args.config) if args.config else {}
+    if getattr(args, "dual_preset", None) is not None:
+        values = {k: v for k, v in values.items() if k not in PRESET_FIELDS}
     for field in dataclasses.fields(TrainConfig):
         value = getattr(args, field.name, None)
         if value is not None:
@@ -197,6 +205,11 @@ def _train(args: argparse.Namespace) -> int:
         config = config_from_args(args)
     except (ValueError, OSError) as error:
         return _fail("train", error)
+    if args.print_config:
+        import json
+
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
     from .data.images import UnreadableImageError
     from .training.checkpoint import CheckpointError
     from .training.engine import train

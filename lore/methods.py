@@ -44,13 +44,15 @@ from constrained import (
 )
 
 from .heads import ZeroShotHead
-from .registry import DUAL_FEATURES, DUAL_LINKS, DUAL_SIGNALS
+from .presets import DEFAULT_PRESET, resolve_dual
+from .registry import DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS
 from .registry import METHODS as REGISTRY
 
 DualKind = Literal["scalar", "linear", "network"]
 DualFeatures = Literal["standardized", "unit-rms", "raw"]
 DualLink = Literal["softplus", "projected"]
 DualSignal = Literal["rate", "violation"]
+DualOptimizer = Literal["sgd", "adam"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,38 @@ def zero_shot_cross_entropy(adversarial: torch.Tensor, batch: Batch) -> torch.Te
 
 
 @dataclass(frozen=True)
+class DualAscent:
+    """How a method's multiplier parameters ascend (a factory params -> maximising optimizer).
+
+    Args:
+        optimizer: "sgd": plain gradient ascent, Algorithm 1's omega <- omega + lr * L_clean * grad lambda_w(x);
+            "adam": Adam with betas (beta1, beta2), steps of about lr whatever the violations' scale.
+        lr: the dual learning rate (paper: 5e-4).
+        beta1: Adam's beta1 (ignored by "sgd").
+        beta2: Adam's beta2 (ignored by "sgd").
+    """
+
+    optimizer: DualOptimizer = "sgd"
+    lr: float = 5e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in DUAL_OPTIMIZERS:
+            raise ValueError(f"dual optimizer must be one of {DUAL_OPTIMIZERS}, got {self.optimizer!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr >= 0):
+            raise ValueError(f"dual lr must be >= 0, got {self.lr!r}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"dual {name} must be in [0, 1), got {getattr(self, name)!r}")
+
+    def __call__(self, params) -> torch.optim.Optimizer:
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, betas=(self.beta1, self.beta2), maximize=True)
+        return torch.optim.SGD(params, lr=self.lr, maximize=True)
+
+
+@dataclass(frozen=True)
 class Method:
     """A robust fine-tuning method as a specification.
 
@@ -116,6 +150,7 @@ class Method:
             None when the formulation has no dual variable.
         formulation: how the constraint enters the objective.
         supervised: whether the method needs labels and a zero-shot head.
+        dual_ascent: how the multiplier ascends (None: no multiplier, or the stepper's own default).
     """
 
     name: str
@@ -125,6 +160,7 @@ class Method:
     multiplier: Optional[Callable[[int], Multiplier]] = None
     formulation: Formulation = Lagrangian()
     supervised: bool = False
+    dual_ascent: Optional[DualAscent] = None
 
 
 def dual_factory(kind: DualKind = "network", *, hidden: int = 512, init: float = 1.0,
@@ -171,43 +207,77 @@ def _proximity(rho: float, adaptive_margin: bool, violation_rate: Optional[float
     return Constraint(d=sq_l2, margin=margin, name="clean", violation_rate=violation_rate)
 
 
+class _Dual:
+    """A constrained method's dual settings resolved from a preset (`lore.presets`) and explicit overrides."""
+
+    def __init__(self, preset: str, **given) -> None:
+        self.values = resolve_dual(preset, given)
+        v = self.values
+        if v["dual_signal"] not in DUAL_SIGNALS:
+            raise ValueError(f"dual_signal must be one of {DUAL_SIGNALS}, got {v['dual_signal']!r}")
+
+    def multiplier(self, kind: DualKind) -> Callable[[int], Multiplier]:
+        v = self.values
+        return dual_factory(kind, hidden=v["dual_hidden"], init=v["dual_init"], features=v["dual_features"],
+                            link=v["dual_link"])
+
+    def ascent(self) -> DualAscent:
+        v = self.values
+        return DualAscent(v["dual_optimizer"], v["dual_lr"], v["dual_beta1"], v["dual_beta2"])
+
+    def violation_rate(self) -> Optional[float]:
+        return self.values["violation_rate"] if self.values["dual_signal"] == "rate" else None
+
+
 def lore(
     rho: float = 0.1,
     *,
+    preset: str = DEFAULT_PRESET,
     dual: DualKind = "network",
-    hidden: int = 512,
-    init: float = 1.0,
+    hidden: Optional[int] = None,
+    init: Optional[float] = None,
     adaptive_margin: bool = True,
-    features: DualFeatures = "standardized",
-    link: DualLink = "projected",
+    features: Optional[DualFeatures] = None,
+    link: Optional[DualLink] = None,
     penalty: float = 0.0,
-    dual_signal: DualSignal = "rate",
-    violation_rate: float = 0.05,
+    dual_signal: Optional[DualSignal] = None,
+    violation_rate: Optional[float] = None,
+    dual_optimizer: Optional[DualOptimizer] = None,
+    dual_lr: Optional[float] = None,
+    dual_beta1: Optional[float] = None,
+    dual_beta2: Optional[float] = None,
 ) -> Method:
     """LORE (paper Eq. 7, Algorithm 1).
 
+    Every dual setting left None takes the value of `preset` (`lore.presets`): "paper" (default) is
+    Algorithm 1 with App. C's values (ascent on the violations, raw phi_0(x), softplus, SGD at 5e-4, hidden
+    512); "embedded" is what was measured better on the embedded digits model. With `RobustStep`'s default
+    K = 5, `lore.lore()` is the paper's LORE.
+
     Args:
         rho: margin scale (paper: 0.1; 0.01 CIFAR-10, 0.05 DINOv2-S, 0.15-0.2 elsewhere).
+        preset: the dual preset the other dual settings default to.
         dual: multiplier parameterisation, "network" (paper), "linear" or "scalar" (App. G).
         hidden: hidden width of the dual network.
         init: initial lambda.
         adaptive_margin: rho ||phi_0(x)||^2 (paper) if True, the fixed tolerance rho otherwise (Table 13).
-        features: what the dual network sees of phi_0(x): "standardized" (default), "unit-rms" or "raw"
-            (the paper's); see `dual_factory`.
-        link: "projected" (default) or "softplus" (the paper's); see `dual_factory`.
+        features: what the dual network sees of phi_0(x): "raw" (the paper's), "standardized" or "unit-rms";
+            see `dual_factory`.
+        link: "softplus" (the paper's) or "projected"; see `dual_factory`.
         penalty: c > 0 adds (c/2) relu(g(x))^2 per sample to the primal (augmented Lagrangian): each
             violating sample is pushed back on its own, whatever lambda_w(x); 0 is the paper's Lagrangian.
-        dual_signal: what the dual ascends on: "rate" (default): 1[outside the margin] - violation_rate
-            (`Constraint.violation_rate`), so lambda_w(x) rises where more than that share of the samples are
-            outside and falls to 0 where fewer are; "violation": the violations themselves (the paper's).
+        dual_signal: what the dual ascends on: "violation": the violations themselves (the paper's); "rate":
+            1[outside the margin] - violation_rate (`Constraint.violation_rate`), so lambda_w(x) rises where more
+            than that share of the samples are outside and falls to 0 where fewer are.
         violation_rate: alpha in [0, 1), the tolerated share outside the margin per neighbourhood ("rate").
+        dual_optimizer, dual_lr, dual_beta1, dual_beta2: the dual ascent (`DualAscent`).
     """
-    if dual_signal not in DUAL_SIGNALS:
-        raise ValueError(f"dual_signal must be one of {DUAL_SIGNALS}, got {dual_signal!r}")
-    rate = violation_rate if dual_signal == "rate" else None
+    settings = _Dual(preset, dual_hidden=hidden, dual_init=init, dual_features=features, dual_link=link,
+                     dual_signal=dual_signal, violation_rate=violation_rate, dual_optimizer=dual_optimizer,
+                     dual_lr=dual_lr, dual_beta1=dual_beta1, dual_beta2=dual_beta2)
     formulation = AugmentedLagrangian(penalty) if penalty else Lagrangian()
-    return Method("lore", embedding_distance, _proximity(rho, adaptive_margin, rate), formulation=formulation,
-                  multiplier=dual_factory(dual, hidden=hidden, init=init, features=features, link=link))
+    return Method("lore", embedding_distance, _proximity(rho, adaptive_margin, settings.violation_rate()),
+                  formulation=formulation, multiplier=settings.multiplier(dual), dual_ascent=settings.ascent())
 
 
 def tecoa() -> Method:
@@ -215,28 +285,38 @@ def tecoa() -> Method:
     return Method("tecoa", zero_shot_cross_entropy, supervised=True)
 
 
-def tecoa_l2(rho: float = 0.1, *, dual: DualKind = "network", hidden: int = 512, init: float = 1.0,
-             features: DualFeatures = "standardized", link: DualLink = "projected") -> Method:
-    """TeCoA + LORE's embedding constraint (paper App. J.7)."""
-    return Method(
-        "tecoa-l2",
-        zero_shot_cross_entropy,
-        _proximity(rho, True),
-        multiplier=dual_factory(dual, hidden=hidden, init=init, features=features, link=link),
-        supervised=True,
-    )
+def tecoa_l2(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: DualKind = "network",
+             hidden: Optional[int] = None, init: Optional[float] = None, features: Optional[DualFeatures] = None,
+             link: Optional[DualLink] = None, dual_optimizer: Optional[DualOptimizer] = None,
+             dual_lr: Optional[float] = None, dual_beta1: Optional[float] = None,
+             dual_beta2: Optional[float] = None) -> Method:
+    """TeCoA + LORE's embedding constraint (paper App. J.7); dual settings as in `lore` (ascent on the
+    violations: the rate signal is LORE's only)."""
+    settings = _Dual(preset, dual_hidden=hidden, dual_init=init, dual_features=features, dual_link=link,
+                     dual_signal="violation", dual_optimizer=dual_optimizer, dual_lr=dual_lr, dual_beta1=dual_beta1,
+                     dual_beta2=dual_beta2)
+    return Method("tecoa-l2", zero_shot_cross_entropy, _proximity(rho, True), multiplier=settings.multiplier(dual),
+                  supervised=True, dual_ascent=settings.ascent())
 
 
-def tecoa_kl(rho: float = 0.1, *, dual: DualKind = "network", hidden: int = 512, init: float = 1.0,
-             features: DualFeatures = "standardized", link: DualLink = "projected") -> Method:
-    """TeCoA + KL(p_0 || p_theta) <= rho H(p_0) on zero-shot predictions (paper App. J.7)."""
+def tecoa_kl(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: DualKind = "network",
+             hidden: Optional[int] = None, init: Optional[float] = None, features: Optional[DualFeatures] = None,
+             link: Optional[DualLink] = None, dual_optimizer: Optional[DualOptimizer] = None,
+             dual_lr: Optional[float] = None, dual_beta1: Optional[float] = None,
+             dual_beta2: Optional[float] = None) -> Method:
+    """TeCoA + KL(p_0 || p_theta) <= rho H(p_0) on zero-shot predictions (paper App. J.7); dual settings as in
+    `tecoa_l2`."""
+    settings = _Dual(preset, dual_hidden=hidden, dual_init=init, dual_features=features, dual_link=link,
+                     dual_signal="violation", dual_optimizer=dual_optimizer, dual_lr=dual_lr, dual_beta1=dual_beta1,
+                     dual_beta2=dual_beta2)
     return Method(
         "tecoa-kl",
         zero_shot_cross_entropy,
         Constraint(d=kl_div, margin=EntropyMargin(rho), name="clean"),
         view=zero_shot_logits,
-        multiplier=dual_factory(dual, hidden=hidden, init=init, features=features, link=link),
+        multiplier=settings.multiplier(dual),
         supervised=True,
+        dual_ascent=settings.ascent(),
     )
 
 

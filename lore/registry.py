@@ -24,7 +24,12 @@ DUAL_SIGNALS: tuple[str, ...] = ("rate", "violation")
 DUAL_LINKS: tuple[str, ...] = ("softplus", "projected")
 """How a dual network or linear multiplier maps its output to lambda >= 0 (`constrained.multipliers.LINKS`)."""
 
-_DUAL = {"dual": "dual", "hidden": "dual_hidden", "init": "dual_init", "features": "dual_features", "link": "dual_link"}
+DUAL_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+"""How a multiplier's parameters ascend (`lore.methods.DualAscent`): plain gradient ascent or Adam."""
+
+_DUAL = {"preset": "dual_preset", "dual": "dual", "hidden": "dual_hidden", "init": "dual_init",
+         "features": "dual_features", "link": "dual_link", "dual_optimizer": "dual_optimizer", "dual_lr": "dual_lr",
+         "dual_beta1": "dual_beta1", "dual_beta2": "dual_beta2"}
 
 
 @dataclass(frozen=True)

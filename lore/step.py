@@ -29,6 +29,7 @@ from constrained._validation import check_positive_int
 from .attacks.projected_gradient import pgd
 from .heads import ZeroShotHead
 from .methods import Batch, Method
+from .presets import PAPER
 from .reference import FrozenReference
 
 
@@ -46,9 +47,9 @@ class RobustStep:
         reference: frozen phi_0; default: a `FrozenReference` of `encoder` as it is now.
         head: zero-shot head for supervised methods (TeCoA family).
         pgd_steps: PGD iterations (paper: 10); step size `pgd_step_size` (default eps/4).
-        primal_steps: K, primal updates per batch and per dual update (paper: 5).
-        dual_lr: dual learning rate (paper: 5e-4) for the default SGD dual ascent.
-        dual_optimizer: optional factory params -> optimizer with maximize=True.
+        primal_steps: K, primal updates per batch and per dual update (paper: 5, the default).
+        dual_optimizer: factory params -> optimizer with maximize=True; default: the method's own
+            `dual_ascent` (`lore.lore()`: the paper's plain ascent at 5e-4).
         mode: "simultaneous" (Algorithm 1) or "alternating" dual updates.
         embed_dim: D for the multiplier network (default: `encoder.embed_dim`).
         passes: "fused" (one forward over [x + delta; x]: fastest where batching helps) or "sequential"
@@ -72,8 +73,7 @@ class RobustStep:
         head: Optional[ZeroShotHead] = None,
         pgd_steps: int = 10,
         pgd_step_size: Optional[float] = None,
-        primal_steps: int = 1,
-        dual_lr: float = 5e-4,
+        primal_steps: int = PAPER.primal_steps,
         dual_optimizer=None,
         mode: Literal["simultaneous", "alternating"] = "simultaneous",
         embed_dim: Optional[int] = None,
@@ -111,12 +111,15 @@ class RobustStep:
                     raise ValueError(f"method {method.name!r} needs embed_dim to size its multiplier")
                 device = next(encoder.parameters()).device
                 multiplier = method.multiplier(embed_dim).to(device)
+            ascent = dual_optimizer if dual_optimizer is not None else method.dual_ascent
+            if multiplier is None:
+                ascent = None  # nothing ascends (a fixed penalty)
             self.primal_dual = PrimalDual(
                 optimizer,
                 {method.constraint: multiplier},
                 formulation=method.formulation,
-                dual_optimizer=dual_optimizer,
-                dual_lr=dual_lr,
+                dual_optimizer=ascent,
+                dual_lr=None if ascent is not None else PAPER.dual_lr,
                 primal_steps_per_dual=self.primal_steps,
                 mode=mode,
             )

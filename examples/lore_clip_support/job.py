@@ -18,6 +18,7 @@ from lore.jsonio import write_json
 from lore.models.build import build_model, class_embeddings
 from lore.training.config import TrainConfig
 from lore.training.plots import read_metrics
+from lore.presets import PRESET_FIELDS, dual_preset, resolve_dual
 from lore.provenance import dataset_fingerprint, provenance, weights_sha256
 from lore.units import format_eps, parse_eps
 
@@ -42,6 +43,7 @@ def _given(args, name: str, default):
 
 def settings_for(args) -> dict:
     embedded = args.model == EMBEDDED
+    preset = getattr(args, "dual_preset", None) or ("embedded" if embedded else "paper")
     train_eps = args.train_eps or ("16/255,32/255,48/255" if embedded else "1/255,2/255,4/255")
     radii = sorted({parse_eps(e) for e in split_list(train_eps)})
     if args.quick and args.train_eps is None:
@@ -54,12 +56,8 @@ def settings_for(args) -> dict:
         "batch_size": args.batch_size or (64 if embedded else 448),
         "lr": args.lr or (1e-3 if embedded else 1e-5),
         "warmup_steps": _given(args, "warmup_steps", 0),
-        "dual_lr": _given(args, "dual_lr", 1.5e-2 if embedded else 5e-4),
-        "dual_hidden": _given(args, "dual_hidden", 32 if embedded else 512),
-        "dual_signal": getattr(args, "dual_signal", "rate"),
-        "dual_link": getattr(args, "dual_link", "projected"),
-        "dual_beta1": getattr(args, "dual_beta1", 0.0),
-        "dual_beta2": _given(args, "dual_beta2", 0.999),
+        "dual_preset": preset,
+        **resolve_dual(preset, {name: getattr(args, name, None) for name in PRESET_FIELDS}),
         "eval_samples": args.eval_samples or (100 if args.quick else (100_000 if embedded else 1000)),
         "apgd_iter": args.apgd_iter or (10 if embedded else 100),
         # APGD-DLR-T target classes: AutoAttack's 9 with real weights; 3 on the embedded model (its 10 classes'
@@ -77,13 +75,11 @@ def train_config(args, s, method: str, folder: Path, *, eps: float, seed: int, *
     values = dict(
         model=args.model, pretrained=args.pretrained, data=s["train_data"],
         probe_data=None if s["train_data"] == "digits" else s["eval_data"], method=method, eps=eps,
-        rho=s["rho"], naive_weight=args.naive_weight, primal_steps=5, dual_lr=s["dual_lr"], lr=s["lr"],
-        warmup_steps=s["warmup_steps"],
-        dual_signal=s["dual_signal"], dual_link=s["dual_link"], dual_beta1=s["dual_beta1"], dual_beta2=s["dual_beta2"],
+        rho=s["rho"], naive_weight=args.naive_weight, lr=s["lr"], warmup_steps=s["warmup_steps"],
+        dual_preset=s["dual_preset"], **{name: s[name] for name in PRESET_FIELDS},
         batch_size=s["batch_size"], epochs=args.epochs, max_steps=s["steps"], seed=seed, split_seed=args.split_seed,
         output=str(folder), checkpoint_every=max(10, (s["steps"] or 1000) // 4),
         probe_every=max(1, -(-(s["steps"] or 1000) // 4)), probe_size=s["probe_size"], cache_dir=args.cache_dir, device=args.device,
-        dual_hidden=s["dual_hidden"],
     )
     values.update(overrides)
     return TrainConfig(**values)
@@ -125,6 +121,15 @@ class Job:
         minutes = expected_minutes(self.s, trainings, evaluations, len(self.labels), self.speed)
         return (f"; expected about {minutes:.1f} min from now (this machine measured at {self.speed:.2f}x the "
                 f"reference machine's time)")
+
+    def dual_line(self) -> str:
+        """One line saying which dual preset LORE's runs use, and any value overridden."""
+        s = self.s
+        preset = dual_preset(s["dual_preset"])
+        changed = [f"{name} {s[name]:g}" if isinstance(s[name], float) else f"{name} {s[name]}"
+                   for name in PRESET_FIELDS if s[name] != getattr(preset, name)]
+        return (f"dual preset: {preset.name} ({preset.summary})" + (f"; overridden: {', '.join(changed)}" if changed else "")
+                + "; docs/lore.md tables the presets")
 
     def provenance(self) -> dict:
         """What produced this job's results: code version, software, device, phi_0's weights, the evaluation data

@@ -7,11 +7,13 @@ import torch
 
 from lore.data.images import build_dataset, probe_subset
 from lore.jsonio import write_json, write_text_atomic
+from lore.presets import PRESET_FIELDS
 from lore.units import format_eps
 
 from lore.training.plots import read_metrics
 
 from .compare import plot_accuracy, plot_training_comparison
+
 from .job import Job, run_entry, run_folder, train_config
 from .series import aggregate, multiplier_table, plot_constraint, plot_series, series_table
 
@@ -32,6 +34,8 @@ def run_series(job: Job) -> int:
     expected = job.expected([m for _, _, m in plan], len(plan) + 1)
     print(f"plan: {len(plan)} trainings ({len(s['methods'])} methods x {len(s['train_eps'])} radii x {len(seeds)} seeds) "
           f"and {len(plan) + 1} evaluations on {len(job.labels)} images{expected}", flush=True)
+    if "lore" in s["methods"]:
+        print(job.dual_line(), flush=True)
     reference = job.measure(job.reference, args.out / "reference", args.split_seed)
     runs, results, folders = [], {}, {}
     for index, (seed, eps, method) in enumerate(plan):
@@ -63,8 +67,7 @@ def run_series(job: Job) -> int:
                     "eval_eps": [format_eps(e) for e in s["eval_eps"]], "rho": s["rho"], "naive_weight": args.naive_weight,
                     "steps": s["steps"], "batch_size": s["batch_size"], "eval_samples": len(job.labels),
                     "apgd_iter": s["apgd_iter"], "apgd_targets": s["apgd_targets"], "quick": args.quick, "seed": args.seed, "seeds": seeds,
-                    "dual_lr": s["dual_lr"], "dual_hidden": s["dual_hidden"], "dual_signal": s["dual_signal"],
-                    "dual_link": s["dual_link"], "dual_beta1": s["dual_beta1"], "dual_beta2": s["dual_beta2"],
+                    "dual_preset": s["dual_preset"], **{name: s[name] for name in PRESET_FIELDS},
                     "lr": s["lr"],
                     "warmup_steps": s["warmup_steps"]},
         "methods": headline,

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..devices import check_device
-from ..registry import DUAL_FEATURES, DUAL_LINKS, DUAL_SIGNALS, METHOD_NAMES, method_entry
+from ..presets import DEFAULT_PRESET, DUAL_PRESETS, PRESET_FIELDS, resolve_dual
+from ..registry import DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES, method_entry
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size, read_json_object
 
 DUAL_KINDS = ("network", "linear", "scalar")
 PRECISIONS = ("fp32", "bf16")
-DUAL_OPTIMIZERS = ("sgd", "adam")
 PASS_MODES = ("auto", "fused", "sequential")
 
 
@@ -25,9 +25,22 @@ def _help(text: str, **kwargs):
     return field(metadata={"help": text}, **kwargs)
 
 
+def _preset_help(name: str) -> str:
+    """'default: paper V, embedded W' for a field a dual preset sets."""
+    return "default: " + ", ".join(f"{p.name} {getattr(p, name)!r}" for p in DUAL_PRESETS.values())
+
+
 @dataclass
 class TrainConfig:
-    """Everything a run needs. Defaults: the paper's (App. C, Table 6) on the embedded digits model."""
+    """Everything a run needs.
+
+    Defaults: the paper's (App. C, Table 6: AdamW lr 1e-5, wd 1e-4, cosine, PGD-10 with step eps/4, rho 0.1)
+    and its dual (`dual_preset="paper"`: Algorithm 1's ascent on the violations, raw phi_0(x), softplus, SGD at
+    5e-4, hidden 512, K = 5). The dual fields left None take the values of `dual_preset`
+    (`lore.presets`); a value given explicitly overrides the preset's. After construction every field holds its
+    resolved value, so config.json records what ran. The model and data defaults are the embedded digits
+    model, which runs offline; its own dual preset is `embedded`, chosen explicitly.
+    """
 
     # model
     model: str = _help("'digits-cnn' or 'digits-clip' (embedded, offline), an open_clip name (ViT-B-32), "
@@ -54,34 +67,40 @@ class TrainConfig:
     rho: float = _help("margin scale rho (LORE, TeCoA+l2, TeCoA+KL)", default=0.1)
     adaptive_margin: bool = _help("LORE's margin rho ||phi_0(x)||^2 (paper); --no-adaptive-margin: the fixed "
                                   "tolerance rho in squared-l2 units (paper Table 13)", default=True)
-    primal_steps: int = _help("K: primal updates per batch and per dual update", default=5)
+    dual_preset: str = _help(f"LORE's dual settings: {', '.join(DUAL_PRESETS)} (paper: Algorithm 1 and App. C; "
+                             "embedded: measured on the digits model; the dual flags below override single values; "
+                             "docs/lore.md)", default=DEFAULT_PRESET)
+    primal_steps: Optional[int] = _help(f"K: primal updates per batch and per dual update ({_preset_help('primal_steps')})",
+                                        default=None)
     dual: str = _help(f"dual parameterisation: {', '.join(DUAL_KINDS)}", default="network")
-    dual_hidden: int = _help("hidden width of the dual network", default=512)
-    dual_lr: float = _help("dual learning rate", default=5e-4)
-    dual_init: float = _help("initial lambda(x) of every sample (> 0 with --dual-link softplus)", default=1.0)
+    dual_hidden: Optional[int] = _help(f"hidden width of the dual network ({_preset_help('dual_hidden')})", default=None)
+    dual_lr: Optional[float] = _help(f"dual learning rate eta ({_preset_help('dual_lr')})", default=None)
+    dual_init: Optional[float] = _help("initial lambda(x) of every sample, > 0 with --dual-link softplus "
+                                       f"({_preset_help('dual_init')})", default=None)
     penalty: float = _help("LORE: c > 0 adds (c/2) relu(violation)^2 per sample (augmented Lagrangian); 0: the "
                            "paper's Lagrangian", default=0.0)
-    dual_signal: str = _help(f"LORE: what the dual step ascends on: {', '.join(DUAL_SIGNALS)}. rate: 1[outside the "
-                             "margin] - violation_rate, so lambda(x) rises where more than that share of samples "
-                             "violate and falls to 0 where fewer do; violation: the violations (the paper's); "
-                             "docs/lore.md", default="rate")
-    violation_rate: float = _help("LORE, --dual-signal rate: tolerated share of samples outside the margin",
-                                  default=0.05)
-    dual_features: str = _help(f"what the dual network sees of phi_0(x): {', '.join(DUAL_FEATURES)} (standardized: "
-                               "each feature's mean and std over training images removed, lambda(x) then varies "
-                               "across samples; raw: the paper's; docs/lore.md)", default="standardized")
-    dual_link: str = _help(f"dual network/linear output -> lambda: {', '.join(DUAL_LINKS)} (projected: relu with "
-                           "projected-ascent gradients, no vanishing gradient after a slack phase; softplus: the "
-                           "paper's; docs/lore.md)", default="projected")
-    dual_optimizer: str = _help(f"dual ascent: {', '.join(DUAL_OPTIMIZERS)} (both maximize). adam: steps of about "
-                                "dual_lr whatever the violations' scale (see docs/lore.md); sgd: plain ascent, steps "
-                                "proportional to the violations", default="adam")
-    dual_beta1: float = _help("adam dual: beta1, the momentum of lambda's updates (0: none, lambda stops rising as "
-                              "soon as the violations stop; torch's 0.9 keeps it rising for several more steps, "
-                              "docs/lore.md)", default=0.0)
-    dual_beta2: float = _help("adam dual: beta2, the memory of the squared dual gradients (torch's 0.999 remembers "
-                              "the large early violations for hundreds of steps, so lambda then falls slowly on "
-                              "slack samples; docs/lore.md)", default=0.999)
+    dual_signal: Optional[str] = _help(f"LORE: what the dual step ascends on: {', '.join(DUAL_SIGNALS)}. violation: the "
+                                       "violations d - rho m(x) (Algorithm 1); rate: 1[outside the margin] - "
+                                       "violation_rate, so lambda(x) rises where more than that share of samples "
+                                       f"violate and falls to 0 where fewer do ({_preset_help('dual_signal')})",
+                                       default=None)
+    violation_rate: Optional[float] = _help("LORE, --dual-signal rate: tolerated share of samples outside the margin "
+                                            f"({_preset_help('violation_rate')})", default=None)
+    dual_features: Optional[str] = _help(f"what the dual network sees of phi_0(x): {', '.join(DUAL_FEATURES)} (raw: "
+                                         "the paper's; standardized: each feature's mean and std over training "
+                                         "images removed, so lambda(x) varies across samples; "
+                                         f"{_preset_help('dual_features')})", default=None)
+    dual_link: Optional[str] = _help(f"dual network/linear output -> lambda: {', '.join(DUAL_LINKS)} (softplus: the "
+                                     "paper's; projected: relu with projected-ascent gradients, no vanishing gradient "
+                                     f"after a slack phase; {_preset_help('dual_link')})", default=None)
+    dual_optimizer: Optional[str] = _help(f"dual ascent: {', '.join(DUAL_OPTIMIZERS)} (both maximise). sgd: Algorithm "
+                                          "1's plain ascent, steps proportional to the violations; adam: steps of "
+                                          f"about dual_lr whatever their scale ({_preset_help('dual_optimizer')})",
+                                          default=None)
+    dual_beta1: Optional[float] = _help(f"adam dual: beta1, the momentum of lambda's updates ({_preset_help('dual_beta1')})",
+                                        default=None)
+    dual_beta2: Optional[float] = _help("adam dual: beta2, the memory of the squared dual gradients "
+                                        f"({_preset_help('dual_beta2')})", default=None)
     naive_weight: float = _help("fixed lambda of naive regularization", default=1.0)
     # optimisation
     lr: float = _help("AdamW learning rate", default=1e-5)
@@ -122,6 +141,12 @@ class TrainConfig:
         check_seed_and_size(self, ("seed", "split_seed"))
         self.eps = parse_eps(self.eps)
         check_device(self.device)
+        if self.dual_preset not in DUAL_PRESETS:
+            raise ValueError(f"dual_preset must be one of {tuple(DUAL_PRESETS)}, got {self.dual_preset!r}")
+        resolved = resolve_dual(self.dual_preset, {name: getattr(self, name) for name in PRESET_FIELDS})
+        for name, value in resolved.items():
+            setattr(self, name, value)
+        check_field_types(self)
         method_entry(self.method)  # refuses a name the registry does not know
         if self.dual not in DUAL_KINDS:
             raise ValueError(f"dual must be one of {DUAL_KINDS}, got {self.dual!r}")

@@ -61,18 +61,6 @@ def make_method(config: TrainConfig):
     return build_method(config.method, config)
 
 
-DUAL_OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}  # keys: config.DUAL_OPTIMIZERS
-
-
-def dual_optimizer_factory(kind: str, lr: float, beta1: float = 0.9, beta2: float = 0.999):
-    """params -> the dual ascent optimizer a config names ("sgd": Algorithm 1's plain ascent; "adam" with
-    betas (beta1, beta2)), maximising."""
-    if kind not in DUAL_OPTIMIZER_CLASSES:
-        raise ValueError(f"dual_optimizer must be one of {sorted(DUAL_OPTIMIZER_CLASSES)}, got {kind!r}")
-    options = {"betas": (beta1, beta2)} if kind == "adam" else {}
-    return lambda params: DUAL_OPTIMIZER_CLASSES[kind](params, lr=lr, maximize=True, **options)
-
-
 def cosine_with_warmup(total: int, warmup: int):
     """LR multiplier per batch: linear warm-up, then cosine decay to 0."""
 
@@ -229,10 +217,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     torch.manual_seed(config.seed)  # the dual network's init must not depend on whether phi_0 came from the cache
     step_fn = RobustStep(
         model, method, optimizer, eps=config.eps, reference=reference, head=head, pgd_steps=config.pgd_steps,
-        primal_steps=config.primal_steps, dual_lr=config.dual_lr, embed_dim=encoder.embed_dim,
-        dual_optimizer=dual_optimizer_factory(config.dual_optimizer, config.dual_lr, config.dual_beta1,
-                                              config.dual_beta2)
-        if method.multiplier else None,
+        primal_steps=config.primal_steps, embed_dim=encoder.embed_dim,
         autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
         accumulation_steps=config.grad_accumulation, passes=passes,
     )

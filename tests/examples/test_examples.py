@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from lore.presets import EMBEDDED, PAPER, PRESET_FIELDS
+
 ROOT = Path(__file__).resolve().parents[2]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # two xdist workers on two cores: no oversubscription
 
@@ -60,10 +62,12 @@ def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
     provenance = payload["provenance"]
     assert len(provenance["weights_sha256"]) == 64 and provenance["code"]["package"]  # phi_0's weights, the code
     assert provenance["data"]["eval_images"] == payload["setting"]["eval_samples"]
-    # the dual settings results.json states are the ones each LORE run was trained with
+    # the embedded job uses the embedded dual preset, says so, and results.json states what each LORE run used
+    assert "dual preset: embedded" in stdout and payload["setting"]["dual_preset"] == "embedded"
+    assert {name: payload["setting"][name] for name in PRESET_FIELDS} == EMBEDDED.values()
     for config_file in (out / "runs").glob("lore-*/config.json"):
         config = json.loads(config_file.read_text())
-        for key in ("dual_hidden", "dual_lr", "dual_link", "dual_signal", "dual_beta1", "dual_beta2", "warmup_steps"):
+        for key in (*PRESET_FIELDS, "dual_preset", "warmup_steps"):
             assert config[key] == payload["setting"][key], (config_file, key)
     runs = payload["runs"]
     assert len({r["weights_sha256"] for r in runs}) == len(runs)  # every trained model is told apart
@@ -109,9 +113,10 @@ def test_lore_clip_real_weights_path_on_a_tiny_open_clip_model(tmp_path, lore_ca
     check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"1/255", "2/255", "4/255", "8/255"})
     setting = json.loads((out / "results.json").read_text())["setting"]
     assert setting["train_eps"] == "4/255" and setting["rho"] == 0.1  # the paper's defaults with real weights
-    assert (setting["dual_hidden"], setting["dual_lr"]) == (512, 5e-4)  # the paper's dual network (App. C)
+    assert setting["dual_preset"] == "paper"  # the paper's dual (Algorithm 1, App. C) with real weights
+    assert {name: setting[name] for name in PRESET_FIELDS} == PAPER.values()
     lore_config = json.loads(next((out / "runs").glob("lore-*/config.json")).read_text())
-    assert (lore_config["dual_hidden"], lore_config["dual_lr"], lore_config["warmup_steps"]) == (512, 5e-4, 0)
+    assert {name: lore_config[name] for name in PRESET_FIELDS} == PAPER.values() and lore_config["warmup_steps"] == 0
 
 
 @pytest.mark.slow

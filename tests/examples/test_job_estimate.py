@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lore.presets import EMBEDDED, PAPER, PRESET_FIELDS
+
 from lore_clip_support.job import expected_minutes, speed_probe
 
 SETTING = {"steps": 30, "eval_eps": [1, 2, 3], "apgd_iter": 10}
@@ -31,11 +33,15 @@ def test_main_job_keeps_explicit_dual_settings_and_refuses_bad_ones(capsys):
 
     s = settings_for(parse_args(["--dual-lr", "0", "--warmup-steps", "0", "--dual-hidden", "8", "--dual-beta2", "0"]))
     assert (s["dual_lr"], s["warmup_steps"], s["dual_hidden"], s["dual_beta2"]) == (0.0, 0, 8, 0.0)
-    default = settings_for(parse_args([]))
-    assert (default["dual_lr"], default["warmup_steps"], default["dual_hidden"], default["dual_beta2"]) == (
-        1.5e-2, 0, 32, 0.999)
+    default = settings_for(parse_args([]))  # the embedded model: the embedded preset, whole
+    assert default["dual_preset"] == "embedded" and default["warmup_steps"] == 0
+    assert {name: default[name] for name in PRESET_FIELDS} == EMBEDDED.values()
+    real = settings_for(parse_args(["--model", "ViT-B-32", "--train-data", "imgs"]))  # real weights: the paper's
+    assert real["dual_preset"] == "paper" and {name: real[name] for name in PRESET_FIELDS} == PAPER.values()
+    chosen = settings_for(parse_args(["--dual-preset", "paper"]))
+    assert {name: chosen[name] for name in PRESET_FIELDS} == PAPER.values()
     for flag, bad in (("--dual-hidden", "0"), ("--warmup-steps", "-1"), ("--dual-lr", "-1e-3"), ("--dual-beta2", "1"),
-                      ("--dual-beta2", "-0.5")):
+                      ("--dual-beta2", "-0.5"), ("--violation-rate", "1"), ("--primal-steps", "0")):
         with pytest.raises(SystemExit):
             parse_args([f"{flag}={bad}"])
         assert f"{flag} must be" in capsys.readouterr().err

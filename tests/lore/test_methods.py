@@ -37,10 +37,8 @@ def test_fare_step_equals_lore_step_when_lambda_is_zero(pretrained_encoder, digi
     encoder_a, _ = pretrained_encoder
     encoder_b = copy.deepcopy(encoder_a)
     runs = []
-    for encoder, method in ((encoder_a, fare()), (encoder_b, lore.lore(0.1, dual="scalar", init=0.0))):
-        step = RobustStep(
-            encoder, method, torch.optim.SGD(encoder.parameters(), lr=0.1), eps=8 / 255, primal_steps=3, dual_lr=0.0
-        )
+    for encoder, method in ((encoder_a, fare()), (encoder_b, lore.lore(0.1, dual="scalar", init=0.0, dual_lr=0.0))):
+        step = RobustStep(encoder, method, torch.optim.SGD(encoder.parameters(), lr=0.1), eps=8 / 255, primal_steps=3)
         runs.append(step(images, generator=torch.Generator().manual_seed(0)))
     for p, q in zip(encoder_a.parameters(), encoder_b.parameters()):
         assert torch.allclose(p, q, rtol=1e-4, atol=1e-5)  # fused [adv; clean] batches round differently
@@ -187,9 +185,9 @@ def test_gradient_accumulation_gives_the_same_update(method, pretrained_encoder,
     outs = []
     for encoder, steps in ((encoder_a, 1), (encoder_b, 2)):
         torch.manual_seed(0)
-        spec = lore.fare() if method == "fare" else lore.lore(0.1, hidden=16)
+        spec = lore.fare() if method == "fare" else lore.lore(0.1, hidden=16, dual_lr=0.5)
         step = RobustStep(encoder, spec, torch.optim.SGD(encoder.parameters(), lr=0.05), eps=8 / 255, pgd_steps=3,
-                          primal_steps=2, accumulation_steps=steps, dual_lr=0.5)
+                          primal_steps=2, accumulation_steps=steps)
         outs.append(step(images, initial_delta=torch.zeros_like(images)))
     for p, q in zip(encoder_a.parameters(), encoder_b.parameters()):
         assert torch.allclose(p, q, rtol=1e-4, atol=1e-5)
@@ -213,7 +211,8 @@ def test_a_standardizing_multiplier_is_fitted_on_the_first_batch_once_unless_fit
     train, _ = digits_split
     images, _ = batch_of(train)
     encoder, _ = pretrained_encoder
-    step = RobustStep(encoder, lore.lore(0.1, hidden=16), torch.optim.SGD(encoder.parameters(), lr=0.0), eps=8 / 255,
+    standardized = lore.lore(0.1, hidden=16, features="standardized")
+    step = RobustStep(encoder, standardized, torch.optim.SGD(encoder.parameters(), lr=0.0), eps=8 / 255,
                       pgd_steps=1, primal_steps=1)
     step(images)
     with torch.no_grad():
@@ -222,7 +221,7 @@ def test_a_standardizing_multiplier_is_fitted_on_the_first_batch_once_unless_fit
     assert torch.allclose(multiplier.feature_mean.double(), expected, atol=1e-5)
     step(train.images[100:116])  # a later batch changes nothing
     assert torch.allclose(multiplier.feature_mean.double(), expected, atol=1e-5)
-    fresh = RobustStep(copy.deepcopy(encoder), lore.lore(0.1, hidden=16),
+    fresh = RobustStep(copy.deepcopy(encoder), standardized,
                        torch.optim.SGD(encoder.parameters(), lr=0.0), eps=8 / 255, pgd_steps=1, primal_steps=1)
     fresh.fit_dual_features(train.images[:200])
     fitted = fresh.multiplier.feature_mean.clone()

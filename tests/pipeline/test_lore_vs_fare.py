@@ -27,13 +27,11 @@ def clean_deviation(encoder, reference, images):
 def test_lore_keeps_the_constraint_where_fare_does_not(pretrained_encoder, digits_split, _pretrained):
     train, held_out = digits_split
     results = {}
-    for method in (lore.fare(), lore.lore(RHO, hidden=64)):
+    # the embedded preset's rate dual signal (1[outside] - alpha, unit scale) with Adam (torch's betas) at 3e-2
+    for method in (lore.fare(), lore.lore(RHO, preset="embedded", hidden=64, dual_lr=3e-2, dual_beta1=0.9)):
         encoder, head = pretrained_encoder
         encoder.load_state_dict(_pretrained[0])
-        # LORE's default rate dual signal (1[outside] - alpha, unit scale) with the main job's Adam dual ascent
-        dual = lambda params: torch.optim.Adam(params, lr=3e-2, maximize=True)  # noqa: E731
-        step = RobustStep(encoder, method, torch.optim.Adam(encoder.parameters(), lr=3e-4), eps=EPS, dual_lr=3e-2,
-                          dual_optimizer=dual, primal_steps=K)
+        step = RobustStep(encoder, method, torch.optim.Adam(encoder.parameters(), lr=3e-4), eps=EPS, primal_steps=K)
         g = torch.Generator().manual_seed(0)
         deviations = []
         for i in range(STEPS):

@@ -57,28 +57,31 @@ def test_corrupt_and_foreign_checkpoints_give_clear_errors(tmp_path):
 
 def test_config_options_reach_the_method_and_the_dual_optimizer():
     from constrained import AugmentedLagrangian, FixedMargin, Lagrangian, NormMargin
-    from lore.training.engine import dual_optimizer_factory, make_method
+    from lore.training.engine import make_method
 
     default = make_method(TrainConfig())
     assert isinstance(default.formulation, Lagrangian) and isinstance(default.constraint.margin, NormMargin)
     assert isinstance(make_method(TrainConfig(penalty=20.0)).formulation, AugmentedLagrangian)
     assert isinstance(make_method(TrainConfig(adaptive_margin=False, rho=0.3)).constraint.margin, FixedMargin)
     assert make_method(TrainConfig(dual_features="unit-rms")).multiplier(8).normalize is True
-    assert make_method(TrainConfig()).multiplier(8).standardize is True  # the default
-    raw = make_method(TrainConfig(dual_features="raw")).multiplier(8)  # the paper's
+    raw = make_method(TrainConfig()).multiplier(8)  # the default: the paper's raw phi_0(x)
     assert not raw.standardize and not raw.normalize
+    assert make_method(TrainConfig(dual_preset="embedded")).multiplier(8).standardize is True
     with pytest.raises(ValueError, match="dual_features must be one of"):
         TrainConfig(dual_features="whitened")
-    assert default.constraint.violation_rate == 0.05  # the rate dual signal is the default
-    assert make_method(TrainConfig(violation_rate=0.2)).constraint.violation_rate == 0.2
-    assert make_method(TrainConfig(dual_signal="violation")).constraint.violation_rate is None  # the paper's
-    for bad in ({"dual_signal": "share"}, {"violation_rate": 1.0}, {"violation_rate": -0.1}):
-        with pytest.raises(ValueError, match="dual_signal|violation_rate"):
+    assert default.constraint.violation_rate is None  # the paper's violation signal is the default
+    rate = make_method(TrainConfig(dual_signal="rate", violation_rate=0.2))
+    assert rate.constraint.violation_rate == 0.2
+    assert make_method(TrainConfig(dual_preset="embedded")).constraint.violation_rate == 0.05
+    for bad in ({"dual_signal": "share"}, {"violation_rate": 1.0}, {"violation_rate": -0.1}, {"dual_preset": "mine"}):
+        with pytest.raises(ValueError, match="dual_signal|violation_rate|dual_preset"):
             TrainConfig(**bad)
     params = [torch.nn.Parameter(torch.zeros(2))]
-    adam = dual_optimizer_factory(TrainConfig().dual_optimizer, 5e-4)(params)
-    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["maximize"] and adam.param_groups[0]["lr"] == 5e-4
-    assert isinstance(dual_optimizer_factory("sgd", 0.1)(params), torch.optim.SGD)
+    sgd = default.dual_ascent(params)  # Algorithm 1: plain ascent at the paper's 5e-4
+    assert type(sgd) is torch.optim.SGD and sgd.param_groups[0]["maximize"] and sgd.param_groups[0]["lr"] == 5e-4
+    assert sgd.param_groups[0]["momentum"] == 0
+    adam = make_method(TrainConfig(dual_preset="embedded")).dual_ascent(params)
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["maximize"] and adam.param_groups[0]["lr"] == 1.5e-2
     with pytest.raises(ValueError, match="dual_optimizer must be one of"):
         TrainConfig(dual_optimizer="rmsprop")
     with pytest.raises(ValueError, match="penalty must be finite and >= 0"):
@@ -88,13 +91,14 @@ def test_config_options_reach_the_method_and_the_dual_optimizer():
 def test_dual_betas_reach_adam_and_bad_values_are_refused():
     """--dual-beta1/--dual-beta2 are Adam's betas for the dual (beta1 0: no momentum); outside [0, 1) they are
     refused by name."""
-    from lore.training.engine import dual_optimizer_factory
+    from lore.training.engine import make_method
 
     param = torch.nn.Parameter(torch.zeros(3))
-    adam = dual_optimizer_factory("adam", 1e-2, 0.0)([param])
+    adam = make_method(TrainConfig(dual_optimizer="adam", dual_beta1=0.0)).dual_ascent([param])
     assert adam.param_groups[0]["betas"] == (0.0, 0.999) and adam.param_groups[0]["maximize"]
-    assert dual_optimizer_factory("adam", 1e-2, 0.0, 0.5)([param]).param_groups[0]["betas"] == (0.0, 0.5)
-    sgd = dual_optimizer_factory("sgd", 1e-2, 0.0)([param])
+    adam = make_method(TrainConfig(dual_optimizer="adam", dual_beta1=0.0, dual_beta2=0.5)).dual_ascent([param])
+    assert adam.param_groups[0]["betas"] == (0.0, 0.5)
+    sgd = make_method(TrainConfig(dual_beta1=0.0)).dual_ascent([param])
     assert "betas" not in sgd.param_groups[0]
     for bad in (1.0, -0.1):
         for name in ("dual_beta1", "dual_beta2"):
@@ -111,7 +115,8 @@ def test_dual_init_is_every_samples_first_lambda(init):
     multiplier = make_method(TrainConfig(dual_init=init, dual_features="raw")).multiplier(16)
     values = multiplier(torch.randn(32, 16))
     torch.testing.assert_close(values, torch.full((32,), init), rtol=1e-6, atol=1e-6)
-    assert make_method(TrainConfig(dual_init=0.0, dual_features="raw")).multiplier(16)(torch.randn(4, 16)).eq(0).all()
+    zero = TrainConfig(dual_init=0.0, dual_features="raw", dual_link="projected")
+    assert make_method(zero).multiplier(16)(torch.randn(4, 16)).eq(0).all()
     with pytest.raises(ValueError, match="init must be > 0 for a softplus"):
         make_method(TrainConfig(dual_init=0.0, dual_link="softplus")).multiplier(16)
     with pytest.raises(ValueError, match="dual_init must be finite and >= 0"):
