@@ -24,6 +24,7 @@ With no arguments it runs offline on a CPU on an embedded default:
     python examples/lore_clip.py --seeds 3        # the table of docs/results.md (about 3x longer)
     python examples/lore_clip.py --quick          # two radii, small budget (about 80 s)
     python examples/lore_clip.py --sweep rho,lambda --seeds 3   # Fig. 3 (rho sweep) and Fig. 1b (both fronts)
+    python examples/lore_clip.py --sweep K,tolerance,dual --seeds 3  # Table 8 (K), Table 13 (margins), Fig. 8 (dual)
     python examples/lore_clip.py --fixed-lambda   # + naive regularization at LORE's own final lambda
     python examples/lore_clip.py --ablation       # dual network/linear/scalar, adaptive/fixed margin, K = 5/1
 
@@ -99,8 +100,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dual-beta2", type=float, default=None, help="Adam dual: beta2 (default: the preset's)")
     parser.add_argument("--violation-rate", type=float, default=None,
                         help="rate dual signal: the tolerated share outside the margin (default: the preset's)")
+    parser.add_argument("--penalty", type=float, default=None,
+                        help="LORE: c > 0 adds (c/2) relu(violation)^2 per sample (augmented Lagrangian; default 0: "
+                        "the paper's Lagrangian)")
     parser.add_argument("--primal-steps", type=int, default=None, help="K (default: the preset's, 5)")
     parser.add_argument("--steps", type=int, default=None, help="training batches per model (default: 90 embedded, 16 quick)")
+    parser.add_argument("--probe-every", type=int, default=None,
+                        help="held-out probe every N batches during training (default: a quarter of --steps; the "
+                        "clean-accuracy curves and time-to-accuracy table read these probes)")
     parser.add_argument("--warmup-steps", type=int, default=None,
                         help="linear lr warm-up batches before the cosine decay (default: 0)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs with real data (when --steps is not given)")
@@ -112,7 +119,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="APGD iterations (default: 100 real; 10 embedded, which ranks the methods as 100 do: docs/results.md)")
     parser.add_argument("--apgd-targets", type=int, default=None,
                         help="APGD-DLR-T target classes (default: 9 real, AutoAttack's; 3 embedded: docs/results.md)")
-    parser.add_argument("--sweep", default=None, help="rho, lambda or rho,lambda: train families and plot their fronts")
+    parser.add_argument("--sweep", default=None,
+                        help="comma list of rho (Fig. 3), lambda (naive; with rho: Fig. 1b's fronts), K (Table 8), "
+                        "tolerance (fixed margins, Table 13), dual (network/linear/scalar, Fig. 8): trains each family "
+                        "at the largest --train-eps over --seeds, with FARE")
     parser.add_argument("--ablation", action="store_true", help="LORE variants at the largest radius (App. G, Table 13, K)")
     parser.add_argument("--fixed-lambda", action="store_true",
                         help="series: also train naive regularization with lambda fixed at each LORE run's final mean "
@@ -142,6 +152,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and not 0 <= value < 1:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
+    if args.penalty is not None and not args.penalty >= 0:
+        parser.error(f"--penalty must be >= 0, got {args.penalty}")
+    if args.probe_every is not None and args.probe_every < 1:
+        parser.error(f"--probe-every must be >= 1, got {args.probe_every}")
     if args.primal_steps is not None and args.primal_steps < 1:
         parser.error(f"--primal-steps must be >= 1, got {args.primal_steps}")
     if args.dual_init is not None and not args.dual_init >= 0:

@@ -57,6 +57,7 @@ def settings_for(args) -> dict:
         "lr": args.lr or (1e-3 if embedded else 1e-5),
         "warmup_steps": _given(args, "warmup_steps", 0),
         "dual_preset": preset,
+        "penalty": _given(args, "penalty", 0.0),
         **resolve_dual(preset, {name: getattr(args, name, None) for name in PRESET_FIELDS}),
         "eval_samples": args.eval_samples or (100 if args.quick else (100_000 if embedded else 1000)),
         "apgd_iter": args.apgd_iter or (10 if embedded else 100),
@@ -76,10 +77,11 @@ def train_config(args, s, method: str, folder: Path, *, eps: float, seed: int, *
         model=args.model, pretrained=args.pretrained, data=s["train_data"],
         probe_data=None if s["train_data"] == "digits" else s["eval_data"], method=method, eps=eps,
         rho=s["rho"], naive_weight=args.naive_weight, lr=s["lr"], warmup_steps=s["warmup_steps"],
-        dual_preset=s["dual_preset"], **{name: s[name] for name in PRESET_FIELDS},
+        dual_preset=s["dual_preset"], penalty=s["penalty"], **{name: s[name] for name in PRESET_FIELDS},
         batch_size=s["batch_size"], epochs=args.epochs, max_steps=s["steps"], seed=seed, split_seed=args.split_seed,
         output=str(folder), checkpoint_every=max(10, (s["steps"] or 1000) // 4),
-        probe_every=max(1, -(-(s["steps"] or 1000) // 4)), probe_size=s["probe_size"], cache_dir=args.cache_dir, device=args.device,
+        probe_every=getattr(args, "probe_every", None) or max(1, -(-(s["steps"] or 1000) // 4)),
+        probe_size=s["probe_size"], cache_dir=args.cache_dir, device=args.device,
     )
     values.update(overrides)
     return TrainConfig(**values)
@@ -167,7 +169,8 @@ class Job:
         print(f"\n== {name}: training ({config.method}, eps {format_eps(config.eps)}, seed {config.seed}) ==", flush=True)
         folder = train_fresh(config, resume=resume)
         print(f"== {name}: evaluating ==", flush=True)
-        rho = config.rho if config.method == "lore" else None  # a LORE run is measured against its own margin
+        # a LORE run is measured against its own margin; a fixed-tolerance one against the job's adaptive margin
+        rho = config.rho if config.method == "lore" and config.adaptive_margin else None
         return self.measure(load_trained(self.reference, folder), folder, config.seed, rho)
 
     def progress(self, done: int, total: int) -> None:

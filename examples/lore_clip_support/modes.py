@@ -13,6 +13,7 @@ from lore.units import format_eps
 from lore.training.plots import read_metrics
 
 from .compare import plot_accuracy, plot_training_comparison
+from .curves import plot_clean_over_training, time_table, time_to_accuracy
 
 from .job import Job, run_entry, run_folder, train_config
 from .series import aggregate, multiplier_table, plot_constraint, plot_series, series_table
@@ -48,6 +49,8 @@ def run_series(job: Job) -> int:
         runs += fixed_lambda_runs(job, [(seed, eps, folders[("lore", eps, seed)]) for seed in seeds for eps in s["train_eps"]])
 
     rows = aggregate(runs)
+    by_method = {(m, e): [folders[(m, e, seed)] for seed in seeds] for m in s["methods"] for e in s["train_eps"]}
+    timing = time_to_accuracy(by_method, TIME_THRESHOLDS)
     spread = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed (no spread measured)"
     print(f"\nzero-shot accuracy on {len(job.labels)} held-out images, {spread}; robust = "
           f"worst case of APGD-CE and APGD-DLR-T ({s['apgd_targets']} targets), {s['apgd_iter']} iterations; "
@@ -58,6 +61,11 @@ def run_series(job: Job) -> int:
     multipliers = multiplier_table(runs)
     if multipliers:
         print(f"\n{heading}\n{multipliers}")
+    timing_heading = (f"Training time to reach a held-out probe robust accuracy (PGD-10 at the training radius, "
+                      f"{s['probe_size']} images; seconds of training steps, probes excluded; mean ± std over the seeds "
+                      "that reached it):")
+    timing_text = time_table(timing)
+    print(f"\n{timing_heading}\n{timing_text}")
     largest = s["train_eps"][-1]
     headline = {"reference": reference, **{m: results[(m, largest, seeds[0])] for m in s["methods"]}}
     payload = {
@@ -73,21 +81,25 @@ def run_series(job: Job) -> int:
         "methods": headline,
         "runs": runs,
         "series": rows,
+        "time_to_robust_accuracy": timing,
     }
     write_json(args.out / "results.json", payload, ensure_ascii=False)
     as_list = multiplier_table(runs, bullet="- ")  # markdown: one list item per run
     write_text_atomic(args.out / "series.md", series_table(rows, reference, markdown=True) + "\n"
-                      + (f"\n{heading}\n{as_list}\n" if as_list else ""))
+                      + (f"\n{heading}\n{as_list}\n" if as_list else "") + f"\n{timing_heading}\n\n{timing_text}\n")
     plot_series(rows, reference, args.out / "series.png")
+    plot_clean_over_training(by_method, args.out / "clean_over_training.png")
     at_largest = {m: folders[(m, largest, seeds[0])] for m in s["methods"]}
     plot_constraint(at_largest, s["rho"], args.out / "constraint.png", train_eps=format_eps(largest))
     plot_training_comparison(at_largest, s["rho"], args.out / "training_curves.png", train_eps=format_eps(largest))
     plot_accuracy(headline, args.out / "accuracy.png", train_eps=format_eps(largest))
-    print(f"\nwrote {args.out / 'results.json'}, series.md, series.png, constraint.png, training_curves.png, accuracy.png")
+    print(f"\nwrote {args.out / 'results.json'}, series.md, series.png, clean_over_training.png, constraint.png, "
+          "training_curves.png, accuracy.png")
     return 0
 
 
 FIXED = "naive, LORE's lambda"
+TIME_THRESHOLDS = (0.2, 0.4, 0.6)  # held-out probe robust accuracy (Table 16 analogue)
 
 
 def fixed_lambda_runs(job: Job, lore_runs: list[tuple[int, float, object]]) -> list[dict]:

@@ -1,5 +1,5 @@
-"""rho and lambda sweeps over seeds at one training radius: the paper's Fig. 3 (what rho governs) and Fig. 1b
-(LORE's rho front against naive regularization's lambda front)."""
+"""Sweeps over seeds at one training radius: rho (paper Fig. 3: what rho governs), naive's lambda (Fig. 1b: the two
+fronts), K (Table 8), fixed margins against the adaptive one (Table 13), and the dual's parameterisation (Fig. 8)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,22 @@ from .compare import plot_front
 from .job import Job, run_folder, train_config
 from .series import Stat, mean_std
 
-#: family -> (method, the TrainConfig field varied, its values); rho spans 0.01-0.5 (paper Fig. 3)
+#: family -> (method, the TrainConfig field varied, its values); rho spans 0.01-0.5 (paper Fig. 3), K Table 8's values;
+#: "tolerance" is Table 13's fixed margin in squared-l2 units (the embedded model's adaptive margin 0.1 ||phi_0||^2
+#: averages 0.212 over training digits: the values are about 1/2, 1 and 2 times it)
 SWEEPS = {"rho": ("lore", "rho", [0.01, 0.03, 0.1, 0.3, 0.5]),
-          "lambda": ("naive", "naive_weight", [0.1, 0.3, 1.0, 3.0, 10.0])}
-FAMILY_LABELS = {"rho": "LORE (rho)", "lambda": "naive (lambda)"}
+          "lambda": ("naive", "naive_weight", [0.1, 0.3, 1.0, 3.0, 10.0]),
+          "K": ("lore", "primal_steps", [1, 2, 3, 5, 7, 10]),
+          "tolerance": ("lore", "rho", [0.1, 0.2, 0.4]),
+          "dual": ("lore", "dual", ["network", "linear", "scalar"])}
+#: settings a family fixes besides the one it varies
+FIXED = {"tolerance": {"adaptive_margin": False}}
+FAMILY_LABELS = {"rho": "LORE (rho)", "lambda": "naive (lambda)", "K": "LORE (K)", "tolerance": "LORE (fixed margin)",
+                 "dual": "LORE (dual)"}
+
+
+def _value_text(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
 def sweep_row(kind: str, value: Optional[float], members: list[dict]) -> dict:
@@ -41,7 +53,7 @@ def _text(stat: Stat, digits: int = 3) -> str:
 def sweep_table(rows: list[dict], eps_label: str, *, markdown: bool = False) -> str:
     """One line per setting: clean, robust at `eps_label`, held-out deviation median and 90 % quantile, in margin."""
     header = ["setting", "clean", f"robust {eps_label}", "deviation median", "deviation q90", "in margin"]
-    lines = [[("FARE" if r["family"] == "fare" else f"{r['family']} = {r['value']:g}"), _text(r["clean_accuracy"]),
+    lines = [[("FARE" if r["family"] == "fare" else f"{r['family']} = {_value_text(r['value'])}"), _text(r["clean_accuracy"]),
               _text(r["robust_accuracy"][eps_label]), _text(r["deviation_q50"], 4), _text(r["deviation_q90"], 4),
               _text(r["within_margin"])] for r in rows]
     if markdown:
@@ -81,6 +93,30 @@ def plot_rho_sweep(rows: list[dict], eps_label: str, path, *, train_eps: str, fa
     return save_figure(fig, path)
 
 
+def plot_family(rows: list[dict], kind: str, eval_eps: list[float], path, *, train_eps: str, fare: dict):
+    """Clean accuracy, robust accuracy at every evaluation radius and the share in margin for each value of one
+    family (K, fixed tolerance, dual kind), mean ± std over seeds, FARE as dashed lines."""
+    members = [r for r in rows if r["family"] == kind]
+    labels = [_value_text(r["value"]) for r in members]
+    x = list(range(len(members)))
+    panels = [("clean accuracy", "clean_accuracy", None)] + [
+        (f"robust {format_eps(e)}", "robust_accuracy", format_eps(e)) for e in eval_eps] + [
+        ("in margin", "within_margin", None)]
+    fig, axes = new_figure(1, len(panels), figsize=(3.6 * len(panels), 3.6))
+    for axis, (title, key, eps_label) in zip(axes, panels):
+        stats = [r[key][eps_label] if eps_label else r[key] for r in members]
+        axis.errorbar(x, [v[0] for v in stats], yerr=[v[1] or 0 for v in stats], marker="o", capsize=3,
+                      color=method_color("lore"), label=FAMILY_LABELS[kind])
+        ref = fare[key][eps_label] if eps_label else fare[key]
+        axis.axhline(ref[0], color=method_color("fare"), linestyle="--", label="FARE")
+        axis.set(xticks=x, xticklabels=labels, xlabel=SWEEPS[kind][1], title=title)
+    axes[0].set_ylabel("share of held-out digits")
+    finish_axes(*axes)
+    seeds = max(len(r["seeds"]) for r in members)
+    fig.suptitle(f"{FAMILY_LABELS[kind]} at training eps {train_eps}; mean ± std over {seeds} seed(s)")
+    return save_figure(fig, path)
+
+
 def run_sweeps(job: Job) -> int:
     """LORE's rho sweep and/or naive's lambda sweep at the largest training radius over --seeds, with FARE."""
     args, s = job.args, job.s
@@ -99,9 +135,9 @@ def run_sweeps(job: Job) -> int:
             name, config = "fare", train_config(args, s, "fare", run_folder(args.out, "fare", eps, seed), eps=eps, seed=seed)
         else:
             method, key, _ = SWEEPS[kind]
-            name = f"{method} {key}={value:g}"
-            config = train_config(args, s, method, run_folder(args.out, method, eps, seed, tag=f"-{kind}{value:g}"),
-                                  eps=eps, seed=seed, **{key: value})
+            name = f"{method} {key}={_value_text(value)}"
+            config = train_config(args, s, method, run_folder(args.out, method, eps, seed, tag=f"-{kind}{_value_text(value)}"),
+                                  eps=eps, seed=seed, **{key: value, **FIXED.get(kind, {})})
         # FARE is reused when the series already trained it with these settings
         result = job.train_and_measure(name, config, resume=args.resume or kind == "fare")
         results.setdefault((kind, value), []).append({"seed": seed, **result})
@@ -113,11 +149,15 @@ def run_sweeps(job: Job) -> int:
                "eval_images": len(job.labels), "rows": rows, "reference": reference,
                "runs": [{"family": k, "value": v, **m} for (k, v), members in results.items() for m in members]}
     write_json(args.out / "sweeps.json", payload)
+    fronts = [k for k in kinds if k in ("rho", "lambda")]
     families = {FAMILY_LABELS[k]: [(r["value"], r["clean_accuracy"][0], r["robust_accuracy"][eps_label][0])
-                                   for r in rows if r["family"] == k] for k in kinds}
+                                   for r in rows if r["family"] == k] for k in fronts}
     single = {"FARE": (fare["clean_accuracy"][0], fare["robust_accuracy"][eps_label][0]),
               "reference": (reference["clean_accuracy"], reference["robust_accuracy"][eps_label])}
-    written = [plot_front(families, eps_label, args.out / "pareto_front.png", single=single)]
+    written = [plot_front(families, eps_label, args.out / "pareto_front.png", single=single)] if fronts else []
+    for kind in (k for k in kinds if k not in ("rho", "lambda")):
+        written.append(plot_family(rows, kind, list(s["eval_eps"]), args.out / f"sweep_{kind}.png",
+                                   train_eps=format_eps(eps), fare=fare))
     if "rho" in kinds:
         written.append(plot_rho_sweep(rows, eps_label, args.out / "rho_sweep.png", train_eps=format_eps(eps), fare=fare))
     table = sweep_table(rows, eps_label)
