@@ -25,6 +25,7 @@ With no arguments it runs offline on a CPU on an embedded default:
     python examples/lore_clip.py --quick          # two radii, small budget (about 80 s)
     python examples/lore_clip.py --sweep rho,lambda --seeds 3   # Fig. 3 (rho sweep) and Fig. 1b (both fronts)
     python examples/lore_clip.py --sweep K,tolerance,dual --seeds 3  # Table 8 (K), Table 13 (margins), Fig. 8 (dual)
+    python examples/lore_clip.py --black-box --seeds 3   # Square (Table 9) and Gaussian noise (Fig. 12/13)
     python examples/lore_clip.py --fixed-lambda   # + naive regularization at LORE's own final lambda
     python examples/lore_clip.py --ablation       # dual network/linear/scalar, adaptive/fixed margin, K = 5/1
 
@@ -60,6 +61,7 @@ from lore.presets import DUAL_PRESETS
 from lore.registry import DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES
 from lore.training.checkpoint import CheckpointError
 from lore_clip_support.compare import RunInterrupted
+from lore_clip_support.black_box import run_black_box
 from lore_clip_support.job import EMBEDDED, Job, settings_for
 from lore_clip_support.modes import run_ablation, run_series
 from lore_clip_support.sweeps import SWEEPS, run_sweeps
@@ -123,6 +125,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="comma list of rho (Fig. 3), lambda (naive; with rho: Fig. 1b's fronts), K (Table 8), "
                         "tolerance (fixed margins, Table 13), dual (network/linear/scalar, Fig. 8): trains each family "
                         "at the largest --train-eps over --seeds, with FARE")
+    parser.add_argument("--black-box", action="store_true",
+                        help="the series' models (trained where --out lacks them) under Square and Gaussian noise "
+                        "(Table 9, Fig. 12/13)")
+    parser.add_argument("--square-queries", type=int, default=500, help="Square attack queries per image (--black-box)")
     parser.add_argument("--ablation", action="store_true", help="LORE variants at the largest radius (App. G, Table 13, K)")
     parser.add_argument("--fixed-lambda", action="store_true",
                         help="series: also train naive regularization with lambda fixed at each LORE run's final mean "
@@ -140,6 +146,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="continue an interrupted job in --out: finished trainings and evaluations are reused, "
                         "an interrupted training resumes from its checkpoint")
     args = parser.parse_args(argv)
+    if args.square_queries < 1:
+        parser.error(f"--square-queries must be >= 1, got {args.square_queries}")
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.apgd_targets is not None and args.apgd_targets < 1:
@@ -207,6 +215,8 @@ def run(args) -> int:
         return run_sweeps(job)
     if args.ablation:
         return run_ablation(job)
+    if args.black_box:
+        return run_black_box(job)
     return run_series(job)
 
 
