@@ -285,6 +285,14 @@ def tecoa() -> Method:
     return Method("tecoa", zero_shot_cross_entropy, supervised=True)
 
 
+def _tecoa_dual(preset, hidden, init, features, link, dual_optimizer, dual_lr, dual_beta1, dual_beta2) -> _Dual:
+    """The TeCoA variants' dual: `preset` with these overrides, ascending on the violations (the rate signal is
+    LORE's only)."""
+    return _Dual(preset, dual_hidden=hidden, dual_init=init, dual_features=features, dual_link=link,
+                 dual_signal="violation", dual_optimizer=dual_optimizer, dual_lr=dual_lr, dual_beta1=dual_beta1,
+                 dual_beta2=dual_beta2)
+
+
 def tecoa_l2(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: DualKind = "network",
              hidden: Optional[int] = None, init: Optional[float] = None, features: Optional[DualFeatures] = None,
              link: Optional[DualLink] = None, dual_optimizer: Optional[DualOptimizer] = None,
@@ -292,9 +300,7 @@ def tecoa_l2(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: DualKind =
              dual_beta2: Optional[float] = None) -> Method:
     """TeCoA + LORE's embedding constraint (paper App. J.7); dual settings as in `lore` (ascent on the
     violations: the rate signal is LORE's only)."""
-    settings = _Dual(preset, dual_hidden=hidden, dual_init=init, dual_features=features, dual_link=link,
-                     dual_signal="violation", dual_optimizer=dual_optimizer, dual_lr=dual_lr, dual_beta1=dual_beta1,
-                     dual_beta2=dual_beta2)
+    settings = _tecoa_dual(preset, hidden, init, features, link, dual_optimizer, dual_lr, dual_beta1, dual_beta2)
     return Method("tecoa-l2", zero_shot_cross_entropy, _proximity(rho, True), multiplier=settings.multiplier(dual),
                   supervised=True, dual_ascent=settings.ascent())
 
@@ -306,9 +312,7 @@ def tecoa_kl(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: DualKind =
              dual_beta2: Optional[float] = None) -> Method:
     """TeCoA + KL(p_0 || p_theta) <= rho H(p_0) on zero-shot predictions (paper App. J.7); dual settings as in
     `tecoa_l2`."""
-    settings = _Dual(preset, dual_hidden=hidden, dual_init=init, dual_features=features, dual_link=link,
-                     dual_signal="violation", dual_optimizer=dual_optimizer, dual_lr=dual_lr, dual_beta1=dual_beta1,
-                     dual_beta2=dual_beta2)
+    settings = _tecoa_dual(preset, hidden, init, features, link, dual_optimizer, dual_lr, dual_beta1, dual_beta2)
     return Method(
         "tecoa-kl",
         zero_shot_cross_entropy,

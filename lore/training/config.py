@@ -141,8 +141,6 @@ class TrainConfig:
         check_seed_and_size(self, ("seed", "split_seed"))
         self.eps = parse_eps(self.eps)
         check_device(self.device)
-        if self.dual_preset not in DUAL_PRESETS:
-            raise ValueError(f"dual_preset must be one of {tuple(DUAL_PRESETS)}, got {self.dual_preset!r}")
         resolved = resolve_dual(self.dual_preset, {name: getattr(self, name) for name in PRESET_FIELDS})
         for name, value in resolved.items():
             setattr(self, name, value)
