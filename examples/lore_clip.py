@@ -27,7 +27,6 @@ With no arguments it runs offline on a CPU on an embedded default:
     python examples/lore_clip.py --sweep K,tolerance,dual --seeds 3  # Table 8 (K), Table 13 (margins), Fig. 8 (dual)
     python examples/lore_clip.py --black-box --seeds 3   # Square (Table 9) and Gaussian noise (Fig. 12/13)
     python examples/lore_clip.py --fixed-lambda   # + naive regularization at LORE's own final lambda
-    python examples/lore_clip.py --ablation       # dual network/linear/scalar, adaptive/fixed margin, K = 5/1
 
 Its plan line gives the expected time from then on, measured on the running machine (a speed probe
 rescales the reference machine's costs; docs/results.md gives how close it came). Output to a file or a
@@ -63,7 +62,7 @@ from lore.training.checkpoint import CheckpointError
 from lore_clip_support.compare import RunInterrupted
 from lore_clip_support.black_box import run_black_box
 from lore_clip_support.job import EMBEDDED, Job, settings_for
-from lore_clip_support.modes import run_ablation, run_series
+from lore_clip_support.modes import run_series
 from lore_clip_support.sweeps import SWEEPS, run_sweeps
 
 
@@ -129,7 +128,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the series' models (trained where --out lacks them) under Square and Gaussian noise "
                         "(Table 9, Fig. 12/13)")
     parser.add_argument("--square-queries", type=int, default=500, help="Square attack queries per image (--black-box)")
-    parser.add_argument("--ablation", action="store_true", help="LORE variants at the largest radius (App. G, Table 13, K)")
     parser.add_argument("--fixed-lambda", action="store_true",
                         help="series: also train naive regularization with lambda fixed at each LORE run's final mean "
                         "lambda (isolates what the adaptive multiplier adds)")
@@ -209,14 +207,12 @@ def run(args) -> int:
     if s["train_data"] is None:
         raise ValueError("--train-data is required with real weights (an ImageFolder or torchvision:NAME:ROOT)")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").unlink(missing_ok=True)  # a results.json describes a finished job, and only that
     job = Job(args, s)
     if args.sweep:
         return run_sweeps(job)
-    if args.ablation:
-        return run_ablation(job)
-    if args.black_box:
+    if args.black_box:  # reads the series' models and leaves its results.json alone
         return run_black_box(job)
+    (args.out / "results.json").unlink(missing_ok=True)  # a results.json describes a finished series, and only that
     return run_series(job)
 
 

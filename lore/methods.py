@@ -251,8 +251,9 @@ def lore(
 
     Every dual setting left None takes the value of `preset` (`lore.presets`): "paper" (default) is
     Algorithm 1 with App. C's values (ascent on the violations, raw phi_0(x), softplus, SGD at 5e-4, hidden
-    512); "embedded" is what was measured better on the embedded digits model. With `RobustStep`'s default
-    K = 5, `lore.lore()` is the paper's LORE.
+    512); "embedded" is the same ascent from lambda = 0 at 3e-2 on standardized phi_0(x) (projected link, hidden
+    32), measured on the embedded digits model. With `RobustStep`'s default K = 5, `lore.lore()` is the
+    paper's LORE.
 
     Args:
         rho: margin scale (paper: 0.1; 0.01 CIFAR-10, 0.05 DINOv2-S, 0.15-0.2 elsewhere).

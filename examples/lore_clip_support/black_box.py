@@ -18,6 +18,7 @@ import torch
 from lore.evaluation.suite import EvalSettings, evaluate
 from lore.heads import ZeroShotHead
 from lore.jsonio import write_json, write_text_atomic
+from lore.provenance import weights_sha256
 from lore.plotting import finish_axes, method_color, new_figure, save_figure
 from lore.units import format_eps
 
@@ -29,9 +30,11 @@ NOISE_SIGMAS = (0.05, 0.1, 0.2, 0.3)
 
 
 def black_box_results(job: Job, encoder: torch.nn.Module, folder: Path, seed: int, queries: int) -> dict:
-    """Square and Gaussian-noise accuracy of `encoder` on the job's held-out images, cached in folder/black_box.json."""
+    """Square and Gaussian-noise accuracy of `encoder` on the job's held-out images, cached in folder/black_box.json
+    (keyed by the settings and the encoder's weights: a retrained model is evaluated again)."""
     setting = {"eval_eps": [format_eps(e) for e in job.s["eval_eps"]], "square_queries": queries,
-               "noise_sigmas": list(NOISE_SIGMAS), "eval_images": len(job.labels), "seed": seed}
+               "noise_sigmas": list(NOISE_SIGMAS), "eval_images": len(job.labels), "seed": seed,
+               "weights_sha256": weights_sha256(encoder)}
     cache = folder / "black_box.json"
     entries = json.loads(cache.read_text()) if cache.is_file() else []
     for entry in entries:
@@ -93,6 +96,7 @@ def run_black_box(job: Job) -> int:
     plan = [(seed, eps, method) for seed in seeds for eps in s["train_eps"] for method in s["methods"]]
     print(f"plan: Square ({args.square_queries} queries) and Gaussian noise {list(NOISE_SIGMAS)} on {len(plan)} models "
           f"(trained first where --out lacks them) and the reference, {len(job.labels)} held-out images", flush=True)
+    print(job.dual_line(), flush=True)
     reference = black_box_results(job, job.reference, args.out / "reference", args.split_seed, args.square_queries)
     results: dict[tuple[str, float], list[dict]] = {}
     for index, (seed, eps, method) in enumerate(plan):
@@ -115,7 +119,7 @@ def run_black_box(job: Job) -> int:
           f"Square {reference['square']}, noise {reference['gaussian_noise']}\n{table}")
     write_json(args.out / "black_box.json", {"status": "finished", "provenance": job.provenance(),
                                              "square_queries": args.square_queries, "noise_sigmas": list(NOISE_SIGMAS),
-                                             "reference": reference, "rows": rows}, ensure_ascii=False)
+                                             "dual": job.dual_setting(), "reference": reference, "rows": rows}, ensure_ascii=False)
     write_text_atomic(args.out / "black_box.md", table + "\n")
     plot_noise(rows, args.out / "noise.png", reference)
     print(f"\nwrote {args.out / 'black_box.json'}, black_box.md, noise.png")

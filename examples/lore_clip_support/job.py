@@ -133,6 +133,10 @@ class Job:
         return (f"dual preset: {preset.name} ({preset.summary})" + (f"; overridden: {', '.join(changed)}" if changed else "")
                 + "; docs/lore.md tables the presets")
 
+    def dual_setting(self) -> dict:
+        """The dual preset's name and every resolved dual value LORE's runs use (results files record it)."""
+        return {"dual_preset": self.s["dual_preset"], **{name: self.s[name] for name in PRESET_FIELDS}}
+
     def provenance(self) -> dict:
         """What produced this job's results: code version, software, device, phi_0's weights, the evaluation data
         (each run's entry carries its own trained weights' SHA-256)."""

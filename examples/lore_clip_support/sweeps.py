@@ -128,6 +128,7 @@ def run_sweeps(job: Job) -> int:
     trainings = ["fare" if kind == "fare" else SWEEPS[kind][0] for kind, _, _ in plan]
     print(f"plan: {len(plan)} trainings at {format_eps(eps)} over {len(seeds)} seed(s) and {len(plan) + 1} "
           f"evaluations on {len(job.labels)} images{job.expected(trainings, len(plan) + 1)}", flush=True)
+    print(job.dual_line(), flush=True)
     reference = job.measure(job.reference, args.out / "reference", args.split_seed)
     results: dict[tuple[str, Optional[float]], list[dict]] = {}
     for index, (kind, value, seed) in enumerate(plan):
@@ -146,7 +147,7 @@ def run_sweeps(job: Job) -> int:
     fare = next(r for r in rows if r["family"] == "fare")
     eps_label = format_eps(s["eval_eps"][len(s["eval_eps"]) // 2])
     payload = {"status": "finished", "provenance": job.provenance(), "train_eps": format_eps(eps), "seeds": seeds,
-               "eval_images": len(job.labels), "rows": rows, "reference": reference,
+               "dual": job.dual_setting(), "eval_images": len(job.labels), "rows": rows, "reference": reference,
                "runs": [{"family": k, "value": v, **m} for (k, v), members in results.items() for m in members]}
     write_json(args.out / "sweeps.json", payload)
     fronts = [k for k in kinds if k in ("rho", "lambda")]

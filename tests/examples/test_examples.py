@@ -182,7 +182,7 @@ def test_lore_clip_interrupted_leaves_no_finished_results_and_resumes(tmp_path, 
 
 
 @pytest.mark.slow
-def test_lore_clip_sweep_and_ablation_modes_write_their_fronts_and_tables(tmp_path, lore_cache):
+def test_lore_clip_sweep_modes_write_their_fronts_and_tables(tmp_path, lore_cache):
     out = tmp_path / "out"
     tiny = ["--quick", "--steps", "3", "--eval-samples", "30", "--apgd-iter", "2", "--out", out, "--cache-dir", lore_cache]
     run_example("lore_clip.py", *tiny, "--sweep", "rho,lambda", "--seeds", "2", cwd=tmp_path)
@@ -200,15 +200,25 @@ def test_lore_clip_sweep_and_ablation_modes_write_their_fronts_and_tables(tmp_pa
     for plot in ("pareto_front.png", "rho_sweep.png"):
         assert (out / plot).stat().st_size > 10_000
     assert "deviation q90" in (out / "sweeps.md").read_text()
-    run_example("lore_clip.py", *tiny, "--ablation", cwd=tmp_path)
-    ablation = json.loads((out / "ablation.json").read_text())
-    assert ablation["status"] == "finished"
-    assert {r["method"] for r in ablation["runs"]} == {"fare", "lore", "dual linear", "dual scalar", "fixed margin", "K = 1"}
-    assert ablation["fixed_margin"] > 0
-    configs = {json.loads(p.read_text())["dual"] for p in out.glob("runs/lore-dual*/config.json")}
-    assert configs == {"linear", "scalar"}
-    fixed = json.loads(next(out.glob("runs/lore-fixedmargin*/config.json")).read_text())
-    assert fixed["adaptive_margin"] is False and fixed["rho"] == pytest.approx(ablation["fixed_margin"])
+    # Table 8 (K), Table 13 (fixed margins, adaptive_margin off) and Fig. 8 (the dual), one seed, into a fresh folder
+    other = tmp_path / "other"
+    tiny_other = [a if a != out else other for a in tiny]
+    run_example("lore_clip.py", *tiny_other, "--sweep", "K,tolerance,dual", cwd=tmp_path)
+    sweeps = json.loads((other / "sweeps.json").read_text())
+    values = {}
+    for r in sweeps["rows"]:
+        values.setdefault(r["family"], []).append(r["value"])
+    assert values == {"fare": [None], "K": [1, 2, 3, 5, 7, 10], "tolerance": [0.1, 0.2, 0.4],
+                      "dual": ["network", "linear", "scalar"]}
+    assert sweeps["dual"]["dual_preset"] == "embedded" and sweeps["dual"]["dual_lr"] == 3e-2
+    configs = {json.loads(p.read_text())["dual"] for p in other.glob("runs/lore-dual*/config.json")}
+    assert configs == {"network", "linear", "scalar"}
+    for p in other.glob("runs/lore-tolerance*/config.json"):
+        config = json.loads(p.read_text())
+        assert config["adaptive_margin"] is False and config["rho"] in (0.1, 0.2, 0.4)
+    assert {json.loads(p.read_text())["primal_steps"] for p in other.glob("runs/lore-K*/config.json")} == {1, 2, 3, 5, 7, 10}
+    for plot in ("sweep_K.png", "sweep_tolerance.png", "sweep_dual.png"):
+        assert (other / plot).stat().st_size > 10_000
     run_example("lore_clip.py", *tiny, "--methods", "fare,lore", "--fixed-lambda", cwd=tmp_path)
     payload = json.loads((out / "results.json").read_text())
     fixed_runs = [r for r in payload["runs"] if r["method"] == "naive, LORE's lambda"]
@@ -218,6 +228,24 @@ def test_lore_clip_sweep_and_ablation_modes_write_their_fronts_and_tables(tmp_pa
         assert run["naive_weight"] == pytest.approx(lore_run["final_probe"]["lambda_mean"], abs=1e-4)
         folder = next(out.glob(f"runs/naive-lorelambda-eps{run['train_eps'].replace('/', 'of')}-seed0"))
         assert json.loads((folder / "config.json").read_text())["naive_weight"] == run["naive_weight"]
+    # Square and Gaussian noise on the series' models: reuses them, leaves the series' results.json alone, caches
+    series = (out / "results.json").read_bytes()
+    run_example("lore_clip.py", *tiny, "--methods", "fare,lore", "--black-box", "--square-queries", "5", cwd=tmp_path)
+    assert (out / "results.json").read_bytes() == series
+    black_box = json.loads((out / "black_box.json").read_text())
+    assert black_box["status"] == "finished" and black_box["dual"]["dual_preset"] == "embedded"
+    assert [(r["method"], r["train_eps"]) for r in black_box["rows"]] == [(m, e) for e in ("16/255", "48/255")
+                                                                          for m in ("fare", "lore")]
+    for row in black_box["rows"]:
+        clean = row["clean_accuracy"][0]
+        assert all(0 <= v[0] <= clean + 1e-9 for v in row["square"].values())  # an attack never helps
+        assert len(row["gaussian_noise"]) == len(black_box["noise_sigmas"]) == 4
+        assert all(0 <= v[0] <= 1 for v in row["gaussian_noise"].values())
+    caches = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/black_box.json")}
+    assert len(caches) == 4
+    run_example("lore_clip.py", *tiny, "--methods", "fare,lore", "--black-box", "--square-queries", "5", cwd=tmp_path)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/black_box.json")} == caches  # nothing recomputed
+    assert (out / "noise.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow

@@ -71,8 +71,9 @@ def test_the_python_api_is_the_papers_lore_by_default():
     assert type(dual) is torch.optim.SGD and dual.param_groups[0]["lr"] == 5e-4 and dual.param_groups[0]["maximize"]
     assert dual.param_groups[0]["momentum"] == 0 and step.primal_steps == 5 == step.primal_dual.primal_steps_per_dual
     embedded = lore.lore(preset="embedded")
-    assert embedded.multiplier(16).standardize and embedded.constraint.violation_rate == EMBEDDED.violation_rate
-    assert embedded.dual_ascent.optimizer == "adam" and embedded.dual_ascent.lr == EMBEDDED.dual_lr
+    assert embedded.multiplier(16).standardize and embedded.constraint.violation_rate is None  # violation signal
+    assert embedded.dual_ascent.optimizer == "sgd" and embedded.dual_ascent.lr == EMBEDDED.dual_lr == 3e-2
+    assert embedded.multiplier(16).link == "projected" and EMBEDDED.dual_init == 0.0
 
 
 def test_the_library_and_the_cli_build_the_same_method():

@@ -27,8 +27,9 @@ def clean_deviation(encoder, reference, images):
 def test_lore_keeps_the_constraint_where_fare_does_not(pretrained_encoder, digits_split, _pretrained):
     train, held_out = digits_split
     results = {}
-    # the embedded preset's rate dual signal (1[outside] - alpha, unit scale) with Adam (torch's betas) at 3e-2
-    for method in (lore.fare(), lore.lore(RHO, preset="embedded", hidden=64, dual_lr=3e-2, dual_beta1=0.9)):
+    # the rate dual signal (1[outside] - alpha, unit scale) with Adam (torch's betas) at 3e-2 on standardized phi_0
+    dual = dict(dual_signal="rate", init=1.0, dual_optimizer="adam", dual_lr=3e-2, dual_beta1=0.9)
+    for method in (lore.fare(), lore.lore(RHO, preset="embedded", hidden=64, **dual)):
         encoder, head = pretrained_encoder
         encoder.load_state_dict(_pretrained[0])
         step = RobustStep(encoder, method, torch.optim.Adam(encoder.parameters(), lr=3e-4), eps=EPS, primal_steps=K)

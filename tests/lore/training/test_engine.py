@@ -72,7 +72,7 @@ def test_config_options_reach_the_method_and_the_dual_optimizer():
     assert default.constraint.violation_rate is None  # the paper's violation signal is the default
     rate = make_method(TrainConfig(dual_signal="rate", violation_rate=0.2))
     assert rate.constraint.violation_rate == 0.2
-    assert make_method(TrainConfig(dual_preset="embedded")).constraint.violation_rate == 0.05
+    assert make_method(TrainConfig(dual_preset="embedded", dual_signal="rate")).constraint.violation_rate == 0.05
     for bad in ({"dual_signal": "share"}, {"violation_rate": 1.0}, {"violation_rate": -0.1}, {"dual_preset": "mine"}):
         with pytest.raises(ValueError, match="dual_signal|violation_rate|dual_preset"):
             TrainConfig(**bad)
@@ -80,8 +80,9 @@ def test_config_options_reach_the_method_and_the_dual_optimizer():
     sgd = default.dual_ascent(params)  # Algorithm 1: plain ascent at the paper's 5e-4
     assert type(sgd) is torch.optim.SGD and sgd.param_groups[0]["maximize"] and sgd.param_groups[0]["lr"] == 5e-4
     assert sgd.param_groups[0]["momentum"] == 0
-    adam = make_method(TrainConfig(dual_preset="embedded")).dual_ascent(params)
+    adam = make_method(TrainConfig(dual_optimizer="adam", dual_lr=1.5e-2, dual_beta1=0.0)).dual_ascent(params)
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["maximize"] and adam.param_groups[0]["lr"] == 1.5e-2
+    assert adam.param_groups[0]["betas"] == (0.0, 0.999)
     with pytest.raises(ValueError, match="dual_optimizer must be one of"):
         TrainConfig(dual_optimizer="rmsprop")
     with pytest.raises(ValueError, match="penalty must be finite and >= 0"):
