@@ -20,9 +20,9 @@ With no arguments it runs offline on a CPU on an embedded default:
    deviation, margin satisfaction and lambda over training at the largest
    radius: paper Fig. 6, 7, 9), training_curves.png and accuracy.png.
 
-    python examples/lore_clip.py                  # one seed, about 7 minutes on 2 CPU cores
+    python examples/lore_clip.py                  # one seed, 4-8 minutes on 2 CPU cores
     python examples/lore_clip.py --seeds 3        # the table of docs/results.md (about 3x longer)
-    python examples/lore_clip.py --quick          # two radii, small budget (about 80 s)
+    python examples/lore_clip.py --quick          # two radii, small budget (about 60 s)
     python examples/lore_clip.py --sweep rho,lambda --seeds 3   # Fig. 3 (rho sweep) and Fig. 1b (both fronts)
     python examples/lore_clip.py --sweep K,tolerance,dual --seeds 3  # Table 8 (K), Table 13 (margins), Fig. 8 (dual)
     python examples/lore_clip.py --black-box --seeds 3   # Square (Table 9) and Gaussian noise (Fig. 12/13)
@@ -70,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/lore_clip"), help="output folder")
     parser.add_argument("--quick", action="store_true",
-                        help="two training radii, small budget, same code path (about 80 s on 2 CPU cores)")
+                        help="two training radii, small budget, same code path (about 60 s on 2 CPU cores)")
     parser.add_argument("--model", default=EMBEDDED, help="digits-clip (embedded), an open_clip name, or local-dir:PATH")
     parser.add_argument("--pretrained", default=None, help="open_clip tag or weights file")
     parser.add_argument("--train-data", default=None, help="training images (ImageFolder or torchvision:NAME:ROOT)")
