@@ -59,8 +59,8 @@ from lore.jsonio import write_json
 from lore.presets import DUAL_PRESETS
 from lore.registry import DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES
 from lore.training.checkpoint import CheckpointError
-from lore_clip_support.compare import RunInterrupted
 from lore_clip_support.black_box import run_black_box
+from lore_clip_support.compare import RunInterrupted
 from lore_clip_support.job import EMBEDDED, Job, settings_for
 from lore_clip_support.modes import run_series
 from lore_clip_support.sweeps import SWEEPS, run_sweeps

@@ -10,7 +10,6 @@ evaluates each model on the held-out images: zero-shot accuracy under Square at 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -23,8 +22,8 @@ from lore.plotting import finish_axes, method_color, new_figure, save_figure
 from lore.units import format_eps
 
 from .compare import load_trained
-from .job import Job, run_folder, train_config
-from .series import mean_std
+from .job import Job, cached_result, run_folder, train_config
+from .series import mean_std, stat_text
 
 NOISE_SIGMAS = (0.05, 0.1, 0.2, 0.3)
 
@@ -35,20 +34,16 @@ def black_box_results(job: Job, encoder: torch.nn.Module, folder: Path, seed: in
     setting = {"eval_eps": [format_eps(e) for e in job.s["eval_eps"]], "square_queries": queries,
                "noise_sigmas": list(NOISE_SIGMAS), "eval_images": len(job.labels), "seed": seed,
                "weights_sha256": weights_sha256(encoder)}
-    cache = folder / "black_box.json"
-    entries = json.loads(cache.read_text()) if cache.is_file() else []
-    for entry in entries:
-        if entry["setting"] == setting:
-            return entry["result"]
-    classifier = torch.nn.Sequential(encoder, ZeroShotHead(job.class_embeddings, scale=100.0)).eval()
-    settings = EvalSettings(eps=list(job.s["eval_eps"]), attacks=(), square_queries=queries,
-                            noise_sigmas=NOISE_SIGMAS, seed=seed, progress=False)
-    report = evaluate(classifier, job.images, job.labels, settings)
-    result = {"clean_accuracy": report["clean_accuracy"], "square": report["square"],
-              "gaussian_noise": report["gaussian_noise"]}
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(cache, entries + [{"setting": setting, "result": result}])
-    return result
+
+    def compute() -> dict:
+        classifier = torch.nn.Sequential(encoder, ZeroShotHead(job.class_embeddings, scale=100.0)).eval()
+        settings = EvalSettings(eps=list(job.s["eval_eps"]), attacks=(), square_queries=queries,
+                                noise_sigmas=NOISE_SIGMAS, seed=seed, progress=False)
+        report = evaluate(classifier, job.images, job.labels, settings)
+        return {"clean_accuracy": report["clean_accuracy"], "square": report["square"],
+                "gaussian_noise": report["gaussian_noise"]}
+
+    return cached_result(folder / "black_box.json", setting, compute)
 
 
 def black_box_table(rows: list[dict]) -> str:
@@ -59,15 +54,10 @@ def black_box_table(rows: list[dict]) -> str:
     header = (["train eps", "method", "clean"] + [f"Square {e}" for e in square] + [f"noise σ={s}" for s in noise])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [r["train_eps"], r["method"], _cell(r["clean_accuracy"])]
-        cells += [_cell(r["square"][e]) for e in square] + [_cell(r["gaussian_noise"][s]) for s in noise]
+        cells = [r["train_eps"], r["method"], stat_text(r["clean_accuracy"])]
+        cells += [stat_text(r["square"][e]) for e in square] + [stat_text(r["gaussian_noise"][s]) for s in noise]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _cell(stat) -> str:
-    mean, std = stat
-    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
 
 
 def plot_noise(rows: list[dict], path: Path, reference: dict) -> Path:

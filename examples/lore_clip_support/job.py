@@ -8,7 +8,7 @@ import copy
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -155,19 +155,14 @@ class Job:
         weights in that folder.
         """
         rho = self.s["rho"] if rho is None else rho  # the margin "within_margin" is measured against
-        cache = folder / "evaluations.json"
-        setting = self.evaluation_setting(seed, rho)
-        entries = json.loads(cache.read_text()) if cache.is_file() else []
-        for entry in entries:
-            if entry["setting"] == setting:
-                return entry["result"]
-        result = zero_shot_results(encoder, self.reference, self.class_embeddings, self.images, self.labels,
-                                   eps=self.s["eval_eps"], n_iter=self.s["apgd_iter"], n_targets=self.s["apgd_targets"],
-                                   rho=rho, seed=seed)
-        result["weights_sha256"] = weights_sha256(encoder)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(cache, entries + [{"setting": setting, "result": result}])
-        return result
+
+        def compute() -> dict:
+            result = zero_shot_results(encoder, self.reference, self.class_embeddings, self.images, self.labels,
+                                       eps=self.s["eval_eps"], n_iter=self.s["apgd_iter"],
+                                       n_targets=self.s["apgd_targets"], rho=rho, seed=seed)
+            return result | {"weights_sha256": weights_sha256(encoder)}
+
+        return cached_result(folder / "evaluations.json", self.evaluation_setting(seed, rho), compute)
 
     def train_and_measure(self, name: str, config: TrainConfig, *, resume: bool) -> dict:
         print(f"\n== {name}: training ({config.method}, eps {format_eps(config.eps)}, seed {config.seed}) ==", flush=True)
@@ -226,6 +221,19 @@ def run_entry(method: str, train_eps: float, seed: int, result: dict, folder: Op
             entry["final_probe"] = {k.split("/", 1)[1]: v for k, v in probes[-1].items() if k.startswith("probe/")}
             entry["final_probe"]["step"] = probes[-1]["step"]
     return entry
+
+
+def cached_result(cache: Path, setting: dict, compute: Callable[[], dict]) -> dict:
+    """The result stored in the JSON list `cache` under exactly `setting`; otherwise `compute()`, appended to the
+    list (written atomically) and returned."""
+    entries = json.loads(cache.read_text()) if cache.is_file() else []
+    for entry in entries:
+        if entry["setting"] == setting:
+            return entry["result"]
+    result = compute()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_json(cache, entries + [{"setting": setting, "result": result}])
+    return result
 
 
 def run_folder(out: Path, method: str, eps: float, seed: int, tag: str = "") -> Path:

@@ -3,7 +3,6 @@ sweeps of rho, lambda, K, margins and the dual are in `sweeps`; Square and noise
 
 from __future__ import annotations
 
-
 from lore.jsonio import write_json, write_text_atomic
 from lore.units import format_eps
 

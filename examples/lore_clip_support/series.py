@@ -57,9 +57,15 @@ def aggregate(runs: Sequence[dict]) -> list[dict]:
     return rows
 
 
-def _cell(stat: Stat, baseline: Optional[Stat]) -> str:
+def stat_text(stat: Stat, digits: int = 3) -> str:
+    """"mean ± std" of a `mean_std` pair, or the mean alone where one seed gives no std."""
     mean, std = stat
-    text = f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _cell(stat: Stat, baseline: Optional[Stat]) -> str:
+    mean = stat[0]
+    text = stat_text(stat)
     if baseline is not None:
         points = 100 * (mean - baseline[0])
         arrow = "↑" if points > 0 else "↓" if points < 0 else "="

@@ -12,7 +12,7 @@ from lore.units import format_eps
 
 from .compare import plot_front
 from .job import Job, run_folder, train_config
-from .series import Stat, mean_std
+from .series import mean_std, stat_text
 
 #: family -> (method, the TrainConfig field varied, its values); rho spans 0.01-0.5 (paper Fig. 3), K Table 8's values;
 #: "tolerance" is Table 13's fixed margin in squared-l2 units (the embedded model's adaptive margin 0.1 ||phi_0||^2
@@ -45,17 +45,12 @@ def sweep_row(kind: str, value: Optional[float], members: list[dict]) -> dict:
     }
 
 
-def _text(stat: Stat, digits: int = 3) -> str:
-    mean, std = stat
-    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def sweep_table(rows: list[dict], eps_label: str, *, markdown: bool = False) -> str:
     """One line per setting: clean, robust at `eps_label`, held-out deviation median and 90 % quantile, in margin."""
     header = ["setting", "clean", f"robust {eps_label}", "deviation median", "deviation q90", "in margin"]
-    lines = [[("FARE" if r["family"] == "fare" else f"{r['family']} = {_value_text(r['value'])}"), _text(r["clean_accuracy"]),
-              _text(r["robust_accuracy"][eps_label]), _text(r["deviation_q50"], 4), _text(r["deviation_q90"], 4),
-              _text(r["within_margin"])] for r in rows]
+    lines = [[("FARE" if r["family"] == "fare" else f"{r['family']} = {_value_text(r['value'])}"), stat_text(r["clean_accuracy"]),
+              stat_text(r["robust_accuracy"][eps_label]), stat_text(r["deviation_q50"], 4), stat_text(r["deviation_q90"], 4),
+              stat_text(r["within_margin"])] for r in rows]
     if markdown:
         return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                          + ["| " + " | ".join(cells) + " |" for cells in lines])
