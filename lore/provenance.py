@@ -81,7 +81,8 @@ def files_fingerprint(paths: Iterable[Union[str, Path]], root: Optional[Union[st
 
 def dataset_fingerprint(dataset, root: Optional[Union[str, Path]] = None) -> dict[str, Any]:
     """The file fingerprint of a file-backed dataset (anything exposing `.samples` or `.base.samples` as
-    (path, label) pairs, or `.base.base...`), else {"items": N}."""
+    (path, label) pairs, or `.base.base...`), else {"items": N} with the SHA-256 of an in-memory dataset's
+    `.labels` and of its `.pixels` array where it has them."""
     samples = None
     current = dataset
     for _ in range(4):
@@ -99,6 +100,9 @@ def dataset_fingerprint(dataset, root: Optional[Union[str, Path]] = None) -> dic
     labels = getattr(dataset, "labels", None)  # in-memory releases (CIFAR, STL-10): their label list
     if labels is not None:
         record["labels_sha256"] = hashlib.sha256(",".join(str(int(label)) for label in labels).encode()).hexdigest()
+    pixels = getattr(dataset, "pixels", None)  # ... and their pixel array (hashing 30 MB of CIFAR takes ~0.05 s)
+    if pixels is not None and hasattr(pixels, "tobytes"):
+        record["pixels_sha256"] = hashlib.sha256(pixels.tobytes()).hexdigest()
     return record
 
 

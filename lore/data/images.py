@@ -255,3 +255,20 @@ def dataset_classnames(dataset: Dataset) -> Optional[tuple[str, ...]]:
     """The dataset's class names in label order (its `.classnames`), or None when it has none."""
     names = getattr(dataset, "classnames", None)
     return tuple(names) if names else None
+
+
+def check_same_classes(first: Dataset, second: Dataset, first_name: str, second_name: str) -> None:
+    """Refuses two datasets whose labels index different class lists (a probe or head fitted on one and scored
+    on the other would compare label 3 of one list with label 3 of another).
+
+    Raises:
+        ValueError: naming both datasets and the first class where they differ. Datasets without class names
+            are not compared.
+    """
+    a, b = dataset_classnames(first), dataset_classnames(second)
+    if a is None or b is None or a == b:
+        return
+    where = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    shown = lambda names: repr(names[where]) if where < len(names) else "nothing"  # noqa: E731
+    raise ValueError(f"{first_name} and {second_name} have different classes ({len(a)} vs {len(b)}; label {where} is "
+                     f"{shown(a)} vs {shown(b)}); their labels cannot be compared")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -130,21 +131,23 @@ def run_benchmark(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for model, label in zip(models, labels):
             folder = output / "models" / label
-            built: Optional[BuiltModel] = None
+            # loaded even when every result is stored: a stored result is reused only for the same weights
+            built = load_model(model, pretrained, image_size, cache_dir=cache_dir, seed=settings.seed, device=device)
+            built.encoder.eval().requires_grad_(False)
+            weights[label] = weights_sha256(built.encoder)
             for name in tqdm(datasets, desc=f"{label}", unit="dataset"):
                 path = folder / f"{name}.json"
+                prepared = prepare_dataset(built, name, data_root, samples=samples, seed=settings.seed, pool=pool,
+                                           cache_dir=cache_dir, linear_head=linear_head, head_samples=head_samples,
+                                           head_folder=folder / "heads")
+                key = {"model": _canonical(model), "settings": record, "weights_sha256": weights[label],
+                       "data_fingerprint": {**fingerprints[name], "subset_pixels_sha256": prepared.pixels_sha256},
+                       "head_fingerprint": prepared.head_fingerprint}
                 if path.is_file():
-                    results[label][name] = _reuse(path, _canonical(model), record, fingerprints[name])
+                    results[label][name] = _reuse(path, key)
                     continue
-                if built is None:
-                    built = load_model(model, pretrained, image_size, cache_dir=cache_dir, seed=settings.seed, device=device)
-                    built.encoder.eval().requires_grad_(False)
-                    weights[label] = weights_sha256(built.encoder)
-                result = evaluate_dataset(built, name, data_root, settings=settings, samples=samples, pool=pool,
-                                          cache_dir=cache_dir, linear_head=linear_head, head_samples=head_samples,
-                                          head_folder=folder / "heads")
-                result.update(model=_canonical(model), settings=record, weights_sha256=weights[label],
-                              data_fingerprint=fingerprints[name])
+                result = evaluate_dataset(built, prepared, settings=settings)
+                result.update(key)
                 _write_json(path, result)
                 results[label][name] = result
                 tqdm.write(f"{label} {name}: clean {result['clean']:.3f}, robust "
@@ -153,50 +156,107 @@ def run_benchmark(
     return report("complete")
 
 
-def evaluate_dataset(built: BuiltModel, name: str, data_root: Union[str, Path], *, settings: EvalSettings, samples: int,
-                     pool=None, cache_dir: str = "~/.cache/lore", linear_head: Optional[str] = None,
-                     head_samples: int = 10_000, head_folder: Optional[Path] = None) -> dict:
-    """One model on one dataset: {"clean", "robust": {eps: worst case over the cascade}, "robust_by_attack",
-    "attacks", "samples", "classes", "head", "alignment"?, "warnings"}."""
+@dataclass
+class PreparedDataset:
+    """One benchmark dataset made ready for one model: its evaluated subset, its head, and the fingerprints of
+    both (a stored result is reused only when they match).
+
+    Attributes:
+        name: the CLIP_benchmark name.
+        images: [N, 3, S, S] float in [0, 1], the seeded subset; labels: [N] int64.
+        pixels_sha256: SHA-256 of the subset's pixels and labels as loaded (changed pixels change it).
+        head: the classifier head on the encoder's features; head_kind: how it was made (shown in reports).
+        head_fingerprint: SHA-256 of what the head was made from (text tower and prompts; or the encoder's
+            weights, train data, sample count and seed; or a loaded head file's bytes).
+        classnames, dataset_images: the class names and the size of the whole split; warnings: about the split.
+        class_embeddings: [K, D] the zero-shot class embeddings, or None for a linear head.
+    """
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    pixels_sha256: str
+    head: torch.nn.Module
+    head_kind: str
+    head_fingerprint: str
+    classnames: tuple
+    dataset_images: int
+    warnings: list
+    class_embeddings: Optional[torch.Tensor]
+
+
+def prepare_dataset(built: BuiltModel, name: str, data_root: Union[str, Path], *, samples: int, seed: int, pool=None,
+                    cache_dir: str = "~/.cache/lore", linear_head: Optional[str] = None, head_samples: int = 10_000,
+                    head_folder: Optional[Path] = None) -> PreparedDataset:
+    """The seeded test subset of `name` and the head `built` is evaluated with (see `PreparedDataset`)."""
     device = next(built.encoder.parameters()).device
     dataset = build_benchmark_dataset(name, data_root, built.image_size)
-    classnames, templates = dataset.classnames, dataset.templates
+    classnames, templates = tuple(dataset.classnames), dataset.templates
     partial = size_warning(name, len(dataset))
-    if partial:
-        tqdm.write(f"warning: {partial}")
-    images, labels = probe_subset(dataset, samples, settings.seed, workers_pool=pool)
-    images, labels = images.to(device), labels.to(device)
+    images, labels = probe_subset(dataset, samples, seed, workers_pool=pool)
     class_embeddings = None
     if built.clip is not None:
-        class_embeddings = cached_class_embeddings(built.clip, built.tokenizer, classnames, templates, cache_dir)
+        class_embeddings, head_fingerprint = cached_class_embeddings(built.clip, built.tokenizer, classnames, templates,
+                                                                     cache_dir, with_key=True)
         head, head_kind = ZeroShotHead(class_embeddings.to(device), scale=100.0), "zero-shot"
     else:
-        head, head_kind = _linear_head(built, name, data_root, linear_head, head_samples, settings.seed, pool, head_folder)
-    classifier = torch.nn.Sequential(built.encoder, head.to(device)).eval()
-    report = evaluate(classifier, images, labels, settings, embed=built.encoder, class_embeddings=class_embeddings)
+        head, head_kind, head_fingerprint = _linear_head(built, name, data_root, linear_head, head_samples, seed, pool,
+                                                         head_folder)
+    if isinstance(head, torch.nn.Linear):
+        with torch.no_grad():
+            width = built.encoder(images[:1].to(device)).shape[-1]
+        if head.out_features != len(classnames) or head.in_features != width:
+            raise ValueError(f"{name}: the linear head has {head.out_features} classes, the dataset {len(classnames)}; "
+                             f"it takes {head.in_features} features, the encoder's features are {width} wide ({head_kind})")
+    return PreparedDataset(name=name, images=images.to(device), labels=labels.to(device),
+                           pixels_sha256=tensors_sha256(images, labels), head=head.to(device), head_kind=head_kind,
+                           head_fingerprint=head_fingerprint, classnames=classnames, dataset_images=len(dataset),
+                           warnings=[partial] if partial else [], class_embeddings=class_embeddings)
+
+
+def evaluate_dataset(built: BuiltModel, prepared: PreparedDataset, *, settings: EvalSettings) -> dict:
+    """One model on one prepared dataset: {"clean", "robust": {eps: worst case over the cascade}, "robust_by_attack",
+    "attacks", "samples", "classes", "head", "alignment"?, "warnings", "dataset_images"}."""
+    for warning in prepared.warnings:
+        tqdm.write(f"warning: {warning}")
+    classifier = torch.nn.Sequential(built.encoder, prepared.head).eval()
+    report = evaluate(classifier, prepared.images, prepared.labels, settings, embed=built.encoder,
+                      class_embeddings=prepared.class_embeddings)
     robust = {eps: list(row.values())[-1] for eps, row in report["robust_accuracy"].items()}
     attacks = {eps: list(row)[-1] for eps, row in report["robust_accuracy"].items()}
     result = {"clean": report["clean_accuracy"], "robust": robust, "robust_by_attack": report["robust_accuracy"],
-              "attacks": sorted(set(attacks.values())), "samples": report["n_samples"], "classes": len(classnames),
-              "head": head_kind, "warnings": report["warnings"] + ([partial] if partial else []),
-              "dataset_images": len(dataset)}
+              "attacks": sorted(set(attacks.values())), "samples": report["n_samples"], "classes": len(prepared.classnames),
+              "head": prepared.head_kind, "warnings": report["warnings"] + prepared.warnings,
+              "dataset_images": prepared.dataset_images}
     if "alignment" in report:
         result["alignment"] = report["alignment"]
     return result
 
 
+def tensors_sha256(*tensors: torch.Tensor) -> str:
+    """SHA-256 over the dtype, shape and bytes of each tensor, in order."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 def cached_class_embeddings(clip: torch.nn.Module, tokenizer, classnames: Sequence[str], templates: Sequence[str],
-                            cache_dir: Union[str, Path]) -> torch.Tensor:
-    """`class_text_embeddings`, computed once per (text tower weights, class names, templates) and cached on disk."""
+                            cache_dir: Union[str, Path], *, with_key: bool = False):
+    """`class_text_embeddings`, computed once per (text tower weights, class names, templates) and cached on disk.
+    With `with_key`, returns (embeddings, the SHA-256 they are cached under)."""
     key = hashlib.sha256()
     key.update(text_tower_fingerprint(clip).encode())
     key.update(json.dumps([list(classnames), list(templates)]).encode())
     path = Path(cache_dir).expanduser() / "text_embeddings" / f"{key.hexdigest()[:32]}.safetensors"
     if path.is_file():
-        return load_state_file(path)["embeddings"]
-    embeddings = class_text_embeddings(clip, tokenizer, list(classnames), list(templates))
-    save_state_file({"embeddings": embeddings}, path)
-    return embeddings
+        embeddings = load_state_file(path)["embeddings"]
+    else:
+        embeddings = class_text_embeddings(clip, tokenizer, list(classnames), list(templates))
+        save_state_file({"embeddings": embeddings}, path)
+    return (embeddings, key.hexdigest()) if with_key else embeddings
 
 
 def text_tower_fingerprint(clip: torch.nn.Module) -> str:
@@ -214,26 +274,34 @@ def text_tower_fingerprint(clip: torch.nn.Module) -> str:
 
 
 def _linear_head(built: BuiltModel, name: str, data_root, linear_head: Optional[str], head_samples: int, seed: int,
-                 pool, head_folder: Optional[Path]) -> tuple[torch.nn.Linear, str]:
-    device = next(built.encoder.parameters()).device
+                 pool, head_folder: Optional[Path]) -> tuple[torch.nn.Linear, str, str]:
+    """(head, kind, fingerprint): a given head file (fingerprint: its bytes), else one fitted on `head_samples`
+    clean train features and saved under head_folder by its fingerprint (the encoder's weights, the train split's
+    files or pixels, the sample count and seed), so a head fitted on other inputs is never picked up."""
     if linear_head is not None:
         path = Path(linear_head.replace("{dataset}", name)).expanduser()
-        return load_linear_head(path).to(device), f"linear (loaded from {path})"
-    saved = head_folder / f"{name}.safetensors" if head_folder is not None else None
-    if saved is not None and saved.is_file():
-        return load_linear_head(saved).to(device), "linear (fitted on clean train features)"
+        head = load_linear_head(path)
+        return head, f"linear (loaded from {path})", hashlib.sha256(path.read_bytes()).hexdigest()
     train = build_benchmark_dataset(name, data_root, built.image_size, split="train")
+    inputs = {"encoder_weights_sha256": weights_sha256(built.encoder), "train_data": dataset_fingerprint(train, data_root),
+              "head_samples": head_samples, "seed": seed, "image_size": built.image_size}
+    fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    kind = "linear (fitted on clean train features)"
+    saved = head_folder / f"{name}-{fingerprint[:16]}.safetensors" if head_folder is not None else None
+    if saved is not None and saved.is_file():
+        return load_linear_head(saved), kind, fingerprint
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 5))[:head_samples]
     features, labels = [], []
+    device = next(built.encoder.parameters()).device
     with torch.no_grad():
         for start in tqdm(range(0, len(order), 256), desc=f"{name} linear head features", unit="batch", leave=False):
             images, batch_labels, _ = load_batch(train, order[start:start + 256], pool)
             features.append(built.encoder(images.to(device)).float())
             labels.append(batch_labels.to(device))
-    head = fit_linear_head(torch.cat(features), torch.cat(labels))
+    head = fit_linear_head(torch.cat(features), torch.cat(labels), num_classes=len(train.classnames))
     if saved is not None:
         save_state_file(head.state_dict(), saved)
-    return head, "linear (fitted on clean train features)"
+    return head, kind, fingerprint
 
 
 def load_linear_head(path: Path) -> torch.nn.Linear:
@@ -303,27 +371,35 @@ def _baseline_label(baseline: Optional[str], models: Sequence[str], labels: Sequ
     raise ValueError(f"baseline {baseline!r} is not one of the evaluated models {list(labels)}")
 
 
-def _reuse(path: Path, model: str, record: dict, fingerprint: Optional[dict] = None) -> dict:
+def _reuse(path: Path, key: dict) -> dict:
+    """The stored result at `path` if it was computed from exactly `key` (model, settings, weights, data, head);
+    otherwise a ValueError naming every part that differs."""
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} is not a readable result ({error}); delete it to recompute that dataset") from None
     required = ("clean", "robust", "samples", "settings")
     if not isinstance(result, dict) or any(key not in result for key in required) \
-            or not isinstance(result["settings"], dict) or not isinstance(result["robust"], dict):
-        raise ValueError(f"{path} is not a dataset result (it needs {', '.join(required)}); delete it to recompute "
-                         "that dataset")
-    differences = [f"{k}: stored {result.get('settings', {}).get(k)!r} vs now {v!r}"
-                   for k, v in record.items() if result.get("settings", {}).get(k) != v]
-    if result.get("model") != model:
-        differences.append(f"model: stored {result.get('model')!r} vs now {model!r}")
-    stored_data = result.get("data_fingerprint")
-    if fingerprint is not None and stored_data is not None and stored_data != fingerprint:
-        differences.append(f"data: the files under the data root changed (stored {stored_data} vs now {fingerprint})")
+            or not isinstance(result["settings"], dict) or not isinstance(result["robust"], dict) \
+            or not _is_fraction(result["clean"]) or not all(_is_fraction(v) for v in result["robust"].values()):
+        raise ValueError(f"{path} is not a dataset result (it needs {', '.join(required)}, accuracies in [0, 1]); "
+                         "delete it to recompute that dataset")
+    differences = [f"{k}: stored {result['settings'].get(k)!r} vs now {v!r}"
+                   for k, v in key["settings"].items() if result["settings"].get(k) != v]
+    labels = {"model": "model", "weights_sha256": "weights (the encoder changed)",
+              "data_fingerprint": "data (the files or pixels under the data root changed)",
+              "head_fingerprint": "head (fitted on other data, samples or weights, or another head file)"}
+    for field, label in labels.items():
+        if result.get(field) != key[field]:
+            differences.append(f"{label}: stored {result.get(field)!r} vs now {key[field]!r}")
     if differences:
         raise ValueError(f"{path} was computed under other settings ({'; '.join(differences)}); "
                          "use another --out folder, or delete that file to recompute it")
     return result
+
+
+def _is_fraction(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
 
 
 def _write_json(path: Path, value: dict) -> None:

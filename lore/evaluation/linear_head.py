@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def fit_linear_head(features: torch.Tensor, labels: torch.Tensor, *, weight_decay: float = 1e-4,
-                    max_iter: int = 200) -> nn.Linear:
+def fit_linear_head(features: torch.Tensor, labels: torch.Tensor, *, num_classes: Optional[int] = None,
+                    weight_decay: float = 1e-4, max_iter: int = 200) -> nn.Linear:
     """Multinomial logistic regression by L-BFGS on standardised features.
 
     Args:
         features: [N, D] clean features; labels: [N] int64 classes in [0, K).
+        num_classes: K (default: the largest label + 1); pass it so that classes absent from the sample
+            still get a row (their logits stay at the bias).
         weight_decay: L2 penalty on the weights.
         max_iter: L-BFGS iterations.
 
@@ -24,7 +28,9 @@ def fit_linear_head(features: torch.Tensor, labels: torch.Tensor, *, weight_deca
     features = features.detach().float()
     mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
     z = (features - mean) / std
-    classes = int(labels.max()) + 1
+    classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"labels must lie in [0, {classes}), got [{int(labels.min())}, {int(labels.max())}]")
     linear = nn.Linear(features.shape[1], classes).to(features.device)
     nn.init.zeros_(linear.weight)
     nn.init.zeros_(linear.bias)

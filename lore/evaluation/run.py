@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from ..data.images import build_dataset, dataset_classnames, probe_subset, split_disjoint
+from ..data.images import build_dataset, check_same_classes, dataset_classnames, probe_subset, split_disjoint
 from ..devices import resolve_device
 from ..heads import ZeroShotHead
 from ..models.build import BuiltModel, build_model, class_embeddings
@@ -47,11 +47,17 @@ def load_model(model: str, pretrained: Optional[str], image_size: Optional[int],
     path = Path(model)
     if _looks_like_path(model) and not path.exists():
         raise FileNotFoundError(f"model {model!r}: no such file or folder")
-    if path.is_dir() and (path / "export").is_dir():
+    if path.is_dir() and (path / "export").is_dir() and (path / "config.json").is_file():
+        status = _run_status(path)
+        if status != "finished":
+            raise ValueError(f"model {model!r}: the run folder's last run did not finish ({status}), so its export/ "
+                             f"is an earlier run's; finish it with `lore train --resume --output {model}`, or pass "
+                             f"{path / 'export'} to evaluate that earlier export")
+        path = path / "export"
+    elif path.is_dir() and (path / "export").is_dir():
         path = path / "export"
     elif path.is_dir() and (path / "config.json").is_file() and (path / "metrics.jsonl").is_file():
-        summary = path / "summary.json"
-        state = json.loads(summary.read_text()).get("status", "unknown") if summary.is_file() else "still running or killed"
+        state = _run_status(path)
         raise FileNotFoundError(f"model {model!r} is a `lore train` run folder without an export (run status: "
                                 f"{state}); finish it with `lore train --resume --output {model}` first")
     if path.is_dir() and (path / "open_clip_config.json").is_file():
@@ -76,6 +82,24 @@ def load_model(model: str, pretrained: Optional[str], image_size: Optional[int],
                                 "open_clip_config.json) nor a `lore train` run folder")
     return build_model(model, pretrained, image_size, cache_dir=Path(cache_dir).expanduser(),
                        seed=seed, device=device)
+
+
+def _run_status(run: Path) -> str:
+    """A `lore train` run folder's status as its summary.json records it ("finished", "interrupted at step S of T"),
+    or "still running or killed" when it has none."""
+    summary = run / "summary.json"
+    if not summary.is_file():
+        return "still running or killed"
+    try:
+        record = json.loads(summary.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "summary.json unreadable"
+    if not isinstance(record, dict):
+        return "summary.json unreadable"
+    status = str(record.get("status", "unknown"))
+    if status == "interrupted":
+        status += f" at step {record.get('step')} of {record.get('total_steps')}"
+    return status
 
 
 #: share of a folder used whole (no train/test split of its own) that fits a linear probe; the rest is scored
@@ -141,15 +165,19 @@ def _run_evaluation(config: EvalConfig, pool: ThreadPoolExecutor) -> dict:
     classnames = dataset_classnames(test_set)
     text_embeddings = None
     if built.clip is not None and classnames:
+        if config.head_data is not None:
+            raise ValueError(f"head_data {config.head_data!r} does not apply: {config.model} has a text tower, so it is "
+                             "scored zero-shot from the class names (drop --head-data)")
         text_embeddings = class_embeddings(built, classnames)
         head = ZeroShotHead(text_embeddings, scale=100.0)
         head_kind = "zero-shot"
     else:
         head_set, test_set, head_source = linear_head_data(config, built.image_size, test_set)
+        check_same_classes(head_set, test_set, f"head data {head_source}", f"evaluation data {config.data}")
         head_images, head_labels = probe_subset(head_set, config.head_samples, config.seed + 5, workers_pool=pool)
         with torch.no_grad():
             features = torch.cat([encoder(head_images[i:i + 256].to(device)) for i in range(0, len(head_images), 256)])
-        head = fit_linear_head(features, head_labels.to(device))
+        head = fit_linear_head(features, head_labels.to(device), num_classes=len(classnames) if classnames else None)
         head_kind = f"linear probe (fitted on the clean features of {len(head_labels)} images: {head_source})"
     images, labels = probe_subset(test_set, config.samples, config.seed, workers_pool=pool)
     images, labels = images.to(device), labels.to(device)

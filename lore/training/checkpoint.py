@@ -15,7 +15,9 @@ otherwise load silently as different weights.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -44,14 +46,22 @@ def remove_stale_temporaries(path: Union[str, Path]) -> list[Path]:
 
 
 def save_atomic(state: dict, path: Union[str, Path]) -> Path:
-    """Writes `state` to `path` via a temporary file and an atomic rename."""
+    """Writes `state` to `path` via a temporary file and an atomic rename; `path` is untouched on failure.
+
+    Raises:
+        OSError: the write failed (ENOSPC when the disk is full), naming `path`; the temporary is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            torch.save(state, handle)
+            try:
+                torch.save(state, handle)
+            except RuntimeError as error:  # torch's zip writer reports a short write (full disk) as a RuntimeError
+                full = shutil.disk_usage(path.parent).free < (1 << 20)
+                code = errno.ENOSPC if full else errno.EIO
+                raise OSError(code, f"{os.strerror(code)} while writing the checkpoint ({error})", str(path)) from None
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

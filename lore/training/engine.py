@@ -25,7 +25,8 @@ import torch
 
 from constrained import NormMargin
 
-from ..data.images import TensorImages, batches_per_epoch, build_dataset, dataset_classnames, probe_subset, read_class_list
+from ..data.images import (TensorImages, batches_per_epoch, build_dataset, check_same_classes, dataset_classnames,
+                           probe_subset, read_class_list)
 from ..devices import bf16_warning, resolve_device
 from ..jsonio import dumps, write_json
 from ..models.build import build_head, build_model
@@ -176,6 +177,9 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         state = load_checkpoint(checkpoint_path, fingerprint)  # refuses any change it could not honour
     elif info.is_main and checkpoint_path.exists():
         raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --output")
+    elif info.is_main and (earlier := earlier_run_files(output)):
+        raise FileExistsError(f"{output} holds an earlier run's {', '.join(earlier)} and no checkpoint to resume from; "
+                              "a new run would mix with them: choose another --output, or delete them first")
     if info.is_main:
         output.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(checkpoint_path)
@@ -193,6 +197,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     probe_spec = config.probe_data or config.data
     probe_source = build_dataset(probe_spec, built.image_size, split="test" if config.probe_data is None else "train",
                                  seed=config.split_seed, classes=classes if Path(probe_spec).is_dir() else None)
+    check_same_classes(train_set, probe_source, f"training data {config.data}", f"probe data {probe_spec}")
     probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed, on_unreadable=unreadable)
     head_images, head_labels = probe_subset(train_set, 1000, config.seed + 1, on_unreadable=unreadable)
     head = build_head(built, dataset_classnames(train_set), reference, head_images.to(device), head_labels.to(device))
@@ -416,3 +421,12 @@ def _tensorboard(output: Path):
 
 
 __all__ = ["RunResult", "train", "make_method", "cosine_with_warmup", "CheckpointError", "resolve_device"]
+
+
+#: what a finished or interrupted run leaves in its folder besides the checkpoint
+RUN_FILES = ("metrics.jsonl", "summary.json", "export")
+
+
+def earlier_run_files(output: Path) -> list[str]:
+    """The files of an earlier run in `output` (see `RUN_FILES`) that a new run there would mix with."""
+    return [name for name in RUN_FILES if (output / name).exists()]

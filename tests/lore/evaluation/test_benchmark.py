@@ -212,11 +212,11 @@ def test_a_killed_benchmark_resumes_without_recomputing_finished_datasets(tiny_c
     real = benchmark_module.evaluate_dataset
     calls = []
 
-    def dies_on_stl10(built, name, *args, **kwargs):
-        calls.append(name)
-        if name == "stl10":
+    def dies_on_stl10(built, prepared, **kwargs):
+        calls.append(prepared.name)
+        if prepared.name == "stl10":
             raise KeyboardInterrupt  # the job is killed while attacking the second dataset
-        return real(built, name, *args, **kwargs)
+        return real(built, prepared, **kwargs)
 
     monkeypatch.setattr(benchmark_module, "evaluate_dataset", dies_on_stl10)
     kwargs = dict(settings=FAST, samples=10, cache_dir=str(tmp_path / "cache"), device="cpu")
@@ -229,7 +229,7 @@ def test_a_killed_benchmark_resumes_without_recomputing_finished_datasets(tiny_c
     assert "Incomplete" in (out / "report.md").read_text()
 
     monkeypatch.setattr(benchmark_module, "evaluate_dataset",
-                        lambda built, name, *a, **k: (calls.append(name), real(built, name, *a, **k))[1])
+                        lambda built, prepared, **k: (calls.append(prepared.name), real(built, prepared, **k))[1])
     report = run_benchmark([str(tiny_clip_dir)], ["cifar10", "stl10"], two_datasets, out, **kwargs)
     assert calls == ["cifar10", "stl10", "stl10"] and finished.stat().st_mtime_ns == stamp
     assert report["status"] == "complete" and set(report["datasets"]) == {"cifar10", "stl10"}
@@ -259,11 +259,11 @@ def test_encoders_without_text_tower_get_a_linear_head_from_the_train_split(two_
     report = run_benchmark(["digits-cnn"], ["cifar10"], two_datasets, out, settings=FAST, samples=10, head_samples=40,
                            cache_dir=str(lore_cache), device="cpu")
     assert report["datasets"]["cifar10"]["head"] == "linear (fitted on clean train features)"
-    saved = out / "models" / "digits-cnn" / "heads" / "cifar10.safetensors"
+    (saved,) = (out / "models" / "digits-cnn" / "heads").glob("cifar10-*.safetensors")  # named by its fingerprint
     head = load_file(str(saved))
     assert head["weight"].shape[1] == 32 and head["bias"].shape == head["weight"].shape[:1]
     again = run_benchmark(["digits-cnn"], ["cifar10"], two_datasets, tmp_path / "fixed", settings=FAST, samples=10,
-                          head_samples=40, cache_dir=str(lore_cache), device="cpu", linear_head=str(saved.parent / "{dataset}.safetensors"))
+                          head_samples=40, cache_dir=str(lore_cache), device="cpu", linear_head=str(saved.parent / saved.name.replace("cifar10", "{dataset}")))
     assert again["datasets"]["cifar10"]["head"].startswith("linear (loaded from")
     assert again["datasets"]["cifar10"]["clean"] == report["datasets"]["cifar10"]["clean"]
 
@@ -463,5 +463,77 @@ def test_a_rerun_over_changed_data_is_refused(tiny_clip_dir, two_datasets, tmp_p
     batch["labels"][0] = (batch["labels"][0] + 1) % 10
     with open(batch_file, "wb") as f:
         pickle_module.dump(batch, f)
-    with pytest.raises(ValueError, match="other settings.*data: the files under the data root changed"):
+    with pytest.raises(ValueError, match=r"other settings.*data \(the files or pixels under the data root changed\)"):
+        run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **kwargs)
+
+
+def test_stored_results_are_not_reused_for_changed_weights(tiny_clip_dir, two_datasets, tmp_path):
+    """Audit probe 1: overwriting the model's weights reused the old numbers under the old weights_sha256."""
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "out"
+    kwargs = dict(settings=FAST, samples=8, cache_dir=str(tmp_path / "cache"), device="cpu")
+    run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **kwargs)
+    weights = tiny_clip_dir / "open_clip_model.safetensors"
+    state = load_file(str(weights))
+    state["visual.proj"] = state["visual.proj"] * -1.0
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match=r"other settings \(weights \(the encoder changed\): stored '[0-9a-f]{64}'"):
+        run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **kwargs)
+
+
+def test_a_head_fitted_on_other_samples_or_weights_is_never_reused(two_datasets, tmp_path, lore_cache, monkeypatch):
+    """Audit probe 2: after the stored result was deleted, a head fitted on 50 images was reused for --head-samples 150."""
+    out = tmp_path / "out"
+    kwargs = dict(settings=FAST, samples=10, cache_dir=str(lore_cache), device="cpu")
+    stored = out / "models" / "digits-cnn" / "cifar10.json"
+    run_benchmark(["digits-cnn"], ["cifar10"], two_datasets, out, head_samples=5, **kwargs)
+    first = json.loads(stored.read_text())
+    stored.unlink()
+    fresh = run_benchmark(["digits-cnn"], ["cifar10"], two_datasets, tmp_path / "fresh", head_samples=20, **kwargs)
+    rerun = run_benchmark(["digits-cnn"], ["cifar10"], two_datasets, out, head_samples=20, **kwargs)
+    assert len(list((out / "models" / "digits-cnn" / "heads").glob("cifar10-*.safetensors"))) == 2  # one per fingerprint
+    assert rerun["datasets"]["cifar10"]["clean"] == fresh["datasets"]["cifar10"]["clean"]
+    assert json.loads(stored.read_text())["head_fingerprint"] != first["head_fingerprint"]
+    # and a stored result is keyed on the head: a changed head is named, not reused
+    with pytest.raises(ValueError, match=r"head_samples: stored 20 vs now 5.*head \(fitted on other data"):
+        run_benchmark(["digits-cnn"], ["cifar10"], two_datasets, out, head_samples=5, **kwargs)
+
+
+def test_stored_results_are_not_reused_for_changed_pixels(tiny_clip_dir, two_datasets, tmp_path):
+    """Audit probe 3: inverting every CIFAR test pixel (labels kept) reused the stored accuracies."""
+    import pickle as pickle_module
+
+    out = tmp_path / "out"
+    kwargs = dict(settings=FAST, samples=8, cache_dir=str(tmp_path / "cache"), device="cpu")
+    run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **kwargs)
+    batch_file = two_datasets / "cifar-10-batches-py" / "test_batch"
+    with open(batch_file, "rb") as f:
+        batch = pickle_module.load(f)
+    batch["data"] = 255 - batch["data"]
+    with open(batch_file, "wb") as f:
+        pickle_module.dump(batch, f)
+    with pytest.raises(ValueError, match=r"data \(the files or pixels under the data root changed\)"):
+        run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **kwargs)
+
+
+@pytest.mark.parametrize("shape, problem", [((3, 32), "has 3 classes, the dataset 10"), ((10, 7), "features are 32 wide")])
+def test_a_given_linear_head_of_the_wrong_shape_is_named(two_datasets, tmp_path, lore_cache, shape, problem):
+    """Audit: --linear-head with fewer rows than classes raised an IndexError, the wrong width a matmul error."""
+    from safetensors.torch import save_file
+
+    head = tmp_path / "head.safetensors"
+    save_file({"weight": torch.zeros(shape), "bias": torch.zeros(shape[0])}, str(head))
+    with pytest.raises(ValueError, match=problem):
+        run_benchmark(["digits-cnn"], ["cifar10"], two_datasets, tmp_path / "out", settings=FAST, samples=10,
+                      cache_dir=str(lore_cache), device="cpu", linear_head=str(head))
+
+
+def test_a_stored_result_with_non_numeric_accuracy_is_named(tiny_clip_dir, two_datasets, tmp_path):
+    out = tmp_path / "out"
+    kwargs = dict(settings=FAST, samples=8, cache_dir=str(tmp_path / "cache"), device="cpu")
+    run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **kwargs)
+    stored = out / "models" / tiny_clip_dir.name / "cifar10.json"
+    stored.write_text(stored.read_text().replace('"clean": ', '"clean": "abc", "was": ', 1))
+    with pytest.raises(ValueError, match="cifar10.json is not a dataset result.*accuracies in"):
         run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **kwargs)

@@ -74,3 +74,20 @@ def test_eval_decodes_with_the_requested_number_of_threads(tmp_path, monkeypatch
     run_evaluation(EvalConfig(model="timm:resnet10t", data=str(folder), image_size=32, attacks="", workers=3,
                               output=str(tmp_path / "out"), device="cpu"))
     assert len(pools) == 2 and all(pool is not None and pool._max_workers == 3 for pool in pools)
+
+
+def test_head_data_with_other_classes_is_refused(tmp_path):
+    """Audit probe 10: --head-data with another class list printed "clean accuracy: 0.4000", exit 0."""
+    scored = noise_folder(tmp_path / "scored", classes=("a", "b", "c"), per_class=4)
+    other = noise_folder(tmp_path / "other", classes=("a", "b", "x"), per_class=4, seed=1)
+    with pytest.raises(ValueError, match=r"have different classes \(3 vs 3; label 2 is 'x' vs 'c'\)"):
+        run_evaluation(EvalConfig(model="digits-cnn", data=str(scored), head_data=str(other), image_size=32,
+                                  attacks="", output=str(tmp_path / "out"), device="cpu"))
+
+
+def test_head_data_is_refused_for_a_model_scored_zero_shot(tiny_clip_dir, tmp_path):
+    """Audit: --head-data with a CLIP model was accepted and recorded although the zero-shot head ignores it."""
+    scored = noise_folder(tmp_path / "scored", per_class=2)
+    with pytest.raises(ValueError, match="head_data .* does not apply: .* has a text tower"):
+        run_evaluation(EvalConfig(model=str(tiny_clip_dir), data=str(scored), head_data=str(scored), image_size=32,
+                                  attacks="", output=str(tmp_path / "out"), device="cpu"))
