@@ -28,8 +28,15 @@ What the base class does:
   `trainer.global_step` counts primal steps and Lightning's `on_before_optimizer_step` hooks run;
 - the `StepReport` goes to `self.log_dict` under ``constrained/...`` (per step);
 - the dual state (multipliers, dual optimizer, K:1 schedule position, GradScaler) is saved in every
-  Lightning checkpoint under ``"primal_dual"`` and restored on resume, so a resumed run equals the
-  uninterrupted one;
+  Lightning checkpoint under ``"primal_dual"`` and restored on resume (into the `PrimalDual` that
+  `configure_optimizers` builds, on the same module instance or a new one);
+- a resumed run equals the uninterrupted one when the data order does too: from an end-of-epoch
+  checkpoint with any loader whose order depends only on the epoch, and from a mid-epoch checkpoint with
+  `ResumableLoader` (a seeded per-epoch shuffle that Lightning checkpoints with its position). A
+  mid-epoch resume with a loader that does not save its position would repeat the epoch's first batches,
+  and is refused;
+- `SaveOnSigterm` writes a checkpoint when Lightning stops on SIGTERM (Lightning itself then exits 0
+  without one: raise a non-zero exit after `fit`, as `examples/lightning_fairness.py` does);
 - under Lightning's DDP strategy, `PrimalDual` averages the dual gradients across ranks (the multipliers
   stay identical on every rank); the multipliers are moved to the module's device.
 
@@ -42,10 +49,12 @@ and is refused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Optional, Union, cast
 
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .constraint import Observation
 from .primal_dual import PrimalDual
@@ -56,7 +65,10 @@ try:
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError('constrained.lightning needs PyTorch Lightning: pip install "lore-constrained[lightning]"') from error
 
-__all__ = ["CHECKPOINT_KEY", "PrimalDualModule"]
+from lightning.fabric.utilities.types import _Stateful  # noqa: E402
+from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
+
+__all__ = ["CHECKPOINT_KEY", "PrimalDualModule", "ResumableLoader", "SaveOnSigterm", "rank_disagreement"]
 
 #: the key of the dual state in a Lightning checkpoint
 CHECKPOINT_KEY = "primal_dual"
@@ -112,6 +124,7 @@ class PrimalDualModule(pl.LightningModule):
             raise ValueError("Lightning's precision='16-mixed' scales the loss itself; PrimalDual must own the scaling: "
                              "use precision='32-true' (or 'bf16-mixed') and PrimalDual(..., scaler=torch.amp.GradScaler())")
         primal_dual.multipliers.to(self.device)  # in place: the dual optimizer keeps its parameters
+        # a fit with ckpt_path: Lightning called on_load_checkpoint just before (on this instance or a new one)
         if self._pending_state is not None:
             primal_dual.load_state_dict(self._pending_state)
             self._pending_state = None
@@ -134,6 +147,21 @@ class PrimalDualModule(pl.LightningModule):
         self.log_dict({f"constrained/{key}": value for key, value in report.as_dict().items()},
                       on_step=True, on_epoch=False, batch_size=_batch_size(batch))
 
+    def on_train_start(self) -> None:
+        """Refuses a mid-epoch resume whose loader cannot continue where the checkpoint stopped."""
+        trainer = self.trainer
+        if not trainer.fit_loop.restarting:
+            return
+        per_epoch = trainer.num_training_batches
+        done = trainer.global_step % per_epoch if per_epoch not in (0, float("inf")) else 0
+        loader = trainer.fit_loop._combined_loader
+        loaders = loader.flattened if loader is not None else []
+        if done and not all(isinstance(item, _Stateful) for item in loaders):
+            raise ValueError(f"resuming from a mid-epoch checkpoint (batch {done} of {int(per_epoch)} of epoch "
+                             f"{trainer.current_epoch}) with a loader that does not save its position: it would "
+                             f"repeat this epoch's first {done} batches. Resume from an end-of-epoch checkpoint, or "
+                             "train with constrained.lightning.ResumableLoader")
+
     def on_train_end(self) -> None:
         """Under DDP, checks that every rank ends with the same multipliers (a mismatch is a silent wrong result:
         raised)."""
@@ -143,10 +171,8 @@ class PrimalDualModule(pl.LightningModule):
         if not params:
             return
         gathered = cast(torch.Tensor, self.all_gather(torch.cat(params)))  # [world, n]
-        self.rank_disagreement = float((gathered - gathered[0]).abs().max())
-        if self.rank_disagreement > 0:
-            raise RuntimeError(f"the multipliers differ across ranks by up to {self.rank_disagreement:.3g}: the dual "
-                               "steps were not synchronised (was the loss computed outside the DDP-wrapped module?)")
+        self.rank_disagreement = rank_disagreement(gathered)
+
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._primal_dual is not None:
@@ -158,10 +184,32 @@ class PrimalDualModule(pl.LightningModule):
         if CHECKPOINT_KEY not in checkpoint:
             raise ValueError(f"the checkpoint holds no {CHECKPOINT_KEY!r} state: it was not written by a "
                              "PrimalDualModule, so the multipliers could not be restored")
-        if self._primal_dual is not None:
+        # Lightning restores the module before configure_optimizers builds a new PrimalDual, which takes the state
+        # (loading it into the PrimalDual of an earlier fit on this instance would be lost when that one is replaced)
+        self._pending_state = checkpoint[CHECKPOINT_KEY]
+        if self._primal_dual is not None:  # a direct call outside fit: the current PrimalDual takes it too
             self._primal_dual.load_state_dict(checkpoint[CHECKPOINT_KEY])
-        else:  # Lightning restores the module before configure_optimizers builds the PrimalDual
-            self._pending_state = checkpoint[CHECKPOINT_KEY]
+
+
+def rank_disagreement(gathered: torch.Tensor) -> float:
+    """The largest difference between any rank's multiplier parameters and rank 0's; raises unless it is 0.
+
+    Args:
+        gathered: [world, n] every rank's multiplier parameters, flattened (rank by row).
+
+    Raises:
+        RuntimeError: the ranks differ, or some value is not finite (NaN - NaN is NaN, and NaN > 0 is False,
+            so a NaN on one rank would otherwise pass as agreement).
+    """
+    if not bool(torch.isfinite(gathered).all()):
+        bad = sorted({int(rank) for rank in (~torch.isfinite(gathered)).nonzero()[:, 0]})
+        raise RuntimeError(f"a multiplier is not finite at the end of training on rank(s) {bad}: the dual step "
+                           "diverged there")
+    difference = float((gathered - gathered[0]).abs().max())
+    if difference > 0:
+        raise RuntimeError(f"the multipliers differ across ranks by up to {difference:.3g}: the dual "
+                           "steps were not synchronised (was the loss computed outside the DDP-wrapped module?)")
+    return difference
 
 
 def _batch_size(batch: Any) -> Optional[int]:
@@ -176,3 +224,106 @@ def _batch_size(batch: Any) -> Optional[int]:
     if isinstance(batch, dict):
         return _batch_size(list(batch.values()))
     return None
+
+
+class _EpochOrder(Sampler[int]):
+    """The sample order of `ResumableLoader`: a permutation of range(`size`) drawn from (seed, epoch) alone,
+    starting `skip` samples in (once, for a resumed epoch); under torch.distributed each rank takes every
+    world-th index of it (padded to equal length, as `DistributedSampler` does)."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool) -> None:
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls it at every epoch start
+        if epoch != self.epoch:
+            self.skip = 0  # a resumed position belongs to the epoch it was saved in
+        self.epoch = epoch
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+            order += order[:(-len(order)) % world]
+            order = order[rank::world]
+        return order
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+    def __iter__(self) -> Iterator[int]:
+        order, self.skip = self._indices()[self.skip:], 0
+        return iter(order)
+
+
+class ResumableLoader(DataLoader):
+    """A `DataLoader` whose order Lightning can checkpoint mid-epoch: a seeded shuffle per epoch, resumed at
+    the next unseen batch.
+
+    The permutation of epoch e depends only on (`seed`, e), so a resumed run sees exactly the batches the
+    uninterrupted one would; `state_dict` records (epoch, batches handed out this epoch) and Lightning stores it
+    in every checkpoint (a loader with `state_dict`/`load_state_dict` is one Lightning checkpoints).
+
+    Args:
+        dataset: a map-style dataset (has `len`).
+        batch_size: rows per batch.
+        seed: the shuffle's seed.
+        shuffle: False keeps the dataset's order (still resumable mid-epoch).
+        **kwargs: other `DataLoader` arguments (`num_workers`, `collate_fn`, `drop_last`, ...); not `sampler`,
+            `batch_sampler` or `generator`, which the loader owns. Under DDP pass
+            ``Trainer(use_distributed_sampler=False)``: the loader shards each epoch by rank itself.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, shuffle: bool = True, **kwargs: Any) -> None:
+        owned = sorted({"sampler", "batch_sampler", "generator"} & set(kwargs))
+        if owned:
+            raise ValueError(f"ResumableLoader owns its order: drop {', '.join(owned)} (under DDP, pass "
+                             "Trainer(use_distributed_sampler=False); the loader shards by rank itself)")
+        if not hasattr(dataset, "__len__"):
+            raise ValueError("ResumableLoader needs a map-style dataset with a length")
+        self.seed = seed
+        self.order = _EpochOrder(len(cast(Any, dataset)), seed, shuffle)
+        super().__init__(dataset, batch_size=batch_size, sampler=self.order, **kwargs)
+        self._handed_out = 0
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        self._handed_out = self.order.skip // cast(int, self.batch_size)
+        for batch in super().__iter__():
+            self._handed_out += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        """{"seed", "epoch", "batches"}: the batches of this epoch handed to the training loop so far."""
+        return {"seed": self.seed, "epoch": self.order.epoch, "batches": self._handed_out}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continues epoch `state["epoch"]` after its first `state["batches"]` batches (refuses another seed)."""
+        if int(state["seed"]) != self.seed:
+            raise ValueError(f"the checkpoint's loader was seeded {state['seed']}, this one {self.seed}: the resumed "
+                             "run would see other batches")
+        self.order.epoch = int(state["epoch"])
+        self.order.skip = int(state["batches"]) * cast(int, self.batch_size)
+        self._handed_out = int(state["batches"])
+
+
+class SaveOnSigterm(pl.Callback):
+    """Writes a checkpoint to `path` when Lightning stops training on SIGTERM (at a batch boundary).
+
+    Lightning ends `fit` on SIGTERM by raising `SIGTERMException`, a `SystemExit` with code 0, and saves
+    nothing; with this callback the run can be resumed from `path` (`fit(..., ckpt_path=path)`), and
+    `received` tells the caller to exit non-zero.
+    """
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        self.path = Path(path)
+        #: True once a SIGTERM stopped training and the checkpoint was written
+        self.received = False
+
+    def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(self.path)  # Lightning writes it atomically (temporary file, then rename)
+            self.received = True

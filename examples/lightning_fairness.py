@@ -10,6 +10,12 @@ loop, logs the `StepReport` (``constrained/...`` in `trainer.callback_metrics` a
 checkpoints that carry the multipliers, and runs DDP (``--devices 2`` uses two CPU processes, gloo). Prints
 held-out accuracy and parity of the unconstrained and the constrained network.
 
+The rows are shuffled by a `ResumableLoader` (a seeded permutation per epoch that the checkpoints record
+with their position), so `--resume DIR/constrained/checkpoints/…ckpt --epochs N` ends with the weights
+and multipliers of an uninterrupted N-epoch run, from an end-of-epoch or a mid-epoch checkpoint. SIGTERM
+(to the process or its group) stops at the next batch, writes DIR/<fit>/interrupted.ckpt and exits 143;
+`--resume` continues the constrained fit (the unconstrained baseline is refitted).
+
     python examples/lightning_fairness.py [--epochs 8] [--devices 2] [--out DIR] [--resume CKPT]
 
 Needs ``pip install ".[lightning]"`` (part of ".[dev]").
@@ -19,15 +25,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch.utils.data import TensorDataset
 
 from constrained import PrimalDual, demographic_parity, parity_difference
-from constrained.lightning import PrimalDualModule
+from constrained.lightning import PrimalDualModule, ResumableLoader, SaveOnSigterm
+
+#: the exit status after SIGTERM (128 + 15, as a shell reports a process ended by it)
+SIGTERM_EXIT = 143
 
 
 def make_data(rows: int, seed: int) -> TensorDataset:
@@ -80,11 +91,12 @@ def evaluate(model: FairClassifier, data: TensorDataset) -> dict[str, float]:
     return {"accuracy": float((predictions == y).float().mean()), "parity": parity_difference(predictions, group, 2)}
 
 
-def trainer(epochs: int, devices: int, out: Path | None) -> pl.Trainer:
-    """A CPU Trainer; DDP (gloo) when `devices` > 1; checkpoints in `out` when given."""
+def trainer(epochs: int, devices: int, out: Path | None, callbacks: list) -> pl.Trainer:
+    """A CPU Trainer; DDP (gloo) when `devices` > 1 (the ResumableLoader shards the rows by rank itself);
+    checkpoints in `out` when given."""
     return pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=devices,
-                      strategy="ddp" if devices > 1 else "auto", logger=False,
-                      enable_checkpointing=out is not None, default_root_dir=out,
+                      strategy="ddp" if devices > 1 else "auto", use_distributed_sampler=False, logger=False,
+                      enable_checkpointing=out is not None, default_root_dir=out, callbacks=callbacks,
                       enable_progress_bar=False, enable_model_summary=False, deterministic=True)
 
 
@@ -101,14 +113,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     train, test = make_data(args.rows, args.seed), make_data(args.rows, args.seed + 1)
-    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(args.seed))
     results = {}
     for name, bound in (("unconstrained", None), ("constrained", args.bound)):
         pl.seed_everything(args.seed, verbose=False)
         model = FairClassifier(bound, dual_lr=args.dual_lr)
-        fit = trainer(args.epochs, args.devices, None if args.out is None else args.out / name)
-        fit.fit(model, loader, ckpt_path=args.resume if bound is not None else None)
+        folder = None if args.out is None else args.out / name
+        on_sigterm = SaveOnSigterm(folder / "interrupted.ckpt") if folder is not None else None
+        fit = trainer(args.epochs, args.devices, folder, [on_sigterm] if on_sigterm else [])
+        try:
+            fit.fit(model, ResumableLoader(train, args.batch_size, seed=args.seed),
+                    ckpt_path=args.resume if bound is not None else None, weights_only=True)  # never unpickle
+        except SIGTERMException:
+            if fit.global_rank == 0:
+                resume = (f"continue with --resume {on_sigterm.path}" if bound is not None else
+                          "a rerun repeats this fit (--resume continues the constrained fit)")
+                saved = f"wrote {on_sigterm.path}; {resume}" if on_sigterm else "nothing saved (no --out)"
+                print(f"stopped by SIGTERM in the {name} fit at step {fit.global_step}: {saved}", file=sys.stderr)
+            sys.exit(SIGTERM_EXIT)
         if fit.global_rank != 0:
             continue
         results[name] = {**evaluate(model, test), "train": evaluate(model, train),

@@ -61,7 +61,7 @@ def save_atomic(state: dict, path: Union[str, Path]) -> Path:
             except RuntimeError as error:  # torch's zip writer reports a short write (full disk) as a RuntimeError
                 full = shutil.disk_usage(path.parent).free < (1 << 20)
                 code = errno.ENOSPC if full else errno.EIO
-                raise OSError(code, f"{os.strerror(code)} while writing the checkpoint ({error})", str(path)) from None
+                raise OSError(code, f"{os.strerror(code)} while writing the checkpoint ({str(error).splitlines()[0]})", str(path)) from None
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

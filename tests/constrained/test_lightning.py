@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 pl = pytest.importorskip("lightning.pytorch")
 
 from constrained import Constraint, FixedMargin, MultiplierNetwork, PrimalDual, demographic_parity, sq_l2  # noqa: E402
-from constrained.lightning import CHECKPOINT_KEY, PrimalDualModule  # noqa: E402
+from constrained.lightning import CHECKPOINT_KEY, PrimalDualModule, ResumableLoader, rank_disagreement  # noqa: E402
 
 ROWS, BATCH = 192, 32
 
@@ -141,3 +141,82 @@ def test_lightning_fp16_loss_scaling_is_refused_in_favour_of_the_primal_duals():
 def test_the_primal_dual_is_only_there_once_training_starts():
     with pytest.raises(RuntimeError, match="call trainer.fit first"):
         _ = TwoConstraints().primal_dual
+
+
+# ---- resumes: same instance or new, end of epoch or mid-epoch, with a seeded shuffle
+
+
+def shuffled_fit(module: TwoConstraints, folder, **limits) -> "pl.Trainer":
+    """Fits `module` on a seeded ResumableLoader, checkpointing at step 9 (mid-epoch 1 of 6-batch epochs) and at
+    every epoch end into `folder`; `limits` are Trainer limits (max_epochs, max_steps) and fit's ckpt_path."""
+    ckpt_path = limits.pop("ckpt_path", None)
+    callbacks = [pl.callbacks.ModelCheckpoint(dirpath=folder, filename="{step}", every_n_train_steps=9, save_top_k=-1),
+                 pl.callbacks.ModelCheckpoint(dirpath=folder, filename="end-{epoch}", every_n_epochs=1, save_top_k=-1)]
+    run = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                     callbacks=callbacks, **limits)
+    run.fit(module, ResumableLoader(dataset(), BATCH, seed=3), ckpt_path=ckpt_path)
+    return run
+
+
+def fresh_module() -> TwoConstraints:
+    torch.manual_seed(0)
+    return TwoConstraints()
+
+
+@pytest.mark.parametrize("stop", ["end_of_epoch", "mid_epoch"])
+@pytest.mark.parametrize("instance", ["same", "new"])
+def test_a_resumed_fit_equals_the_uninterrupted_run(tmp_path, stop, instance):
+    uninterrupted = fresh_module()
+    shuffled_fit(uninterrupted, tmp_path / "whole", max_epochs=4)
+    first = fresh_module()
+    if stop == "end_of_epoch":
+        shuffled_fit(first, tmp_path / "first", max_epochs=2)
+        path = tmp_path / "first" / "end-epoch=1.ckpt"
+    else:
+        shuffled_fit(first, tmp_path / "first", max_steps=9)
+        path = tmp_path / "first" / "step=9.ckpt"
+    assert path.is_file()
+    resumed = first if instance == "same" else fresh_module()
+    shuffled_fit(resumed, tmp_path / "second", max_epochs=4, ckpt_path=path)
+    assert resumed.primal_dual.primal_steps == uninterrupted.primal_dual.primal_steps == 4 * (ROWS // BATCH)
+    assert resumed.primal_dual.dual_steps == uninterrupted.primal_dual.dual_steps
+    assert_same(state(resumed), state(uninterrupted))
+
+
+def test_the_shuffle_differs_between_epochs_and_follows_the_seed():
+    first, again, other = (ResumableLoader(dataset(), BATCH, seed=seed) for seed in (3, 3, 4))
+    rows = [torch.cat([batch[0][:, 0] for batch in loader_]) for loader_ in (first, again, other)]
+    first.order.set_epoch(1)
+    next_epoch = torch.cat([batch[0][:, 0] for batch in first])
+    assert torch.equal(rows[0], rows[1]) and not torch.equal(rows[0], rows[2]) and not torch.equal(rows[0], next_epoch)
+    assert torch.equal(rows[0].sort().values, next_epoch.sort().values)  # a permutation of the same rows
+
+
+def test_a_loader_seeded_otherwise_than_the_checkpoint_is_refused():
+    loader_ = ResumableLoader(dataset(), BATCH, seed=3)
+    with pytest.raises(ValueError, match="seeded 3, this one 4"):
+        ResumableLoader(dataset(), BATCH, seed=4).load_state_dict(loader_.state_dict())
+    with pytest.raises(ValueError, match="owns its order: drop sampler"):
+        ResumableLoader(dataset(), BATCH, seed=3, sampler=None)
+
+
+def test_a_mid_epoch_resume_with_a_loader_that_does_not_save_its_position_is_refused(tmp_path):
+    def fit(module, **limits):
+        plain = DataLoader(dataset(), batch_size=BATCH, shuffle=True, generator=torch.Generator().manual_seed(3))
+        ckpt_path = limits.pop("ckpt_path", None)
+        every = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, filename="{step}", every_n_train_steps=9, save_top_k=-1)
+        pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[every], **limits).fit(
+            module, plain, ckpt_path=ckpt_path)
+
+    fit(fresh_module(), max_steps=9)
+    with pytest.raises(ValueError, match=r"mid-epoch checkpoint \(batch 3 of 6 of epoch 1\).*repeat this epoch's first 3"):
+        fit(fresh_module(), max_epochs=3, ckpt_path=tmp_path / "step=9.ckpt")
+
+
+def test_a_nan_multiplier_on_one_rank_is_not_agreement():
+    agreeing = torch.tensor([[0.5, 1.0], [0.5, 1.0]])
+    assert rank_disagreement(agreeing) == 0.0
+    with pytest.raises(RuntimeError, match=r"not finite .* on rank\(s\) \[1\]"):
+        rank_disagreement(torch.tensor([[0.5, 1.0], [float("nan"), 1.0]]))
+    with pytest.raises(RuntimeError, match="differ across ranks by up to 0.25"):
+        rank_disagreement(torch.tensor([[0.5, 1.0], [0.75, 1.0]]))
