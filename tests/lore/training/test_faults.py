@@ -1,13 +1,19 @@
-"""Faults of a training run: resume refuses what it cannot honour, damaged checkpoints and images are named."""
+"""Faults of a training run: resume refuses what it cannot honour, damaged checkpoints and images are named, a run
+folder holds one run, probes match the training classes, and a full disk at a checkpoint is one line naming the file."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
+import subprocess
 import zipfile
 
 import pytest
 import torch
 
+from lore.training import checkpoint as checkpoint_module
 from lore.training.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from lore.cli import main
 from lore.training.config import OPERATIONAL_FIELDS, TrainConfig
@@ -181,3 +187,123 @@ def test_a_fare_training_plot_has_no_empty_multiplier_legend(tmp_path, monkeypat
                         lambda self, *a, **k: legends.append(self.get_title()) or original(self, *a, **k))
     plot_run(run, rho=0.1)
     assert "mean lambda(x)" not in legends
+
+
+# ---- one run per folder; probes of the training classes
+
+
+def _train(run, lore_cache, *extra):
+    return main(["train", "--output", str(run), "--cache-dir", str(lore_cache), "--max-steps", "2", *FAST, *extra])
+
+
+@pytest.fixture
+def finished_fare_run(tmp_path, lore_cache):
+    run = tmp_path / "fare"
+    assert _train(run, lore_cache, "--method", "fare") == 0
+    return run
+
+
+def test_a_new_run_into_a_folder_with_only_an_earlier_runs_metrics_is_refused(finished_fare_run, lore_cache, capsys):
+    run = finished_fare_run  # what a run killed before its first checkpoint leaves: metrics, no last.pt
+    for name in ("last.pt", "summary.json"):
+        (run / name).unlink()
+    shutil.rmtree(run / "export")
+    before = (run / "metrics.jsonl").read_text()
+    assert _train(run, lore_cache) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "earlier run's metrics.jsonl" in error and "no checkpoint" in error
+    assert (run / "metrics.jsonl").read_text() == before  # not appended to
+
+
+def test_a_new_run_into_a_copied_finished_run_without_its_checkpoint_is_refused(finished_fare_run, tmp_path, lore_cache,
+                                                                                   capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_fare_run, copy)
+    (copy / "last.pt").unlink()
+    exported = (copy / "export" / "encoder.safetensors").read_bytes()
+    assert _train(copy, lore_cache, "--method", "tecoa") == 2
+    error = capsys.readouterr().err
+    assert "metrics.jsonl, summary.json, export" in error and "choose another --output" in error
+    assert (copy / "export" / "encoder.safetensors").read_bytes() == exported
+
+
+def test_evaluating_a_run_folder_whose_last_run_did_not_finish_is_refused(finished_fare_run, lore_cache, capsys):
+    run = finished_fare_run
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "interrupted", "step": 1, "total_steps": 2}))
+    flags = ["--data", "digits", "--n-samples", "8", "--attacks", "", "--device", "cpu", "--cache-dir", str(lore_cache),
+             "--output", str(run.parent / "eval")]
+    assert main(["eval", "--model", str(run), *flags]) == 2
+    error = capsys.readouterr().err
+    assert "did not finish (interrupted at step 1 of 2)" in error and str(run / "export") in error
+    assert main(["eval", "--model", str(run / "export"), *flags]) == 0  # told to use the earlier export
+
+
+def test_a_probe_with_other_classes_than_the_training_data_is_refused(tmp_path, lore_cache, capsys, write_digits):
+    train = write_digits(tmp_path / "digits", range(0, 60))
+    other = tmp_path / "other"
+    for name in ("cat", "dog", "owl"):
+        shutil.copytree(next(train.iterdir()), other / name)
+    code = main(["train", "--data", str(train), "--probe-data", str(other), "--output", str(tmp_path / "run"),
+                 "--cache-dir", str(lore_cache), "--max-steps", "1", "--batch-size", "20", *FAST[2:]])
+    error = capsys.readouterr().err
+    assert code == 2 and "probe data" in error and "different classes (10 vs 3" in error
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+# ---- a full disk at a checkpoint write
+
+
+def _fail_the_second_save(monkeypatch):
+    """torch.save fails as it does on a full disk (its zip writer's RuntimeError) from the second checkpoint on."""
+    real, calls = torch.save, []
+
+    def save(state, handle, *args, **kwargs):
+        calls.append(1)
+        if len(calls) >= 2:
+            handle.write(b"PK\x03\x04 partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+        return real(state, handle, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", save)
+    monkeypatch.setattr(checkpoint_module.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10, 10, 0))
+
+
+def test_a_full_disk_at_a_checkpoint_write_is_one_line_naming_the_file(tmp_path, lore_cache, capsys, monkeypatch):
+    run = tmp_path / "run"
+    _fail_the_second_save(monkeypatch)
+    code = main(["train", "--output", str(run), "--cache-dir", str(lore_cache), "--max-steps", "4",
+                 "--checkpoint-every", "2", *FAST])
+    error = capsys.readouterr().err
+    assert code == 2, error
+    last = error.strip().splitlines()[-1]  # the lines before it are the run's progress
+    assert last.startswith("lore train: ") and str(run / "last.pt") in last and "No space left on device" in last
+    assert "free space and rerun" in last and "Traceback" not in error
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 2  # the previous checkpoint, intact
+    assert sorted(p.name for p in run.glob(".last.pt.*")) == []  # no temporary left behind
+
+
+def _mount_small_tmpfs(folder) -> bool:
+    """Mounts a 1 MiB tmpfs at `folder` where the machine allows it (root, mount available)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    return done.returncode == 0
+
+
+def test_a_really_full_disk_raises_enospc_naming_the_checkpoint_and_keeps_the_previous_one(tmp_path):
+    small = tmp_path / "small"
+    if not _mount_small_tmpfs(small):
+        pytest.skip("cannot mount a small tmpfs here (needs root); the injected-failure test covers the path")
+    try:
+        path = small / "last.pt"
+        save_atomic({"step": 1, "weights": torch.zeros(10)}, path)
+        with pytest.raises(OSError) as caught:
+            save_atomic({"step": 2, "weights": torch.zeros(1 << 19)}, path)  # 2 MiB: more than the disk holds
+        assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
+        assert "\n" not in str(caught.value)
+        assert torch.load(path, weights_only=True)["step"] == 1
+        assert [p.name for p in small.iterdir()] == ["last.pt"]
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
