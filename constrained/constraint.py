@@ -138,6 +138,8 @@ class Observation:
         indices: optional [B] int64 dataset indices (group constraints: multiplier ids).
         strict_violation: optional [B] violation the dual step sees instead of `violation`, e.g. the
             true, non-differentiable rate when `violation` is a smooth surrogate of it (a proxy constraint).
+        rows: the number of data rows observed, when it is not the violation's length (a group constraint
+            has one entry per present group, whatever the batch size); `batch_size` reports it.
     """
 
     constraint: ConstraintKind
@@ -145,6 +147,7 @@ class Observation:
     features: Optional[torch.Tensor] = None
     indices: Optional[torch.Tensor] = None
     strict_violation: Optional[torch.Tensor] = None
+    rows: Optional[int] = None
 
     def __post_init__(self) -> None:
         # a summed (group) constraint may have no entry in a batch: e.g. equal opportunity on a minibatch
@@ -176,6 +179,10 @@ class Observation:
             if self.indices.shape != (batch,):
                 raise ValueError(f"indices must have shape [B]=[{batch}], got {tuple(self.indices.shape)}")
 
+        if self.rows is not None and (isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 0):
+            raise ValueError(f"rows must be a non-negative int (the data rows observed), got {self.rows!r}")
+
     @property
     def batch_size(self) -> int:
-        return self.violation.shape[0]
+        """The data rows observed: `rows` when given, else the violation's length."""
+        return self.violation.shape[0] if self.rows is None else self.rows

@@ -161,15 +161,15 @@ class GroupConstraint:
         """
         if proxy is None:
             true_means, cells = self.group_means(values, groups, strata=strata, where=where)
-            return self._observation(true_means, cells, None)
+            return self._observation(true_means, cells, None, rows=int(values.shape[0]))
         if not isinstance(proxy, torch.Tensor) or proxy.shape != values.shape:
             shape = tuple(proxy.shape) if isinstance(proxy, torch.Tensor) else type(proxy).__name__
             raise ValueError(f"proxy must have the shape of values {tuple(values.shape)}, got {shape}")
         values, groups, strata = self._check(values, groups, strata, where)
         means, cells = self._cell_means(torch.stack([values.detach().to(proxy.dtype), proxy], 1), groups, strata, where)
-        return self._observation(means[:, 1], cells, means[:, 0].detach())
+        return self._observation(means[:, 1], cells, means[:, 0].detach(), rows=int(values.shape[0]))
 
-    def _observation(self, means: torch.Tensor, cells: torch.Tensor, strict: Optional[torch.Tensor]) -> Observation:
+    def _observation(self, means: torch.Tensor, cells: torch.Tensor, strict: Optional[torch.Tensor], rows: int) -> Observation:
         cells_total = self.num_groups * self.num_strata
         violation = means - self.bound
         strict_violation = None if strict is None else (strict - self.bound).detach()
@@ -179,7 +179,7 @@ class GroupConstraint:
             if strict is not None and strict_violation is not None:
                 strict_violation = torch.cat([strict_violation, (-strict - self.bound).detach()])
             ids = torch.cat([cells, cells + cells_total])
-        return Observation(self, violation, indices=ids, strict_violation=strict_violation)
+        return Observation(self, violation, indices=ids, strict_violation=strict_violation, rows=rows)
 
     def _check(self, values: torch.Tensor, groups: torch.Tensor, strata: Optional[torch.Tensor],
                where: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

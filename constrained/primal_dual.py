@@ -197,9 +197,11 @@ class PrimalDual:
     def step_accumulated(self, closures: Sequence[Closure]) -> StepReport:
         """Like `step`, with gradients accumulated over micro-batches before the updates.
 
-        Each closure evaluates one micro-batch (all of equal size); the primal and
-        dual Lagrangians are averaged over them, so the update equals `step` on the
-        whole batch while only one micro-batch's activations are alive at a time.
+        Each closure evaluates one micro-batch (all of the same number of rows, `Observation.batch_size`);
+        the primal and dual Lagrangians are averaged over them, so the update equals `step` on the
+        whole batch while only one micro-batch's activations are alive at a time. A group constraint's
+        terms are averages of each micro-batch's group means: equal to the whole batch's when every
+        micro-batch holds each group in the same proportion.
 
         Args:
             closures: one closure per micro-batch, as for `step`.
@@ -219,10 +221,10 @@ class PrimalDual:
         losses, lagrangians, seen, sizes = [], [], [], []
         for closure in closures:
             loss, observations, priced = self._evaluate(closure, require_grad=True)
-            sizes.append(next(iter(observations.values())).violation.shape[0])
+            sizes.append(next(iter(observations.values())).batch_size)  # data rows (not a group constraint's entries)
             if sizes[-1] != sizes[0]:
-                raise ValueError(f"micro-batches must all have the same size for step_accumulated to equal the "
-                                 f"full-batch update; got sizes {sizes} so far (closure {len(sizes) - 1})")
+                raise ValueError(f"micro-batches must all have the same number of rows for step_accumulated to "
+                                 f"equal the full-batch update; got {sizes} rows so far (closure {len(sizes) - 1})")
             values = self._multiplier_values(priced)  # each multiplier evaluated once, for both terms
             lagrangian = self._primal_lagrangian_of(loss, priced, values)
             scaled = weight * lagrangian

@@ -29,6 +29,7 @@ EMBEDDED = "digits-clip"
 # rescales them by this machine's speed on `speed_probe` (measured when the job starts), so the estimate
 # printed first is measured here, not assumed (fitted on the default and --quick runs: docs/results.md):
 SECONDS_PER_BATCH = {"fare": 0.30, "naive": 0.41, "lore": 0.44}  # one training step, without the probes
+REFERENCE_BATCH = 64  # the batch size those steps were timed at; a step's cost grows in proportion to it
 SECONDS_PER_PROBE_IMAGE = 0.0044  # held-out probe during training: PGD-10 on one image (5 probes per run)
 SECONDS_PER_EVALUATION_IMAGE = 0.019  # zero-shot evaluation: 3 radii, 10 APGD iterations, 3 DLR-T targets
 SECONDS_PER_RUN = 2.5  # fixed cost of one training run: building, checkpoints, export, plots
@@ -200,7 +201,7 @@ def speed_probe(encoder: torch.nn.Module, images: torch.Tensor, repeats: int = 5
 def expected_minutes(s: dict, trainings: list[str], evaluations: int, samples: int, speed: float = 1.0) -> float:
     """The embedded job's expected duration: the reference machine's measured costs times `speed` (this machine's
     `speed_probe` over `PROBE_SECONDS`)."""
-    steps = s["steps"] or 0
+    steps = (s["steps"] or 0) * s.get("batch_size", REFERENCE_BATCH) / REFERENCE_BATCH  # in reference batches
     probes = 5 * s.get("probe_size", 256) * SECONDS_PER_PROBE_IMAGE  # the first probe and one per quarter (the last at the end)
     runs = sum(SECONDS_PER_BATCH.get(m, 0.4) * steps + probes + SECONDS_PER_RUN for m in trainings)
     attack = len(s["eval_eps"]) / 3 * s["apgd_iter"] / 10 * (0.25 + 0.75 * s.get("apgd_targets", 3) / 3)

@@ -252,3 +252,23 @@ def test_a_minibatch_without_an_eligible_member_adds_nothing_and_is_reported_as_
     assert torch.all(multiplier.weight == 0)  # no dual step on what was not measured
     report = pd.step(lambda: closure(torch.tensor([1, 1, 0, 0, 1, 1, 0, 0])))  # a batch with positives works as before
     assert not math.isnan(report.constraints[constraint.name].violation_mean)
+
+
+def test_step_accumulated_compares_rows_not_group_entries():
+    """A group observation has one entry per present group, whatever the batch: micro-batches are compared by the
+    rows they observed (48 vs 4 is refused; 32 + 32 where one lacks group 1 is accepted)."""
+    parity = demographic_parity(2, 0.05)
+    net = torch.nn.Linear(3, 1)
+    pd = PrimalDual(torch.optim.SGD(net.parameters(), lr=0.1), {parity: parity.multiplier()}, dual_lr=0.1)
+
+    def closure(rows: int, groups: torch.Tensor):
+        x = torch.randn(rows, 3, generator=torch.Generator().manual_seed(rows))
+        scores = net(x).squeeze(1)
+        return lambda: (scores.pow(2).mean(), [parity.observe_scores(scores, groups)])
+
+    both = torch.tensor([0, 1] * 24)
+    assert parity.observe_scores(torch.zeros(48), both).batch_size == 48
+    with pytest.raises(ValueError, match=r"same number of rows .* got \[48, 4\] rows"):
+        pd.step_accumulated([closure(48, both), closure(4, torch.tensor([0, 1, 0, 1]))])
+    report = pd.step_accumulated([closure(32, torch.tensor([0, 1] * 16)), closure(32, torch.zeros(32, dtype=torch.long))])
+    assert pd.primal_steps == 1 and math.isfinite(report.loss)

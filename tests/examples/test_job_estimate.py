@@ -18,6 +18,15 @@ def test_the_estimate_scales_with_the_measured_speed():
     assert expected_minutes(SETTING, ["fare", "lore"], 3, 449, speed=1.6) == pytest.approx(1.6 * base)
 
 
+def test_the_estimate_follows_the_batch_size():
+    """A training step costs in proportion to its batch (timed at 64): at 256 the training part is 4x as long."""
+    evaluation = expected_minutes({**SETTING, "steps": 0}, [], 3, 449)
+    runs_64 = expected_minutes({**SETTING, "batch_size": 64}, ["lore"], 3, 449) - evaluation
+    runs_256 = expected_minutes({**SETTING, "batch_size": 256}, ["lore"], 3, 449) - evaluation
+    fixed = expected_minutes({**SETTING, "steps": 0}, ["lore"], 3, 449) - evaluation  # probes and building
+    assert runs_256 - fixed == pytest.approx(4 * (runs_64 - fixed))
+
+
 def test_the_speed_probe_times_real_passes():
     encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 32))
     small = speed_probe(encoder, torch.rand(64, 3, 16, 16), repeats=3)
