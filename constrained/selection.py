@@ -32,7 +32,9 @@ class BestIterate:
     The report of a step describes the model as the closure evaluated it before the update (or, when
     `StepReport.after_update`, as re-evaluated after it); `step` keeps the state the report describes
     (copies are cheap for the small models of fairness problems; for a large network, consider every N-th
-    step only).
+    step only). A step whose batch held no entry of some constraint (e.g. equal opportunity on a batch
+    without a positive label) cannot show that the iterate meets it: that iterate is not a candidate, and
+    `unjudged` counts such steps.
     """
 
     def __init__(self, tolerance: float = 0.0, after: int = 0) -> None:
@@ -45,6 +47,8 @@ class BestIterate:
         self.best_state: Optional[dict[str, Any]] = None
         self.best_key: Optional[tuple[int, float]] = None
         self.best_step: Optional[int] = None
+        #: steps whose iterate was not a candidate: their batch did not observe every constraint
+        self.unjudged = 0
 
     def step(self, primal_dual: PrimalDual, closure: Closure, model: nn.Module) -> StepReport:
         """One `primal_dual.step(closure)`; the evaluated iterate of `model` is kept if it is the best so far."""
@@ -54,8 +58,11 @@ class BestIterate:
         if state is not None and report.after_update:
             state = _snapshot(model)
         if state is not None:
-            worst = max((r.violation_max for r in report.constraints.values()), default=0.0)
-            self._offer(state, report.loss, worst)
+            maxima = [r.violation_max for r in report.constraints.values()]
+            if any(math.isnan(value) for value in maxima):  # a constraint with no entry in this batch: unjudged
+                self.unjudged += 1
+            else:
+                self._offer(state, report.loss, max(maxima, default=0.0))
         return report
 
     def offer(self, model: nn.Module, objective: float, worst_violation: float) -> bool:

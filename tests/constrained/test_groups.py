@@ -272,3 +272,26 @@ def test_step_accumulated_compares_rows_not_group_entries():
         pd.step_accumulated([closure(48, both), closure(4, torch.tensor([0, 1, 0, 1]))])
     report = pd.step_accumulated([closure(32, torch.tensor([0, 1] * 16)), closure(32, torch.zeros(32, dtype=torch.long))])
     assert pd.primal_steps == 1 and math.isfinite(report.loss)
+
+
+def test_best_iterate_skips_a_step_whose_batch_did_not_observe_every_constraint():
+    """Equal opportunity on a batch without a positive label measures nothing: the step is taken, not judged
+    (before: "worst violation=nan" raised after the update had been applied)."""
+    from constrained import equal_opportunity
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    constraint = equal_opportunity(2, 0.05)
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {constraint: constraint.multiplier()}, dual_lr=0.5)
+    x, groups = torch.randn(8, 3), torch.tensor([0, 1] * 4)
+
+    def closure(labels):
+        scores = model(x).squeeze(1)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(scores, labels.float())
+        return loss, [constraint.observe_scores(scores, groups, labels)]
+
+    best = BestIterate()
+    best.step(pd, lambda: closure(torch.zeros(8, dtype=torch.long)), model)
+    assert pd.primal_steps == 1 and best.unjudged == 1 and best.best_state is None
+    best.step(pd, lambda: closure(torch.tensor([1, 1, 0, 0] * 2)), model)
+    assert best.unjudged == 1 and best.best_step == 2  # steps count from 1
