@@ -142,8 +142,7 @@ def _exported_image_size(folder: Path) -> Optional[int]:
     spec_path = folder / "encoder.json"
     if not spec_path.is_file():
         return None
-    size = read_export_spec(spec_path).get("image_size")
-    return int(size) if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+    return read_export_spec(spec_path).get("image_size")  # a positive int when present (checked there)
 
 
 def _looks_like_path(text: str) -> bool:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Union
 
@@ -52,7 +53,7 @@ def load_exported(folder: Union[str, Path], device: Union[str, torch.device] = "
         raise FileNotFoundError(f"{folder} holds no lore export (no open_clip_config.json or encoder.json)")
     spec = read_export_spec(spec_path)
     if spec["kind"] == "timm":
-        return load_timm(spec["model"][len("timm:"):], checkpoint=folder / "encoder.safetensors",
+        return load_timm(spec["model"].removeprefix("timm:"), checkpoint=folder / "encoder.safetensors",
                          image_size=spec["image_size"], device=device)
     from .digits import SmallConvNet
 
@@ -87,4 +88,20 @@ def read_export_spec(path: Path) -> dict:
     if missing:
         raise ValueError(f"{path} lacks {', '.join(missing)} (a {spec['kind']} export needs "
                          f"{', '.join(_SPEC_FIELDS[spec['kind']])})")
+    for name in ("image_size", "embed_dim"):
+        value = spec.get(name)
+        if name in spec and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ValueError(f"{path}: {name} must be a positive integer, got {value!r}")
+    if "model" in spec and not (isinstance(spec["model"], str) and spec["model"].removeprefix("timm:")):
+        raise ValueError(f"{path}: model must name a timm model (e.g. 'timm:vit_base_patch16_224'), got {spec['model']!r}")
+    for name in ("mean", "std"):
+        value = spec.get(name)
+        if name in spec and not (isinstance(value, list) and value and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+            raise ValueError(f"{path}: {name} must be a list of finite numbers (one per channel), got {value!r}")
+    if "std" in spec and min(spec["std"]) <= 0:
+        raise ValueError(f"{path}: std must be positive (the inputs are divided by it), got {spec['std']!r}")
+    if "mean" in spec and "std" in spec and len(spec["mean"]) != len(spec["std"]):
+        raise ValueError(f"{path}: mean and std must have one entry per channel each, got {len(spec['mean'])} and "
+                         f"{len(spec['std'])}")
     return spec

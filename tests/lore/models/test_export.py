@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -38,6 +39,39 @@ def test_a_tampered_encoder_json_is_named(export, spec, needle):
     (folder / "encoder.json").write_text(spec)
     with pytest.raises(ValueError, match=needle):
         load_exported(folder)
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("embed_dim", "32", "embed_dim must be a positive integer, got '32'"),
+    ("std", [0.2, float("nan"), 0.2], "std must be a list of finite numbers"),
+    ("std", [0.2, 0.0, 0.2], "std must be positive"),
+    ("mean", "abc", "mean must be a list of finite numbers (one per channel), got 'abc'"),
+    ("mean", [0.5, 0.5], "mean and std must have one entry per channel each, got 2 and 3"),
+    ("image_size", "16", "image_size must be a positive integer, got '16'"),
+    ("image_size", -16, "image_size must be a positive integer, got -16"),
+    ("image_size", 16.0, "image_size must be a positive integer, got 16.0")])
+def test_a_mistyped_encoder_json_field_is_named_with_its_value(export, field, value, needle):
+    """Before: tracebacks for embed_dim/std/mean, and "lacks image_size" for a mistyped image_size."""
+    _, folder = export
+    values = {**json.loads((folder / "encoder.json").read_text()), field: value}
+    (folder / "encoder.json").write_text(json.dumps(values))
+    with pytest.raises(ValueError, match=re.escape(f"encoder.json: {needle}")):
+        load_exported(folder)
+
+
+def test_a_timm_export_names_its_model_with_or_without_the_prefix(tmp_path, monkeypatch):
+    """A timm export's model is "timm:NAME"; a bare "test_vit" was sliced to "vit" before."""
+    from lore.models import export as export_module
+
+    asked = []
+    monkeypatch.setattr(export_module, "load_timm", lambda name, **kwargs: asked.append(name))
+    for model in ("timm:test_vit", "test_vit"):
+        (tmp_path / "encoder.json").write_text(json.dumps({"kind": "timm", "model": model, "image_size": 32}))
+        load_exported(tmp_path)
+    assert asked == ["test_vit", "test_vit"]
+    (tmp_path / "encoder.json").write_text(json.dumps({"kind": "timm", "model": "timm:", "image_size": 32}))
+    with pytest.raises(ValueError, match="model must name a timm model"):
+        load_exported(tmp_path)
 
 
 def test_foreign_weights_are_named(export):
