@@ -119,6 +119,8 @@ def load_open_clip(
     clip, _, preprocess = open_clip.create_model_and_transforms(
         model, pretrained=pretrained, device=device, weights_only=True, force_image_size=image_size
     )
+    if image_size is not None:
+        check_patch_multiple(image_size, getattr(clip.visual, "patch_size", None), model)
     normalize = [t for t in getattr(preprocess, "transforms", []) if type(t).__name__ == "Normalize"]
     mean, std = (normalize[0].mean, normalize[0].std) if normalize else (OPENAI_MEAN, OPENAI_STD)
     size = clip.visual.image_size
@@ -156,6 +158,8 @@ def load_timm(
         if "img_size" not in str(error):
             raise
         backbone = timm.create_model(model, pretrained=False, num_classes=0)
+    if image_size is not None and hasattr(backbone, "patch_embed"):
+        check_patch_multiple(image_size, getattr(backbone.patch_embed, "patch_size", None), f"timm:{model}")
     if checkpoint is not None:
         state = _adapted_to(backbone, load_state_file(checkpoint))
         missing, unexpected = backbone.load_state_dict(state, strict=False)
@@ -166,6 +170,23 @@ def load_timm(
     cfg = backbone.pretrained_cfg
     mean, std = cfg.get("mean", OPENAI_MEAN), cfg.get("std", OPENAI_STD)
     return ImageEncoder(backbone, mean, std, embed_dim=backbone.num_features).to(device)
+
+
+def check_patch_multiple(image_size: int, patch_size, model: str) -> None:
+    """Refuses an input side that a ViT's patches do not tile (timm asserts at the first forward; others silently
+    drop the last rows and columns of pixels).
+
+    Args:
+        image_size: the requested input side, pixels.
+        patch_size: the model's patch side (an int or an (h, w) pair), or None for a model without patches.
+    """
+    if patch_size is None:
+        return
+    side = int(patch_size[0] if isinstance(patch_size, (tuple, list)) else patch_size)
+    if image_size % side:
+        below, above = image_size - image_size % side, image_size - image_size % side + side
+        raise ValueError(f"image_size {image_size} is not a multiple of {model}'s patch size {side}: its patches would "
+                         f"not tile the image; use {below or above} or {above}")
 
 
 def _adapted_to(backbone: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -197,3 +197,16 @@ def test_open_clip_weights_saved_at_224_load_at_another_resolution(tmp_path):
     torch.testing.assert_close(position[0], source.clip.visual.positional_embedding[0])  # the class token's
     with torch.no_grad():
         assert loaded.encoder(torch.rand(1, 3, 96, 96)).shape == (1, 512)
+
+
+def test_an_image_size_the_patches_do_not_tile_is_refused(tmp_path):
+    """timm asserted at the first forward ("Input height (100) should be divisible by patch size (16)"); other ViTs
+    dropped the last pixel rows silently. Both are refused when the model is built, naming the nearest sizes."""
+    with pytest.raises(ValueError, match="image_size 100 is not a multiple of timm:test_vit's patch size 16.*96 or 112"):
+        load_timm("test_vit", image_size=100)
+    assert load_timm("test_vit", image_size=96).embed_dim > 0
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP, "preprocess_cfg": {}}))
+    with pytest.raises(ValueError, match="image_size 36 is not a multiple of .*patch size 8.*32 or 40"):
+        load_open_clip(f"local-dir:{folder}", image_size=36)
