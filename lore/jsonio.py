@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,24 @@ def nulls_as_nan(record: dict) -> dict:
     return {key: math.nan if item is None else item for key, item in record.items()}
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Writes `text` to a temporary file beside `path`, then renames it: a reader (or a job killed mid-write)
-    never sees half a file."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Writes `data` to a new temporary file beside `path`, then renames it: a reader (or a job killed mid-write)
+    never sees half a file. The temporary is created exclusively under an unpredictable name (`tempfile`), so a
+    file or symlink planted in the folder is never written through; it is removed if the write fails."""
     path = Path(path)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """`text` (UTF-8) into `path` by `write_bytes_atomic`."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, value: Any, **kwargs: Any) -> None:

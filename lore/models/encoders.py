@@ -8,7 +8,6 @@ other timm model) without ever touching the network when given local files.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -236,13 +235,13 @@ def save_state_file(state: dict[str, torch.Tensor], path: Union[str, Path]) -> P
 
     Several processes (DDP ranks) may write the same file at once; each renames its own complete copy.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from ..jsonio import write_bytes_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(partial))
-    os.replace(partial, path)
+    write_bytes_atomic(path, save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
     return path
 
 

@@ -28,7 +28,7 @@ from constrained import NormMargin
 from ..data.images import (TensorImages, batches_per_epoch, build_dataset, check_same_classes, dataset_classnames,
                            probe_subset, read_class_list)
 from ..devices import bf16_warning, resolve_device
-from ..jsonio import dumps, write_json
+from ..jsonio import dumps, write_json, write_text_atomic
 from ..models.build import build_head, build_model
 from ..models.export import export_encoder
 from ..progress import progress
@@ -397,9 +397,7 @@ def _drop_metrics_after(path: Path, step: int) -> None:
                 kept.append(line)
         except (json.JSONDecodeError, KeyError, TypeError):
             continue  # a line torn by the interruption
-    partial = path.with_suffix(".jsonl.tmp")
-    partial.write_text("".join(line + "\n" for line in kept))
-    os.replace(partial, path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def _log(handle, writer, step: int, record: dict) -> None:

@@ -62,3 +62,22 @@ def test_write_json_replaces_the_file_whole_and_leaves_no_partial_file(tmp_path,
     except KeyboardInterrupt:
         pass
     assert json.loads(path.read_text())["status"] == "finished"
+
+
+def test_an_atomic_write_never_follows_a_symlink_planted_beside_its_target(tmp_path):
+    """The temporary was `.report.json.<pid>.tmp`, predictable: a symlink planted there redirected the write to a
+    file outside the folder. Now it is created exclusively under a random name."""
+    import os
+
+    from lore.jsonio import write_text_atomic
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for pid in range(os.getpid() - 2, os.getpid() + 3):
+        (folder / f".report.json.{pid}.tmp").symlink_to(outside)
+    write_text_atomic(folder / "report.json", '{"a": 1}')
+    assert outside.read_text() == "keep me"
+    assert (folder / "report.json").read_text() == '{"a": 1}' and not (folder / "report.json").is_symlink()
+    assert sorted(p.name for p in folder.iterdir() if not p.is_symlink()) == ["report.json"]

@@ -262,8 +262,9 @@ def test_encoders_without_text_tower_get_a_linear_head_from_the_train_split(two_
     (saved,) = (out / "models" / "digits-cnn" / "heads").glob("cifar10-*.safetensors")  # named by its fingerprint
     head = load_file(str(saved))
     assert head["weight"].shape[1] == 32 and head["bias"].shape == head["weight"].shape[:1]
+    pattern = str(saved.parent / saved.name.replace("cifar10", "{dataset}"))
     again = run_benchmark(["digits-cnn"], ["cifar10"], two_datasets, tmp_path / "fixed", settings=FAST, samples=10,
-                          head_samples=40, cache_dir=str(lore_cache), device="cpu", linear_head=str(saved.parent / saved.name.replace("cifar10", "{dataset}")))
+                          head_samples=40, cache_dir=str(lore_cache), device="cpu", linear_head=pattern)
     assert again["datasets"]["cifar10"]["head"].startswith("linear (loaded from")
     assert again["datasets"]["cifar10"]["clean"] == report["datasets"]["cifar10"]["clean"]
 
