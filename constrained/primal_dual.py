@@ -144,6 +144,10 @@ class PrimalDual:
             constraint.check_multiplier(multiplier)
         if constraint.name in self._bindings:
             raise ValueError(f"two constraints share the name {constraint.name!r}; give each a unique name=")
+        shared = [name for name, b in self._bindings.items() if multiplier is not None and b.multiplier is multiplier]
+        if shared:
+            raise ValueError(f"constraint {constraint.name!r} is given the multiplier object of {shared[0]!r}: each "
+                             "constraint needs its own (one dual step would move it twice, for two prices)")
         if self.formulation.needs_multiplier and multiplier is None:
             raise ValueError(f"constraint {constraint.name!r}: {type(self.formulation).__name__} needs a multiplier")
         if not self.formulation.needs_multiplier and multiplier is not None:
@@ -282,12 +286,25 @@ class PrimalDual:
             self.primal_optimizer.step(lambda: float(self._primal_lagrangian(closures, weight)))
             return False
         if self.scaler is None:
+            self._check_primal_gradients()
             self.primal_optimizer.step()
             return False
         scale = self.scaler.get_scale()
         self.scaler.step(self.primal_optimizer)
         self.scaler.update()
         return self.scaler.get_scale() < scale
+
+    def _check_primal_gradients(self) -> None:
+        """Stops before the update when a primal gradient is not finite although the Lagrangian is (an overflow
+        inside backward): stepping would put inf/NaN into the weights, seen only at the next step. One sync."""
+        grads = [p.grad for group in self.primal_optimizer.param_groups for p in group["params"] if p.grad is not None]
+        grads = [g.coalesce().values() if g.is_sparse else g for g in grads]
+        if grads and not bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()):
+            self.primal_optimizer.zero_grad(set_to_none=True)
+            if self.dual_optimizer is not None:
+                self.dual_optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError("a primal gradient is not finite although the Lagrangian is; stopping before "
+                                     "the update (the weights are unchanged)")
 
     def _primal_lagrangian(self, closures: Sequence[Closure], weight: float) -> torch.Tensor:
         """Re-evaluates the primal Lagrangian (multipliers fixed) with fresh gradients: the objective an L-BFGS
@@ -524,6 +541,7 @@ class PrimalDual:
         if (state.get("scaler") is None) != (self.scaler is None):
             raise ValueError("state dict was saved " + ("without" if state.get("scaler") is None else "with")
                              + " a GradScaler, this PrimalDual has " + ("one" if self.scaler is not None else "none"))
+        self._check_saved_values(state)  # everything is checked before anything is loaded
         try:
             self.multipliers.load_state_dict(state["multipliers"])
         except RuntimeError as error:  # torch's shape/key mismatch report, named as what it means here
@@ -535,6 +553,27 @@ class PrimalDual:
             self.scaler.load_state_dict(state["scaler"])
         self.primal_steps = int(state["primal_steps"])
         self.dual_steps = int(state["dual_steps"])
+
+    def _check_saved_values(self, state: dict[str, Any]) -> None:
+        """Refuses step counts that are not non-negative integers, and multipliers that are not finite or (for an
+        inequality's explicit multiplier, kept >= 0 by projection) negative: naming the entry."""
+        for key in ("primal_steps", "dual_steps"):
+            value = state.get(key)
+            number = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+            if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+                raise ValueError(f"state dict's {key} must be a non-negative integer, got {value!r}")
+        saved = state["multipliers"]
+        if not isinstance(saved, dict):
+            raise ValueError(f"state dict's multipliers must be a state dict, got {type(saved).__name__}")
+        for key, tensor in saved.items():
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                raise ValueError(f"state dict's multiplier entry {key!r} is not finite")
+        for name, binding in self._bindings.items():
+            weight = saved.get(f"{name}.weight")
+            explicit = isinstance(binding.multiplier, cooper.multipliers.ExplicitMultiplier)
+            if explicit and not binding.equality and isinstance(weight, torch.Tensor) and bool((weight < 0).any()):
+                raise ValueError(f"state dict's multipliers of inequality {name!r} hold negative values "
+                                 f"(min {float(weight.min()):.4g}); a multiplier of an inequality is >= 0")
 
 
 def _reported_violation(observation: Observation) -> torch.Tensor:

@@ -93,3 +93,54 @@ def test_multipliers_of_another_size_are_named_not_a_torch_runtime_error():
     state = stepper(10).state_dict()
     with pytest.raises(ValueError, match="multipliers do not fit"):
         stepper(12).load_state_dict(state)
+
+
+def _group_stepper():
+    constraint = GroupConstraint(2, 0.1, name="group")
+    weight = torch.nn.Parameter(torch.zeros(1))
+    return PrimalDual(torch.optim.SGD([weight], lr=0.1), {constraint: constraint.multiplier()}, dual_lr=0.1), weight
+
+
+@pytest.mark.parametrize("key, value, needle", [("primal_steps", "12", "primal_steps must be a non-negative integer"),
+                                                 ("primal_steps", 2.5, "primal_steps must be a non-negative integer"),
+                                                 ("dual_steps", -1, "dual_steps must be a non-negative integer")])
+def test_a_state_with_a_non_numeric_step_count_is_refused_before_anything_loads(key, value, needle):
+    source, _ = _group_stepper()
+    source.multipliers["group"].weight.data.fill_(0.7)
+    state = {**source.state_dict(), key: value}
+    target, _ = _group_stepper()
+    with pytest.raises(ValueError, match=needle):
+        target.load_state_dict(state)
+    assert float(target.multipliers["group"].weight.abs().max()) == 0.0  # the multipliers were not loaded either
+
+
+@pytest.mark.parametrize("value, needle", [(-0.5, "negative values .min -0.5"), (math.nan, "is not finite")])
+def test_negative_or_non_finite_inequality_multipliers_are_refused(value, needle):
+    source, _ = _group_stepper()
+    state = source.state_dict()
+    state["multipliers"] = {k: v.clone().fill_(value) for k, v in state["multipliers"].items()}
+    with pytest.raises(ValueError, match=needle):
+        _group_stepper()[0].load_state_dict(state)
+
+
+def test_one_multiplier_object_bound_to_two_constraints_is_refused():
+    first, second = GroupConstraint(2, 0.1, name="first"), GroupConstraint(2, 0.1, name="second")
+    shared = first.multiplier()
+    with pytest.raises(ValueError, match="'second' is given the multiplier object of 'first'"):
+        PrimalDual(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), {first: shared, second: shared})
+
+
+def test_a_non_finite_gradient_behind_a_finite_lagrangian_stops_the_same_step():
+    """The norm ||w|| at w = 0 has the finite value 0 and a non-finite gradient (sqrt's derivative at 0): before,
+    the weights became NaN and the next step raised; now the step that would apply it stops, weights unchanged."""
+    constraint = GroupConstraint(2, 0.5)
+    weight = torch.nn.Parameter(torch.zeros(3))
+    pd = PrimalDual(torch.optim.SGD([weight], lr=0.1), {constraint: constraint.multiplier()}, dual_lr=0.1)
+    x, groups = torch.randn(8, 3), torch.arange(8) % 2
+
+    def closure():
+        return weight.pow(2).sum().sqrt(), [constraint.observe(torch.sigmoid(x @ weight), groups)]
+
+    with pytest.raises(FloatingPointError, match="primal gradient is not finite although the Lagrangian is"):
+        pd.step(closure)
+    assert torch.equal(weight.detach(), torch.zeros(3)) and pd.primal_steps == 0
