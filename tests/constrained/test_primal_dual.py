@@ -268,7 +268,7 @@ def test_micro_batches_of_unequal_size_are_refused_before_any_update():
     pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {CLEAN: MultiplierNetwork(4, hidden=8)})
     closures = [make_closure(model, x[:6], target[:6], features=x[:6]),
                 make_closure(model, x[6:], target[6:], features=x[6:])]
-    with pytest.raises(ValueError, match=r"same size .* sizes \[6, 4\]"):
+    with pytest.raises(ValueError, match=r"same number of rows .* got \[6, 4\] rows"):
         pd.step_accumulated(closures)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert (pd.primal_steps, pd.dual_steps) == (0, 0)
