@@ -22,7 +22,8 @@ _SOURCE = Path(__file__).resolve().parents[1]  # the checkout (or site-packages)
 
 def code_version() -> dict[str, Any]:
     """{"package": installed version or None, "commit": git HEAD of the source checkout or None, "dirty": whether
-    tracked files differ from HEAD (None without git)}."""
+    tracked files differ from HEAD or an untracked, not ignored Python file is there (a module the code may import;
+    other untracked files, such as run outputs, do not count); None without git}."""
     try:
         package: Optional[str] = importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
@@ -31,7 +32,8 @@ def code_version() -> dict[str, Any]:
     dirty = None
     if commit is not None:
         status = _git("status", "--porcelain", "--untracked-files=no")
-        dirty = bool(status) if status is not None else None
+        modules = _git("ls-files", "--others", "--exclude-standard", "--", "*.py")
+        dirty = bool(status) or bool(modules) if status is not None and modules is not None else None
     return {"package": package, "commit": commit, "dirty": dirty}
 
 

@@ -42,6 +42,26 @@ def test_code_version_names_the_commit_of_this_checkout():
         assert re.fullmatch(r"[0-9a-f]{40}", code["commit"]) and isinstance(code["dirty"], bool)
 
 
+def test_an_untracked_module_makes_the_checkout_dirty_and_a_run_output_does_not(tmp_path, monkeypatch):
+    import subprocess
+
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "lore").mkdir()
+    (tmp_path / "lore" / "core.py").write_text("x = 1\n")
+    (tmp_path / ".gitignore").write_text("scratch/\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    monkeypatch.setattr(prov, "_SOURCE", tmp_path)
+    assert prov.code_version()["dirty"] is False
+    (tmp_path / "results.json").write_text("{}")  # an output: not code
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "ignored.py").write_text("")  # ignored by .gitignore
+    assert prov.code_version()["dirty"] is False
+    (tmp_path / "lore" / "patch.py").write_text("import os\n")  # a module the code may import
+    assert prov.code_version()["dirty"] is True
+
+
 def test_an_eval_report_carries_the_weights_hash_and_the_data_fingerprint(tmp_path):
     from lore.evaluation.config import EvalConfig
     from lore.evaluation.run import run_evaluation
