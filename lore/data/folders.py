@@ -37,14 +37,14 @@ def check_links(root: str | Path) -> None:
 
     torchvision's ImageFolder follows links: a directory link inside a class folder (`ln -s .` loops; a link
     to another class adds its images under this label) is refused, as is a file reachable twice (two links
-    to one image, or a link to an image of another class). Links to files elsewhere, each reached once, are
-    fine (datasets assembled from links on shared storage).
+    to one image, a link to an image of another class, or a hard link: two names of one inode). Links to files
+    elsewhere, each reached once, are fine (datasets assembled from links on shared storage).
 
     Raises:
         ValueError: naming the link and what it points to.
     """
     root = Path(root)
-    seen: dict[Path, Path] = {}
+    seen: dict[tuple[int, int], Path] = {}
     for directory, subdirs, files in os.walk(root, followlinks=False):
         for name in subdirs:
             path = Path(directory) / name
@@ -54,8 +54,13 @@ def check_links(root: str | Path) -> None:
                                  "the folder itself")
         for name in files:
             path = Path(directory) / name
-            target = path.resolve()
-            if target in seen:
-                raise ValueError(f"{path} and {seen[target]} are the same file ({target}): it would count twice, "
-                                 "possibly under two labels")
-            seen[target] = path
+            try:
+                status = path.stat()  # follows a symbolic link; a hard link shares its inode
+            except OSError:
+                continue  # a dangling link: the reader names it as an unreadable image
+            inode = (status.st_dev, status.st_ino)
+            if inode in seen:
+                how = "a hard link to" if not (path.is_symlink() or seen[inode].is_symlink()) else "the same file as"
+                raise ValueError(f"{path} is {how} {seen[inode]} ({path.resolve()}): it would count twice, possibly "
+                                 "under two labels")
+            seen[inode] = path

@@ -379,9 +379,13 @@ def test_links_that_would_multiply_or_mislabel_images_are_refused(tmp_path):
     os.remove(root / "Forest" / "loop")
     image = next((root / "River").iterdir())
     os.symlink(image, root / "SeaLake" / "from-river.jpg")  # one image under two labels
-    with pytest.raises(BenchmarkDataMissing, match="are the same file"):
+    with pytest.raises(BenchmarkDataMissing, match="is the same file as"):
         build_benchmark_dataset("eurosat", tmp_path, 16)
     os.remove(root / "SeaLake" / "from-river.jpg")
+    os.link(image, root / "SeaLake" / "hard-from-river.jpg")  # a hard link: one inode, two names, two labels
+    with pytest.raises(BenchmarkDataMissing, match="is a hard link to"):
+        build_benchmark_dataset("eurosat", tmp_path, 16)
+    os.remove(root / "SeaLake" / "hard-from-river.jpg")
     elsewhere = tmp_path / "elsewhere.jpg"
     os.replace(image, elsewhere)
     os.symlink(elsewhere, image)  # a link to a file outside, reached once: fine
