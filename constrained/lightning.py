@@ -260,7 +260,7 @@ class _EpochOrder(Sampler[int]):
         return iter(order)
 
 
-class ResumableLoader(DataLoader):
+class ResumableLoader(DataLoader[Any]):
     """A `DataLoader` whose order Lightning can checkpoint mid-epoch: a seeded shuffle per epoch, resumed at
     the next unseen batch.
 
@@ -278,7 +278,7 @@ class ResumableLoader(DataLoader):
             ``Trainer(use_distributed_sampler=False)``: the loader shards each epoch by rank itself.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, shuffle: bool = True, **kwargs: Any) -> None:
+    def __init__(self, dataset: Dataset[Any], batch_size: int, seed: int, shuffle: bool = True, **kwargs: Any) -> None:
         owned = sorted({"sampler", "batch_sampler", "generator"} & set(kwargs))
         if owned:
             raise ValueError(f"ResumableLoader owns its order: drop {', '.join(owned)} (under DDP, pass "
