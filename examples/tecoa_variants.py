@@ -51,8 +51,9 @@ def main() -> None:
     results, runs = {"reference": measure(reference)}, {}
     for method in ("tecoa", "tecoa-l2", "tecoa-kl"):
         print(f"== {method} ==", flush=True)
-        config = TrainConfig(model="digits-clip", method=method, eps=TRAIN_EPS, rho=args.rho, primal_steps=5, lr=1e-3,
-                             dual_lr=1e-3, dual_hidden=128, batch_size=64, max_steps=steps, probe_every=max(1, steps // 10),
+        constrained = {"rho": args.rho, "dual_lr": 1e-3, "dual_hidden": 128} if method != "tecoa" else {}
+        config = TrainConfig(model="digits-clip", method=method, eps=TRAIN_EPS, primal_steps=5, lr=1e-3, **constrained,
+                             batch_size=64, max_steps=steps, probe_every=max(1, steps // 10),
                              probe_size=128, checkpoint_every=10_000, output=str(args.out / method), cache_dir=args.cache_dir)
         runs[method] = train_fresh(config)
         results[method] = measure(load_trained(reference, runs[method]))

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .evaluation.config import EvalConfig
-from .presets import DUAL_PRESETS, PRESET_FIELDS
+from .presets import DUAL_PRESETS, PRESET_FIELDS, resolve_dual
 from .registry import METHOD_NAMES
-from .training.config import TrainConfig
+from .training.config import TrainConfig, unused_reason
 from .validation import read_json_object
 
 INPUT_ERROR = 2
@@ -102,6 +102,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         value = getattr(args, field.name, None)
         if value is not None:
             values[field.name] = value
+    resolved = {**{field.name: field.default for field in dataclasses.fields(TrainConfig)}, **values}
+    resolved.update(resolve_dual(resolved["dual_preset"], {name: values.get(name) for name in PRESET_FIELDS}))
+    for field in dataclasses.fields(TrainConfig):
+        why = unused_reason(resolved, field.name) if getattr(args, field.name, None) is not None else None
+        if why is not None:
+            raise ValueError(f"{_flag(field.name)} does not apply: {why}; leave it out")
     return TrainConfig.from_dict(values)
 
 

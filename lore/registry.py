@@ -72,6 +72,16 @@ def method_entry(name: str) -> MethodEntry:
     return METHODS[name]
 
 
+METHOD_FIELDS: frozenset[str] = frozenset(source for entry in METHODS.values() for source in entry.options.values())
+"""The `TrainConfig` fields that some methods take and others ignore (rho, the dual, the penalty, ...)."""
+
+
+def method_takes(name: str, config_field: str) -> bool:
+    """Whether method `name` reads `TrainConfig.<config_field>` (every field outside `METHOD_FIELDS` is read
+    by all methods)."""
+    return config_field not in METHOD_FIELDS or config_field in method_entry(name).options.values()
+
+
 def method_factory(name: str) -> Callable[..., Any]:
     """The factory in `lore.methods` that returns method `name`'s `Method` (imports torch)."""
     return getattr(importlib.import_module("lore.methods"), method_entry(name).factory)

@@ -19,6 +19,7 @@ from lore.models.build import build_model, class_embeddings
 from lore.training.config import TrainConfig
 from lore.training.plots import read_metrics
 from lore.presets import PRESET_FIELDS, dual_preset, resolve_dual
+from lore.registry import method_takes
 from lore.provenance import dataset_fingerprint, provenance, weights_sha256
 from lore.units import format_eps, parse_eps
 
@@ -84,6 +85,7 @@ def train_config(args, s, method: str, folder: Path, *, eps: float, seed: int, *
         probe_every=getattr(args, "probe_every", None) or max(1, -(-(s["steps"] or 1000) // 4)),
         probe_size=s["probe_size"], cache_dir=args.cache_dir, device=args.device,
     )
+    values = {name: value for name, value in values.items() if method_takes(method, name)}  # fare takes no rho
     values.update(overrides)
     return TrainConfig(**values)
 

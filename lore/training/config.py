@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 from ..devices import check_device
 from ..presets import DEFAULT_PRESET, DUAL_PRESETS, PRESET_FIELDS, resolve_dual
-from ..registry import DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES, method_entry
+from ..registry import DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES, method_entry, method_takes
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size, read_json_object
 
@@ -28,6 +28,27 @@ def _help(text: str, **kwargs):
 def _preset_help(name: str) -> str:
     """'default: paper V, embedded W' for a field a dual preset sets."""
     return "default: " + ", ".join(f"{p.name} {getattr(p, name)!r}" for p in DUAL_PRESETS.values())
+
+
+def unused_reason(settings: Mapping[str, Any], name: str) -> Optional[str]:
+    """Why setting `name` takes no part in a run with these resolved `settings` (TrainConfig field -> value): the
+    method does not read it, or the chosen dual optimizer, signal or parameterisation ignores it. None when it
+    takes part. `TrainConfig` refuses an unused field set to anything but its default; `lore train` refuses
+    any such flag given, even at its default."""
+    method, dual = settings["method"], settings["dual"]
+    if not method_takes(method, name):
+        return f"method {method} does not read it"
+    if name in ("dual_beta1", "dual_beta2") and settings["dual_optimizer"] != "adam":
+        return f"the dual optimizer is {settings['dual_optimizer']}; the betas are Adam's (--dual-optimizer adam)"
+    if name == "violation_rate" and settings["dual_signal"] != "rate":
+        return f"the dual signal is {settings['dual_signal']}; violation_rate belongs to --dual-signal rate"
+    if name == "dual_hidden" and dual != "network":
+        return f"the dual is {dual}; only the network has a hidden layer"
+    if name in ("dual_features", "dual_link") and dual == "scalar":
+        return "the dual is scalar: one lambda, which reads no features and has no link"
+    if name == "probe_size" and settings["probe_every"] == 0:
+        return "probe_every is 0: no probe runs"
+    return None
 
 
 @dataclass
@@ -184,6 +205,16 @@ class TrainConfig:
         for name in ("warmup_steps", "probe_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        preset = DUAL_PRESETS[self.dual_preset].values()
+        for f in fields(self):
+            default = preset[f.name] if f.name in preset else f.default
+            why = self.why_unused(f.name)
+            if why is not None and getattr(self, f.name) != default:
+                raise ValueError(f"{f.name}={getattr(self, f.name)!r} does not apply: {why}; leave it out")
+
+    def why_unused(self, name: str) -> Optional[str]:
+        """Why field `name` takes no part in this run, or None when it does (`unused_reason`)."""
+        return unused_reason({f.name: getattr(self, f.name) for f in fields(self)}, name)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -224,3 +224,43 @@ def test_eval_into_an_unwritable_output_is_one_line(tmp_path, capsys, monkeypatc
                  "--output", str(tmp_path / "out"), "--cache-dir", str(lore_cache), "--device", "cpu"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "report.json" in error and "may write to" in error
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--method", "fare", "--penalty", "1"], "--penalty does not apply: method fare does not read it"),
+    (["--method", "tecoa", "--rho", "0.1"], "--rho does not apply: method tecoa does not read it"),
+    (["--method", "lore", "--naive-weight", "2"], "--naive-weight does not apply: method lore does not read it"),
+    (["--method", "fare", "--dual-preset", "paper"], "--dual-preset does not apply: method fare"),
+    (["--dual-optimizer", "sgd", "--dual-beta1", "0.9"], "--dual-beta1 does not apply: the dual optimizer is sgd"),
+    (["--dual-beta2", "0.5"], "--dual-beta2 does not apply: the dual optimizer is sgd"),
+    (["--dual-signal", "violation", "--violation-rate", "0.1"], "--violation-rate does not apply: the dual signal"),
+    (["--dual", "scalar", "--dual-hidden", "64"], "--dual-hidden does not apply: the dual is scalar"),
+    (["--dual", "linear", "--dual-hidden", "64"], "--dual-hidden does not apply: the dual is linear"),
+    (["--method", "naive", "--no-adaptive-margin"], "--adaptive-margin does not apply: method naive"),
+    (["--probe-every", "0", "--probe-size", "64"], "--probe-size does not apply: probe_every is 0"),
+])
+def test_a_flag_the_chosen_method_or_optimizer_does_not_read_is_refused(tmp_path, capsys, flags, needle):
+    """Audit: --dual-beta1 with the sgd dual and --penalty with FARE were recorded in config.json and did nothing.
+    Even a flag given at its default value is refused: the user believes it does something."""
+    assert main(["train", *flags, "--output", str(tmp_path / "run"), "--print-config"]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("values, needle", [
+    ({"method": "fare", "penalty": 1.0}, "penalty=1.0 does not apply: method fare does not read it"),
+    ({"method": "lore", "dual_beta1": 0.5}, "dual_beta1=0.5 does not apply: the dual optimizer is sgd"),
+    ({"method": "tecoa", "dual_preset": "embedded"}, "dual_preset='embedded' does not apply: method tecoa"),
+])
+def test_a_train_config_with_a_value_its_method_does_not_read_is_refused(values, needle):
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
+        TrainConfig(**values)
+
+
+def test_the_adam_betas_and_the_rate_share_are_accepted_where_they_apply(capsys):
+    assert main(["train", "--dual-optimizer", "adam", "--dual-beta1", "0.5", "--dual-signal", "rate",
+                 "--violation-rate", "0.1", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["dual_beta1"], printed["violation_rate"]) == (0.5, 0.1)
+    # a config.json of a FARE run records the default dual values; reading it back is not refused
+    assert TrainConfig.from_dict(TrainConfig(method="fare").to_dict()).method == "fare"

@@ -99,12 +99,14 @@ def test_dual_betas_reach_adam_and_bad_values_are_refused():
     assert adam.param_groups[0]["betas"] == (0.0, 0.999) and adam.param_groups[0]["maximize"]
     adam = make_method(TrainConfig(dual_optimizer="adam", dual_beta1=0.0, dual_beta2=0.5)).dual_ascent([param])
     assert adam.param_groups[0]["betas"] == (0.0, 0.5)
-    sgd = make_method(TrainConfig(dual_beta1=0.0)).dual_ascent([param])
+    sgd = make_method(TrainConfig()).dual_ascent([param])
     assert "betas" not in sgd.param_groups[0]
+    with pytest.raises(ValueError, match="dual_beta1=0.0 does not apply: the dual optimizer is sgd"):
+        TrainConfig(dual_beta1=0.0)
     for bad in (1.0, -0.1):
         for name in ("dual_beta1", "dual_beta2"):
             with pytest.raises(ValueError, match=name):
-                TrainConfig(**{name: bad})
+                TrainConfig(dual_optimizer="adam", **{name: bad})
 
 
 @pytest.mark.parametrize("init", [0.5, 4.0])
