@@ -66,17 +66,19 @@ def weights_sha256(module) -> str:
 
 
 def files_fingerprint(paths: Iterable[Union[str, Path]], root: Optional[Union[str, Path]] = None) -> dict[str, Any]:
-    """{"files": N, "sha256": hash of the sorted (path relative to `root`, size in bytes) list}: what was read,
-    cheap enough for ImageNet's file list (sizes, not contents)."""
+    """{"files": N, "sha256": hash of the sorted (path relative to `root`, size in bytes, modification time in ns)
+    list}: what was read, cheap enough for ImageNet's file list (one stat per file, not its contents). A file
+    rewritten in place, even at the same size, changes its modification time and so the fingerprint."""
     entries = []
     for path in paths:
         path = Path(path)
         shown = os.path.relpath(path, root) if root is not None else str(path)
         try:
-            size = path.stat().st_size
+            status = path.stat()
+            size, modified = status.st_size, status.st_mtime_ns
         except OSError:
-            size = -1
-        entries.append(f"{shown}\t{size}")
+            size, modified = -1, -1
+        entries.append(f"{shown}\t{size}\t{modified}")
     entries.sort()
     return {"files": len(entries), "sha256": hashlib.sha256("\n".join(entries).encode()).hexdigest()}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -22,7 +23,7 @@ def test_weights_hash_is_equal_for_copies_and_changes_with_any_weight_or_dtype()
     assert re.fullmatch(r"[0-9a-f]{64}", prov.weights_sha256(model))
 
 
-def test_file_fingerprint_sees_renames_and_size_changes(tmp_path):
+def test_file_fingerprint_sees_renames_size_changes_and_same_size_rewrites(tmp_path):
     for name in ("a/1.png", "b/2.png"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(b"xx")
@@ -31,6 +32,10 @@ def test_file_fingerprint_sees_renames_and_size_changes(tmp_path):
     assert first["files"] == 2 and prov.files_fingerprint(reversed(files), tmp_path) == first  # order-free
     (tmp_path / "b/2.png").write_bytes(b"xxx")
     assert prov.files_fingerprint(files, tmp_path) != first
+    second = prov.files_fingerprint(files, tmp_path)
+    (tmp_path / "b/2.png").write_bytes(b"yyy")  # same size, other pixels: a rewrite moves the modification time
+    os.utime(tmp_path / "b/2.png", ns=(1, 1))
+    assert prov.files_fingerprint(files, tmp_path) != second
     (tmp_path / "b/2.png").rename(tmp_path / "a/2.png")
     assert prov.files_fingerprint(sorted(tmp_path.rglob("*.png")), tmp_path)["sha256"] != first["sha256"]
 
