@@ -228,7 +228,9 @@ class RobustStep:
 
         weight = 1.0 / len(micro)  # each micro-batch's share of the Lagrangian (as in step_accumulated)
 
-        def closure_for(part: Batch, adv: torch.Tensor):
+        recorded: set[int] = set()  # micro-batches whose first evaluation of this primal step is logged
+
+        def closure_for(index: int, part: Batch, adv: torch.Tensor):
             def closure():
                 sequential = method.constraint is not None and self.passes == "sequential"
                 if method.constraint is not None and not sequential:
@@ -242,10 +244,16 @@ class RobustStep:
                 else:
                     robust = method.robust_loss(self._embed(adv), part)
                     loss, clean_emb = robust.mean(), None
-                stats["robust_loss"].append(robust.detach())
+                # Log the evaluation the update differentiates, not the re-evaluations after it (alternating
+                # mode's dual step) or inside it (L-BFGS): the first call per micro-batch of this primal step.
+                first = index not in recorded
+                recorded.add(index)
+                if first:
+                    stats["robust_loss"].append(robust.detach())
                 if clean_emb is None:
                     return loss, []
-                stats["clean_distance"].append(sq_l2(clean_emb.detach(), part.reference))
+                if first:
+                    stats["clean_distance"].append(sq_l2(clean_emb.detach(), part.reference))
                 observation = method.constraint.observe(
                     method.view(clean_emb, part), method.view(part.reference, part), features=part.reference
                 )
@@ -253,12 +261,13 @@ class RobustStep:
 
             return closure
 
-        closures = [closure_for(part, adv) for (part, _), adv in zip(micro, adversarial)]
+        closures = [closure_for(index, part, adv) for index, ((part, _), adv) in enumerate(zip(micro, adversarial))]
         attacked = _clock(images.device)
         report, dual_seconds = None, 0.0
         for _ in range(self.primal_steps):
             stats["robust_loss"].clear()
             stats["clean_distance"].clear()
+            recorded.clear()
             if self.primal_dual is not None:
                 report = self.primal_dual.step_accumulated(closures)
                 dual_seconds += report.dual_seconds

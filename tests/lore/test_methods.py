@@ -235,3 +235,23 @@ def test_the_registry_lists_the_library_links():
     from lore.registry import DUAL_LINKS
 
     assert DUAL_LINKS == LINKS
+
+
+@pytest.mark.parametrize("passes", ["fused", "sequential"])
+def test_the_logged_robust_loss_in_alternating_mode_is_the_one_the_update_used(pretrained_encoder, digits_split, passes):
+    """Alternating mode re-runs the closures after the update for the dual step; those evaluations must not
+    enter the logged robust loss. With K = 1 both modes take the same primal update from the same state, so
+    the robust loss that update used is the same number."""
+    train, _ = digits_split
+    images, _ = batch_of(train)
+    encoder_a, _ = pretrained_encoder
+    encoder_b = copy.deepcopy(encoder_a)
+    outs = []
+    for encoder, mode in ((encoder_a, "simultaneous"), (encoder_b, "alternating")):
+        step = RobustStep(encoder, lore.lore(0.1, hidden=16), torch.optim.SGD(encoder.parameters(), lr=0.5),
+                          eps=8 / 255, primal_steps=1, mode=mode, passes=passes)
+        outs.append(step(images, generator=torch.Generator().manual_seed(0)))
+    for p, q in zip(encoder_a.parameters(), encoder_b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)  # the same primal update
+    assert outs[1]["robust_loss"] == pytest.approx(outs[0]["robust_loss"], rel=1e-6)
+    assert outs[1]["clean_distance"] == pytest.approx(outs[0]["clean_distance"], rel=1e-6)
