@@ -21,7 +21,8 @@ A seventh method is one more `Method(...)` in user code; see docs/lore.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional
+from types import MappingProxyType
+from typing import Any, Callable, Literal, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +46,7 @@ from constrained import (
 
 from .heads import ZeroShotHead
 from .presets import DEFAULT_PRESET, resolve_dual
-from .registry import DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS
-from .registry import METHODS as REGISTRY
+from .registry import DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, method_entry
 
 DualKind = Literal["scalar", "linear", "network"]
 DualFeatures = Literal["standardized", "unit-rms", "raw"]
@@ -325,5 +325,16 @@ def tecoa_kl(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: DualKind =
     )
 
 
-METHODS: dict[str, Callable[..., Method]] = {name: globals()[entry.factory] for name, entry in REGISTRY.items()}
-"""Method name -> factory, in the registry's order (`lore.registry` is the one list of methods)."""
+METHODS: Mapping[str, Callable[..., Method]] = MappingProxyType({
+    "fare": fare, "naive": naive, "lore": lore, "tecoa": tecoa, "tecoa-l2": tecoa_l2, "tecoa-kl": tecoa_kl,
+})
+"""Method name -> factory, one per name of `lore.registry.METHODS` (a test keeps the two equal)."""
+
+
+def build_method(name: str, settings: Any) -> Method:
+    """Method `name`, built with the options its registry entry names, read from `settings` (a `TrainConfig` or
+    any object with those attributes). A name registered without a factory here is named."""
+    entry = method_entry(name)
+    if name not in METHODS:
+        raise ValueError(f"method {name!r} is registered in lore.registry but has no factory in lore.methods.METHODS")
+    return METHODS[name](**{keyword: getattr(settings, source) for keyword, source in entry.options.items()})

@@ -1,19 +1,18 @@
 """The registry of methods: the one list of method names and how a configuration builds each (torch-free).
 
-The command line (`lore train --method`), `TrainConfig` (its accepted names), the training engine (its
-factory) and `lore.methods.METHODS` all read `METHODS` here, so a method is added in exactly one place:
-write its factory in `lore.methods` and register it below with the `TrainConfig` fields it takes.
+The command line (`lore train --method`), `TrainConfig` (its accepted names and the fields each method
+reads) and `lore.methods` (whose `METHODS` maps each name to its factory, and `build_method` builds it)
+all read `METHODS` here. To add a method, register it below with the `TrainConfig` fields it takes and
+add its factory to `lore.methods.METHODS`; a test refuses one without the other.
 
-This module imports nothing heavy: `lore --help` and config validation stay free of torch; the factories
-in `lore.methods` are imported only when a method is built.
+This module imports nothing, of lore or of torch: `lore --help` and config validation stay free of torch.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Mapping
 
 DUAL_FEATURES: tuple[str, ...] = ("standardized", "unit-rms", "raw")
 """What a dual network or linear multiplier sees of phi_0(x) (`lore.methods.dual_factory`)."""
@@ -38,27 +37,25 @@ class MethodEntry:
 
     Attributes:
         name: the name users write (`--method lore`).
-        factory: name of the function in `lore.methods` that returns its `Method`.
         options: factory keyword -> the `TrainConfig` field that supplies it.
         summary: one line for help texts.
     """
 
     name: str
-    factory: str
     options: Mapping[str, str] = field(default_factory=dict)
     summary: str = ""
 
 
 METHODS: Mapping[str, MethodEntry] = MappingProxyType({entry.name: entry for entry in (
-    MethodEntry("fare", "fare", {}, "FARE (paper Eq. 2): unsupervised adversarial embedding loss, unconstrained"),
-    MethodEntry("naive", "naive", {"weight": "naive_weight"}, "naive regularization (Eq. 3): FARE + fixed lambda"),
-    MethodEntry("lore", "lore", {"rho": "rho", **_DUAL, "adaptive_margin": "adaptive_margin",
+    MethodEntry("fare", {}, "FARE (paper Eq. 2): unsupervised adversarial embedding loss, unconstrained"),
+    MethodEntry("naive", {"weight": "naive_weight"}, "naive regularization (Eq. 3): FARE + fixed lambda"),
+    MethodEntry("lore", {"rho": "rho", **_DUAL, "adaptive_margin": "adaptive_margin",
                                  "penalty": "penalty", "dual_signal": "dual_signal",
                                  "violation_rate": "violation_rate"},
                 "LORE (Eq. 7, Algorithm 1): FARE s.t. ||phi - phi_0||^2 <= rho ||phi_0||^2 per sample"),
-    MethodEntry("tecoa", "tecoa", {}, "TeCoA (Eq. 25): supervised adversarial zero-shot cross-entropy"),
-    MethodEntry("tecoa-l2", "tecoa_l2", {"rho": "rho", **_DUAL}, "TeCoA + LORE's embedding constraint (App. J.7)"),
-    MethodEntry("tecoa-kl", "tecoa_kl", {"rho": "rho", **_DUAL}, "TeCoA + KL(p_0 || p) <= rho H(p_0) (App. J.7)"),
+    MethodEntry("tecoa", {}, "TeCoA (Eq. 25): supervised adversarial zero-shot cross-entropy"),
+    MethodEntry("tecoa-l2", {"rho": "rho", **_DUAL}, "TeCoA + LORE's embedding constraint (App. J.7)"),
+    MethodEntry("tecoa-kl", {"rho": "rho", **_DUAL}, "TeCoA + KL(p_0 || p) <= rho H(p_0) (App. J.7)"),
 )})
 """Every method, by name, in the paper's order."""
 
@@ -80,15 +77,3 @@ def method_takes(name: str, config_field: str) -> bool:
     """Whether method `name` reads `TrainConfig.<config_field>` (every field outside `METHOD_FIELDS` is read
     by all methods)."""
     return config_field not in METHOD_FIELDS or config_field in method_entry(name).options.values()
-
-
-def method_factory(name: str) -> Callable[..., Any]:
-    """The factory in `lore.methods` that returns method `name`'s `Method` (imports torch)."""
-    return getattr(importlib.import_module("lore.methods"), method_entry(name).factory)
-
-
-def build_method(name: str, settings: Any):
-    """Method `name`, built with the options it takes read from `settings` (a `TrainConfig` or any object
-    with those attributes)."""
-    entry = method_entry(name)
-    return method_factory(name)(**{keyword: getattr(settings, source) for keyword, source in entry.options.items()})

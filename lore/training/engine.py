@@ -29,11 +29,11 @@ from ..data.images import (TensorImages, batches_per_epoch, build_dataset, check
                            probe_subset, read_class_list)
 from ..devices import bf16_warning, resolve_device
 from ..jsonio import dumps, write_json, write_text_atomic
+from ..methods import build_method
 from ..models.build import build_head, build_model
 from ..models.export import export_encoder
 from ..progress import progress
 from ..reference import FrozenReference
-from ..registry import build_method
 from ..step import RobustStep
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig

@@ -30,33 +30,48 @@ def test_train_config_accepts_exactly_the_registry_names():
         TrainConfig(method="lora")
 
 
-def test_lore_methods_table_is_derived_from_the_registry():
+def test_every_registered_name_has_exactly_one_factory():
     from lore import methods
 
     assert tuple(methods.METHODS) == registry.METHOD_NAMES
-    for name in registry.METHOD_NAMES:
-        assert methods.METHODS[name] is registry.method_factory(name)
 
 
 def test_every_entry_names_config_fields_its_factory_accepts():
+    from lore import methods
+
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for name, entry in registry.METHODS.items():
-        parameters = inspect.signature(registry.method_factory(name)).parameters
+        parameters = inspect.signature(methods.METHODS[name]).parameters
         assert set(entry.options.values()) <= fields, name
         assert set(entry.options) <= set(parameters), name
 
 
 def test_the_engine_builds_methods_through_the_registry(monkeypatch):
-    """A method registered only in lore.registry is accepted by TrainConfig and built by the engine."""
+    """A method registered in lore.registry with a factory in lore.methods is accepted by TrainConfig and built
+    by the engine; registered without a factory, it is named."""
+    from lore import methods
     from lore.training.engine import make_method
 
     for name in registry.METHOD_NAMES:
         assert make_method(TrainConfig(method=name)).name == name
     extended = dict(registry.METHODS)
-    extended["lore-tight"] = registry.MethodEntry("lore-tight", "lore", {"rho": "rho"}, "LORE with only rho")
+    extended["lore-tight"] = registry.MethodEntry("lore-tight", {"rho": "rho"}, "LORE with only rho")
     monkeypatch.setattr(registry, "METHODS", extended)
+    with pytest.raises(ValueError, match="'lore-tight' is registered in lore.registry but has no factory"):
+        make_method(TrainConfig(method="lore-tight", rho=0.02))
+    monkeypatch.setattr(methods, "METHODS", {**methods.METHODS, "lore-tight": methods.lore})
     method = make_method(TrainConfig(method="lore-tight", rho=0.02))
     assert method.name == "lore" and method.constraint.margin.rho == 0.02
+
+
+def test_the_registry_imports_nothing():
+    """lore.registry is the torch-free hub every layer reads: it imports no lore module, by statement or by string."""
+    import ast
+
+    tree = ast.parse(open(registry.__file__).read())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert imported <= {"__future__", "dataclasses", "types", "typing"}, imported
 
 
 def test_config_options_reach_the_factory():
