@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 import lore
-from lore.evaluation import EvalSettings, apgd_ce, robust_accuracy
+from lore.attacks import apgd_ce
+from lore.evaluation import EvalSettings, robust_accuracy
 from timing import interleaved_medians
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional, Sequence
 
 import torch
 
-from ._validation import check_float_tensor
+from .validation import check_float_tensor
 from .divergences import Divergence
 from .margins import FixedMargin, Margin
 

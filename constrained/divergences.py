@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ._validation import check_pair
+from .validation import check_pair
 
 Divergence = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """Type of a divergence: (out [B, ...], ref [B, ...]) -> [B]."""

@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from ._validation import check_nonnegative_finite
+from .validation import check_nonnegative_finite
 
 _DOT_DTYPES = (torch.float32, torch.float64)
 

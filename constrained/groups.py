@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Optional, Sequence
 
 import torch
 
-from ._validation import check_positive_int
+from .validation import check_positive_int
 from .constraint import Observation, check_kind
 from .multipliers import IndexedMultiplier
 

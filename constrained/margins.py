@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ._validation import check_float_tensor, check_nonnegative_finite
+from .validation import check_float_tensor, check_nonnegative_finite
 
 Margin = Callable[[torch.Tensor], torch.Tensor]
 """Type of a margin: ref [B, ...] -> [B], no gradient."""

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._tensors import converted, detached
-from ._validation import check_nonnegative_finite, check_positive_int
+from .validation import check_nonnegative_finite, check_positive_int
 from .constraint import Observation
 
 

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ._tensors import converted, detached
-from ._validation import check_nonnegative_finite, check_positive_int
+from .validation import check_nonnegative_finite, check_positive_int
 from .constraint import Observation, check_kind
 from .formulations import FixedPenalty, Formulation, Lagrangian
 from .protocols import ConstraintKind, MultiplierKind
@@ -217,7 +217,7 @@ class PrimalDual:
             raise ValueError("closures is empty")
         weight = 1.0 / len(closures)
         self._dual_seconds = 0.0
-        dual_due = (self.primal_steps + 1) % self.primal_steps_per_dual == 0
+        dual_due = self._dual_due()
         dual_now = dual_due and self.mode == "simultaneous"
         self.primal_optimizer.zero_grad(set_to_none=True)
         if dual_now and self.dual_optimizer is not None:
@@ -278,6 +278,16 @@ class PrimalDual:
             skipped=skipped,
             after_update=dual_due and not skipped and self.mode == "alternating",
         )
+
+    def _dual_due(self) -> bool:
+        """Whether the next step also updates the dual (every K-th primal step)."""
+        return (self.primal_steps + 1) % self.primal_steps_per_dual == 0
+
+    @property
+    def next_report_after_update(self) -> bool:
+        """Whether the next step's report will describe the iterate after its update (alternating mode, on a
+        dual step; `StepReport.after_update`): a caller keeping the evaluated iterate snapshots after it."""
+        return self.mode == "alternating" and self._dual_due()
 
     def _primal_step(self, closures: Sequence[Closure], weight: float) -> bool:
         """Steps the primal optimizer (through the scaler, if any); True when the scaler skipped the step

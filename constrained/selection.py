@@ -52,10 +52,12 @@ class BestIterate:
 
     def step(self, primal_dual: PrimalDual, closure: Closure, model: nn.Module) -> StepReport:
         """One `primal_dual.step(closure)`; the evaluated iterate of `model` is kept if it is the best so far."""
-        state = _snapshot(model) if self.steps >= self.after else None
+        judged = self.steps >= self.after
+        after = judged and primal_dual.next_report_after_update  # the report will describe the updated iterate
+        state = _snapshot(model) if judged and not after else None
         report = primal_dual.step(closure)
         self.steps += 1
-        if state is not None and report.after_update:
+        if after:
             state = _snapshot(model)
         if state is not None:
             maxima = [r.violation_max for r in report.constraints.values()]

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from constrained import Constraint, FixedMargin, PrimalDual, ScalarMultiplier
 from lore import load_digits_images, pgd, small_digits_encoder
-from lore.evaluation import apgd_ce
+from lore.attacks import apgd_ce
 from lore.units import parse_eps
 
 

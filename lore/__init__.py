@@ -2,53 +2,51 @@
 
     from lore import lore, fare, naive, tecoa, tecoa_l2, tecoa_kl, RobustStep, FrozenReference, pgd
 
-Public names are imported lazily (PEP 562): `import lore` costs nothing until a name is used.
+Public names are imported on first use (PEP 562 `__getattr__`, with plain import statements): `import lore`
+costs nothing until a name is used, and the CLI's help and argument errors need no torch.
 """
 
 from __future__ import annotations
 
-from . import _moved
-from ._lazy import lazy_exports
+from typing import Any
 
-_HOMES = {
-    "pgd": ".attacks.projected_gradient",
-    "Digits": ".data.digits",
-    "SmallConvNet": ".models.digits",
-    "load_digits_images": ".data.digits",
-    "pretrain_classifier": ".models.digits",
-    "small_digits_encoder": ".models.digits",
-    "ImageEncoder": ".models.encoders",
-    "OpenClipModel": ".models.encoders",
-    "load_open_clip": ".models.encoders",
-    "load_state_file": ".models.encoders",
-    "load_timm": ".models.encoders",
-    "export_encoder": ".models.export",
-    "load_exported": ".models.export",
-    "ZeroShotHead": ".heads",
-    "class_text_embeddings": ".heads",
-    "METHODS": ".methods",
-    "Batch": ".methods",
-    "Method": ".methods",
-    "DualAscent": ".methods",
-    "DualPreset": ".presets",
-    "DUAL_PRESETS": ".presets",
-    "dual_factory": ".methods",
-    "embedding": ".methods",
-    "embedding_distance": ".methods",
-    "fare": ".methods",
-    "lore": ".methods",
-    "naive": ".methods",
-    "tecoa": ".methods",
-    "tecoa_kl": ".methods",
-    "tecoa_l2": ".methods",
-    "zero_shot_cross_entropy": ".methods",
-    "zero_shot_logits": ".methods",
-    "FrozenReference": ".reference",
-    "format_eps": ".units",
-    "parse_eps": ".units",
-    "RobustStep": ".step",
-}
+__all__ = [
+    "Batch", "DUAL_PRESETS", "Digits", "DualAscent", "DualPreset", "FrozenReference", "ImageEncoder", "METHODS",
+    "Method", "OpenClipModel", "RobustStep", "SmallConvNet", "ZeroShotHead", "class_text_embeddings", "dual_factory",
+    "embedding", "embedding_distance", "export_encoder", "fare", "format_eps", "load_digits_images", "load_exported",
+    "load_open_clip", "load_state_file", "load_timm", "lore", "naive", "parse_eps", "pgd", "pretrain_classifier",
+    "small_digits_encoder", "tecoa", "tecoa_kl", "tecoa_l2", "zero_shot_cross_entropy", "zero_shot_logits",
+]
 
-__all__ = sorted(_HOMES)
-_moved.install()  # old module paths (lore.encoders, lore.training.data, ...) keep importing, with a warning
-__getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())
+
+def __getattr__(name: str) -> Any:
+    if name == "pgd":
+        from .attacks import projected_gradient as home
+    elif name in ("Digits", "load_digits_images"):
+        from .data import digits as home
+    elif name in ("SmallConvNet", "pretrain_classifier", "small_digits_encoder"):
+        from .models import digits as home
+    elif name in ("ImageEncoder", "OpenClipModel", "load_open_clip", "load_state_file", "load_timm"):
+        from .models import encoders as home
+    elif name in ("export_encoder", "load_exported"):
+        from .models import export as home
+    elif name in ("ZeroShotHead", "class_text_embeddings"):
+        from . import heads as home
+    elif name in ("DualPreset", "DUAL_PRESETS"):
+        from . import presets as home
+    elif name == "FrozenReference":
+        from . import reference as home
+    elif name in ("format_eps", "parse_eps"):
+        from . import units as home
+    elif name == "RobustStep":
+        from . import step as home
+    elif name in __all__:
+        from . import methods as home
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(home, name)  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Literal, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -46,14 +46,7 @@ from constrained import (
 
 from .heads import ZeroShotHead
 from .presets import DEFAULT_PRESET, resolve_dual
-from .registry import DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, method_entry
-
-DualKind = Literal["scalar", "linear", "network"]
-DualFeatures = Literal["standardized", "unit-rms", "raw"]
-DualLink = Literal["softplus", "projected"]
-DualSignal = Literal["rate", "violation"]
-DualOptimizer = Literal["sgd", "adam"]
-
+from .registry import DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, method_entry
 
 @dataclass(frozen=True)
 class Batch:
@@ -115,7 +108,7 @@ class DualAscent:
         beta2: Adam's beta2 (ignored by "sgd").
     """
 
-    optimizer: DualOptimizer = "sgd"
+    optimizer: str = "sgd"
     lr: float = 5e-4
     beta1: float = 0.9
     beta2: float = 0.999
@@ -163,8 +156,8 @@ class Method:
     dual_ascent: Optional[DualAscent] = None
 
 
-def dual_factory(kind: DualKind = "network", *, hidden: int = 512, init: float = 1.0,
-                 features: DualFeatures = "standardized", link: DualLink = "softplus") -> Callable[[int], Multiplier]:
+def dual_factory(kind: str = "network", *, hidden: int = 512, init: float = 1.0,
+                 features: str = "standardized", link: str = "softplus") -> Callable[[int], Multiplier]:
     """Multiplier factory for the paper's dual parameterisations (App. G, K.2).
 
     Args:
@@ -188,7 +181,7 @@ def dual_factory(kind: DualKind = "network", *, hidden: int = 512, init: float =
         return lambda dim: LinearMultiplier(dim, init=init, link=link, **scaling)
     if kind == "scalar":
         return lambda dim: ScalarMultiplier(init=init)
-    raise ValueError(f"dual must be 'network', 'linear' or 'scalar', got {kind!r}")
+    raise ValueError(f"dual must be one of {DUAL_KINDS}, got {kind!r}")
 
 
 def fare() -> Method:
@@ -216,7 +209,7 @@ class _Dual:
         if v["dual_signal"] not in DUAL_SIGNALS:
             raise ValueError(f"dual_signal must be one of {DUAL_SIGNALS}, got {v['dual_signal']!r}")
 
-    def multiplier(self, kind: DualKind) -> Callable[[int], Multiplier]:
+    def multiplier(self, kind: str) -> Callable[[int], Multiplier]:
         v = self.values
         return dual_factory(kind, hidden=v["dual_hidden"], init=v["dual_init"], features=v["dual_features"],
                             link=v["dual_link"])
@@ -233,16 +226,16 @@ def lore(
     rho: float = 0.1,
     *,
     preset: str = DEFAULT_PRESET,
-    dual: DualKind = "network",
+    dual: str = "network",
     hidden: Optional[int] = None,
     init: Optional[float] = None,
     adaptive_margin: bool = True,
-    features: Optional[DualFeatures] = None,
-    link: Optional[DualLink] = None,
+    features: Optional[str] = None,
+    link: Optional[str] = None,
     penalty: float = 0.0,
-    dual_signal: Optional[DualSignal] = None,
+    dual_signal: Optional[str] = None,
     violation_rate: Optional[float] = None,
-    dual_optimizer: Optional[DualOptimizer] = None,
+    dual_optimizer: Optional[str] = None,
     dual_lr: Optional[float] = None,
     dual_beta1: Optional[float] = None,
     dual_beta2: Optional[float] = None,
@@ -294,9 +287,9 @@ def _tecoa_dual(preset, hidden, init, features, link, dual_optimizer, dual_lr, d
                  dual_beta2=dual_beta2)
 
 
-def tecoa_l2(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: DualKind = "network",
-             hidden: Optional[int] = None, init: Optional[float] = None, features: Optional[DualFeatures] = None,
-             link: Optional[DualLink] = None, dual_optimizer: Optional[DualOptimizer] = None,
+def tecoa_l2(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: str = "network",
+             hidden: Optional[int] = None, init: Optional[float] = None, features: Optional[str] = None,
+             link: Optional[str] = None, dual_optimizer: Optional[str] = None,
              dual_lr: Optional[float] = None, dual_beta1: Optional[float] = None,
              dual_beta2: Optional[float] = None) -> Method:
     """TeCoA + LORE's embedding constraint (paper App. J.7); dual settings as in `lore` (ascent on the
@@ -306,9 +299,9 @@ def tecoa_l2(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: DualKind =
                   supervised=True, dual_ascent=settings.ascent())
 
 
-def tecoa_kl(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: DualKind = "network",
-             hidden: Optional[int] = None, init: Optional[float] = None, features: Optional[DualFeatures] = None,
-             link: Optional[DualLink] = None, dual_optimizer: Optional[DualOptimizer] = None,
+def tecoa_kl(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: str = "network",
+             hidden: Optional[int] = None, init: Optional[float] = None, features: Optional[str] = None,
+             link: Optional[str] = None, dual_optimizer: Optional[str] = None,
              dual_lr: Optional[float] = None, dual_beta1: Optional[float] = None,
              dual_beta2: Optional[float] = None) -> Method:
     """TeCoA + KL(p_0 || p_theta) <= rho H(p_0) on zero-shot predictions (paper App. J.7); dual settings as in

@@ -11,6 +11,8 @@ from typing import Optional, Union
 
 from matplotlib.figure import Figure
 
+from .registry import METHOD_NAMES
+
 
 def new_figure(nrows: int = 1, ncols: int = 1, **subplots):
     """(figure, axes) like `pyplot.subplots`, but owned by the caller and not registered with pyplot.
@@ -51,9 +53,8 @@ def mark_empty(ax, message: str) -> None:
 
 
 #: one colour per method, the same in every figure (matplotlib's tab10 hues)
-METHOD_COLORS = {"reference": "tab:gray", "fare": "tab:blue", "naive": "tab:orange", "lore": "tab:green",
-                 "tecoa": "tab:red", "tecoa-l2": "tab:purple", "tecoa-kl": "tab:brown"}
-_EXTRA = ("tab:pink", "tab:olive", "tab:cyan", "black")
+METHOD_COLORS = dict(zip(("reference", *METHOD_NAMES), ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red",
+                                                        "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")))
 
 
 def method_color(label: str) -> Optional[str]:

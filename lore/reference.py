@@ -96,10 +96,6 @@ class FrozenReference(nn.Module):
         finally:
             encoder.train(was_training)
 
-    def state_dict_snapshot(self) -> dict[str, torch.Tensor]:
-        """The frozen parameters and buffers (for checkpoints)."""
-        return dict(self._snapshot)
-
 
 def _named_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     tensors = dict(module.named_parameters(remove_duplicate=False))

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
+DUAL_KINDS: tuple[str, ...] = ("network", "linear", "scalar")
+"""How LORE's multiplier is parameterised (`lore.methods.dual_factory`): a 2-layer network on phi_0(x) (the
+paper's), a linear function of it, or one scalar lambda."""
+
 DUAL_FEATURES: tuple[str, ...] = ("standardized", "unit-rms", "raw")
 """What a dual network or linear multiplier sees of phi_0(x) (`lore.methods.dual_factory`)."""
 

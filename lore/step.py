@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from constrained import PrimalDual, sq_l2
-from constrained._validation import check_positive_int
+from constrained.validation import check_positive_int
 
 from .attacks.projected_gradient import pgd
 from .heads import ZeroShotHead

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ast
 import re
-import warnings
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -40,7 +40,8 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
 def import_graph(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
     """{module: modules of `packages` it imports}, from every import statement (module level or in a function).
 
-    `from a import b` counts as importing the module a.b when that is a module, else a. Imports under
+    `from a import b` counts as importing the module a.b when that is a module, else a. A call of
+    `import_module`/`__import__` with a string literal counts as an import of that module. Imports under
     `if TYPE_CHECKING:` are left out: they never run, they only name types for annotations.
     """
     files = module_files(root, packages)
@@ -59,6 +60,8 @@ def import_graph(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = _resolve(module, is_package, node)
                 names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base for alias in node.names]
+            elif isinstance(node, ast.Call) and _string_import(node) is not None:
+                names = [_resolve_string(module, is_package, _string_import(node))]
             else:
                 continue
             for name in names:
@@ -68,6 +71,27 @@ def import_graph(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
                     targets.add(name)
         graph[module] = targets
     return graph
+
+
+def _string_import(node: ast.Call) -> Optional[str]:
+    """The module named by `import_module("x", ...)`, `importlib.import_module("x")` or `__import__("x")` with a
+    string literal, else None."""
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    if called not in ("import_module", "__import__") or not node.args:
+        return None
+    first = node.args[0]
+    return first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else None
+
+
+def _resolve_string(module: str, is_package: bool, name: str) -> str:
+    """A string import's absolute module: ".x" is relative to the importing module's package."""
+    level = len(name) - len(name.lstrip("."))
+    if not level:
+        return name
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[:len(base) - (level - 1)]
+    return ".".join(base + ([name[level:]] if name[level:] else []))
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -247,41 +271,46 @@ def test_tests_mirror_the_packages():
         assert list((ROOT / "tests" / folder).glob("test_*.py"))
 
 
-# ---- old paths keep working ---------------------------------------------------------------------------------
+# ---- one path per name ------------------------------------------------------------------------------------
 
-def test_moved_modules_import_with_a_warning_and_give_the_same_objects():
+def test_the_checker_counts_string_imports(tmp_path):
+    """importlib.import_module("...") and __import__("...") with a literal are imports the table must allow: a
+    runtime circle through them is a circle."""
+    _write(tmp_path, {
+        "lore/__init__.py": "",
+        "lore/registry.py": "import importlib\ndef f():\n    return importlib.import_module('lore.methods')\n",
+        "lore/methods.py": "from .registry import f\n",
+        "lore/cli.py": "from importlib import import_module\nx = import_module('.methods', __package__)\n",
+        "lore/units.py": "y = __import__('lore.cli')\n",
+    })
+    graph = import_graph(tmp_path)
+    assert graph["lore.registry"] == {"lore.methods"}
+    assert graph["lore.cli"] == {"lore.methods"}
+    assert graph["lore.units"] == {"lore.cli"}
+    assert find_cycle(graph)[0] in {"lore.registry", "lore.methods"}
+
+
+def test_no_module_imports_by_string_or_installs_an_import_hook():
+    for path in module_files(ROOT).values():
+        text = path.read_text()
+        for needle in ("import_module", "meta_path", "__import__("):
+            assert needle not in text, f"{path} uses {needle}: write an import statement"
+
+
+def test_old_module_paths_are_gone_and_each_public_name_has_one_package():
     import importlib
-    import sys
 
-    from lore._moved import MOVED_MODULES
+    for old in ("lore.encoders", "lore.export", "lore.digits", "lore.training.data", "lore.evaluation.datasets"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
+    import lore.attacks
+    import lore.data
+    import lore.evaluation
+    import lore.training
 
-    modules = module_files(ROOT)
-    for old, homes in MOVED_MODULES.items():
-        assert old not in modules, f"{old} is both a real module and a moved one"
-        assert all(home in modules for home in homes), homes
-        sys.modules.pop(old, None)
-        parent_name, _, child = old.rpartition(".")
-        parent = importlib.import_module(parent_name)
-        before = vars(parent).get(child, _MISSING)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            stand_in = importlib.import_module(old)
-        # importing a.b binds a.b = <module>; put back what the package served under that name (lore.evaluation.apgd
-        # is also the name of a function there), so later tests see the package as it was
-        if before is _MISSING:
-            vars(parent).pop(child, None)
-        else:
-            setattr(parent, child, before)
-        sys.modules.pop(old, None)
-        assert any(issubclass(w.category, DeprecationWarning) and old in str(w.message) for w in caught)
-        home = importlib.import_module(homes[0])
-        public = [n for n in vars(home) if not n.startswith("_") and getattr(vars(home)[n], "__module__", None) == homes[0]]
-        assert public, homes[0]
-        for name in public:
-            assert getattr(stand_in, name) is getattr(home, name)
-        with pytest.raises(AttributeError, match="no attribute"):
-            stand_in.no_such_name  # noqa: B018
-    from lore.encoders import save_state_file
-    from lore.models.encoders import save_state_file as new
-
-    assert save_state_file is new
+    shared = (set(lore.evaluation.__all__) & (set(lore.attacks.__all__) | set(lore.data.__all__))) \
+        | (set(lore.training.__all__) & {"parse_eps", "build_dataset"})
+    assert shared == set()
+    for package in (lore, lore.data, lore.evaluation, lore.training, lore.attacks):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, f"{package.__name__}.{name}"

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 import torch
 
-from constrained._validation import check_nonnegative_finite
+from constrained.validation import check_nonnegative_finite
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
 """Per-sample objective to maximise: perturbed images [B, C, H, W] -> [B]."""

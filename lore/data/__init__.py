@@ -2,36 +2,39 @@
 (`build_dataset`), the paper's benchmark datasets in their release layouts (`build_benchmark_dataset`),
 and zero-shot class names and prompt templates (`zero_shot_metadata`, `PROMPT_TEMPLATES`).
 
-Every dataset yields (image [3, H, W] in [0, 1], label, index). Public names are imported lazily (PEP 562);
-the metadata modules (`zero_shot`, `release_files`, `imagenet`) need no torch.
+Every dataset yields (image [3, H, W] in [0, 1], label, index). Public names are imported on first use
+(PEP 562); the metadata modules (`zero_shot`, `release_files`, `imagenet`) need no torch.
 """
 
 from __future__ import annotations
 
-from .._lazy import lazy_exports
+from typing import Any
 
-_HOMES = {
-    "DIGIT_NAMES": ".digits",
-    "Digits": ".digits",
-    "load_digits_images": ".digits",
-    "IndexedImages": ".images",
-    "TensorImages": ".images",
-    "UnreadableImageError": ".images",
-    "build_dataset": ".images",
-    "dataset_classnames": ".images",
-    "load_batch": ".images",
-    "probe_subset": ".images",
-    "read_class_list": ".images",
-    "build_benchmark_dataset": ".benchmark",
-    "BenchmarkDataMissing": ".release_files",
-    "LAYOUTS": ".release_files",
-    "PAPER_DATASETS": ".zero_shot",
-    "PROMPT_TEMPLATES": ".zero_shot",
-    "ZERO_SHOT_DATASETS": ".zero_shot",
-    "parse_benchmark": ".zero_shot",
-    "prompt_templates": ".zero_shot",
-    "zero_shot_metadata": ".zero_shot",
-}
+__all__ = [
+    "BenchmarkDataMissing", "DIGIT_NAMES", "Digits", "IndexedImages", "LAYOUTS", "PAPER_DATASETS",
+    "PROMPT_TEMPLATES", "TensorImages", "UnreadableImageError", "ZERO_SHOT_DATASETS", "build_benchmark_dataset",
+    "build_dataset", "dataset_classnames", "load_batch", "load_digits_images", "parse_benchmark", "probe_subset",
+    "prompt_templates", "read_class_list", "zero_shot_metadata",
+]
 
-__all__ = sorted(_HOMES)
-__getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())
+
+def __getattr__(name: str) -> Any:
+    if name in ("DIGIT_NAMES", "Digits", "load_digits_images"):
+        from . import digits as home
+    elif name in ("IndexedImages", "TensorImages", "UnreadableImageError", "build_dataset", "dataset_classnames",
+                  "load_batch", "probe_subset", "read_class_list"):
+        from . import images as home
+    elif name == "build_benchmark_dataset":
+        from . import benchmark as home
+    elif name in ("BenchmarkDataMissing", "LAYOUTS"):
+        from . import release_files as home
+    elif name in __all__:
+        from . import zero_shot as home
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(home, name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

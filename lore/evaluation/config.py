@@ -12,7 +12,8 @@ from ..devices import check_device
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size
 
-ATTACK_NAMES = ("apgd-ce", "apgd-t")
+ATTACKS = ("apgd-ce", "apgd-t")
+"""The suite's attack names, run in this order (`lore.evaluation.suite`): APGD-CE, then APGD-DLR-T."""
 CORRUPTION_NAMES = ("blur", "brightness", "contrast", "jpeg", "noise")
 
 
@@ -74,9 +75,9 @@ class EvalConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.square_queries < 0:
             raise ValueError(f"square_queries must be >= 0 (0 skips Square), got {self.square_queries}")
-        unknown = [a for a in self.attack_list if a not in ATTACK_NAMES]
+        unknown = [a for a in self.attack_list if a not in ATTACKS]
         if unknown:
-            raise ValueError(f"attacks: unknown {unknown}; choose from {list(ATTACK_NAMES)}")
+            raise ValueError(f"attacks: unknown {unknown}; choose from {list(ATTACKS)}")
         if "apgd-t" in self.attack_list and self.n_targets < 1:
             raise ValueError(f"n_targets must be >= 1 when apgd-t runs, got {self.n_targets} (drop apgd-t from --attacks instead)")
         eps = self.eps_list

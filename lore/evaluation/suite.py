@@ -20,8 +20,8 @@ from ..attacks.masking import check_gradient_masking
 from ..attacks.square import square_attack
 from ..progress import progress
 from ..units import format_eps
+from .config import ATTACKS
 
-ATTACKS = ("apgd-ce", "apgd-t")
 
 
 @dataclass

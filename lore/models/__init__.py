@@ -1,35 +1,18 @@
 """Encoders and what builds, loads and exports them: open_clip and timm towers behind one `ImageEncoder`,
 the embedded digits models, `build_model` (the starting phi_0 of a run), and export back to open_clip/timm.
-
-Public names are imported lazily (PEP 562).
 """
 
 from __future__ import annotations
 
-from .._lazy import lazy_exports
+from .build import DIGITS_CLIP, DIGITS_MODEL, BuiltModel, build_head, build_model, class_embeddings
+from .digits import SmallConvNet, pretrain_classifier, small_digits_encoder
+from .digits_clip import DigitsCLIP, digits_tokenizer, load_or_train_digits_clip
+from .encoders import ImageEncoder, OpenClipModel, load_open_clip, load_state_file, load_timm, save_state_file
+from .export import export_encoder, load_exported
 
-_HOMES = {
-    "DIGITS_CLIP": ".build",
-    "DIGITS_MODEL": ".build",
-    "BuiltModel": ".build",
-    "build_head": ".build",
-    "build_model": ".build",
-    "class_embeddings": ".build",
-    "ImageEncoder": ".encoders",
-    "OpenClipModel": ".encoders",
-    "load_open_clip": ".encoders",
-    "load_state_file": ".encoders",
-    "load_timm": ".encoders",
-    "save_state_file": ".encoders",
-    "export_encoder": ".export",
-    "load_exported": ".export",
-    "SmallConvNet": ".digits",
-    "pretrain_classifier": ".digits",
-    "small_digits_encoder": ".digits",
-    "DigitsCLIP": ".digits_clip",
-    "digits_tokenizer": ".digits_clip",
-    "load_or_train_digits_clip": ".digits_clip",
-}
-
-__all__ = sorted(_HOMES)
-__getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())
+__all__ = [
+    "BuiltModel", "DIGITS_CLIP", "DIGITS_MODEL", "DigitsCLIP", "ImageEncoder", "OpenClipModel", "SmallConvNet",
+    "build_head", "build_model", "class_embeddings", "digits_tokenizer", "export_encoder", "load_exported",
+    "load_open_clip", "load_or_train_digits_clip", "load_state_file", "load_timm", "pretrain_classifier",
+    "save_state_file", "small_digits_encoder",
+]

@@ -3,25 +3,34 @@
     from lore.training import TrainConfig, train
     result = train(TrainConfig(method="lore", eps=4 / 255, max_steps=100, output="runs/x"))
 
-Public names are imported lazily (PEP 562), so the torch-free `TrainConfig` loads without torch.
+Public names are imported on first use (PEP 562), so the torch-free `TrainConfig` loads without torch.
 """
 
 from __future__ import annotations
 
-from .._lazy import lazy_exports
+from typing import Any
 
-_HOMES = {
-    "TrainConfig": ".config",
-    "parse_eps": "..units",
-    "RunResult": ".engine",
-    "train": ".engine",
-    "make_method": ".engine",
-    "cosine_with_warmup": ".engine",
-    "CheckpointError": ".checkpoint",
-    "build_dataset": "..data.images",
-    "plot_run": ".plots",
-    "probe": ".probe",
-}
+__all__ = [
+    "CheckpointError", "RunResult", "TrainConfig", "cosine_with_warmup", "make_method", "plot_run", "probe", "train",
+]
 
-__all__ = sorted(_HOMES)
-__getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())
+
+def __getattr__(name: str) -> Any:
+    if name == "TrainConfig":
+        from . import config as home
+    elif name in ("RunResult", "train", "make_method", "cosine_with_warmup"):
+        from . import engine as home
+    elif name == "CheckpointError":
+        from . import checkpoint as home
+    elif name == "plot_run":
+        from . import plots as home
+    elif name == "probe":
+        from . import probe as home
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(home, name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

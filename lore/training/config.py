@@ -12,11 +12,10 @@ from typing import Any, Mapping, Optional, Union
 
 from ..devices import check_device
 from ..presets import DEFAULT_PRESET, DUAL_PRESETS, PRESET_FIELDS, resolve_dual
-from ..registry import DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES, method_entry, method_takes
+from ..registry import DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES, method_entry, method_takes
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size, read_json_object
 
-DUAL_KINDS = ("network", "linear", "scalar")
 PRECISIONS = ("fp32", "bf16")
 PASS_MODES = ("auto", "fused", "sequential")
 

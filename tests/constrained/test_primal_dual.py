@@ -341,6 +341,24 @@ def test_alternating_reports_describe_the_updated_model_and_best_iterate_keeps_i
     torch.testing.assert_close(best.best_state["theta"], theta.detach())  # not the (0, 0) it started from
 
 
+def test_best_iterate_copies_the_model_once_per_step(monkeypatch):
+    """Before, a step whose report described the updated iterate copied the model before and after it."""
+    import constrained.selection as selection
+
+    copies = []
+    original = selection._snapshot
+    monkeypatch.setattr(selection, "_snapshot", lambda model: copies.append(1) or original(model))
+    for mode in ("simultaneous", "alternating"):
+        theta, _, pd, closure = _lbfgs_problem(mode)
+        holder = torch.nn.Module()
+        holder.theta = theta
+        best = selection.BestIterate(tolerance=1.0)
+        copies.clear()
+        for _ in range(3):
+            best.step(pd, closure, holder)
+        assert len(copies) == 3, mode
+
+
 def test_lbfgs_with_a_grad_scaler_is_refused():
     from constrained import Constraint, FixedMargin, ScalarMultiplier, sq_l2
 

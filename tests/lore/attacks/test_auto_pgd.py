@@ -8,7 +8,7 @@ import torch
 import torchattacks
 from hypothesis import given, settings
 
-from lore.evaluation import apgd_ce, apgd_dlr_targeted, checkpoints, dlr_targeted_loss, square_attack
+from lore.attacks import apgd_ce, apgd_dlr_targeted, checkpoints, dlr_targeted_loss, square_attack
 
 EPS = 8 / 255
 

@@ -300,10 +300,13 @@ def test_model_labels_are_short_and_file_safe(tmp_path):
 
 
 def test_the_public_entry_points_answer_as_documented():
+    import lore.data
     import lore.evaluation
 
-    assert lore.evaluation.zero_shot_metadata("imagenet1k")[0][0] == "tench"
-    assert lore.evaluation.run_benchmark is run_benchmark and len(lore.evaluation.PAPER_DATASETS) == 14
+    assert lore.data.zero_shot_metadata("imagenet1k")[0][0] == "tench"
+    assert lore.evaluation.run_benchmark is run_benchmark and len(lore.data.PAPER_DATASETS) == 14
+    with pytest.raises(AttributeError, match="no attribute 'zero_shot_metadata'"):  # one home per name
+        lore.evaluation.zero_shot_metadata  # noqa: B018
 
 
 def test_linear_probe_columns_are_not_labelled_zero_shot():

@@ -11,7 +11,8 @@ import warnings
 import pytest
 import torch
 
-from lore.evaluation import EvalSettings, GradientMaskingWarning, check_gradient_masking, evaluate, fit_linear_head
+from lore.attacks import GradientMaskingWarning, check_gradient_masking
+from lore.evaluation import EvalSettings, evaluate, fit_linear_head
 from lore.evaluation.report import markdown_table, write_report
 
 

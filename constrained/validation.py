@@ -1,4 +1,5 @@
-"""Input checks shared by the public functions of `constrained`.
+"""Input checks shared by the public functions of `constrained`, public for code that extends it (a new
+constraint kind, divergence or multiplier checks its inputs the same way).
 
 Every check raises `TypeError` or `ValueError` naming the offending argument
 and its shape, dtype, device or value, so that bad input fails at the public
