@@ -48,6 +48,7 @@ from .heads import ZeroShotHead
 from .presets import DEFAULT_PRESET, resolve_dual
 from .registry import DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, method_entry
 
+
 @dataclass(frozen=True)
 class Batch:
     """What a method may look at for one batch.

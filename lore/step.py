@@ -214,7 +214,9 @@ class RobustStep:
         batch = Batch(images=images, reference=reference.float(), labels=labels, head=self.head)
         self._fit_dual_features_once(batch.reference)  # fit_dual_features was not called: this batch's statistics
         method = self.method
-        stats: dict[str, list[torch.Tensor]] = {"robust_loss": [], "clean_distance": []}
+        # per micro-batch index: the first evaluation of each primal step, the one its update differentiates (not
+        # the re-evaluations after it, alternating mode's dual step, or inside it, L-BFGS)
+        stats: dict[str, dict[int, torch.Tensor]] = {"robust_loss": {}, "clean_distance": {}}
         micro = self._micro_batches(batch, initial_delta)
         began = _clock(images.device)
         adversarial = [
@@ -227,8 +229,6 @@ class RobustStep:
         ]
 
         weight = 1.0 / len(micro)  # each micro-batch's share of the Lagrangian (as in step_accumulated)
-
-        recorded: set[int] = set()  # micro-batches whose first evaluation of this primal step is logged
 
         def closure_for(index: int, part: Batch, adv: torch.Tensor):
             def closure():
@@ -244,16 +244,13 @@ class RobustStep:
                 else:
                     robust = method.robust_loss(self._embed(adv), part)
                     loss, clean_emb = robust.mean(), None
-                # Log the evaluation the update differentiates, not the re-evaluations after it (alternating
-                # mode's dual step) or inside it (L-BFGS): the first call per micro-batch of this primal step.
-                first = index not in recorded
-                recorded.add(index)
+                first = index not in stats["robust_loss"]
                 if first:
-                    stats["robust_loss"].append(robust.detach())
+                    stats["robust_loss"][index] = robust.detach()
                 if clean_emb is None:
                     return loss, []
                 if first:
-                    stats["clean_distance"].append(sq_l2(clean_emb.detach(), part.reference))
+                    stats["clean_distance"][index] = sq_l2(clean_emb.detach(), part.reference)
                 observation = method.constraint.observe(
                     method.view(clean_emb, part), method.view(part.reference, part), features=part.reference
                 )
@@ -267,7 +264,6 @@ class RobustStep:
         for _ in range(self.primal_steps):
             stats["robust_loss"].clear()
             stats["clean_distance"].clear()
-            recorded.clear()
             if self.primal_dual is not None:
                 report = self.primal_dual.step_accumulated(closures)
                 dual_seconds += report.dual_seconds
@@ -280,7 +276,7 @@ class RobustStep:
                 (loss / len(closures)).backward()
             self.optimizer.step()
         updated = _clock(images.device)
-        measured = {k: torch.cat(v) for k, v in stats.items() if v}
+        measured = {k: torch.cat(list(v.values())) for k, v in stats.items() if v}
         if "clean_distance" not in measured and self.measure_clean:
             with torch.no_grad():
                 measured["clean_distance"] = sq_l2(self._embed(images, plain=True), batch.reference)
