@@ -13,15 +13,15 @@ Built on cooper-optim (formulations, multiplier classes, nuPI).
 
 from cooper.optim import nuPI
 
-from .constraint import Constraint, Observation
+from .constraint import Constraint
 from .divergences import Divergence, cosine_distance, js_div, kl_div, l1, l2, sq_l2
-from .formulations import AugmentedLagrangian, FixedPenalty, Formulation, Lagrangian
+from .formulations import AugmentedLagrangian, FixedPenalty, Lagrangian
 from .groups import (GroupConstraint, GroupMultiplier, RateConstraint, bounded_group_loss, demographic_parity,
                      equal_opportunity, equalized_odds, parity_difference)
 from .margins import EntropyMargin, FixedMargin, Margin, NormMargin
-from .multipliers import IndexedMultiplier, LinearMultiplier, Multiplier, MultiplierNetwork, ScalarMultiplier
+from .multipliers import IndexedMultiplier, LinearMultiplier, MultiplierNetwork, ScalarMultiplier
 from .primal_dual import PrimalDual
-from .protocols import ConstraintKind, MultiplierKind
+from .protocols import ConstraintKind, Formulation, MultiplierKind, Observation
 from .report import ConstraintReport, DeferredReports, StepReport
 from .selection import BestIterate
 
@@ -43,7 +43,6 @@ __all__ = [
     "Lagrangian",
     "LinearMultiplier",
     "Margin",
-    "Multiplier",
     "MultiplierKind",
     "MultiplierNetwork",
     "NormMargin",

@@ -12,16 +12,14 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import torch
 
-from .validation import check_float_tensor
 from .divergences import Divergence
 from .margins import FixedMargin, Margin
+from .protocols import Observation
 
-if TYPE_CHECKING:
-    from .protocols import ConstraintKind
 
 
 @dataclass(frozen=True)
@@ -125,64 +123,3 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-@dataclass(frozen=True)
-class Observation:
-    """One evaluation of a constraint on a batch.
-
-    Args:
-        constraint: the constraint observed (a `constrained.protocols.ConstraintKind`: `Constraint`,
-            `GroupConstraint`, or a user's own kind).
-        violation: [B] per-sample violation (differentiable w.r.t. the model), or for a group
-            constraint one entry per (present group, side): what the primal step sees.
-        features: optional [B, F] multiplier features.
-        indices: optional [B] int64 dataset indices (group constraints: multiplier ids).
-        strict_violation: optional [B] violation the dual step sees instead of `violation`, e.g. the
-            true, non-differentiable rate when `violation` is a smooth surrogate of it (a proxy constraint).
-        rows: the number of data rows observed, when it is not the violation's length (a group constraint
-            has one entry per present group, whatever the batch size); `batch_size` reports it.
-    """
-
-    constraint: ConstraintKind
-    violation: torch.Tensor
-    features: Optional[torch.Tensor] = None
-    indices: Optional[torch.Tensor] = None
-    strict_violation: Optional[torch.Tensor] = None
-    rows: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        # a summed (group) constraint may have no entry in a batch: e.g. equal opportunity on a minibatch
-        # without a positive label has no group rate to bound; it then adds nothing to this step
-        empty_ok = bool(getattr(self.constraint, "summed", False))
-        check_float_tensor(self.violation, "violation", allow_empty=empty_ok)
-        if self.violation.dim() != 1:
-            raise ValueError(f"violation must have shape [B], got {tuple(self.violation.shape)}")
-        if self.strict_violation is not None:
-            check_float_tensor(self.strict_violation, "strict_violation", allow_empty=empty_ok)
-            if self.strict_violation.shape != self.violation.shape:
-                raise ValueError(f"strict_violation must have the violation's shape {tuple(self.violation.shape)}, "
-                                 f"got {tuple(self.strict_violation.shape)}")
-            if self.strict_violation.requires_grad:
-                raise ValueError("strict_violation feeds the dual step only: pass it detached (no gradient)")
-        batch = self.violation.shape[0]
-        if self.features is not None:
-            check_float_tensor(self.features, "features")
-            if self.features.shape[0] != batch:
-                raise ValueError(
-                    f"features must have batch size {batch} like the violation, got shape {tuple(self.features.shape)}"
-                )
-            if self.features.device != self.violation.device:
-                raise ValueError(f"features on {self.features.device} but violation on {self.violation.device}")
-        if self.indices is not None:
-            if not isinstance(self.indices, torch.Tensor) or self.indices.dtype != torch.long:
-                got = self.indices.dtype if isinstance(self.indices, torch.Tensor) else type(self.indices).__name__
-                raise TypeError(f"indices must be an int64 tensor, got {got}")
-            if self.indices.shape != (batch,):
-                raise ValueError(f"indices must have shape [B]=[{batch}], got {tuple(self.indices.shape)}")
-
-        if self.rows is not None and (isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 0):
-            raise ValueError(f"rows must be a non-negative int (the data rows observed), got {self.rows!r}")
-
-    @property
-    def batch_size(self) -> int:
-        """The data rows observed: `rows` when given, else the violation's length."""
-        return self.violation.shape[0] if self.rows is None else self.rows

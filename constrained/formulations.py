@@ -1,4 +1,5 @@
-"""How a constraint enters the training objective, chosen apart from its declaration.
+"""How a constraint enters the training objective, chosen apart from its declaration: the library's
+implementations of `constrained.protocols.Formulation`.
 
 - `Lagrangian()`: L = f + E[lambda * g]; lambda is learned by dual ascent (default).
 - `AugmentedLagrangian(penalty)`: adds the quadratic term of Nocedal & Wright
@@ -36,6 +37,7 @@ class Lagrangian:
     """The Lagrangian f + E[lambda g]; lambda >= 0 learned by dual ascent."""
 
     needs_multiplier = True
+    fixed_weight = None
 
     def primal_term(self, multiplier: Optional[torch.Tensor], violation: torch.Tensor, equality: bool) -> torch.Tensor:
         """sum_i lambda_i.detach() g_i: moves the model, not the multipliers. Shapes [n]."""
@@ -58,6 +60,7 @@ class AugmentedLagrangian:
 
     penalty_weight: float = 1.0
     needs_multiplier = True
+    fixed_weight = None
 
     def __post_init__(self) -> None:
         value = check_nonnegative_finite(self.penalty_weight, "penalty_weight")
@@ -94,6 +97,11 @@ class FixedPenalty:
     def __post_init__(self) -> None:
         object.__setattr__(self, "weight", check_nonnegative_finite(self.weight, "weight"))
 
+    @property
+    def fixed_weight(self) -> float:
+        """The weight, reported as the constraint's multiplier."""
+        return self.weight
+
     def primal_term(self, multiplier: Optional[torch.Tensor], violation: torch.Tensor, equality: bool) -> torch.Tensor:
         """weight * sum_i g_i. Shapes [n]."""
         return self.weight * violation.sum()
@@ -101,6 +109,3 @@ class FixedPenalty:
     def dual_term(self, multiplier: torch.Tensor, violation: torch.Tensor) -> Optional[torch.Tensor]:
         """None: a fixed penalty has no dual variable."""
         return None
-
-
-Formulation = Lagrangian | AugmentedLagrangian | FixedPenalty

@@ -31,13 +31,14 @@ from typing import Any, ClassVar, Optional, Sequence
 import torch
 
 from .validation import check_positive_int
-from .constraint import Observation, check_kind
-from .multipliers import IndexedMultiplier
+from .constraint import check_kind
+from .protocols import Observation
+from .multipliers import LookupMultiplier
 
 CONDITIONS = (None, "positive_label", "label")
 
 
-class GroupMultiplier(IndexedMultiplier):
+class GroupMultiplier(LookupMultiplier):
     """One lambda per (side, stratum, group) of a `GroupConstraint`; build it with `constraint.multiplier()`.
 
     Unlike a per-sample `IndexedMultiplier`, every micro-batch and every DDP rank sees the same groups, so
@@ -45,7 +46,7 @@ class GroupMultiplier(IndexedMultiplier):
     gradient: with the default SGD dual ascent their lambda does not move.
     """
 
-    per_index = False
+    per_index = False  # every micro-batch and rank sees the same groups: their gradients are averaged
 
 
 @dataclass(frozen=True)

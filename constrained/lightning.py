@@ -56,7 +56,7 @@ from typing import Any, Optional, Union, cast
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .constraint import Observation
+from .protocols import Observation
 from .primal_dual import PrimalDual
 from .report import StepReport
 

@@ -1,6 +1,7 @@
 """Lagrange multipliers lambda >= 0 for per-sample constraints.
 
-Four parameterisations, all `nn.Module`s built on cooper's multiplier classes:
+Four parameterisations, all `nn.Module`s built on cooper's multiplier classes and implementing
+`constrained.protocols.MultiplierKind` (what `PrimalDual` calls: `features_of`, `value`, `bind`, `project_`):
 
 =========================  ============================  =========================
 class                      lambda for sample i           enforces
@@ -32,15 +33,27 @@ from torch import nn
 
 from ._tensors import converted, detached
 from .validation import check_nonnegative_finite, check_positive_int
-from .constraint import Observation
+from .protocols import Observation
 
 
-def _check_inequality(multiplier: cooper.multipliers.Multiplier) -> None:
-    if multiplier.constraint_type != cooper.ConstraintType.INEQUALITY:
-        raise ValueError(f"{type(multiplier).__name__} supports inequality constraints only")
+def _constraint_type(equality: bool) -> cooper.ConstraintType:
+    return cooper.ConstraintType.EQUALITY if equality else cooper.ConstraintType.INEQUALITY
 
 
-class ScalarMultiplier(cooper.multipliers.DenseMultiplier):
+class _Explicit:
+    """The protocol members shared by the explicit multipliers (lambda is the parameter `weight` itself):
+    binding sets cooper's constraint type; projection is cooper's clamp at 0 for an inequality."""
+
+    def bind(self, equality: bool) -> None:
+        """Records the constraint's type: an inequality's lambda is kept >= 0 by `project_`."""
+        cast(cooper.multipliers.ExplicitMultiplier, self).set_constraint_type(_constraint_type(equality))
+
+    def project_(self) -> None:
+        """Clamps lambda at 0 for an inequality (after each dual step); nothing for an equality."""
+        cast(cooper.multipliers.ExplicitMultiplier, self).post_step_()
+
+
+class ScalarMultiplier(_Explicit, cooper.multipliers.DenseMultiplier):
     """A single lambda >= 0 for the whole constraint.
 
     It prices only the average constraint E_x[d - m] <= 0 (paper App. B,
@@ -63,12 +76,59 @@ class ScalarMultiplier(cooper.multipliers.DenseMultiplier):
         """The scalar multiplier needs no features."""
         return None
 
+    def value(self, features: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """[1] lambda, whatever `features` (the scalar prices the mean violation)."""
+        return cast(torch.Tensor, self())
 
-class IndexedMultiplier(cooper.multipliers.IndexedMultiplier):
+
+class LookupMultiplier(_Explicit, cooper.multipliers.IndexedMultiplier):
+    """lambda[id] >= 0 from a table of N entries, looked up by the observation's [B] int64 ids: the base of
+    `IndexedMultiplier` (ids are dataset indices) and `groups.GroupMultiplier` (ids are groups). Subclasses
+    set `per_index`.
+
+    Gradients are sparse; use `torch.optim.SGD` or cooper's `nuPI` as the dual optimizer (not Adam).
+
+    Args:
+        num_entries: N; ids must lie in [0, N).
+        init: initial lambda of every entry, >= 0.
+        device: where the parameters live.
+    """
+
+    averages_constraint = False
+    per_index: bool
+    free_sign = True  # bound to an equality constraint, lambda takes either sign
+
+    def __init__(self, num_entries: int, init: float = 0.0, device: Optional[torch.device] = None) -> None:
+        num_entries = check_positive_int(num_entries, "num_entries")
+        init = check_nonnegative_finite(init, "init")
+        super().__init__(init=torch.full((num_entries,), init), device=device)
+
+    def features_of(self, observation: Observation) -> torch.Tensor:
+        """Returns the observation's [B] int64 indices, checked against N."""
+        indices = observation.indices
+        if indices is None:
+            raise ValueError(
+                f"constraint {observation.constraint.name!r} uses an {type(self).__name__}: "
+                "pass indices=... to observe()"
+            )
+        num_entries = self.weight.shape[0]
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_entries):
+            raise ValueError(
+                f"indices must lie in [0, {num_entries}), got min {int(indices.min())} max {int(indices.max())}"
+            )
+        return indices.to(self.weight.device)
+
+    def value(self, features: Optional[torch.Tensor]) -> torch.Tensor:
+        """[B] lambda[ids] for the [B] int64 ids `features_of` returned."""
+        if features is None:
+            raise ValueError(f"{type(self).__name__} needs the observation's indices")
+        return cast(torch.Tensor, self(features))
+
+
+class IndexedMultiplier(LookupMultiplier):
     """One lambda_i >= 0 per dataset index: the exact dual of a finite sample of constraints.
 
-    Gradients are sparse; use `torch.optim.SGD` or cooper's `nuPI` as the
-    dual optimizer (not Adam).
+    Gradients are sparse; use `torch.optim.SGD` or cooper's `nuPI` as the dual optimizer (not Adam).
 
     Args:
         num_samples: dataset size N; indices must lie in [0, N).
@@ -76,29 +136,10 @@ class IndexedMultiplier(cooper.multipliers.IndexedMultiplier):
         device: where the parameters live.
     """
 
-    averages_constraint = False
-    per_index = True
-    free_sign = True  # bound to an equality constraint, lambda takes either sign
+    per_index = True  # each entry owns one sample: dual gradients are summed across micro-batches and ranks
 
     def __init__(self, num_samples: int, init: float = 0.0, device: Optional[torch.device] = None) -> None:
-        num_samples = check_positive_int(num_samples, "num_samples")
-        init = check_nonnegative_finite(init, "init")
-        super().__init__(init=torch.full((num_samples,), init), device=device)
-
-    def features_of(self, observation: Observation) -> torch.Tensor:
-        """Returns the observation's [B] int64 indices, checked against N."""
-        indices = observation.indices
-        if indices is None:
-            raise ValueError(
-                f"constraint {observation.constraint.name!r} uses an IndexedMultiplier: "
-                "pass indices=... to observe()"
-            )
-        num_samples = self.weight.shape[0]
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_samples):
-            raise ValueError(
-                f"indices must lie in [0, {num_samples}), got min {int(indices.min())} max {int(indices.max())}"
-            )
-        return indices.to(self.weight.device)
+        super().__init__(check_positive_int(num_samples, "num_samples"), init, device)
 
 
 LINKS = ("softplus", "projected")
@@ -131,7 +172,6 @@ class _ProjectedAscent(torch.autograd.Function):
 class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
     """Base for multipliers computed from per-sample features: lambda = softplus(head(f))."""
 
-    expects_constraint_features = True
     averages_constraint = False
     per_index = False
     free_sign = False  # softplus output: lambda >= 0, inequality constraints only
@@ -213,11 +253,26 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
             )
         return observation.features.detach()  # lambda_w(x) is a function of fixed features: no gradient into the model
 
+    def value(self, features: Optional[torch.Tensor]) -> torch.Tensor:
+        """[B] lambda(features) for the [B, F] features `features_of` returned."""
+        if features is None:
+            raise ValueError(f"{type(self).__name__} needs the observation's features")
+        return cast(torch.Tensor, self(features))
+
+    def bind(self, equality: bool) -> None:
+        """Refuses an equality: the link keeps lambda >= 0."""
+        if equality:
+            raise ValueError(f"{type(self).__name__} supports inequality constraints only")
+        self.set_constraint_type(_constraint_type(equality))
+
+    def project_(self) -> None:
+        """Nothing to project on the parameters: the link keeps lambda >= 0."""
+
     def sanity_check(self) -> None:
-        _check_inequality(self)
+        """cooper's hook, run by `set_constraint_type`: `bind` has checked the type."""
 
     def post_step_(self) -> None:
-        """Nothing to project on the parameters: the link keeps lambda >= 0."""
+        """cooper's projection hook: nothing to project (`project_`)."""
 
 
 class LinearMultiplier(_FeatureMultiplier):
@@ -271,5 +326,3 @@ class MultiplierNetwork(_FeatureMultiplier):
         head = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         super().__init__(head, in_features, init, normalize, standardize, link)
 
-
-Multiplier = ScalarMultiplier | IndexedMultiplier | LinearMultiplier | MultiplierNetwork

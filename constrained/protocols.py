@@ -1,10 +1,12 @@
-"""What `PrimalDual` needs from a constraint and from a multiplier, written down as protocols.
+"""The contract between `PrimalDual` and what it steps: the `Observation` a constraint returns, and the
+protocols a constraint, a multiplier and a formulation implement. This module imports nothing concrete.
 
-The library's own constraints (`Constraint`, `GroupConstraint`, `RateConstraint`) and multipliers
-(`ScalarMultiplier`, `IndexedMultiplier`, `GroupMultiplier`, `LinearMultiplier`, `MultiplierNetwork`) are
-implementations of these; the stepper never asks which concrete class it holds. A new constraint kind (a
-CVaR bound, a chance constraint, ...) or a new multiplier is a class in user code that has these members:
-see examples/custom_constraint_kind.py.
+The library's own constraints (`Constraint`, `GroupConstraint`, `RateConstraint`), multipliers
+(`ScalarMultiplier`, `IndexedMultiplier`, `GroupMultiplier`, `LinearMultiplier`, `MultiplierNetwork`) and
+formulations (`Lagrangian`, `AugmentedLagrangian`, `FixedPenalty`) are implementations of these; the stepper
+calls nothing else and never asks which concrete class it holds. A new constraint kind (a CVaR bound, a chance
+constraint, ...), multiplier or formulation is a class in user code with these members: see
+examples/custom_constraint_kind.py, whose multiplier is a plain `nn.Module`.
 
 A constraint is observed on a batch by its own method (by convention `observe(...)`), which returns an
 `Observation`: the per-entry violation [B] (<= 0 is satisfied), and optionally features, indices and a strict
@@ -13,11 +15,75 @@ violation for the dual step.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from .constraint import Observation
+from .validation import check_float_tensor
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One evaluation of a constraint on a batch.
+
+    Args:
+        constraint: the constraint observed (a `constrained.protocols.ConstraintKind`: `Constraint`,
+            `GroupConstraint`, or a user's own kind).
+        violation: [B] per-sample violation (differentiable w.r.t. the model), or for a group
+            constraint one entry per (present group, side): what the primal step sees.
+        features: optional [B, F] multiplier features.
+        indices: optional [B] int64 dataset indices (group constraints: multiplier ids).
+        strict_violation: optional [B] violation the dual step sees instead of `violation`, e.g. the
+            true, non-differentiable rate when `violation` is a smooth surrogate of it (a proxy constraint).
+        rows: the number of data rows observed, when it is not the violation's length (a group constraint
+            has one entry per present group, whatever the batch size); `batch_size` reports it.
+    """
+
+    constraint: "ConstraintKind"
+    violation: torch.Tensor
+    features: Optional[torch.Tensor] = None
+    indices: Optional[torch.Tensor] = None
+    strict_violation: Optional[torch.Tensor] = None
+    rows: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        # a summed (group) constraint may have no entry in a batch: e.g. equal opportunity on a minibatch
+        # without a positive label has no group rate to bound; it then adds nothing to this step
+        empty_ok = bool(getattr(self.constraint, "summed", False))
+        check_float_tensor(self.violation, "violation", allow_empty=empty_ok)
+        if self.violation.dim() != 1:
+            raise ValueError(f"violation must have shape [B], got {tuple(self.violation.shape)}")
+        if self.strict_violation is not None:
+            check_float_tensor(self.strict_violation, "strict_violation", allow_empty=empty_ok)
+            if self.strict_violation.shape != self.violation.shape:
+                raise ValueError(f"strict_violation must have the violation's shape {tuple(self.violation.shape)}, "
+                                 f"got {tuple(self.strict_violation.shape)}")
+            if self.strict_violation.requires_grad:
+                raise ValueError("strict_violation feeds the dual step only: pass it detached (no gradient)")
+        batch = self.violation.shape[0]
+        if self.features is not None:
+            check_float_tensor(self.features, "features")
+            if self.features.shape[0] != batch:
+                raise ValueError(
+                    f"features must have batch size {batch} like the violation, got shape {tuple(self.features.shape)}"
+                )
+            if self.features.device != self.violation.device:
+                raise ValueError(f"features on {self.features.device} but violation on {self.violation.device}")
+        if self.indices is not None:
+            if not isinstance(self.indices, torch.Tensor) or self.indices.dtype != torch.long:
+                got = self.indices.dtype if isinstance(self.indices, torch.Tensor) else type(self.indices).__name__
+                raise TypeError(f"indices must be an int64 tensor, got {got}")
+            if self.indices.shape != (batch,):
+                raise ValueError(f"indices must have shape [B]=[{batch}], got {tuple(self.indices.shape)}")
+
+        if self.rows is not None and (isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 0):
+            raise ValueError(f"rows must be a non-negative int (the data rows observed), got {self.rows!r}")
+
+    @property
+    def batch_size(self) -> int:
+        """The data rows observed: `rows` when given, else the violation's length."""
+        return self.violation.shape[0] if self.rows is None else self.rows
 
 
 @runtime_checkable
@@ -54,11 +120,13 @@ class ConstraintKind(Protocol):
 
 @runtime_checkable
 class MultiplierKind(Protocol):
-    """A Lagrange multiplier `PrimalDual` can train. It must also be a cooper multiplier
-    (`cooper.multipliers.Multiplier`, an `nn.Module` whose forward gives lambda).
+    """A Lagrange multiplier `PrimalDual` can train: an `nn.Module` whose parameters are the dual variables
+    (the stepper collects them in an `nn.ModuleDict`, so they reach the dual optimizer, `state_dict` and
+    `.to(device)`), with these members. Nothing else is called; no base class is required.
 
     Attributes:
-        averages_constraint: one lambda pricing the batch's mean violation (then `features_of` is not called).
+        averages_constraint: one lambda pricing the batch's mean violation (then `features_of` is not called
+            and `value` gets None).
         per_index: each entry owns one sample (lambda[index_i]): the dual term is not averaged over the
             batch, and across micro-batches and ranks its gradients are summed, not averaged.
         free_sign: lambda may be negative, so it can price an equality constraint.
@@ -76,3 +144,46 @@ class MultiplierKind(Protocol):
     def features_of(self, observation: Observation) -> Optional[torch.Tensor]:
         """What the multiplier is evaluated on for this observation: [B, F] features, [B] int64 indices, or
         None (a dense multiplier). Raises ValueError naming what the observation lacks."""
+
+    def value(self, features: Optional[torch.Tensor]) -> torch.Tensor:
+        """lambda for the entries `features` describes (what `features_of` returned; None when averaging):
+        [n] with n the observation's entries, or [1] (or a scalar) for one lambda. Differentiable in the
+        multiplier's parameters: the dual step ascends through it."""
+
+    def bind(self, equality: bool) -> None:
+        """Called once when `PrimalDual` binds the multiplier to its constraint: True for an equality (lambda
+        of free sign), False for an inequality (lambda >= 0, kept so by `project_`)."""
+
+    def project_(self) -> None:
+        """Called after every dual optimizer step: puts the parameters back in the feasible set (e.g. clamps
+        an explicit lambda of an inequality at 0; a no-op when a link keeps lambda >= 0)."""
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]:
+        """The dual variables (`nn.Module.parameters`)."""
+
+
+@runtime_checkable
+class Formulation(Protocol):
+    """How a constraint enters the objective (`Lagrangian`, `AugmentedLagrangian`, `FixedPenalty`).
+
+    Both terms are sums over an observation's n entries; `PrimalDual` scales them to expectations.
+
+    Attributes:
+        needs_multiplier: True when each constraint needs a multiplier (learned by dual ascent); False for a
+            fixed weight, which `fixed_weight` then gives.
+        fixed_weight: the constant lambda of a formulation without multipliers (reported as the multiplier),
+            None otherwise.
+    """
+
+    @property
+    def needs_multiplier(self) -> bool: ...
+
+    @property
+    def fixed_weight(self) -> Optional[float]: ...
+
+    def primal_term(self, multiplier: Optional[torch.Tensor], violation: torch.Tensor, equality: bool) -> torch.Tensor:
+        """The term the primal step differentiates, multipliers held fixed: scalar, from [n] lambda (None
+        without multipliers) and [n] violations."""
+
+    def dual_term(self, multiplier: torch.Tensor, violation: torch.Tensor) -> Optional[torch.Tensor]:
+        """The term the dual step ascends, violations held fixed: scalar, or None without dual variables."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Optional
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Optional
 
 import torch
 
 from ._tensors import converted, detached
+from .protocols import Observation
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,16 @@ class ConstraintReport:
     multiplier_mean: float
     multiplier_max: float
     group_violations: tuple[float, ...] = ()
+
+    def as_dict(self, name: str) -> dict[str, float]:
+        """Flat {"<name>/<field>": number}; a tuple field gives one entry per element ("<name>/<field>/<i>")."""
+        flat: dict[str, float] = {}
+        for key, value in asdict(self).items():
+            if isinstance(value, (tuple, list)):
+                flat.update({f"{name}/{key}/{i}": v for i, v in enumerate(value)})
+            else:
+                flat[f"{name}/{key}"] = value
+        return flat
 
     @staticmethod
     def statistics(violation: torch.Tensor, multiplier: torch.Tensor) -> torch.Tensor:
@@ -105,8 +117,6 @@ class StepReport:
         dual_updated: whether this step ended with a dual update.
         primal_steps: primal updates taken so far (including this one).
         dual_steps: dual updates taken so far.
-        dual_seconds: wall time of this step's dual work (building the dual term and the dual update; its backward
-            pass shares the primal one's, except in mode="alternating"; synchronised on GPUs).
         skipped: fp16 with a `GradScaler`: the gradients overflowed, so neither the primal nor the dual
             update was applied (the scaler lowered its scale; the step still counts in the K:1 schedule).
         after_update: `loss` and `constraints` describe the model after this step's primal update (the
@@ -120,7 +130,6 @@ class StepReport:
     dual_updated: bool = False
     primal_steps: int = 0
     dual_steps: int = 0
-    dual_seconds: float = 0.0
     skipped: bool = False
     after_update: bool = False
 
@@ -136,9 +145,79 @@ class StepReport:
             "after_update": float(self.after_update),
         }
         for name, report in self.constraints.items():
-            for key, value in asdict(report).items():
-                if isinstance(value, (tuple, list)):
-                    flat.update({f"{name}/{key}/{i}": v for i, v in enumerate(value)})
-                else:
-                    flat[f"{name}/{key}"] = value
+            flat.update(report.as_dict(name))
         return flat
+
+
+def summarize(observations: Sequence[Mapping[str, Observation]], values: Sequence[Mapping[str, torch.Tensor]],
+              details: Callable[[str, list[Observation], torch.Tensor], dict[str, Any]]) -> DeferredReports:
+    """Each constraint's report over a step's micro-batches, computed when first read.
+
+    Reports hold the true (strict) violations when a proxy was used, and the multiplier values the step used
+    (a copy where the value is a multiplier's own parameter, which the dual update changes in place).
+
+    Args:
+        observations: per micro-batch, {name: Observation}.
+        values: per micro-batch, {name: lambda [n]}.
+        details: (name, the name's observations, its joined violations) -> extra report fields
+            (`ConstraintKind.report_details`).
+    """
+    names = tuple(observations[0])
+    violations = {name: joined([_reported_violation(o[name]) for o in observations]) for name in names}
+    priced = {name: joined([_owned(v[name]) for v in values]) for name in names}
+    kept = {name: [o[name] for o in observations] for name in names}
+
+    def compute() -> dict[str, ConstraintReport]:
+        parts = [ConstraintReport.statistics(violations[name], priced[name]) for name in names]
+        numbers = torch.cat([converted(part, torch.float32, parts[0].device) for part in parts]).tolist()
+        reports = {}
+        for i, name in enumerate(names):
+            report = ConstraintReport(*numbers[5 * i: 5 * i + 5])
+            extra = details(name, kept[name], violations[name])
+            reports[name] = replace(report, **extra) if extra else report
+        return reports
+
+    return DeferredReports(names, compute)
+
+
+class RecentReports:
+    """The reports of the last two steps; one still held two steps later is computed then (its tensors released),
+    so a loop that keeps every report holds numbers, not each step's tensors."""
+
+    def __init__(self) -> None:
+        self._recent: list[weakref.ref[DeferredReports]] = []
+
+    def track(self, reports: DeferredReports) -> None:
+        """Remembers `reports`; the ones tracked two calls ago are computed if still held."""
+        if len(self._recent) == 2:
+            kept = self._recent.pop(0)()
+            if kept is not None:
+                kept.materialize()
+        self._recent.append(weakref.ref(reports))
+
+
+def joined(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The micro-batches' tensors as one detached flat tensor (no copy, and no op, for a single flat one)."""
+    if len(tensors) == 1:
+        only = detached(tensors[0])
+        return only if only.dim() == 1 else only.reshape(-1)
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+
+def mean_of(scalars: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The mean of the micro-batches' scalars, detached (the scalar itself for one)."""
+    return scalars[0].detach() if len(scalars) == 1 else joined(scalars).mean()
+
+
+def _reported_violation(observation: Observation) -> torch.Tensor:
+    """The violation a report states: the true (strict) one when the dual step read a proxy."""
+    return observation.violation if observation.strict_violation is None else observation.strict_violation
+
+
+def _owned(value: torch.Tensor) -> torch.Tensor:
+    """A multiplier's value detached from its parameters' storage: a copy when it is a leaf tensor (a parameter,
+    which an in-place dual update would change) or a view of one; the tensor itself when an op produced it."""
+    storage = value._base if value._is_view() and value._base is not None else value
+    if storage.grad_fn is None:
+        return value.detach().clone()
+    return value

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 from typing import Any, Optional, Sequence
 
-import cooper
 import numpy as np
 import torch
 
@@ -64,18 +63,30 @@ class CVaRConstraint:
         return Observation(self, t + torch.relu(losses - t) / self.alpha - self.bound)
 
 
-class TailPrice(cooper.multipliers.DenseMultiplier):
-    """One lambda >= 0 for the batch's mean violation (a MultiplierKind)."""
+class TailPrice(torch.nn.Module):
+    """One lambda >= 0 for the batch's mean violation: a plain `nn.Module` with `MultiplierKind`'s members."""
 
     averages_constraint = True
     per_index = False
     free_sign = False
 
     def __init__(self, init: float = 0.0) -> None:
-        super().__init__(init=torch.tensor([init], dtype=torch.float64))
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.tensor([init], dtype=torch.float64))
 
     def features_of(self, observation: Observation) -> Optional[torch.Tensor]:
-        return None
+        return None  # one lambda for the batch: it reads nothing of the observation
+
+    def value(self, features: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.weight  # [1]
+
+    def bind(self, equality: bool) -> None:
+        if equality:
+            raise ValueError("TailPrice is >= 0: it prices inequalities only")
+
+    def project_(self) -> None:
+        with torch.no_grad():
+            self.weight.clamp_(min=0.0)  # lambda >= 0 after every dual step
 
 
 def regression_with_a_minority(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +112,7 @@ def solve(x: np.ndarray, y: np.ndarray, alpha: float, bound: float, *, steps: in
     price = TailPrice()
     assert isinstance(tail, ConstraintKind) and isinstance(price, MultiplierKind)
     pd = PrimalDual(torch.optim.SGD([theta, tail.threshold], lr=lr), {tail: price},
-                    dual_optimizer=lambda params: torch.optim.SGD(params, lr=dual_lr, maximize=True), dual_lr=None)
+                    dual_optimizer=lambda params: torch.optim.SGD(params, lr=dual_lr, maximize=True))
 
     def closure():
         losses = (x_t @ theta - y_t) ** 2

@@ -36,7 +36,7 @@ from constrained import (
     Formulation,
     Lagrangian,
     LinearMultiplier,
-    Multiplier,
+    MultiplierKind,
     MultiplierNetwork,
     NormMargin,
     ScalarMultiplier,
@@ -151,14 +151,14 @@ class Method:
     robust_loss: Callable[[torch.Tensor, Batch], torch.Tensor]
     constraint: Optional[Constraint] = None
     view: Callable[[torch.Tensor, Batch], torch.Tensor] = embedding
-    multiplier: Optional[Callable[[int], Multiplier]] = None
+    multiplier: Optional[Callable[[int], MultiplierKind]] = None
     formulation: Formulation = Lagrangian()
     supervised: bool = False
     dual_ascent: Optional[DualAscent] = None
 
 
 def dual_factory(kind: str = "network", *, hidden: int = 512, init: float = 1.0,
-                 features: str = "standardized", link: str = "softplus") -> Callable[[int], Multiplier]:
+                 features: str = "standardized", link: str = "softplus") -> Callable[[int], MultiplierKind]:
     """Multiplier factory for the paper's dual parameterisations (App. G, K.2).
 
     Args:
@@ -210,7 +210,7 @@ class _Dual:
         if v["dual_signal"] not in DUAL_SIGNALS:
             raise ValueError(f"dual_signal must be one of {DUAL_SIGNALS}, got {v['dual_signal']!r}")
 
-    def multiplier(self, kind: str) -> Callable[[int], Multiplier]:
+    def multiplier(self, kind: str) -> Callable[[int], MultiplierKind]:
         v = self.values
         return dual_factory(kind, hidden=v["dual_hidden"], init=v["dual_init"], features=v["dual_features"],
                             link=v["dual_link"])

@@ -17,13 +17,15 @@ alive at a time: FARE's peak memory, the same update.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
 import torch
 from torch import nn
 
-from constrained import PrimalDual, sq_l2
+from constrained import ConstraintReport, PrimalDual, sq_l2
 from constrained.validation import check_positive_int
 
 from .attacks.projected_gradient import pgd
@@ -34,6 +36,61 @@ from .reference import FrozenReference
 
 
 PASSES = ("fused", "sequential")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one `RobustStep` call did, from the evaluations its updates used (not a re-measurement).
+
+    Attributes:
+        robust_loss: the method's robust loss on the adversarial batch, batch mean, of the last primal step's
+            evaluation (the first evaluation of each micro-batch in that step).
+        clean_distance: mean ||phi(x) - phi_0(x)||^2 (None for an unconstrained method with measure_clean=False).
+        relative_clean_distance: mean ||phi(x) - phi_0(x)||^2 / ||phi_0(x)||^2 (None likewise).
+        attack_seconds, primal_seconds, dual_seconds: wall time of the phases, measured after the GPU finished
+            its queued work.
+        constraint: the method's constraint report of the last `PrimalDual` step (None for unconstrained
+            methods), e.g. `constraint.satisfied_fraction`, `constraint.multiplier_max`.
+        constraint_name: the name its entries carry in `as_dict` ("clean").
+    """
+
+    robust_loss: float
+    clean_distance: Optional[float]
+    relative_clean_distance: Optional[float]
+    attack_seconds: float
+    primal_seconds: float
+    dual_seconds: float
+    constraint: Optional[ConstraintReport] = None
+    constraint_name: str = ""
+
+    def as_dict(self) -> dict[str, float]:
+        """The numbers to log, flat: robust_loss, clean_distance, ..., the phases' seconds, and the constraint's
+        entries as "<name>/<field>" (e.g. "clean/satisfied_fraction")."""
+        out = {"robust_loss": self.robust_loss, "attack_seconds": self.attack_seconds,
+               "primal_seconds": self.primal_seconds, "dual_seconds": self.dual_seconds}
+        if self.clean_distance is not None:
+            out["clean_distance"] = self.clean_distance
+        if self.relative_clean_distance is not None:
+            out["relative_clean_distance"] = self.relative_clean_distance
+        if self.constraint is not None:
+            out.update(self.constraint.as_dict(self.constraint_name))
+        return out
+
+
+class _PhaseTimer:
+    """Accumulates the wall time spent inside it (entered through `PrimalDual(around_dual=...)`)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds = 0.0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        began = _clock(self.device)
+        try:
+            yield
+        finally:
+            self.seconds += _clock(self.device) - began
 
 
 class RobustStep:
@@ -94,7 +151,7 @@ class RobustStep:
         self.head = head
         self.pgd_steps = pgd_steps
         self.pgd_step_size = pgd_step_size
-        self.primal_steps = check_positive_int(primal_steps, "primal_steps")
+        self._primal_steps = check_positive_int(primal_steps, "primal_steps")  # read through `primal_steps`
         if passes not in PASSES:
             raise ValueError(f"passes must be one of {PASSES}, got {passes!r}")
         self.passes = passes
@@ -102,6 +159,7 @@ class RobustStep:
         self.measure_clean = measure_clean
         self.accumulation_steps = check_positive_int(accumulation_steps, "accumulation_steps")
         self.primal_dual: Optional[PrimalDual] = None
+        self._dual_timer = _PhaseTimer(next(encoder.parameters()).device)
         self._dual_features_ready = False  # a standardizing multiplier's statistics are known to be set
         if method.constraint is not None:
             multiplier = None
@@ -119,10 +177,15 @@ class RobustStep:
                 {method.constraint: multiplier},
                 formulation=method.formulation,
                 dual_optimizer=ascent,
-                dual_lr=None if ascent is not None else PAPER.dual_lr,
-                primal_steps_per_dual=self.primal_steps,
+                primal_steps_per_dual=self._primal_steps,
                 mode=mode,
+                around_dual=self._dual_timer,
             )
+
+    @property
+    def primal_steps(self) -> int:
+        """K: primal updates per batch; for constrained methods the `PrimalDual`'s schedule, its one owner."""
+        return self.primal_dual.primal_steps_per_dual if self.primal_dual is not None else self._primal_steps
 
     @property
     def multiplier(self) -> Optional[nn.Module]:
@@ -190,27 +253,23 @@ class RobustStep:
         self,
         images: torch.Tensor,
         labels: Optional[torch.Tensor] = None,
-        indices: Optional[torch.Tensor] = None,
         generator: Optional[torch.Generator] = None,
         initial_delta: Optional[torch.Tensor] = None,
-    ) -> dict[str, float]:
+    ) -> StepResult:
         """One batch: attack once, K primal updates, one dual update.
 
         Args:
             images: [B, C, H, W] clean images in [0, 1].
             labels: [B] int64 labels (supervised methods).
-            indices: [B] int64 dataset indices (for a cached reference).
             generator: makes PGD's random start reproducible.
             initial_delta: explicit PGD start (see `pgd`), e.g. a rank's slice of a global one.
 
         Returns:
-            Numbers to log: robust_loss, clean_distance, relative_clean_distance, the wall time of the
-            phases (attack_seconds, primal_seconds, dual_seconds), and for constrained methods the constraint report (clean/violation_mean,
-            clean/satisfied_fraction, clean/multiplier_mean, ...).
+            A `StepResult` (`.as_dict()` gives the numbers to log).
         """
         if self.method.supervised and labels is None:
             raise ValueError(f"method {self.method.name!r} is supervised: pass labels")
-        reference = self.reference(images, indices) if indices is not None else self.reference(images)
+        reference = self.reference(images)
         batch = Batch(images=images, reference=reference.float(), labels=labels, head=self.head)
         self._fit_dual_features_once(batch.reference)  # fit_dual_features was not called: this batch's statistics
         method = self.method
@@ -260,13 +319,13 @@ class RobustStep:
 
         closures = [closure_for(index, part, adv) for index, ((part, _), adv) in enumerate(zip(micro, adversarial))]
         attacked = _clock(images.device)
-        report, dual_seconds = None, 0.0
+        self._dual_timer.seconds = 0.0
+        report = None
         for _ in range(self.primal_steps):
             stats["robust_loss"].clear()
             stats["clean_distance"].clear()
             if self.primal_dual is not None:
                 report = self.primal_dual.step_accumulated(closures)
-                dual_seconds += report.dual_seconds
                 continue
             self.optimizer.zero_grad(set_to_none=True)
             for closure in closures:
@@ -280,16 +339,19 @@ class RobustStep:
         if "clean_distance" not in measured and self.measure_clean:
             with torch.no_grad():
                 measured["clean_distance"] = sq_l2(self._embed(images, plain=True), batch.reference)
-        out = {"robust_loss": float(measured["robust_loss"].mean()), "attack_seconds": attacked - began,
-               "primal_seconds": updated - attacked - dual_seconds, "dual_seconds": dual_seconds}
-        if "clean_distance" in measured:
-            distance = measured["clean_distance"]
-            ref_norm = batch.reference.pow(2).sum(dim=1).clamp_min(1e-12)
-            out["clean_distance"] = float(distance.mean())
-            out["relative_clean_distance"] = float((distance / ref_norm).mean())
-        if report is not None:
-            out.update({k: v for k, v in report.as_dict().items() if "/" in k})
-        return out
+        distance = measured.get("clean_distance")
+        relative = None
+        if distance is not None:
+            relative = float((distance / batch.reference.pow(2).sum(dim=1).clamp_min(1e-12)).mean())
+        name = method.constraint.name if method.constraint is not None else ""
+        dual_seconds = self._dual_timer.seconds
+        return StepResult(
+            robust_loss=float(measured["robust_loss"].mean()),
+            clean_distance=None if distance is None else float(distance.mean()),
+            relative_clean_distance=relative,
+            attack_seconds=attacked - began, primal_seconds=updated - attacked - dual_seconds, dual_seconds=dual_seconds,
+            constraint=None if report is None else report.constraints[name], constraint_name=name,
+        )
 
     def _backward_now(self, robust_loss: Callable[[], torch.Tensor], weight: float) -> torch.Tensor:
         """Forward and back-propagate `weight * mean(robust loss)` at once, freeing its activations; returns the

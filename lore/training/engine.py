@@ -34,7 +34,7 @@ from ..models.build import build_head, build_model
 from ..models.export import export_encoder
 from ..progress import progress
 from ..reference import FrozenReference
-from ..step import RobustStep
+from ..step import RobustStep, StepResult
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig
 from .distributed import DistInfo, any_rank, init_distributed, parameters_agree, shutdown_distributed
@@ -80,11 +80,12 @@ COLLAPSED_LAMBDA = 1e-6
 COLLAPSE_PATIENCE = 20
 
 
-def _multiplier_collapsed(logs: dict) -> bool:
+def _multiplier_collapsed(result: StepResult) -> bool:
     """One batch's sign of a collapsed multiplier: lambda ~ 0 everywhere while most samples violate."""
-    if "clean/multiplier_max" not in logs or "clean/satisfied_fraction" not in logs:
-        return False  # no multiplier (FARE, naive) or no constraint report
-    return logs["clean/multiplier_max"] <= COLLAPSED_LAMBDA and logs["clean/satisfied_fraction"] < 0.5
+    report = result.constraint
+    if report is None:
+        return False  # no constraint (FARE, TeCoA)
+    return report.multiplier_max <= COLLAPSED_LAMBDA and report.satisfied_fraction < 0.5
 
 
 def _restart_advice(checkpoint_path: Path) -> str:
@@ -287,15 +288,15 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                 began = time.perf_counter()
                 data_wait = began - waiting
                 try:
-                    logs = step_fn(images, labels=labels, initial_delta=start_noise.to(device))
+                    result = step_fn(images, labels=labels, initial_delta=start_noise.to(device))
                 except FloatingPointError as error:
                     raise FloatingPointError(f"training stopped at batch {step}: {error}. "
                                              + _restart_advice(checkpoint_path)) from error
-                collapsed = collapsed + 1 if _multiplier_collapsed(logs) else 0
+                collapsed = collapsed + 1 if _multiplier_collapsed(result) else 0
                 if collapsed >= COLLAPSE_PATIENCE:
                     raise FloatingPointError(
                         f"training stopped at batch {step}: the multiplier collapsed — lambda <= {COLLAPSED_LAMBDA:g} on "
-                        f"every sample for {collapsed} batches while {1 - logs['clean/satisfied_fraction']:.0%} of "
+                        f"every sample for {collapsed} batches while {1 - result.constraint.satisfied_fraction:.0%} of "
                         f"the batch violates its margin (a softplus pushed this far down no longer moves: usually "
                         f"--dual-lr {config.dual_lr:g} is too large). " + _restart_advice(checkpoint_path))
                 scheduler.step()
@@ -303,15 +304,15 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
                 longest["batch"] = max(longest["batch"], seconds)
                 done = step + 1
                 bar.update(1)
-                postfix = {"loss": f"{logs['robust_loss']:.3g}"}
-                if "clean/satisfied_fraction" in logs:  # constrained methods only
-                    postfix["sat"] = f"{logs['clean/satisfied_fraction']:.2f}"
+                postfix = {"loss": f"{result.robust_loss:.3g}"}
+                if result.constraint is not None:  # constrained methods only
+                    postfix["sat"] = f"{result.constraint.satisfied_fraction:.2f}"
                 postfix.update({"img/s": f"{global_batch / seconds:.3g}", "data wait": f"{100 * data_wait / seconds:.0f}%"})
                 bar.set_postfix(postfix)
                 last = done == total  # the end of training is always logged and probed
                 if info.is_main and (done % config.log_every == 0 or last):
                     record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "images_per_second": global_batch / seconds,
-                              "step_seconds": seconds, "data_wait_seconds": data_wait, **logs}
+                              "step_seconds": seconds, "data_wait_seconds": data_wait, **result.as_dict()}
                     if config.probe_every and (done % config.probe_every == 0 or last):
                         record.update(probe(encoder, reference, head, probe_images, probe_labels, eps=config.eps,
                                             margin=probe_margin, multiplier=multiplier, seed=config.seed, **probe_settings))

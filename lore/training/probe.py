@@ -8,6 +8,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from constrained import MultiplierKind
+
 from ..attacks.projected_gradient import pgd
 from ..heads import ZeroShotHead
 
@@ -45,7 +47,7 @@ def probe(
     eps: float,
     margin: Callable[[torch.Tensor], torch.Tensor],
     pgd_steps: int = 10,
-    multiplier: Optional[torch.nn.Module] = None,
+    multiplier: Optional[MultiplierKind] = None,
     batch_size: int = 256,
     seed: int = 0,
     autocast_dtype: Optional[torch.dtype] = None,
@@ -60,7 +62,7 @@ def probe(
         eps: PGD radius for the robust accuracy (pixel units).
         margin: m(phi_0(x)) -> [N] for the `probe/within_margin` fraction (||phi - phi_0||^2 <= m), e.g.
             `NormMargin(rho)`; the relative distances are reported whatever the margin.
-        multiplier: the dual network, to report its lambda on held-out data.
+        multiplier: the method's multiplier (a `constrained.protocols.MultiplierKind`), to report its lambda on held-out data.
         batch_size: images per forward pass (the training batch size: the probe then needs no more memory
             than a training step).
         seed: seed of the PGD starts.
@@ -118,9 +120,9 @@ def _probe(encoder, reference, head, images, labels, *, eps, margin, pgd_steps, 
         "probe/near_fraction": int(near.sum()) / len(labels),
     }
     out.update({f"probe/relative_distance_q{int(q * 100)}": v for q, v in zip(QUANTILES, quantiles)})
-    if multiplier is not None and not getattr(multiplier, "per_index", False):  # per-index: no held-out lambda
+    if multiplier is not None and not multiplier.per_index:  # per-index: no held-out lambda
         with torch.no_grad():
-            lam = (multiplier(ref) if getattr(multiplier, "expects_constraint_features", False) else multiplier())
+            lam = multiplier.value(None if multiplier.averages_constraint else ref)
         lam = lam.detach().float().flatten().cpu()
         out["probe/lambda_mean"] = lam.mean().item()
         if lam.numel() > 1:

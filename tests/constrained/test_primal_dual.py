@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import hypothesis.strategies as st
@@ -268,7 +269,7 @@ def test_micro_batches_of_unequal_size_are_refused_before_any_update():
     pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), {CLEAN: MultiplierNetwork(4, hidden=8)})
     closures = [make_closure(model, x[:6], target[:6], features=x[:6]),
                 make_closure(model, x[6:], target[6:], features=x[6:])]
-    with pytest.raises(ValueError, match=r"same number of rows .* got \[6, 4\] rows"):
+    with pytest.raises(ValueError, match=r"same number of rows .* got 6 rows, then 4"):
         pd.step_accumulated(closures)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert (pd.primal_steps, pd.dual_steps) == (0, 0)
@@ -322,7 +323,7 @@ def test_lbfgs_best_responses_reach_the_kkt_point():
     theta, multiplier, pd, closure = _lbfgs_problem()
     for _ in range(60):
         report = pd.step(closure)
-    assert pd.primal_reevaluates
+    assert pd.primal.reevaluates
     torch.testing.assert_close(theta.detach(), torch.tensor([1.0, 0.0], dtype=torch.float64), atol=1e-4, rtol=0)
     assert abs(float(multiplier.weight.detach().reshape(-1)[0]) - 2.0) < 1e-3
     assert report.after_update and report.dual_updated
@@ -435,27 +436,25 @@ def test_deferred_reports_compute_once_and_only_when_read():
 def test_a_report_read_later_keeps_a_multiplier_that_is_its_own_parameter():
     """A user multiplier may return its parameter itself (no copy): a report read after the in-place dual update
     must still state the lambda the step priced."""
-    import cooper
-
-    class RawScalar(cooper.multipliers.ExplicitMultiplier):
-        expects_constraint_features = False
+    class RawScalar(torch.nn.Module):  # the protocol only: no library or cooper base class
         averages_constraint = True
         per_index = False
         free_sign = False
 
         def __init__(self):
-            super().__init__(num_constraints=1, init=torch.tensor([0.5]))
-
-        def forward(self):
-            return self.weight.view(1)  # a view of the parameter, no copy
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.tensor([0.5]))
 
         def features_of(self, observation):
             return None
 
-        def sanity_check(self):
+        def value(self, features):
+            return self.weight.view(1)  # a view of the parameter, no copy
+
+        def bind(self, equality):
             pass
 
-        def post_step_(self):
+        def project_(self):
             with torch.no_grad():
                 self.weight.clamp_(min=0)
 
@@ -481,3 +480,32 @@ def test_kept_reports_release_their_tensors_two_steps_later():
         kept.append(pd.step(closure))
     assert [r.constraints.pending for r in kept] == [False] * 4 + [True] * 2
     assert [r.constraints["clean"].violation_mean for r in kept] == pytest.approx(expected, rel=1e-5)
+
+
+def test_dual_lr_beside_a_dual_optimizer_is_refused_as_it_would_be_ignored():
+    model, _, _ = tiny_problem()
+    with pytest.raises(ValueError, match=r"dual_lr=0\.1 sets the default dual optimizer's rate, but dual_optimizer="):
+        PrimalDual(torch.optim.SGD(model.parameters(), lr=0.01), {CLEAN: ScalarMultiplier()}, dual_lr=0.1,
+                   dual_optimizer=lambda p: torch.optim.SGD(p, lr=0.5, maximize=True))
+
+
+@pytest.mark.parametrize("mode", ["simultaneous", "alternating"])
+def test_around_dual_wraps_the_dual_work_only_on_dual_steps(mode):
+    """The caller's hook (e.g. a timer) is entered while the dual term is built and the dual step taken, and
+    never on a primal-only step."""
+    entered = []
+
+    @contextlib.contextmanager
+    def hook():
+        entered.append(torch.is_grad_enabled())
+        yield
+
+    model, x, target = tiny_problem(0)
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=1e-2), {CLEAN: ScalarMultiplier()}, dual_lr=0.5,
+                    primal_steps_per_dual=3, mode=mode, around_dual=hook)
+    closure = make_closure(model, x, target)
+    pd.step(closure)
+    pd.step(closure)
+    assert entered == []
+    pd.step(closure)
+    assert len(entered) == 2 and pd.dual_steps == 1  # building the dual term, then the update

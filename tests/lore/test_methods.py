@@ -42,8 +42,8 @@ def test_fare_step_equals_lore_step_when_lambda_is_zero(pretrained_encoder, digi
         runs.append(step(images, generator=torch.Generator().manual_seed(0)))
     for p, q in zip(encoder_a.parameters(), encoder_b.parameters()):
         assert torch.allclose(p, q, rtol=1e-4, atol=1e-5)  # fused [adv; clean] batches round differently
-    assert runs[0]["robust_loss"] == pytest.approx(runs[1]["robust_loss"], rel=1e-5)
-    assert runs[1]["clean/multiplier_max"] == 0.0
+    assert runs[0].robust_loss == pytest.approx(runs[1].robust_loss, rel=1e-5)
+    assert runs[1].constraint.multiplier_max == 0.0
 
 
 def test_tecoa_loss_matches_a_hand_computation():
@@ -75,7 +75,7 @@ def test_algorithm_1_attacks_once_and_takes_k_primal_steps_per_dual_step(pretrai
     assert forwards == [16] + [16] * 4 + [32] * 5
     assert len(reference_calls) == 1
     assert step.primal_dual.primal_steps == 5 and step.primal_dual.dual_steps == 1
-    assert {"robust_loss", "clean_distance", "clean/satisfied_fraction", "clean/multiplier_mean"} <= set(out)
+    assert {"robust_loss", "clean_distance", "clean/satisfied_fraction", "clean/multiplier_mean"} <= set(out.as_dict())
 
 
 @pytest.mark.parametrize("accumulation", [1, 2])
@@ -103,7 +103,7 @@ def test_fused_and_sequential_passes_make_the_same_update(pretrained_encoder, di
         assert torch.allclose(duals[0][key], duals[1][key], atol=1e-6)
     for fused, sequential in ((outs[0], outs[2]), (outs[1], outs[3])):
         for key in ("robust_loss", "clean/violation_mean", "clean/multiplier_mean"):
-            assert fused[key] == pytest.approx(sequential[key], rel=1e-4, abs=1e-7)
+            assert fused.as_dict()[key] == pytest.approx(sequential.as_dict()[key], rel=1e-4, abs=1e-7)
     with pytest.raises(ValueError, match="passes must be one of"):
         RobustStep(encoder_a, lore.lore(0.1), torch.optim.SGD(encoder_a.parameters(), lr=0.1), eps=0.1, passes="twice")
 
@@ -119,9 +119,9 @@ def test_every_method_trains_on_digits(factory, pretrained_encoder, digits_split
     for seed in range(2):
         images, labels = batch_of(train, seed=seed)
         out = step(images, labels=labels)
-    assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.as_dict().values())
     if factory is not tecoa:
-        assert 0.0 <= out["clean/satisfied_fraction"] <= 1.0
+        assert 0.0 <= out.constraint.satisfied_fraction <= 1.0
 
 
 def test_supervised_methods_need_a_head_and_labels(pretrained_encoder):
@@ -148,7 +148,7 @@ def test_a_seventh_method_needs_no_library_change(pretrained_encoder, digits_spl
     encoder, _ = pretrained_encoder
     step = RobustStep(encoder, my_method, torch.optim.Adam(encoder.parameters(), lr=1e-3), eps=8 / 255, pgd_steps=2)
     out = step(batch_of(train)[0])
-    assert "clean/violation_mean" in out
+    assert out.constraint_name == "clean" and out.constraint is not None and "clean/violation_mean" in out.as_dict()
 
 
 def test_tecoa_kl_constrains_zero_shot_predictions(pretrained_encoder, digits_split):
@@ -172,7 +172,7 @@ def test_bf16_autocast_step_runs_and_keeps_fp32_weights(pretrained_encoder, digi
     step = RobustStep(encoder, lore.lore(0.1, hidden=16), torch.optim.Adam(encoder.parameters(), lr=1e-3),
                       eps=8 / 255, pgd_steps=2, primal_steps=2, autocast_dtype=torch.bfloat16)
     out = step(batch_of(train)[0])
-    assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.as_dict().values())
     assert all(p.dtype == torch.float32 for p in encoder.parameters())
 
 
@@ -191,7 +191,7 @@ def test_gradient_accumulation_gives_the_same_update(method, pretrained_encoder,
         outs.append(step(images, initial_delta=torch.zeros_like(images)))
     for p, q in zip(encoder_a.parameters(), encoder_b.parameters()):
         assert torch.allclose(p, q, rtol=1e-4, atol=1e-5)
-    assert outs[0]["robust_loss"] == pytest.approx(outs[1]["robust_loss"], rel=1e-4)
+    assert outs[0].robust_loss == pytest.approx(outs[1].robust_loss, rel=1e-4)
     with pytest.raises(ValueError, match="not divisible by accumulation_steps=3"):
         RobustStep(encoder_a, lore.fare(), torch.optim.SGD(encoder_a.parameters(), lr=0.1), eps=0.1,
                    accumulation_steps=3)(images)
@@ -253,5 +253,5 @@ def test_the_logged_robust_loss_in_alternating_mode_is_the_one_the_update_used(p
         outs.append(step(images, generator=torch.Generator().manual_seed(0)))
     for p, q in zip(encoder_a.parameters(), encoder_b.parameters()):
         assert torch.allclose(p, q, atol=1e-6)  # the same primal update
-    assert outs[1]["robust_loss"] == pytest.approx(outs[0]["robust_loss"], rel=1e-6)
-    assert outs[1]["clean_distance"] == pytest.approx(outs[0]["clean_distance"], rel=1e-6)
+    assert outs[1].robust_loss == pytest.approx(outs[0].robust_loss, rel=1e-6)
+    assert outs[1].clean_distance == pytest.approx(outs[0].clean_distance, rel=1e-6)

@@ -73,10 +73,10 @@ def test_the_probe_reports_how_lambda_follows_each_images_use_of_its_margin():
     that of lambda with the relative deviation, computed independently here."""
     encoder, reference, head, images, labels = setting()
 
-    class Growing(torch.nn.Module):
-        expects_constraint_features = True
+    class Growing(torch.nn.Module):  # the members of MultiplierKind the probe reads
+        averages_constraint = per_index = False
 
-        def forward(self, features):
+        def value(self, features):
             return features.pow(2).sum(1)
 
     out = probe(encoder, reference, head, images, labels, eps=4 / 255, margin=NormMargin(0.1), pgd_steps=1,
@@ -109,7 +109,7 @@ def test_the_probe_counts_the_images_near_their_margin(rho):
 
 
 class ConstantFeatureMultiplier(torch.nn.Module):
-    expects_constraint_features = True
+    averages_constraint = per_index = False
 
-    def forward(self, features):
+    def value(self, features):
         return torch.ones(features.shape[0])

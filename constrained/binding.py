@@ -1,0 +1,79 @@
+"""A constraint bound to its multiplier: the checks `PrimalDual` runs once, when it is built.
+
+Binding reads the protocols' flags once (`ConstraintKind.summed`, `MultiplierKind.averages_constraint`,
+`per_index`) and tells the multiplier its constraint's type (`MultiplierKind.bind`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Optional
+
+from torch import nn
+
+from .constraint import check_kind
+from .protocols import ConstraintKind, Formulation, MultiplierKind
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A constraint and its multiplier (None under a formulation without multipliers), with the flags the
+    Lagrangian terms read."""
+
+    constraint: ConstraintKind
+    multiplier: Optional[MultiplierKind]
+    equality: bool
+    summed: bool
+    averages: bool
+    per_index: bool
+
+
+def bind(constraint: ConstraintKind, multiplier: Optional[MultiplierKind], formulation: Formulation,
+         bound: Mapping[str, Binding]) -> Binding:
+    """Checks that `multiplier` can price `constraint` under `formulation`, beside the bindings already made.
+
+    Raises:
+        TypeError: a constraint or multiplier that does not implement its protocol.
+        ValueError: a duplicate name, a shared multiplier object, a multiplier where none is taken (or none
+            where one is needed), an equality priced by a multiplier of fixed sign.
+    """
+    if not isinstance(constraint, ConstraintKind):
+        raise TypeError(f"constraints keys must implement constrained.protocols.ConstraintKind (name, kind, "
+                        f"summed, check_multiplier, report_details), got {type(constraint).__name__}")
+    check_kind(constraint.kind)
+    equality = constraint.kind == "equality"
+    if constraint.name in bound:
+        raise ValueError(f"two constraints share the name {constraint.name!r}; give each a unique name=")
+    if formulation.needs_multiplier and multiplier is None:
+        raise ValueError(f"constraint {constraint.name!r}: {type(formulation).__name__} needs a multiplier")
+    if not formulation.needs_multiplier and multiplier is not None:
+        raise ValueError(f"constraint {constraint.name!r}: {type(formulation).__name__} takes no multiplier")
+    if multiplier is not None:
+        _check_multiplier(constraint, multiplier, equality, bound)
+        multiplier.bind(equality)
+    return Binding(
+        constraint=constraint,
+        multiplier=multiplier,
+        equality=equality,
+        summed=bool(constraint.summed),
+        averages=multiplier is not None and bool(multiplier.averages_constraint),
+        per_index=multiplier is not None and bool(multiplier.per_index),
+    )
+
+
+def _check_multiplier(constraint: ConstraintKind, multiplier: MultiplierKind, equality: bool,
+                      bound: Mapping[str, Binding]) -> None:
+    if not (isinstance(multiplier, nn.Module) and isinstance(multiplier, MultiplierKind)):
+        raise TypeError(f"constraint {constraint.name!r}: multiplier must be an nn.Module implementing "
+                        "constrained.protocols.MultiplierKind (averages_constraint, per_index, free_sign, "
+                        f"features_of, value, bind, project_), got {type(multiplier).__name__}")
+    if equality and not multiplier.free_sign:
+        raise ValueError(f"constraint {constraint.name!r} is an equality: its multiplier must have a free sign "
+                         f"(e.g. a ScalarMultiplier or IndexedMultiplier), not {type(multiplier).__name__} "
+                         "(softplus multipliers are >= 0)")
+    constraint.check_multiplier(multiplier)
+    shared = [name for name, b in bound.items() if b.multiplier is multiplier]
+    if shared:
+        raise ValueError(f"constraint {constraint.name!r} is given the multiplier object of {shared[0]!r}: each "
+                         "constraint needs its own (one dual step would move it twice, for two prices)")

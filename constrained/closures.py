@@ -1,0 +1,94 @@
+"""Running a user's closure and checking what it returns, before anything is updated.
+
+A closure evaluates the model on one (micro-)batch and returns ``(loss, observations)``: a scalar objective f
+and one `Observation` per bound constraint (or a single `Observation`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple, Union
+
+import torch
+
+from .binding import Binding
+from .lagrangian import Priced, multiplier_values, price, primal_lagrangian
+from .protocols import Formulation, Observation
+
+Closure = Callable[[], tuple[torch.Tensor, Union[Observation, Sequence[Observation]]]]
+
+
+class Evaluation(NamedTuple):
+    """One run of a closure: its loss, its observations by constraint name, and their priced form."""
+
+    loss: torch.Tensor
+    observations: dict[str, Observation]
+    priced: dict[str, Priced]
+
+    @property
+    def rows(self) -> int:
+        """The data rows observed (the first observation's `batch_size`; not a group constraint's entries)."""
+        return next(iter(self.observations.values())).batch_size
+
+
+def evaluate(closure: Closure, bindings: Mapping[str, Binding], require_grad: bool = False) -> Evaluation:
+    """Runs `closure` and checks its result against `bindings` (every constraint observed once, finite strict
+    violations, and with `require_grad` violations that carry the model's gradient).
+
+    Raises:
+        TypeError / ValueError / FloatingPointError naming the constraint at fault.
+    """
+    result = closure()
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise TypeError("closure must return (loss, observations)")
+    loss, observations = result
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"closure's loss must be a scalar tensor, got {shape}")
+    if isinstance(observations, Observation):
+        observations = [observations]
+    by_name: dict[str, Observation] = {}
+    for observation in observations:
+        name = _checked(observation, bindings, require_grad)
+        if name in by_name:
+            raise ValueError(f"closure observed constraint {name!r} twice")
+        by_name[name] = observation
+    if len(by_name) != len(bindings):
+        raise ValueError(f"closure did not observe constraint(s) {sorted(set(bindings) - set(by_name))}")
+    return Evaluation(loss, by_name, {name: price(bindings[name], obs) for name, obs in by_name.items()})
+
+
+def _checked(observation: Observation, bindings: Mapping[str, Binding], require_grad: bool) -> str:
+    """The observed constraint's name, once the observation is known to be usable."""
+    if not isinstance(observation, Observation):
+        raise TypeError(f"closure must return Observations, got {type(observation).__name__}")
+    name = observation.constraint.name
+    binding = bindings.get(name)
+    if binding is None or (binding.constraint is not observation.constraint
+                           and binding.constraint != observation.constraint):
+        raise ValueError(f"closure observed constraint {name!r}, which this PrimalDual does not enforce")
+    strict = observation.strict_violation
+    if strict is not None and not bool(torch.isfinite(strict).all()):
+        raise FloatingPointError(f"constraint {name!r}: its strict (true) violation is not finite; stopping "
+                                 "before any update (a NaN would silently become a multiplier)")
+    if require_grad and torch.is_grad_enabled() and not observation.violation.requires_grad:
+        raise ValueError(f"constraint {name!r}: its violation carries no gradient (was it computed from a "
+                         "detached output or under torch.no_grad()?); the primal step could not enforce it")
+    return name
+
+
+def primal_objective(closures: Sequence[Closure], bindings: Mapping[str, Binding], formulation: Formulation,
+                     weight: float) -> float:
+    """The primal Lagrangian re-evaluated, multipliers held fixed, its gradient accumulated into the model (the
+    objective an L-BFGS step minimises; the caller zeroes the gradients first).
+
+    Args:
+        weight: each micro-batch's share (1 / len(closures)).
+    """
+    total = 0.0
+    for closure in closures:
+        e = evaluate(closure, bindings, require_grad=True)
+        lagrangian = weight * primal_lagrangian(e.loss, e.priced, multiplier_values(e.priced, formulation), formulation)
+        torch.autograd.backward(lagrangian)
+        total += float(lagrangian)
+    return total
