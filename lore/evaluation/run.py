@@ -16,7 +16,7 @@ from ..heads import ZeroShotHead
 from ..models.build import BuiltModel, build_model, class_embeddings
 from ..models.encoders import ImageEncoder
 from ..provenance import dataset_fingerprint, provenance
-from ..models.export import load_exported, read_export_spec
+from ..models.export import is_export_folder, load_export_folder
 from .config import EvalConfig
 from .linear_head import fit_linear_head
 from .report import write_report
@@ -60,23 +60,8 @@ def load_model(model: str, pretrained: Optional[str], image_size: Optional[int],
         state = _run_status(path)
         raise FileNotFoundError(f"model {model!r} is a `lore train` run folder without an export (run status: "
                                 f"{state}); finish it with `lore train --resume --output {model}` first")
-    if path.is_dir() and (path / "open_clip_config.json").is_file():
-        return build_model(f"local-dir:{path}", None, image_size, cache_dir=Path(cache_dir).expanduser(),
-                           seed=seed, device=device)
-    if path.is_dir() and (path / "clip.safetensors").is_file():
-        from ..models.digits_clip import DigitsCLIP, digits_tokenizer
-        from ..models.encoders import load_state_file
-
-        clip = DigitsCLIP()
-        clip.load_state_dict(load_state_file(path / "clip.safetensors"))
-        size = image_size or _exported_image_size(path) or 16  # the resolution it was trained at
-        return BuiltModel(clip.visual.to(device), size, clip.to(device), digits_tokenizer(), kind="digits-clip")
-    if path.is_dir() and (path / "encoder.json").is_file():
-        encoder = load_exported(path, device=device)
-        size = image_size or _exported_image_size(path)
-        if size is None:
-            raise ValueError(f"{path / 'encoder.json'} lacks image_size; pass --image-size")
-        return BuiltModel(encoder, size, kind="export")
+    if is_export_folder(path):
+        return load_export_folder(path, image_size, cache_dir=Path(cache_dir).expanduser(), seed=seed, device=device)
     if path.is_dir():
         raise FileNotFoundError(f"model {model!r} is a folder but neither an export (encoder.json or "
                                 "open_clip_config.json) nor a `lore train` run folder")
@@ -135,14 +120,6 @@ def _same_data(a: str, b: str) -> bool:
         return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
     except OSError:
         return False
-
-
-def _exported_image_size(folder: Path) -> Optional[int]:
-    """The input side an export was trained at (encoder.json's image_size), or None when it does not say."""
-    spec_path = folder / "encoder.json"
-    if not spec_path.is_file():
-        return None
-    return read_export_spec(spec_path).get("image_size")  # a positive int when present (checked there)
 
 
 def _looks_like_path(text: str) -> bool:

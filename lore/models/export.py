@@ -7,6 +7,9 @@
   ``lore.load_open_clip("local-dir:PATH")``;
 - timm and digits encoders: `encoder.safetensors` (the backbone's state) and
   `encoder.json` (how to rebuild it), loadable with ``lore.load_exported(PATH)``.
+
+The writer (`export_encoder`) and the readers (`load_exported` for the encoder alone, `load_export_folder` for
+the model with its text tower, as `lore eval` uses it) live here together; every file is written atomically.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
+
+from ..jsonio import write_json
+from .build import BuiltModel, build_model
 from .encoders import ImageEncoder, load_open_clip, load_state_file, load_timm, save_state_file
 
 
@@ -30,8 +36,8 @@ def export_encoder(built, model_name: str, folder: Union[str, Path]) -> Path:
         config = open_clip.get_model_config(model_name)
         if config is None:
             raise ValueError(f"no open_clip config found for {model_name!r}; cannot write a loadable export")
-        (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": {
-            "mean": built.encoder.mean.flatten().tolist(), "std": built.encoder.std.flatten().tolist()}}, indent=2))
+        write_json(folder / "open_clip_config.json", {"model_cfg": config, "preprocess_cfg": {
+            "mean": built.encoder.mean.flatten().tolist(), "std": built.encoder.std.flatten().tolist()}}, indent=2)
         save_state_file(built.clip.state_dict(), folder / "open_clip_model.safetensors")  # visual.* is the tuned tower
         return folder
     save_state_file(built.encoder.backbone.state_dict(), folder / "encoder.safetensors")
@@ -39,7 +45,7 @@ def export_encoder(built, model_name: str, folder: Union[str, Path]) -> Path:
         save_state_file(built.clip.state_dict(), folder / "clip.safetensors")
     spec = {"kind": built.kind, "model": model_name, "mean": built.encoder.mean.flatten().tolist(),
             "std": built.encoder.std.flatten().tolist(), "embed_dim": built.encoder.embed_dim, "image_size": built.image_size}
-    (folder / "encoder.json").write_text(json.dumps(spec, indent=2))
+    write_json(folder / "encoder.json", spec, indent=2)
     return folder
 
 
@@ -68,6 +74,47 @@ def load_exported(folder: Union[str, Path], device: Union[str, torch.device] = "
         raise ValueError(f"{folder / 'encoder.safetensors'} does not fit the encoder {spec_path} describes: "
                          f"{str(error).splitlines()[0]}") from None
     return ImageEncoder(backbone, spec["mean"], spec["std"], embed_dim=spec["embed_dim"]).to(device)
+
+
+def is_export_folder(path: Path) -> bool:
+    """Whether `path` is a folder `export_encoder` wrote (open_clip_config.json, or encoder.json)."""
+    return path.is_dir() and ((path / "open_clip_config.json").is_file() or (path / "encoder.json").is_file())
+
+
+def load_export_folder(path: Path, image_size: Optional[int], *, cache_dir: Path, seed: int,
+                       device: torch.device) -> BuiltModel:
+    """An `export_encoder` folder as a `BuiltModel`: open_clip's with its text tower, the digits CLIP with its
+    text tower, or a timm/digits encoder alone (kind "export").
+
+    Args:
+        image_size: input side; None: the one the export was trained at.
+
+    Raises:
+        FileNotFoundError: not an export folder. ValueError: an encoder.json that lacks image_size and none given.
+    """
+    if (path / "open_clip_config.json").is_file():
+        return build_model(f"local-dir:{path}", None, image_size, cache_dir=cache_dir, seed=seed, device=device)
+    if not (path / "encoder.json").is_file():
+        raise FileNotFoundError(f"{path} holds no lore export (no open_clip_config.json or encoder.json)")
+    size = image_size or exported_image_size(path)
+    if (path / "clip.safetensors").is_file():
+        from .digits_clip import DigitsCLIP, digits_tokenizer
+
+        clip = DigitsCLIP()
+        clip.load_state_dict(load_state_file(path / "clip.safetensors"))
+        return BuiltModel(clip.visual.to(device), size or 16, clip.to(device), digits_tokenizer(), kind="digits-clip")
+    encoder = load_exported(path, device=device)
+    if size is None:
+        raise ValueError(f"{path / 'encoder.json'} lacks image_size; pass --image-size")
+    return BuiltModel(encoder, size, kind="export")
+
+
+def exported_image_size(folder: Path) -> Optional[int]:
+    """The input side an export was trained at (encoder.json's image_size), or None when it does not say."""
+    spec_path = folder / "encoder.json"
+    if not spec_path.is_file():
+        return None
+    return read_export_spec(spec_path).get("image_size")  # a positive int when present (checked there)
 
 
 #: what encoder.json must hold, by kind
