@@ -17,9 +17,9 @@ import os
 import signal
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -30,7 +30,8 @@ from ..data.images import (TensorImages, batches_per_epoch, build_dataset, check
 from ..devices import bf16_warning, resolve_device
 from ..jsonio import dumps, write_json, write_text_atomic
 from ..methods import build_method
-from ..models.build import build_head, build_model
+from ..heads import ZeroShotHead
+from ..models.build import BuiltModel, build_head, build_model
 from ..models.export import export_encoder
 from ..progress import progress
 from ..reference import FrozenReference
@@ -169,10 +170,80 @@ def enable_grad_checkpointing(encoder: torch.nn.Module, model_name: str) -> None
 
 
 def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
+    run = _build(config, resume, info)
+    status, step = _loop(run)
+    return _finish(run, status, step)
+
+
+@dataclass
+class _Run:
+    """What `_build` made of a config: the loop trains it, `_finish` exports and summarises it."""
+
+    config: TrainConfig
+    info: DistInfo
+    device: torch.device
+    fingerprint: dict
+    built: BuiltModel
+    reference: FrozenReference
+    head: ZeroShotHead
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    step_fn: RobustStep
+    train_set: Any
+    probe_images: torch.Tensor
+    probe_labels: torch.Tensor
+    unreadable: Optional[_UnreadableLog]
+    passes: str
+    workers: int
+    per_epoch: int
+    total: int
+    start: int
+    #: seconds: the longest batch and checkpoint write, what a stop signal may have to wait for
+    longest: dict = field(default_factory=lambda: {"batch": 0.0, "checkpoint": 0.0})
+
+    @property
+    def output(self) -> Path:
+        return Path(self.config.output)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.output / LAST
+
+    @property
+    def global_batch(self) -> int:
+        return self.config.batch_size * self.info.world_size
+
+    @property
+    def encoder(self) -> torch.nn.Module:
+        return self.built.encoder
+
+    def checkpoint(self, step: int) -> None:
+        """Writes last.pt atomically (rank 0): weights, optimisers, schedule, dual state, RNG, at batch `step`."""
+        if not self.info.is_main:
+            return
+        began = time.perf_counter()
+        save_atomic({
+            "format_version": FORMAT_VERSION, "fingerprint": self.fingerprint, "step": step,
+            "epoch": step // self.per_epoch, "encoder": self.encoder.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "dual": self.step_fn.state_dict(), "rng": {"torch": torch.get_rng_state()}, "config": self.config.to_dict(),
+        }, self.checkpoint_path)
+        self.longest["checkpoint"] = max(self.longest["checkpoint"], time.perf_counter() - began)
+
+    def probe(self) -> dict:
+        """Held-out clean/robust accuracy and constraint use (rank 0's `probe`), at the training precision."""
+        config = self.config
+        # "within margin" uses LORE's own margin; other methods are measured against rho ||phi_0(x)||^2
+        margin = self.step_fn.method.constraint.margin if config.method == "lore" else NormMargin(config.rho)
+        return probe(self.encoder, self.reference, self.head, self.probe_images, self.probe_labels, eps=config.eps,
+                     margin=margin, multiplier=self.step_fn.multiplier, seed=config.seed, batch_size=config.batch_size,
+                     autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None)
+
+
+def _prepare_output(config: TrainConfig, resume: bool, info: DistInfo, fingerprint: dict) -> Optional[dict]:
+    """Checks the output folder (refusing to mix runs) and loads the checkpoint to resume; writes config.json."""
     output = Path(config.output)
-    device = _device(config, info)
     checkpoint_path = output / LAST
-    fingerprint = config.resume_fingerprint(info.world_size)
     state = None
     if resume:
         state = load_checkpoint(checkpoint_path, fingerprint)  # refuses any change it could not honour
@@ -185,9 +256,18 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         output.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(checkpoint_path)
         write_json(output / "config.json", config.to_dict())
+    return state
+
+
+def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
+    """The model, phi_0, data, probe set, head, optimisers and the step of a run, restored from its checkpoint on
+    `resume`."""
+    device = _device(config, info)
+    fingerprint = config.resume_fingerprint(info.world_size)
+    state = _prepare_output(config, resume, info, fingerprint)
+    output = Path(config.output)
     unreadable = (_UnreadableLog(output / "unreadable_images.txt" if info.is_main else None, resume=resume)
                   if config.skip_unreadable else None)
-
     torch.manual_seed(config.seed)
     built = build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
                         seed=config.split_seed, device=device)
@@ -202,34 +282,15 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
     probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed, on_unreadable=unreadable)
     head_images, head_labels = probe_subset(train_set, 1000, config.seed + 1, on_unreadable=unreadable)
     head = build_head(built, dataset_classnames(train_set), reference, head_images.to(device), head_labels.to(device))
-
-    if config.grad_checkpointing:
-        enable_grad_checkpointing(encoder, config.model)
-    if config.channels_last:
-        encoder.to(memory_format=torch.channels_last)
-    model = torch.compile(encoder) if config.compile else encoder
-    if info.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    global_batch = config.batch_size * info.world_size
-    per_epoch = batches_per_epoch(len(train_set), global_batch)
+    per_epoch = batches_per_epoch(len(train_set), config.batch_size * info.world_size)
     total = config.max_steps or per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, config.warmup_steps))
-    method = make_method(config)
     if config.precision == "bf16" and info.is_main and (message := bf16_warning(device)) is not None:
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(message, stacklevel=3)
     passes = resolve_passes(config.passes, device)  # what 'auto' became
-    workers = 0 if isinstance(train_set, TensorImages) else resolve_workers(config.workers)  # in-memory data: none
-    torch.manual_seed(config.seed)  # the dual network's init must not depend on whether phi_0 came from the cache
-    step_fn = RobustStep(
-        model, method, optimizer, eps=config.eps, reference=reference, head=head, pgd_steps=config.pgd_steps,
-        primal_steps=config.primal_steps, embed_dim=encoder.embed_dim,
-        autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
-        accumulation_steps=config.grad_accumulation, passes=passes,
-    )
-
+    step_fn = _robust_step(config, info, built, reference, head, optimizer, passes, device)
     step_fn.fit_dual_features(head_images.to(device), batch_size=config.batch_size)  # same images on every rank
-
     start = 0
     if state is not None:
         encoder.load_state_dict(state["encoder"])
@@ -240,92 +301,66 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         start = int(state["step"])
         if info.is_main:
             _drop_metrics_after(output / "metrics.jsonl", start)
+    workers = 0 if isinstance(train_set, TensorImages) else resolve_workers(config.workers)  # in-memory data: none
+    return _Run(config, info, device, fingerprint, built, reference, head, optimizer, scheduler, step_fn, train_set,
+                probe_images, probe_labels, unreadable, passes, workers, per_epoch, total, start)
 
-    last_saved = [start]
-    longest = {"batch": 0.0, "checkpoint": 0.0}  # seconds: what a stop signal may have to wait for
-    collapsed = 0  # consecutive batches with a collapsed multiplier (see _multiplier_collapsed)
 
-    def checkpoint(step: int) -> None:
-        last_saved[0] = step
-        if info.is_main:
-            began_writing = time.perf_counter()
-            save_atomic({
-                "format_version": FORMAT_VERSION, "fingerprint": fingerprint, "step": step,
-                "epoch": step // per_epoch, "encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "dual": step_fn.state_dict(),
-                "rng": {"torch": torch.get_rng_state()}, "config": config.to_dict(),
-            }, checkpoint_path)
-            longest["checkpoint"] = max(longest["checkpoint"], time.perf_counter() - began_writing)
+def _robust_step(config: TrainConfig, info: DistInfo, built: BuiltModel, reference: FrozenReference, head: ZeroShotHead,
+                 optimizer: torch.optim.Optimizer, passes: str, device: torch.device) -> RobustStep:
+    """The per-batch step over the encoder as the config wraps it (checkpointing, channels-last, compile, DDP)."""
+    encoder = built.encoder
+    if config.grad_checkpointing:
+        enable_grad_checkpointing(encoder, config.model)
+    if config.channels_last:
+        encoder.to(memory_format=torch.channels_last)
+    model = torch.compile(encoder) if config.compile else encoder
+    if info.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    method = make_method(config)
+    torch.manual_seed(config.seed)  # the dual network's init must not depend on how the model was built
+    return RobustStep(
+        model, method, optimizer, eps=config.eps, reference=reference, head=head,
+        pgd_steps=config.pgd_steps, primal_steps=config.primal_steps, embed_dim=encoder.embed_dim,
+        autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
+        accumulation_steps=config.grad_accumulation, passes=passes,
+    )
 
-    multiplier = step_fn.multiplier
-    # held-out "within margin" uses LORE's own margin; other methods are measured against rho ||phi_0(x)||^2
-    probe_margin = method.constraint.margin if config.method == "lore" else NormMargin(config.rho)
-    # the probe's forwards as training's: its precision, and no larger batches than a training step
-    probe_settings = {"batch_size": config.batch_size,
-                      "autocast_dtype": torch.bfloat16 if config.precision == "bf16" else None}
-    writer = _tensorboard(output) if config.tensorboard and info.is_main else None
-    metrics_file = open(output / "metrics.jsonl", "a") if info.is_main else None
-    bar = progress(total, f"{config.method} eps={config.eps * 255:.3g}/255", initial=start, unit="batch",
+
+def _loop(run: _Run) -> tuple[str, int]:
+    """Trains from batch `run.start` to `run.total` (or a stop signal); returns (status, batches done)."""
+    config, info = run.config, run.info
+    writer = _tensorboard(run.output) if config.tensorboard and info.is_main else None
+    metrics_file = open(run.output / "metrics.jsonl", "a") if info.is_main else None
+    bar = progress(run.total, f"{config.method} eps={config.eps * 255:.3g}/255", initial=run.start, unit="batch",
                    enabled=info.is_main)
-    status, step = "finished", start
-    sampler = GlobalBatchSampler(len(train_set), config.batch_size, world_size=info.world_size, rank=info.rank,
-                                 seed=config.seed, start_step=start, total_steps=total)
-    batches = training_batches(train_set, sampler, workers=workers,
-                               pin_memory=device.type == "cuda", on_unreadable=unreadable)
+    sampler = GlobalBatchSampler(len(run.train_set), config.batch_size, world_size=info.world_size, rank=info.rank,
+                                 seed=config.seed, start_step=run.start, total_steps=run.total)
+    batches = training_batches(run.train_set, sampler, workers=run.workers, pin_memory=run.device.type == "cuda",
+                               on_unreadable=run.unreadable)
+    collapsed = 0  # consecutive batches with a collapsed multiplier (see _multiplier_collapsed)
     try:
         with _StopRequest() as stop:
-            if start == 0 and info.is_main and config.probe_every:
-                _log(metrics_file, writer, 0, {"epoch": 0, **probe(encoder, reference, head, probe_images, probe_labels,
-                     eps=config.eps, margin=probe_margin, multiplier=multiplier, seed=config.seed, **probe_settings)})
-            for step in range(start, total):
-                epoch = step // per_epoch
-                waiting = time.perf_counter()
-                images, labels, _ = next(batches)
-                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                if config.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                start_noise = _global_start(step, config, global_batch, images.shape[1:], info)
-                began = time.perf_counter()
-                data_wait = began - waiting
-                try:
-                    result = step_fn(images, labels=labels, initial_delta=start_noise.to(device))
-                except FloatingPointError as error:
-                    raise FloatingPointError(f"training stopped at batch {step}: {error}. "
-                                             + _restart_advice(checkpoint_path)) from error
+            if run.start == 0 and info.is_main and config.probe_every:
+                _log(metrics_file, writer, 0, {"epoch": 0, **run.probe()})
+            for step in range(run.start, run.total):
+                result, seconds, data_wait = _train_batch(run, step, next(batches))
                 collapsed = collapsed + 1 if _multiplier_collapsed(result) else 0
                 if collapsed >= COLLAPSE_PATIENCE:
                     raise FloatingPointError(
                         f"training stopped at batch {step}: the multiplier collapsed — lambda <= {COLLAPSED_LAMBDA:g} on "
                         f"every sample for {collapsed} batches while {1 - result.constraint.satisfied_fraction:.0%} of "
                         f"the batch violates its margin (a softplus pushed this far down no longer moves: usually "
-                        f"--dual-lr {config.dual_lr:g} is too large). " + _restart_advice(checkpoint_path))
-                scheduler.step()
-                seconds = time.perf_counter() - waiting
-                longest["batch"] = max(longest["batch"], seconds)
+                        f"--dual-lr {config.dual_lr:g} is too large). " + _restart_advice(run.checkpoint_path))
                 done = step + 1
-                bar.update(1)
-                postfix = {"loss": f"{result.robust_loss:.3g}"}
-                if result.constraint is not None:  # constrained methods only
-                    postfix["sat"] = f"{result.constraint.satisfied_fraction:.2f}"
-                postfix.update({"img/s": f"{global_batch / seconds:.3g}", "data wait": f"{100 * data_wait / seconds:.0f}%"})
-                bar.set_postfix(postfix)
-                last = done == total  # the end of training is always logged and probed
-                if info.is_main and (done % config.log_every == 0 or last):
-                    record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "images_per_second": global_batch / seconds,
-                              "step_seconds": seconds, "data_wait_seconds": data_wait, **result.as_dict()}
-                    if config.probe_every and (done % config.probe_every == 0 or last):
-                        record.update(probe(encoder, reference, head, probe_images, probe_labels, eps=config.eps,
-                                            margin=probe_margin, multiplier=multiplier, seed=config.seed, **probe_settings))
-                    _log(metrics_file, writer, done, record)
-                if done % config.checkpoint_every == 0 and done < total:
-                    checkpoint(done)
-                if any_rank(stop.signal is not None, info, device):
-                    checkpoint(done)
-                    status, step = "interrupted", done
-                    break
-            else:
-                step = total
-                checkpoint(total)
+                _report_batch(run, done, result, seconds, data_wait, bar, metrics_file, writer)
+                if done % config.checkpoint_every == 0 and done < run.total:
+                    run.checkpoint(done)
+                if any_rank(stop.signal is not None, info, run.device):
+                    run.checkpoint(done)
+                    return "interrupted", done
+            run.checkpoint(run.total)
+            return "finished", run.total
     finally:
         bar.close()
         batches.close()  # stops the data-loading processes
@@ -334,24 +369,70 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
         if writer:
             writer.close()
 
-    agree = parameters_agree(encoder, info, device)
+
+def _train_batch(run: _Run, step: int, batch) -> tuple[StepResult, float, float]:
+    """One batch through the step and the LR schedule; returns (result, batch seconds, of which data wait)."""
+    config = run.config
+    waiting = time.perf_counter()
+    images, labels, _ = batch
+    images, labels = images.to(run.device, non_blocking=True), labels.to(run.device, non_blocking=True)
+    if config.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    start_noise = _global_start(step, config, run.global_batch, images.shape[1:], run.info)
+    data_wait = time.perf_counter() - waiting
+    try:
+        result = run.step_fn(images, labels=labels, initial_delta=start_noise.to(run.device))
+    except FloatingPointError as error:
+        raise FloatingPointError(f"training stopped at batch {step}: {error}. "
+                                 + _restart_advice(run.checkpoint_path)) from error
+    run.scheduler.step()
+    seconds = time.perf_counter() - waiting
+    run.longest["batch"] = max(run.longest["batch"], seconds)
+    return result, seconds, data_wait
+
+
+def _report_batch(run: _Run, done: int, result: StepResult, seconds: float, data_wait: float, bar, metrics_file,
+                  writer) -> None:
+    """The progress bar's postfix every batch; metrics (and the probe) every log_every/probe_every and at the end."""
+    config = run.config
+    bar.update(1)
+    postfix = {"loss": f"{result.robust_loss:.3g}"}
+    if result.constraint is not None:  # constrained methods only
+        postfix["sat"] = f"{result.constraint.satisfied_fraction:.2f}"
+    postfix.update({"img/s": f"{run.global_batch / seconds:.3g}", "data wait": f"{100 * data_wait / seconds:.0f}%"})
+    bar.set_postfix(postfix)
+    last = done == run.total  # the end of training is always logged and probed
+    if run.info.is_main and (done % config.log_every == 0 or last):
+        record = {"epoch": (done - 1) // run.per_epoch, "lr": run.scheduler.get_last_lr()[0],
+                  "images_per_second": run.global_batch / seconds, "step_seconds": seconds,
+                  "data_wait_seconds": data_wait, **result.as_dict()}
+        if config.probe_every and (done % config.probe_every == 0 or last):
+            record.update(run.probe())
+        _log(metrics_file, writer, done, record)
+
+
+def _finish(run: _Run, status: str, step: int) -> RunResult:
+    """Checks the ranks agree; on rank 0 writes summary.json and, for a finished run, the export and the plots."""
+    info, config = run.info, run.config
+    agree = parameters_agree(run.encoder, info, run.device)
+    unreadable = run.unreadable.count if run.unreadable else 0
     if info.is_main:
-        summary = {"status": status, "start_step": start, "step": step, "total_steps": total,
-                   "passes": passes, "workers": workers,
-                   "world_size": info.world_size, "ranks_agree": agree,
-                   "unreadable_images": unreadable.count if unreadable else 0,
+        longest = run.longest
+        summary = {"status": status, "start_step": run.start, "step": step, "total_steps": run.total,
+                   "passes": run.passes, "workers": run.workers, "world_size": info.world_size, "ranks_agree": agree,
+                   "unreadable_images": unreadable,
                    # a SIGTERM waits for the current batch, then a checkpoint: the grace period a scheduler must
                    # give (torchrun --shutdown-timeout, SLURM KillWait) is at least their sum
                    "longest_batch_seconds": round(longest["batch"], 3),
                    "longest_checkpoint_seconds": round(longest["checkpoint"], 3),
                    "stop_needs_seconds": round(longest["batch"] + longest["checkpoint"], 3)}
         if status == "finished":
-            summary["export"] = str(export_encoder(built, config.model, output / "export"))
+            summary["export"] = str(export_encoder(run.built, config.model, run.output / "export"))
             from .plots import plot_run
 
-            summary["plots"] = [str(p) for p in plot_run(output, rho=config.rho)]
-        write_json(output / "summary.json", summary)
-    return RunResult(status, step, total, output, agree, start, unreadable.count if unreadable else 0)
+            summary["plots"] = [str(p) for p in plot_run(run.output, rho=config.rho)]
+        write_json(run.output / "summary.json", summary)
+    return RunResult(status, step, run.total, run.output, agree, run.start, unreadable)
 
 
 class _UnreadableLog:

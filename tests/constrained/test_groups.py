@@ -10,9 +10,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from constrained import (BestIterate, Constraint, FixedMargin, GroupConstraint, MultiplierNetwork, PrimalDual,
-                         ScalarMultiplier, bounded_group_loss, demographic_parity, equal_opportunity, equalized_odds,
-                         parity_difference, sq_l2)
+from constrained import (
+    BestIterate,
+    Constraint,
+    FixedMargin,
+    GroupConstraint,
+    MultiplierNetwork,
+    PrimalDual,
+    RateConstraint,
+    ScalarMultiplier,
+    bounded_group_loss,
+    demographic_parity,
+    equal_opportunity,
+    equalized_odds,
+    parity_difference,
+    sq_l2,
+)
 
 
 def one_dual_step(constraint, values, groups, dual_lr=1.0, **observe):
@@ -295,3 +308,17 @@ def test_best_iterate_skips_a_step_whose_batch_did_not_observe_every_constraint(
     assert pd.primal_steps == 1 and best.unjudged == 1 and best.best_state is None
     best.step(pd, lambda: closure(torch.tensor([1, 1, 0, 0] * 2)), model)
     assert best.unjudged == 1 and best.best_step == 2  # steps count from 1
+
+
+@pytest.mark.parametrize("bound", [math.inf, -math.inf, math.nan])
+def test_group_bounds_must_be_finite(bound):
+    with pytest.raises(ValueError, match="bound must be a finite number"):
+        GroupConstraint(2, bound)
+
+
+@pytest.mark.parametrize("temperature", [math.inf, 0.0, -1.0, math.nan])
+def test_a_rate_proxy_needs_a_finite_positive_temperature(temperature):
+    with pytest.raises(ValueError, match="temperature must be finite and > 0"):
+        demographic_parity(2, 0.05, temperature=temperature)
+    with pytest.raises(ValueError, match="temperature must be finite and > 0"):
+        RateConstraint(2, 0.05, relative=True, two_sided=True, temperature=temperature)

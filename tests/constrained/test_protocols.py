@@ -1,5 +1,4 @@
-"""constrained.protocols: a multiplier and a formulation written from the documented protocols alone (plain
-classes, no library or cooper base) train through `PrimalDual` to closed-form KKT points."""
+"""Margins, the violation's sign and value, and the paper's App. F cosine bound."""
 
 from __future__ import annotations
 
@@ -8,6 +7,18 @@ import torch
 
 from constrained import Constraint, Lagrangian, NormMargin, Observation, PrimalDual, sq_l2
 from constrained.protocols import ConstraintKind, Formulation, MultiplierKind
+
+
+def test_observation_checks_features_and_indices():
+    c = Constraint(d=sq_l2, margin=NormMargin(0.1))
+    out, ref = torch.randn(4, 3), torch.randn(4, 3)
+    with pytest.raises(ValueError, match="batch size 4"):
+        c.observe(out, ref, features=torch.randn(3, 8))
+    with pytest.raises(TypeError, match="int64"):
+        c.observe(out, ref, indices=torch.arange(4).int())
+    with pytest.raises(ValueError, match=r"shape \[B\]=\[4\]"):
+        c.observe(out, ref, indices=torch.arange(5))
+
 
 RHO = 0.25
 

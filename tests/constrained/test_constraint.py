@@ -1,14 +1,69 @@
-"""Rate (chance) constraints: the dual step prices the share of samples outside the margin, not its size."""
+"""Constraint: the violation's sign and value, rate (chance) constraints, the paper's App. F cosine bound."""
 
 from __future__ import annotations
 
+import math
+
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import assume, given, settings
 
-from constrained import Constraint, FixedMargin, PrimalDual, ScalarMultiplier
+from constrained import Constraint, EntropyMargin, FixedMargin, NormMargin, PrimalDual, ScalarMultiplier, kl_div, sq_l2
+
+
+def test_readme_spelling_matches_the_formula():
+    out, ref = torch.randn(5, 7), torch.randn(5, 7)
+    v = Constraint(d=sq_l2, margin=NormMargin(0.1)).violation(out, ref)
+    expected = (out - ref).pow(2).sum(1) - 0.1 * ref.pow(2).sum(1)
+    assert v.shape == (5,)
+    assert torch.allclose(v, expected)
+
+
+def test_violation_sign():
+    ref = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    inside = ref * 1.1  # ||out - ref||^2 = 0.01 ||ref||^2 < 0.1 ||ref||^2
+    outside = ref * 2.0  # = ||ref||^2 > 0.1 ||ref||^2
+    c = Constraint(d=sq_l2, margin=NormMargin(0.1))
+    assert (c.violation(inside, ref) < 0).all()
+    assert (c.violation(outside, ref) > 0).all()
+
+
+def test_constraint_rejects_non_callables():
+    with pytest.raises(TypeError, match="d must be callable"):
+        Constraint(d=3)
+    with pytest.raises(TypeError, match="margin must be callable"):
+        Constraint(d=sq_l2, margin=0.1)
+
+
+def test_kl_constraint_with_entropy_margin():
+    ref_logits = torch.tensor([[2.0, 0.0, -1.0]])
+    c = Constraint(d=kl_div, margin=EntropyMargin(0.5))
+    assert c.violation(ref_logits, ref_logits).item() < 0
+    assert c.violation(-5 * ref_logits, ref_logits).item() > 0
+
+
+def _cos(a, b):
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    dim=st.integers(2, 32),
+    rho=st.floats(1e-4, 0.24),
+    fraction=st.floats(0.0, 1.0),
+)
+def test_app_f_cosine_bound(seed, dim, rho, fraction):
+    """If ||u_hat - u||^2 <= rho ||u||^2 then |cos(u, v) - cos(u_hat, v)| <= 2 sqrt(rho) for any v."""
+    g = torch.Generator().manual_seed(seed)
+    u, v, direction = (torch.randn(dim, generator=g, dtype=torch.float64) for _ in range(3))
+    assume(direction.norm() > 1e-6)
+    u_hat = u + direction / direction.norm() * (fraction * math.sqrt(rho) * u.norm())
+    out, ref = u_hat[None], u[None]
+    assert Constraint(d=sq_l2, margin=NormMargin(rho)).violation(out, ref).item() <= 1e-9
+    assert abs(_cos(u, v) - _cos(u_hat, v)) <= 2 * math.sqrt(rho) + 1e-9
 
 
 def shift(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,4 @@
-"""fp16 autocast through PrimalDual with a torch.amp.GradScaler: the same solution as fp32, overflowing steps
-skipped on both sides together, the scaler's state saved and restored."""
+"""The primal update (plain, fp16 through a GradScaler, L-BFGS) and the dual update (its optimizer and rate)."""
 
 from __future__ import annotations
 
@@ -7,8 +6,9 @@ import copy
 
 import pytest
 import torch
+from tiny_problems import CLEAN, _lbfgs_problem, tiny_problem
 
-from constrained import Constraint, FixedMargin, PrimalDual, ScalarMultiplier, sq_l2
+from constrained import Constraint, FixedMargin, GroupConstraint, PrimalDual, ScalarMultiplier, sq_l2
 
 
 def _problem(seed: int = 0):
@@ -83,3 +83,52 @@ def test_the_scaler_state_is_part_of_the_state_dict():
         plain.load_state_dict(state)
     with pytest.raises(TypeError, match="GradScaler"):
         _stepper(model, scaler="fp16")
+
+
+@pytest.mark.parametrize("dual_lr", [float("nan"), float("inf"), -1.0])
+def test_a_non_finite_or_negative_dual_lr_is_refused(dual_lr):
+    model, _, _ = tiny_problem()
+    with pytest.raises(ValueError, match="dual_lr must be finite and >= 0"):
+        PrimalDual(torch.optim.SGD(model.parameters(), lr=0.01), {CLEAN: ScalarMultiplier()}, dual_lr=dual_lr)
+
+
+def test_lbfgs_best_responses_reach_the_kkt_point():
+    theta, multiplier, pd, closure = _lbfgs_problem()
+    for _ in range(60):
+        report = pd.step(closure)
+    assert pd.primal.reevaluates
+    torch.testing.assert_close(theta.detach(), torch.tensor([1.0, 0.0], dtype=torch.float64), atol=1e-4, rtol=0)
+    assert abs(float(multiplier.weight.detach().reshape(-1)[0]) - 2.0) < 1e-3
+    assert report.after_update and report.dual_updated
+
+
+def test_lbfgs_with_a_grad_scaler_is_refused():
+    from constrained import Constraint, FixedMargin, ScalarMultiplier, sq_l2
+
+    theta = torch.nn.Parameter(torch.zeros(2))
+    bound = Constraint(d=sq_l2, margin=FixedMargin(1.0))
+    with pytest.raises(ValueError, match="LBFGS"):
+        PrimalDual(torch.optim.LBFGS([theta]), {bound: ScalarMultiplier()}, scaler=torch.amp.GradScaler("cpu"))
+
+
+def test_dual_lr_beside_a_dual_optimizer_is_refused_as_it_would_be_ignored():
+    model, _, _ = tiny_problem()
+    with pytest.raises(ValueError, match=r"dual_lr=0\.1 sets the default dual optimizer's rate, but dual_optimizer="):
+        PrimalDual(torch.optim.SGD(model.parameters(), lr=0.01), {CLEAN: ScalarMultiplier()}, dual_lr=0.1,
+                   dual_optimizer=lambda p: torch.optim.SGD(p, lr=0.5, maximize=True))
+
+
+def test_a_non_finite_gradient_behind_a_finite_lagrangian_stops_the_same_step():
+    """The norm ||w|| at w = 0 has the finite value 0 and a non-finite gradient (sqrt's derivative at 0): before,
+    the weights became NaN and the next step raised; now the step that would apply it stops, weights unchanged."""
+    constraint = GroupConstraint(2, 0.5)
+    weight = torch.nn.Parameter(torch.zeros(3))
+    pd = PrimalDual(torch.optim.SGD([weight], lr=0.1), {constraint: constraint.multiplier()}, dual_lr=0.1)
+    x, groups = torch.randn(8, 3), torch.arange(8) % 2
+
+    def closure():
+        return weight.pow(2).sum().sqrt(), [constraint.observe(torch.sigmoid(x @ weight), groups)]
+
+    with pytest.raises(FloatingPointError, match="primal gradient is not finite although the Lagrangian is"):
+        pd.step(closure)
+    assert torch.equal(weight.detach(), torch.zeros(3)) and pd.primal_steps == 0
