@@ -17,7 +17,8 @@ from .constraint import Constraint
 from .divergences import Divergence, cosine_distance, js_div, kl_div, l1, l2, sq_l2
 from .formulations import AugmentedLagrangian, FixedPenalty, Lagrangian
 from .groups import (GroupConstraint, GroupMultiplier, RateConstraint, bounded_group_loss, demographic_parity,
-                     equal_opportunity, equalized_odds, parity_difference)
+                     equal_false_positive_rates, equal_opportunity, equalized_odds, false_positive_rate,
+                     parity_difference)
 from .margins import EntropyMargin, FixedMargin, Margin, NormMargin
 from .multipliers import IndexedMultiplier, LinearMultiplier, MultiplierNetwork, ScalarMultiplier
 from .primal_dual import PrimalDual
@@ -54,8 +55,10 @@ __all__ = [
     "bounded_group_loss",
     "cosine_distance",
     "demographic_parity",
+    "equal_false_positive_rates",
     "equal_opportunity",
     "equalized_odds",
+    "false_positive_rate",
     "js_div",
     "kl_div",
     "l1",

@@ -29,6 +29,20 @@ class Binding:
     per_index: bool
 
 
+def check_hashable(constraint: object) -> None:
+    """Refuses a constraint that cannot key the {constraint: multiplier} mapping, saying how to make it one.
+
+    Raises:
+        TypeError: `hash(constraint)` fails (a class defining __eq__ without __hash__, a non-frozen dataclass).
+    """
+    try:
+        hash(constraint)
+    except TypeError:
+        raise TypeError(f"a constraint must be hashable (it keys the {{constraint: multiplier}} mapping); "
+                        f"{type(constraint).__name__} is not: use @dataclass(frozen=True) or eq=False, or define "
+                        "__hash__ beside __eq__") from None
+
+
 def bind(constraint: ConstraintKind, multiplier: Optional[MultiplierKind], formulation: Formulation,
          bound: Mapping[str, Binding]) -> Binding:
     """Checks that `multiplier` can price `constraint` under `formulation`, beside the bindings already made.

@@ -73,7 +73,9 @@ def _checked(observation: Observation, bindings: Mapping[str, Binding], require_
                                  "before any update (a NaN would silently become a multiplier)")
     if require_grad and torch.is_grad_enabled() and not observation.violation.requires_grad:
         raise ValueError(f"constraint {name!r}: its violation carries no gradient (was it computed from a "
-                         "detached output or under torch.no_grad()?); the primal step could not enforce it")
+                         "detached output or under torch.no_grad()?); the primal step could not enforce it. A value "
+                         "without a gradient (a rate, an indicator) needs a differentiable surrogate: pass it as "
+                         "proxy= to the constraint's observe (e.g. GroupConstraint.observe(values, groups, proxy=...))")
     return name
 
 

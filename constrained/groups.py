@@ -35,7 +35,7 @@ from .constraint import check_kind
 from .protocols import Observation
 from .multipliers import LookupMultiplier
 
-CONDITIONS = (None, "positive_label", "label")
+CONDITIONS = (None, "positive_label", "negative_label", "label")
 
 
 class GroupMultiplier(LookupMultiplier):
@@ -184,19 +184,26 @@ class GroupConstraint:
 
     def _check(self, values: torch.Tensor, groups: torch.Tensor, strata: Optional[torch.Tensor],
                where: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if not isinstance(values, torch.Tensor) or values.dim() != 1 or not values.is_floating_point():
-            raise ValueError(f"{self.name}: values must be a float tensor [B], got "
-                             f"{tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__}")
+        if not isinstance(values, torch.Tensor):
+            raise TypeError(f"{self.name}: values must be a float tensor [B], got {type(values).__name__}")
+        if not values.is_floating_point():
+            raise TypeError(f"{self.name}: values must be a float tensor [B], got dtype {values.dtype} (e.g. an "
+                            "indicator: pass values.float())")
+        if values.dim() != 1:
+            raise ValueError(f"{self.name}: values must be a float tensor [B], got shape {tuple(values.shape)}")
         batch = values.shape[0]
         for label, ids, count in (("groups", groups, self.num_groups), ("strata", strata, self.num_strata)):
             if ids is None:
                 continue
             if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.shape != (batch,):
-                raise ValueError(f"{self.name}: {label} must be an int64 tensor of shape [{batch}]")
+                got = f"{ids.dtype} of shape {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else type(ids).__name__
+                raise ValueError(f"{self.name}: {label} must be an int64 tensor of shape [{batch}], got {got}")
             if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= count):
                 raise ValueError(f"{self.name}: {label} must lie in [0, {count}), got {int(ids.min())}..{int(ids.max())}")
-        if where is not None and (where.dtype != torch.bool or where.shape != (batch,)):
-            raise ValueError(f"{self.name}: where must be a bool tensor of shape [{batch}]")
+        if where is not None and (not isinstance(where, torch.Tensor) or where.dtype != torch.bool
+                                  or where.shape != (batch,)):
+            got = f"{where.dtype} of shape {tuple(where.shape)}" if isinstance(where, torch.Tensor) else type(where).__name__
+            raise ValueError(f"{self.name}: where must be a bool tensor of shape [{batch}], got {got}")
         if strata is None:
             strata = torch.zeros_like(groups)
         return values, groups.to(values.device), strata.to(values.device)
@@ -207,8 +214,9 @@ class RateConstraint(GroupConstraint):
     """A group constraint on the rate of positive predictions (score > 0), observed through a sigmoid proxy.
 
     Args (besides `GroupConstraint`'s):
-        condition: None (all samples: demographic parity), "positive_label" (only y = 1: equal
-            opportunity) or "label" (one stratum per label y in {0, 1}: equalized odds).
+        condition: None (all samples: demographic parity), "positive_label" (only y = 1: true-positive
+            rates, equal opportunity), "negative_label" (only y = 0: false-positive rates, a Neyman-Pearson
+            bound or their parity) or "label" (one stratum per label y in {0, 1}: equalized odds).
         temperature: the proxy is sigmoid(score / temperature).
     """
 
@@ -225,19 +233,30 @@ class RateConstraint(GroupConstraint):
             raise ValueError(f"temperature must be finite and > 0 (inf would make the proxy constant: no gradient), "
                              f"got {self.temperature}")
 
-    def observe_scores(self, scores: torch.Tensor, groups: torch.Tensor, labels: Optional[torch.Tensor] = None
-                       ) -> Observation:
-        """Observes the rate of score > 0 per group; `labels` [B] (0/1) are needed for the conditional rates."""
+    def observe_scores(self, scores: torch.Tensor, groups: Optional[torch.Tensor] = None,
+                       labels: Optional[torch.Tensor] = None) -> Observation:
+        """Observes the rate of score > 0 per group.
+
+        Args:
+            scores: [B] real scores (score > 0 predicts the positive class), carrying the model's gradient.
+            groups: [B] int64 group ids; may be omitted when there is one group (e.g. `false_positive_rate`).
+            labels: [B] 0/1 labels, needed by the conditional rates (every condition but None).
+        """
         if scores.dim() != 1:
             raise ValueError(f"{self.name}: scores must have shape [B], got {tuple(scores.shape)}")
+        if groups is None:
+            if self.num_groups != 1:
+                raise ValueError(f"{self.name}: groups= is needed with {self.num_groups} groups")
+            groups = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
         predictions = (scores.detach() > 0).to(scores.dtype)
         proxy = torch.sigmoid(scores / self.temperature)
         if self.condition is None:
             return self.observe(predictions, groups, proxy=proxy)
         if labels is None:
             raise ValueError(f"{self.name}: condition {self.condition!r} needs labels=")
-        if self.condition == "positive_label":
-            return self.observe(predictions, groups, proxy=proxy, where=labels.to(scores.device) == 1)
+        if self.condition in ("positive_label", "negative_label"):
+            wanted = 1 if self.condition == "positive_label" else 0
+            return self.observe(predictions, groups, proxy=proxy, where=labels.to(scores.device) == wanted)
         return self.observe(predictions, groups, proxy=proxy, strata=labels.to(scores.device).long())
 
 
@@ -251,6 +270,21 @@ def equal_opportunity(num_groups: int, bound: float, *, name: str = "equal_oppor
                       ) -> RateConstraint:
     """|P(score > 0 | A = a, y = 1) - P(score > 0 | y = 1)| <= bound: equal true-positive rates."""
     return RateConstraint(num_groups, bound, relative=True, two_sided=True, condition="positive_label", name=name,
+                          temperature=temperature)
+
+
+def false_positive_rate(bound: float, *, name: str = "false_positive_rate", temperature: float = 1.0
+                        ) -> RateConstraint:
+    """P(score > 0 | y = 0) <= bound: a Neyman-Pearson bound on the false-positive rate (one group; observe it with
+    `observe_scores(scores, labels=labels)`)."""
+    return RateConstraint(1, bound, condition="negative_label", name=name, temperature=temperature)
+
+
+def equal_false_positive_rates(num_groups: int, bound: float, *, name: str = "equal_false_positive_rates",
+                               temperature: float = 1.0) -> RateConstraint:
+    """|P(score > 0 | A = a, y = 0) - P(score > 0 | y = 0)| <= bound: equalized false-positive rates (predictive
+    equality)."""
+    return RateConstraint(num_groups, bound, relative=True, two_sided=True, condition="negative_label", name=name,
                           temperature=temperature)
 
 

@@ -175,6 +175,7 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
     averages_constraint = False
     per_index = False
     free_sign = False  # softplus output: lambda >= 0, inequality constraints only
+    expects_constraint_features = True  # cooper's own formulations read it (a cooper CMP); PrimalDual calls value()
     feature_mean: torch.Tensor  # [F] buffers of `standardize`
     feature_scale: torch.Tensor
     standardization_fitted: torch.Tensor  # bool scalar

@@ -30,7 +30,7 @@ from typing import Any, Literal, Optional, Union, cast
 import torch
 from torch import nn
 
-from .binding import Binding, bind
+from .binding import Binding, bind, check_hashable
 from .closures import Closure, Evaluation, evaluate, primal_objective
 from .dual_state import check_setup, check_values, constraint_settings
 from .formulations import Lagrangian
@@ -86,6 +86,8 @@ class PrimalDual:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not isinstance(constraints, Mapping):
+            for constraint in constraints:
+                check_hashable(constraint)
             constraints = {c: None for c in constraints}
         if not constraints:
             raise ValueError("constraints is empty; use a plain optimizer for unconstrained training")

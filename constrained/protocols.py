@@ -88,7 +88,8 @@ class Observation:
 
 @runtime_checkable
 class ConstraintKind(Protocol):
-    """A constraint `PrimalDual` can enforce.
+    """A constraint `PrimalDual` can enforce. It must be hashable: it keys the {constraint: multiplier} mapping
+    (a frozen dataclass, or a class that keeps object identity's __eq__ and __hash__).
 
     Attributes:
         name: unique label in reports and state dicts.

@@ -99,7 +99,7 @@ _WHY = {
     "violation_rate": "alpha of the rate signal",
     "dual_features": "the digits embeddings share a large common part; standardized, lambda(x) varies per digit",
     "dual_link": "no vanishing gradient after a slack phase",
-    "dual_hidden": "kept from the earlier Adam preset, where a narrower network kept lambda from spiking early",
+    "dual_hidden": "a narrower network kept lambda from spiking early (measured with an Adam dual, docs/log.md)",
     "dual_init": "not stated in the paper; from 0, lambda rises only as the violations do (FARE is feasible at 16/255)",
     "dual_optimizer": "Algorithm 1's plain ascent: lambda's step is in proportion to the violation",
     "dual_lr": "90 dual steps must reach lambda's regime at 48/255 (the paper's run takes thousands)",

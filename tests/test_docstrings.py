@@ -59,3 +59,32 @@ def test_the_api_reference_lists_every_public_name():
         module = importlib.import_module(package)
         for name in module.__all__:
             assert f".{name}" in written, f"{package}.{name} is missing from docs/api/{page_name}.md"
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether `a.b.c` is an importable module or an attribute of one."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attribute in parts[cut:]:
+                target = getattr(target, attribute)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+@pytest.mark.parametrize("page", ["lore.md", "constrained.md", "evaluation.md", "training.md"])
+def test_every_dotted_name_a_page_cites_exists(page):
+    """A reference page that names `lore.x.y` or `constrained.x` names something today's code has."""
+    import re
+
+    text = (ROOT / "docs" / page).read_text()
+    cited = {m.group(1) for m in re.finditer(r"`((?:lore|constrained)(?:\.[A-Za-z_]\w*)+)", text)}
+    assert cited, f"{page} cites no name"
+    missing = sorted(name for name in cited if not _resolves(name))
+    assert missing == [], f"docs/{page} cites names the code does not have: {missing}"

@@ -39,3 +39,20 @@ def test_one_multiplier_object_bound_to_two_constraints_is_refused():
     shared = first.multiplier()
     with pytest.raises(ValueError, match="'second' is given the multiplier object of 'first'"):
         PrimalDual(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), {first: shared, second: shared})
+
+
+def test_an_unhashable_constraint_is_refused_saying_how_to_fix_it():
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Unhashable:  # a plain dataclass defines __eq__ and so drops __hash__
+        name: str = "u"
+        kind: str = "inequality"
+        summed: bool = False
+
+    model, _, _ = tiny_problem()
+    with pytest.raises(TypeError, match=r"a constraint must be hashable .* Unhashable is not: use @dataclass\(frozen=True\)"):
+        PrimalDual(torch.optim.SGD(model.parameters(), lr=0.1), [Unhashable()], formulation=FixedPenalty(1.0))
+    from constrained.binding import check_hashable
+
+    check_hashable(CLEAN)  # the library's constraints are frozen dataclasses

@@ -322,3 +322,26 @@ def test_a_rate_proxy_needs_a_finite_positive_temperature(temperature):
         demographic_parity(2, 0.05, temperature=temperature)
     with pytest.raises(ValueError, match="temperature must be finite and > 0"):
         RateConstraint(2, 0.05, relative=True, two_sided=True, temperature=temperature)
+
+
+def test_bad_group_inputs_are_named_by_dtype_and_shape():
+    constraint = GroupConstraint(2, 0.1, name="g")
+    groups = torch.tensor([0, 1, 0, 1])
+    with pytest.raises(TypeError, match=r"g: values must be a float tensor \[B\], got dtype torch.bool .*values.float\(\)"):
+        constraint.observe(torch.tensor([True, False, True, True]), groups)
+    with pytest.raises(ValueError, match=r"got shape \(4, 1\)"):
+        constraint.observe(torch.zeros(4, 1), groups)
+    with pytest.raises(ValueError, match=r"groups must be an int64 tensor of shape \[4\], got torch.int32 of shape \(4,\)"):
+        constraint.observe(torch.zeros(4), groups.int())
+    with pytest.raises(ValueError, match=r"where must be a bool tensor of shape \[4\], got torch.int64 of shape \(4,\)"):
+        constraint.observe(torch.zeros(4), groups, where=torch.ones(4, dtype=torch.long))
+
+
+def test_a_value_without_gradient_is_refused_naming_proxy():
+    constraint = GroupConstraint(2, 0.1, name="g")
+    weight = torch.nn.Parameter(torch.zeros(3))
+    x, groups = torch.randn(8, 3), torch.arange(8) % 2
+    pd = PrimalDual(torch.optim.SGD([weight], lr=0.1), {constraint: constraint.multiplier()}, dual_lr=0.1)
+    indicator = lambda: ((x @ weight) > 0).float()  # noqa: E731 - no gradient: a rate needs a surrogate
+    with pytest.raises(ValueError, match=r"'g': its violation carries no gradient .* pass it as proxy="):
+        pd.step(lambda: ((x @ weight).pow(2).mean(), [constraint.observe(indicator(), groups)]))

@@ -1,0 +1,61 @@
+"""docs/results.md, docs/lore.md and docs/performance.md are references of today's code: every results table
+names the command and the commit that produced it, and the history of measurements lives in docs/log.md."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ("results.md", "lore.md", "performance.md")
+DECIMAL = re.compile(r"\d\.\d{2,}")
+HISTORY = re.compile(r"previous default|earlier setting|earlier default|since session|\bsession \d+|used to ", re.I)
+
+
+def results_tables(text: str) -> list[tuple[int, str]]:
+    """(line index, the text from the section's heading to the table) of each table with >= 3 measured numbers;
+    a generated block (<!-- ...:begin --> ... end) is a specification, not a result."""
+    lines = text.splitlines()
+    found, generated, heading, i = [], False, 0, 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("<!--") and ":begin" in line:
+            generated = True
+        elif line.startswith("<!--") and ":end" in line:
+            generated = False
+        elif line.startswith("#"):
+            heading = i
+        elif line.startswith("|"):
+            start = i
+            while i < len(lines) and lines[i].startswith("|"):
+                i += 1
+            cells = [c for row in lines[start:i] for c in row.split("|") if DECIMAL.search(c)]
+            if len(cells) >= 3 and not generated:
+                found.append((start, "\n".join(lines[heading:start])))
+            continue
+        i += 1
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_results_table_names_its_command_and_commit(page):
+    tables = results_tables((ROOT / "docs" / page).read_text())
+    assert tables, f"docs/{page} has no results table"
+    for line, context in tables:
+        assert re.search(r"commit [0-9a-f]{7}", context), f"docs/{page} line {line + 1}: no commit named before the table"
+        assert "python " in context, f"docs/{page} line {line + 1}: no command before the table"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_reference_pages_tell_no_history(page):
+    text = (ROOT / "docs" / page).read_text()
+    assert HISTORY.findall(text) == [], f"docs/{page} tells history: move it to docs/log.md"
+
+
+def test_the_checker_finds_a_table_without_its_commit():
+    page = "## A\n\nCommand: `python x.py`\n\n| a | b |\n|---|---|\n| 0.12 | 0.34 |\n| 0.56 | 0.78 |\n"
+    (line, context), = results_tables(page)
+    assert "commit" not in context
+    assert results_tables("<!-- t:begin -->\n| 0.12 | 0.34 | 0.56 |\n<!-- t:end -->\n") == []
