@@ -25,7 +25,7 @@ from typing import Callable, Literal, Optional
 import torch
 from torch import nn
 
-from constrained import ConstraintReport, PrimalDual, sq_l2
+from constrained import ConstraintReport, PrimalDual, StepReport, sq_l2
 from constrained.validation import check_positive_int
 
 from .attacks.projected_gradient import pgd
@@ -162,25 +162,28 @@ class RobustStep:
         self._dual_timer = _PhaseTimer(next(encoder.parameters()).device)
         self._dual_features_ready = False  # a standardizing multiplier's statistics are known to be set
         if method.constraint is not None:
-            multiplier = None
-            if method.multiplier is not None:
-                embed_dim = embed_dim or getattr(_unwrap(encoder), "embed_dim", None)
-                if embed_dim is None:
-                    raise ValueError(f"method {method.name!r} needs embed_dim to size its multiplier")
-                device = next(encoder.parameters()).device
-                multiplier = method.multiplier(embed_dim).to(device)
-            ascent = dual_optimizer if dual_optimizer is not None else method.dual_ascent
-            if multiplier is None:
-                ascent = None  # nothing ascends (a fixed penalty)
-            self.primal_dual = PrimalDual(
-                optimizer,
-                {method.constraint: multiplier},
-                formulation=method.formulation,
-                dual_optimizer=ascent,
-                primal_steps_per_dual=self._primal_steps,
-                mode=mode,
-                around_dual=self._dual_timer,
-            )
+            self.primal_dual = self._primal_dual(optimizer, dual_optimizer, mode, embed_dim)
+
+    def _primal_dual(self, optimizer: torch.optim.Optimizer, dual_optimizer, mode: str,
+                     embed_dim: Optional[int]) -> PrimalDual:
+        """The stepper of a constrained method: its multiplier (sized by embed_dim), formulation and dual ascent."""
+        method, encoder = self.method, self.encoder
+        multiplier = None
+        if method.multiplier is not None:
+            embed_dim = embed_dim or getattr(_unwrap(encoder), "embed_dim", None)
+            if embed_dim is None:
+                raise ValueError(f"method {method.name!r} needs embed_dim to size its multiplier")
+            multiplier = method.multiplier(embed_dim).to(next(encoder.parameters()).device)
+        ascent = dual_optimizer if dual_optimizer is not None else method.dual_ascent
+        return PrimalDual(
+            optimizer,
+            {method.constraint: multiplier},
+            formulation=method.formulation,
+            dual_optimizer=None if multiplier is None else ascent,  # a fixed penalty: nothing ascends
+            primal_steps_per_dual=self._primal_steps,
+            mode=mode,
+            around_dual=self._dual_timer,
+        )
 
     @property
     def primal_steps(self) -> int:
@@ -269,57 +272,67 @@ class RobustStep:
         """
         if self.method.supervised and labels is None:
             raise ValueError(f"method {self.method.name!r} is supervised: pass labels")
-        reference = self.reference(images)
-        batch = Batch(images=images, reference=reference.float(), labels=labels, head=self.head)
+        batch = Batch(images=images, reference=self.reference(images).float(), labels=labels, head=self.head)
         self._fit_dual_features_once(batch.reference)  # fit_dual_features was not called: this batch's statistics
-        method = self.method
         # per micro-batch index: the first evaluation of each primal step, the one its update differentiates (not
         # the re-evaluations after it, alternating mode's dual step, or inside it, L-BFGS)
         stats: dict[str, dict[int, torch.Tensor]] = {"robust_loss": {}, "clean_distance": {}}
         micro = self._micro_batches(batch, initial_delta)
         began = _clock(images.device)
-        adversarial = [
-            part.images + pgd(
-                lambda perturbed, part=part: method.robust_loss(self._embed(perturbed, plain=True), part),
-                part.images, eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps,
-                generator=generator, initial_delta=start,
-            )
-            for part, start in micro
-        ]
-
+        adversarial = [self._attack(part, start, generator) for part, start in micro]
         weight = 1.0 / len(micro)  # each micro-batch's share of the Lagrangian (as in step_accumulated)
-
-        def closure_for(index: int, part: Batch, adv: torch.Tensor):
-            def closure():
-                sequential = method.constraint is not None and self.passes == "sequential"
-                if method.constraint is not None and not sequential:
-                    adv_emb, clean_emb = self._embed(torch.cat([adv, part.images])).chunk(2)
-                    robust = method.robust_loss(adv_emb, part)
-                    loss = robust.mean()
-                elif sequential:
-                    robust = self._backward_now(lambda: method.robust_loss(self._embed(adv), part), weight)
-                    loss = robust.mean()  # already back-propagated: enters the Lagrangian as a value only
-                    clean_emb = self._embed(part.images)
-                else:
-                    robust = method.robust_loss(self._embed(adv), part)
-                    loss, clean_emb = robust.mean(), None
-                first = index not in stats["robust_loss"]
-                if first:
-                    stats["robust_loss"][index] = robust.detach()
-                if clean_emb is None:
-                    return loss, []
-                if first:
-                    stats["clean_distance"][index] = sq_l2(clean_emb.detach(), part.reference)
-                observation = method.constraint.observe(
-                    method.view(clean_emb, part), method.view(part.reference, part), features=part.reference
-                )
-                return loss, [observation]
-
-            return closure
-
-        closures = [closure_for(index, part, adv) for index, ((part, _), adv) in enumerate(zip(micro, adversarial))]
+        closures = [self._closure(index, part, adv, weight, stats)
+                    for index, ((part, _), adv) in enumerate(zip(micro, adversarial))]
         attacked = _clock(images.device)
         self._dual_timer.seconds = 0.0
+        report = self._update(closures, stats)
+        updated = _clock(images.device)
+        dual_seconds = self._dual_timer.seconds
+        return self._result(batch, stats, report, attack_seconds=attacked - began,
+                            primal_seconds=updated - attacked - dual_seconds, dual_seconds=dual_seconds)
+
+    def _attack(self, part: Batch, start: Optional[torch.Tensor], generator: Optional[torch.Generator]) -> torch.Tensor:
+        """x + delta for one micro-batch: PGD on the method's robust loss (outside DDP, no parameter gradient)."""
+        method = self.method
+        return part.images + pgd(
+            lambda perturbed: method.robust_loss(self._embed(perturbed, plain=True), part),
+            part.images, eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps,
+            generator=generator, initial_delta=start,
+        )
+
+    def _closure(self, index: int, part: Batch, adv: torch.Tensor, weight: float,
+                 stats: dict[str, dict[int, torch.Tensor]]) -> Callable[[], tuple[torch.Tensor, list]]:
+        """The closure of micro-batch `index`: (mean robust loss, [the constraint's observation]); its first
+        evaluation in each primal step records the robust loss and the clean distance into `stats`."""
+        method = self.method
+
+        def closure():
+            sequential = method.constraint is not None and self.passes == "sequential"
+            if method.constraint is not None and not sequential:
+                adv_emb, clean_emb = self._embed(torch.cat([adv, part.images])).chunk(2)
+                robust = method.robust_loss(adv_emb, part)
+            elif sequential:
+                robust = self._backward_now(lambda: method.robust_loss(self._embed(adv), part), weight)
+                clean_emb = self._embed(part.images)  # the robust term is already back-propagated: a value only
+            else:
+                robust, clean_emb = method.robust_loss(self._embed(adv), part), None
+            first = index not in stats["robust_loss"]
+            if first:
+                stats["robust_loss"][index] = robust.detach()
+            if clean_emb is None:
+                return robust.mean(), []
+            if first:
+                stats["clean_distance"][index] = sq_l2(clean_emb.detach(), part.reference)
+            observation = method.constraint.observe(
+                method.view(clean_emb, part), method.view(part.reference, part), features=part.reference
+            )
+            return robust.mean(), [observation]
+
+        return closure
+
+    def _update(self, closures: list, stats: dict[str, dict[int, torch.Tensor]]) -> Optional[StepReport]:
+        """K primal updates on the closures (through `PrimalDual` for constrained methods, with its dual update);
+        returns the last `StepReport` (None for unconstrained methods)."""
         report = None
         for _ in range(self.primal_steps):
             stats["robust_loss"].clear()
@@ -331,26 +344,28 @@ class RobustStep:
             for closure in closures:
                 loss, _ = closure()
                 if not torch.isfinite(loss.detach()):
-                    raise FloatingPointError(f"{method.name} loss is {loss.item()}; stopping before the update")
+                    raise FloatingPointError(f"{self.method.name} loss is {loss.item()}; stopping before the update")
                 (loss / len(closures)).backward()
             self.optimizer.step()
-        updated = _clock(images.device)
+        return report
+
+    def _result(self, batch: Batch, stats: dict[str, dict[int, torch.Tensor]], report: Optional[StepReport],
+                **seconds: float) -> StepResult:
+        """The step's numbers from its own evaluations (a no-grad clean forward only when none measured it)."""
         measured = {k: torch.cat(list(v.values())) for k, v in stats.items() if v}
         if "clean_distance" not in measured and self.measure_clean:
             with torch.no_grad():
-                measured["clean_distance"] = sq_l2(self._embed(images, plain=True), batch.reference)
+                measured["clean_distance"] = sq_l2(self._embed(batch.images, plain=True), batch.reference)
         distance = measured.get("clean_distance")
         relative = None
         if distance is not None:
             relative = float((distance / batch.reference.pow(2).sum(dim=1).clamp_min(1e-12)).mean())
-        name = method.constraint.name if method.constraint is not None else ""
-        dual_seconds = self._dual_timer.seconds
+        name = self.method.constraint.name if self.method.constraint is not None else ""
         return StepResult(
             robust_loss=float(measured["robust_loss"].mean()),
             clean_distance=None if distance is None else float(distance.mean()),
             relative_clean_distance=relative,
-            attack_seconds=attacked - began, primal_seconds=updated - attacked - dual_seconds, dual_seconds=dual_seconds,
-            constraint=None if report is None else report.constraints[name], constraint_name=name,
+            constraint=None if report is None else report.constraints[name], constraint_name=name, **seconds,
         )
 
     def _backward_now(self, robust_loss: Callable[[], torch.Tensor], weight: float) -> torch.Tensor:
