@@ -13,6 +13,10 @@ from ..units import parse_eps
 def markdown_table(report: dict) -> str:
     """One row per eps: each attack's accuracy, the worst case, and Square when present."""
     lines = [f"clean accuracy: {report['clean_accuracy']:.4f} ({report['n_samples']} images)", ""]
+    if "head" in report:
+        lines[1:1] = [f"head: {report['head']}"]
+    for skipped in report.get("skipped", []):
+        lines[-1:-1] = [f"skipped: {skipped['attack']} ({skipped['reason']})"]
     robust = report.get("robust_accuracy", {})
     if robust:
         columns = list(next(iter(robust.values())).keys())

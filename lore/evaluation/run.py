@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 
 from ..data.images import build_dataset, check_same_classes, dataset_classnames, probe_subset, split_disjoint
+from ..data.specs import is_image_folder
 from ..devices import resolve_device
 from ..heads import ZeroShotHead
 from ..models.build import BuiltModel, build_model, class_embeddings
@@ -99,18 +100,13 @@ def linear_head_data(config: EvalConfig, image_size: int, test_set):
     (`HEAD_SHARE` fits the probe, the rest is scored).
     """
     head_spec = config.head_data or config.data
-    if _used_whole(config.data) and _same_data(head_spec, config.data):
+    if is_image_folder(config.data) and _same_data(head_spec, config.data):
         head_part, scored = split_disjoint(test_set, HEAD_SHARE, config.seed)
         return head_part, scored, (f"{HEAD_SHARE:.0%} of {config.data}, disjoint from the {len(scored)} images "
                                    f"that are scored (seed {config.seed})")
     head_set = build_dataset(head_spec, image_size, split="train", seed=config.seed)
-    split = "" if _used_whole(head_spec) else "'s train split"
+    split = "" if is_image_folder(head_spec) else "'s train split"
     return head_set, test_set, f"{head_spec}{split}"
-
-
-def _used_whole(spec: str) -> bool:
-    """An image folder has no train/test split of its own: `build_dataset` returns all of it for either."""
-    return spec != "digits" and not spec.startswith("torchvision:")
 
 
 def _same_data(a: str, b: str) -> bool:

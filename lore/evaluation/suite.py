@@ -120,6 +120,19 @@ def robust_accuracy(classifier: Callable, images: torch.Tensor, labels: torch.Te
     return results
 
 
+def skipped_attacks(classifier: Callable, images: torch.Tensor, settings: EvalSettings) -> list[dict[str, str]]:
+    """The requested attacks that cannot run on this classifier, each with why: [{"attack", "reason"}]."""
+    if "apgd-t" not in settings.attacks or not settings.eps:
+        return []
+    with torch.no_grad():
+        num_classes = classifier(images[:1]).shape[1]
+    if num_classes >= 4:
+        return []
+    return [{"attack": "apgd-t", "reason": f"APGD-DLR-T needs at least 4 classes (its loss compares the true logit "
+                                           f"with the three largest others); this classifier has {num_classes}, so "
+                                           "the robust accuracy is APGD-CE's alone"}]
+
+
 def fraction(mask: torch.Tensor) -> float:
     """The share of True entries as an exact Python float (count / n, no float32 rounding noise)."""
     return int(mask.sum()) / mask.numel()
@@ -147,7 +160,8 @@ def evaluate(
 
     Returns:
         `{"n_samples", "clean_accuracy", "robust_accuracy": {eps: {attack: acc}}, "square": {eps: acc},
-        "gaussian_noise": {sigma: acc}, "corruptions": {name: {severity: acc}}, "alignment", "warnings"}`.
+        "gaussian_noise": {sigma: acc}, "corruptions": {name: {severity: acc}}, "alignment", "skipped":
+        [{"attack", "reason"}], "warnings"}`.
     """
     if images.dim() != 4 or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
         raise ValueError(f"need images [N > 0, C, H, W] and labels [N], got {tuple(images.shape)} and {tuple(labels.shape)}")
@@ -157,6 +171,7 @@ def evaluate(
         "n_samples": len(labels),
         "clean_accuracy": fraction(predictions == labels),
         "robust_accuracy": {},
+        "skipped": skipped_attacks(classifier, images, settings),
         "warnings": warnings_seen,
     }
     for i, eps in enumerate(settings.eps):

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
+from ..data.specs import PROBE_SHARE, is_image_folder
 from ..devices import check_device
 from ..presets import DEFAULT_PRESET, DUAL_PRESETS, PRESET_FIELDS, resolve_dual
 from ..registry import DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES, method_entry, method_takes
@@ -70,7 +71,9 @@ class TrainConfig:
     image_size: Optional[int] = _help("input resolution (default: the model's own; digits: 16)", default=None)
     # data
     data: str = _help("'digits', an ImageFolder directory, or 'torchvision:NAME:ROOT' (dataset already on disk)", default="digits")
-    probe_data: Optional[str] = _help("held-out data for the probe (default: a held-out split of --data)", default=None)
+    probe_data: Optional[str] = _help("held-out data for the probe (default: a held-out split of --data: its test "
+                                      "split, or for an image folder a fifth of it, at most --probe-size images, that "
+                                      "training then excludes)", default=None)
     probe_size: int = _help("images in the held-out probe set", default=256)
     classes: Optional[str] = _help("train (and probe) on these class folders of an image-folder --data only: "
                                    "'imagenet100' (the standard ImageNet-100 list of CMC, Tian et al. 2019, shipped "
@@ -143,8 +146,9 @@ class TrainConfig:
     channels_last: bool = _help("channels-last memory format for convolutional towers (ConvNeXt, ResNet)",
                                 default=False)
     seed: int = _help("seed of data order, PGD starts and initialisations", default=0)
-    split_seed: int = _help("seed of the digits train/held-out split and of the embedded reference models' "
-                            "pretraining; keep it fixed when repeating a run over --seed values", default=0)
+    split_seed: int = _help("seed of the digits train/held-out split, of the probe held out of an image folder, and "
+                            "of the embedded reference models' pretraining; keep it fixed when repeating a run over "
+                            "--seed values", default=0)
     # run
     output: str = _help("run folder: checkpoints, metrics, plots, export", default="runs/train")
     cache_dir: str = _help("where built reference models (the digits encoder) are cached", default="~/.cache/lore")
@@ -239,6 +243,10 @@ class TrainConfig:
         """
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in OPERATIONAL_FIELDS}
         values["world_size"] = world_size
+        if self.probe_data is None and is_image_folder(self.data):
+            # the probe is held out of the folder, and training excludes it (checkpoints from before that change
+            # trained on the probe's images too: refused)
+            values["probe_held_out"] = f"{PROBE_SHARE:g} of data, at most probe_size images"
         return values
 
 

@@ -26,7 +26,8 @@ import torch
 from constrained import NormMargin
 
 from ..data.images import (TensorImages, batches_per_epoch, build_dataset, check_same_classes, dataset_classnames,
-                           probe_subset, read_class_list)
+                           probe_subset, read_class_list, split_disjoint)
+from ..data.specs import PROBE_SHARE, is_image_folder
 from ..devices import bf16_warning, resolve_device
 from ..jsonio import dumps, write_json, write_text_atomic
 from ..methods import build_method
@@ -43,6 +44,7 @@ from .loader import GlobalBatchSampler, training_batches
 from .probe import probe
 
 LAST = "last.pt"
+PROBE_FILES = "probe_images.txt"  #: the images held out of a --data folder for the probe, one path per line
 
 
 @dataclass
@@ -273,12 +275,7 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
                         seed=config.split_seed, device=device)
     encoder = built.encoder
     reference = FrozenReference(encoder)  # phi_0: the weights as built, before any checkpoint is loaded
-    classes = read_class_list(config.classes) if config.classes else None
-    train_set = build_dataset(config.data, built.image_size, split="train", seed=config.split_seed, classes=classes)
-    probe_spec = config.probe_data or config.data
-    probe_source = build_dataset(probe_spec, built.image_size, split="test" if config.probe_data is None else "train",
-                                 seed=config.split_seed, classes=classes if Path(probe_spec).is_dir() else None)
-    check_same_classes(train_set, probe_source, f"training data {config.data}", f"probe data {probe_spec}")
+    train_set, probe_source = _train_and_probe_sets(config, built.image_size, info)
     probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed, on_unreadable=unreadable)
     head_images, head_labels = probe_subset(train_set, 1000, config.seed + 1, on_unreadable=unreadable)
     head = build_head(built, dataset_classnames(train_set), reference, head_images.to(device), head_labels.to(device))
@@ -304,6 +301,28 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
     workers = 0 if isinstance(train_set, TensorImages) else resolve_workers(config.workers)  # in-memory data: none
     return _Run(config, info, device, fingerprint, built, reference, head, optimizer, scheduler, step_fn, train_set,
                 probe_images, probe_labels, unreadable, passes, workers, per_epoch, total, start)
+
+
+def _train_and_probe_sets(config: TrainConfig, image_size: int, info: DistInfo) -> tuple[Any, Any]:
+    """(training data, probe data). The probe is held out: `--probe-data`, the test split of a dataset that has
+    one, or for an image folder `PROBE_SHARE` of it (at most probe_size images), which training then excludes;
+    rank 0 lists that folder's probe files in probe_images.txt."""
+    classes = read_class_list(config.classes) if config.classes else None
+    data = build_dataset(config.data, image_size, split="train", seed=config.split_seed, classes=classes)
+    if config.probe_data is not None:
+        probe = build_dataset(config.probe_data, image_size, split="train", seed=config.split_seed,
+                              classes=classes if Path(config.probe_data).is_dir() else None)
+        check_same_classes(data, probe, f"training data {config.data}", f"probe data {config.probe_data}")
+        return data, probe
+    if not is_image_folder(config.data):
+        return data, build_dataset(config.data, image_size, split="test", seed=config.split_seed, classes=classes)
+    if len(data) < 4:
+        raise ValueError(f"--data {config.data} holds {len(data)} images: too few to hold a probe out of it (pass "
+                         "--probe-data, or --probe-every 0 for no probe)")
+    probe, train = split_disjoint(data, min(PROBE_SHARE, config.probe_size / len(data)), config.split_seed)
+    if info.is_main:
+        write_text_atomic(Path(config.output) / PROBE_FILES, "".join(f"{probe.source(i)}\n" for i in range(len(probe))))
+    return train, probe
 
 
 def _robust_step(config: TrainConfig, info: DistInfo, built: BuiltModel, reference: FrozenReference, head: ZeroShotHead,

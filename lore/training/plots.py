@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Optional, Union
 
+from matplotlib.ticker import MaxNLocator
+
 from ..jsonio import nulls_as_nan
 from ..plotting import legend, mark_empty, new_figure, save_figure
 
@@ -38,27 +40,32 @@ def plot_run(run_dir: Union[str, Path], rho: Optional[float] = None) -> list[Pat
     """
     run_dir = Path(run_dir)
     records = read_metrics(run_dir)
-    if rho is None and (run_dir / "config.json").is_file():
-        rho = json.loads((run_dir / "config.json").read_text()).get("rho")
+    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    if rho is None:
+        rho = config.get("rho")
+    fixed_weight = config.get("method") == "naive"  # its "multiplier" is a constant weight, not a dual variable
     fig, axes = new_figure(2, 2, figsize=(11, 7.5))
     ax = axes[0, 0]
     for key, label in (("probe/clean_accuracy", "clean"), ("probe/robust_accuracy", "robust (PGD, train eps)")):
         ax.plot(*_series(records, key), marker="o", label=label)
-    ax.set(title="held-out probe accuracy", xlabel="batch", ylabel="accuracy", ylim=(0, 1))
+    ax.set(title="held-out probe accuracy", ylabel="accuracy", ylim=(0, 1))
     legend(ax)
     ax = axes[0, 1]
     ax.plot(*_series(records, "robust_loss"), color="tab:red")
-    ax.set(title="robust loss (training batches)", xlabel="batch", yscale="log")
+    ax.set(title="robust loss (training batches)", ylabel="robust loss", yscale="log")
     ax = axes[1, 0]
     drawn = False
     for key, label, marker in (("clean/multiplier_mean", "training batch", None), ("probe/lambda_mean", "held-out probe", "o")):
         steps, values = _series(records, key)
-        if steps:
+        if steps and not fixed_weight:
             ax.plot(steps, values, marker=marker, label=label)
             drawn = True
-    if not drawn:
+    if fixed_weight:
+        mark_empty(ax, f"naive regularization: a fixed weight ({config.get('naive_weight', 'see config.json')}), "
+                       "no multiplier")
+    elif not drawn:
         mark_empty(ax, "no multiplier: this method has no constraint")
-    ax.set(title="mean lambda(x)", xlabel="batch")
+    ax.set(title="mean lambda(x)", ylabel="lambda")
     legend(ax)
     ax = axes[1, 1]
     steps, q50 = _series(records, "probe/relative_distance_q50")
@@ -71,6 +78,9 @@ def plot_run(run_dir: Union[str, Path], rho: Optional[float] = None) -> list[Pat
         ax.axhline(rho, color="black", linestyle="--", label=f"margin rho = {rho:g}")
     if not steps:
         mark_empty(ax, "no probe measurements")
-    ax.set(title="||phi(x) - phi_0(x)||^2 / ||phi_0(x)||^2 (held out)", xlabel="batch")
+    ax.set(title="||phi(x) - phi_0(x)||^2 / ||phi_0(x)||^2 (held out)", ylabel="relative deviation")
     legend(ax)
+    for ax in axes.flat:
+        ax.set_xlabel("batch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # batches are whole: no 0.25, 0.5 ticks
     return [save_figure(fig, run_dir / "training_curves.png")]

@@ -91,3 +91,17 @@ def test_head_data_is_refused_for_a_model_scored_zero_shot(tiny_clip_dir, tmp_pa
     with pytest.raises(ValueError, match="head_data .* does not apply: .* has a text tower"):
         run_evaluation(EvalConfig(model=str(tiny_clip_dir), data=str(scored), head_data=str(scored), image_size=32,
                                   attacks="", output=str(tmp_path / "out"), device="cpu"))
+
+
+def test_a_three_class_eval_report_names_the_skipped_attack_and_the_head(tmp_path):
+    """report.md and report.json of a 3-class `lore eval` say that APGD-DLR-T did not run and why, and which
+    head scored the images (its kind, data and size)."""
+    torch.manual_seed(0)
+    folder = noise_folder(tmp_path / "noise", classes=("a", "b", "c"), per_class=6)
+    output = tmp_path / "out"
+    report = run_evaluation(EvalConfig(model="timm:resnet10t", data=str(folder), image_size=32, attacks="apgd-ce,apgd-t",
+                                       eps="8/255", n_iter=2, n_samples=9, output=str(output), device="cpu"))
+    assert [s["attack"] for s in report["skipped"]] == ["apgd-t"]
+    text = (output / "report.md").read_text()
+    assert "skipped: apgd-t (APGD-DLR-T needs at least 4 classes" in text and "this classifier has 3" in text
+    assert "head: linear probe (fitted on the clean features of 9 images" in text

@@ -61,10 +61,16 @@ def test_few_classes_do_not_crash_and_dlr_is_skipped_below_four(num_classes):
         labels = model(images).argmax(1)
     report = evaluate(model, images, labels, EvalSettings(eps=[0.1], n_targets=9, **FAST))
     row = report["robust_accuracy"]["0.1"]
-    if num_classes < 4:  # targeted DLR cannot run, so no label may claim it did
+    text = markdown_table({**report, "head": "linear probe (fitted on 20 images)"})
+    assert "head: linear probe (fitted on 20 images)" in text
+    if num_classes < 4:  # targeted DLR cannot run, so no label may claim it did, and the report says why
         assert list(row) == ["apgd-ce"]
+        assert report["skipped"] == [{"attack": "apgd-t", "reason": report["skipped"][0]["reason"]}]
+        assert f"this classifier has {num_classes}" in report["skipped"][0]["reason"]
+        assert "skipped: apgd-t (APGD-DLR-T needs at least 4 classes" in text
     else:
         assert 0 <= row["apgd-ce+apgd-t"] <= row["apgd-ce"] <= 1
+        assert report["skipped"] == [] and "skipped" not in text
 
 
 def test_batch_sizes_that_do_not_divide_the_sample_count(digits_classifier):

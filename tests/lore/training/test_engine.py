@@ -124,3 +124,36 @@ def test_dual_init_is_every_samples_first_lambda(init):
         make_method(TrainConfig(dual_init=0.0, dual_link="softplus")).multiplier(16)
     with pytest.raises(ValueError, match="dual_init must be finite and >= 0"):
         TrainConfig(dual_init=-1.0)
+
+
+def test_a_folder_run_without_probe_data_holds_its_probe_out_of_training(tmp_path, digit_folders):
+    """`lore train --data FOLDER` without --probe-data: the probe's images and the training images are disjoint
+    and together the folder; probe_images.txt lists the probe, and training batches never load one of them."""
+    from lore.data.specs import PROBE_SHARE
+    from lore.training import engine
+    from lore.training.distributed import DistInfo
+
+    folder, _ = digit_folders  # 80 digit PNGs
+    run = tmp_path / "run"
+    config = TrainConfig(model="digits-cnn", data=str(folder), output=str(run), max_steps=2, batch_size=8,
+                         pgd_steps=1, primal_steps=1, probe_size=12, probe_every=1, method="fare")
+    loaded = []
+    original = engine.training_batches
+
+    def recording(dataset, *args, **kwargs):
+        for images, labels, indices in original(dataset, *args, **kwargs):
+            loaded.extend(dataset.base.source(int(i)) for i in indices)  # items carry the folder's own index
+            yield images, labels, indices
+
+    engine.training_batches = recording
+    try:
+        engine.train(config)
+    finally:
+        engine.training_batches = original
+    probe_files = (run / engine.PROBE_FILES).read_text().split()
+    every = {str(p) for p in folder.rglob("*.png")}
+    assert len(probe_files) == min(12, round(PROBE_SHARE * 80)) and set(probe_files) <= every
+    train, probe = engine._train_and_probe_sets(config, 16, DistInfo(rank=1, world_size=1, local_rank=0))
+    training_files = {train.source(i) for i in range(len(train))}
+    assert training_files.isdisjoint(probe_files) and training_files | set(probe_files) == every
+    assert loaded and set(loaded) <= training_files  # what the batches loaded came from the training part only

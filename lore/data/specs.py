@@ -1,0 +1,13 @@
+"""What a `--data` spec names, without torch: the config's checks and the engine read it alike."""
+
+from __future__ import annotations
+
+#: share of a `--data` image folder held out for the training probe when no `--probe-data` is given (at most
+#: `--probe-size` images); training never sees those images
+PROBE_SHARE = 0.2
+
+
+def is_image_folder(spec: str) -> bool:
+    """Whether a data spec names an image folder, which has no train/test split of its own (`build_dataset`
+    returns all of it for either split): not "digits", not "torchvision:NAME:ROOT", not "wds:PATTERN"."""
+    return spec != "digits" and not spec.startswith(("torchvision:", "wds:"))
