@@ -21,7 +21,6 @@ from .margins import FixedMargin, Margin
 from .protocols import Observation
 
 
-
 @dataclass(frozen=True)
 class Constraint:
     """The semi-infinite constraint d(out(x), ref(x)) - m(ref(x)) <= 0 for almost every x.

@@ -196,17 +196,22 @@ class GroupConstraint:
             if ids is None:
                 continue
             if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.shape != (batch,):
-                got = f"{ids.dtype} of shape {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else type(ids).__name__
-                raise ValueError(f"{self.name}: {label} must be an int64 tensor of shape [{batch}], got {got}")
+                raise ValueError(f"{self.name}: {label} must be an int64 tensor of shape [{batch}], got {_described(ids)}")
             if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= count):
                 raise ValueError(f"{self.name}: {label} must lie in [0, {count}), got {int(ids.min())}..{int(ids.max())}")
         if where is not None and (not isinstance(where, torch.Tensor) or where.dtype != torch.bool
                                   or where.shape != (batch,)):
-            got = f"{where.dtype} of shape {tuple(where.shape)}" if isinstance(where, torch.Tensor) else type(where).__name__
-            raise ValueError(f"{self.name}: where must be a bool tensor of shape [{batch}], got {got}")
+            raise ValueError(f"{self.name}: where must be a bool tensor of shape [{batch}], got {_described(where)}")
         if strata is None:
             strata = torch.zeros_like(groups)
         return values, groups.to(values.device), strata.to(values.device)
+
+
+def _described(value: Any) -> str:
+    """A tensor's dtype and shape, or another value's type, for an error message."""
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} of shape {tuple(value.shape)}"
+    return type(value).__name__
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from tiny_problems import CLEAN, _group_stepper, make_closure, run, tiny_problem
+from tiny_problems import CLEAN, group_stepper, make_closure, run, tiny_problem
 
 from constrained import (
     Constraint,
@@ -98,10 +98,10 @@ def test_multipliers_of_another_size_are_named_not_a_torch_runtime_error():
                                                  ("primal_steps", 2.5, "primal_steps must be a non-negative integer"),
                                                  ("dual_steps", -1, "dual_steps must be a non-negative integer")])
 def test_a_state_with_a_non_numeric_step_count_is_refused_before_anything_loads(key, value, needle):
-    source, _ = _group_stepper()
+    source, _ = group_stepper()
     source.multipliers["group"].weight.data.fill_(0.7)
     state = {**source.state_dict(), key: value}
-    target, _ = _group_stepper()
+    target, _ = group_stepper()
     with pytest.raises(ValueError, match=needle):
         target.load_state_dict(state)
     assert float(target.multipliers["group"].weight.abs().max()) == 0.0  # the multipliers were not loaded either
@@ -109,8 +109,8 @@ def test_a_state_with_a_non_numeric_step_count_is_refused_before_anything_loads(
 
 @pytest.mark.parametrize("value, needle", [(-0.5, "negative values .min -0.5"), (math.nan, "is not finite")])
 def test_negative_or_non_finite_inequality_multipliers_are_refused(value, needle):
-    source, _ = _group_stepper()
+    source, _ = group_stepper()
     state = source.state_dict()
     state["multipliers"] = {k: v.clone().fill_(value) for k, v in state["multipliers"].items()}
     with pytest.raises(ValueError, match=needle):
-        _group_stepper()[0].load_state_dict(state)
+        group_stepper()[0].load_state_dict(state)

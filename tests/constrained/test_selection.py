@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from tiny_problems import _lbfgs_problem
+from tiny_problems import lbfgs_problem
 
 from constrained import BestIterate
 
@@ -14,7 +14,7 @@ from constrained import BestIterate
 def test_alternating_reports_describe_the_updated_model_and_best_iterate_keeps_it():
     from constrained import BestIterate
 
-    theta, _, pd, closure = _lbfgs_problem()
+    theta, _, pd, closure = lbfgs_problem()
     holder = torch.nn.Module()
     holder.theta = theta
     best = BestIterate(tolerance=1.0)  # everything is feasible: the lowest objective wins
@@ -32,7 +32,7 @@ def test_best_iterate_copies_the_model_once_per_step(monkeypatch):
     original = selection._snapshot
     monkeypatch.setattr(selection, "_snapshot", lambda model: copies.append(1) or original(model))
     for mode in ("simultaneous", "alternating"):
-        theta, _, pd, closure = _lbfgs_problem(mode)
+        theta, _, pd, closure = lbfgs_problem(mode)
         holder = torch.nn.Module()
         holder.theta = theta
         best = selection.BestIterate(tolerance=1.0)

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from tiny_problems import CLEAN, _lbfgs_problem, tiny_problem
+from tiny_problems import CLEAN, lbfgs_problem, tiny_problem
 
 from constrained import Constraint, FixedMargin, GroupConstraint, PrimalDual, ScalarMultiplier, sq_l2
 
@@ -93,7 +93,7 @@ def test_a_non_finite_or_negative_dual_lr_is_refused(dual_lr):
 
 
 def test_lbfgs_best_responses_reach_the_kkt_point():
-    theta, multiplier, pd, closure = _lbfgs_problem()
+    theta, multiplier, pd, closure = lbfgs_problem()
     for _ in range(60):
         report = pd.step(closure)
     assert pd.primal.reevaluates

@@ -7,6 +7,7 @@ import torch
 
 from constrained import (
     Constraint,
+    FixedMargin,
     GroupConstraint,
     IndexedMultiplier,
     LinearMultiplier,
@@ -53,16 +54,14 @@ def run(pd, model, closure, n):
     return [pd.step(closure).as_dict() for _ in range(n)]
 
 
-def _group_stepper():
+def group_stepper():
     constraint = GroupConstraint(2, 0.1, name="group")
     weight = torch.nn.Parameter(torch.zeros(1))
     return PrimalDual(torch.optim.SGD([weight], lr=0.1), {constraint: constraint.multiplier()}, dual_lr=0.1), weight
 
 
-def _lbfgs_problem(mode: str = "alternating"):
+def lbfgs_problem(mode: str = "alternating"):
     """min ||theta - (3, 0)||^2 s.t. ||theta||^2 <= 1: theta* = (1, 0), lambda* = 2 (KKT: 2(theta - t) + 2 lambda theta = 0)."""
-    from constrained import Constraint, FixedMargin, ScalarMultiplier, sq_l2
-
     theta = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
     target = torch.tensor([[3.0, 0.0]], dtype=torch.float64)
     bound = Constraint(d=sq_l2, margin=FixedMargin(1.0), name="ball")
