@@ -1,4 +1,4 @@
-"""The main job: the paper's Table 3 in miniature — FARE, naive regularization and LORE over training radii.
+"""The main job, the eps series: FARE, naive regularization and LORE over training radii.
 
 With no arguments it runs offline on a CPU on an embedded default:
 

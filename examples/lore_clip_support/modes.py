@@ -1,4 +1,4 @@
-"""The default mode of `examples/lore_clip.py`: the epsilon series, optionally with the fixed-lambda ablation (the
+"""The default mode of `examples/lore_clip.py`: the eps series, optionally with the fixed-lambda ablation (the
 sweeps of rho, lambda, K, margins and the dual are in `sweeps`; Square and noise in `black_box`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The epsilon series of the paper's Table 3, in miniature: runs over (method, training eps, seed), aggregated.
+"""The eps series (the main job's default mode): runs over (method, training eps, seed), aggregated.
 
 A *run* is one trained model evaluated once::
 
@@ -153,7 +153,7 @@ def plot_series(rows: Sequence[dict], reference: Optional[dict], path: Path) -> 
         ax.set(title=title, xlabel="training eps (x/255)", ylabel="zero-shot accuracy")
     finish_axes(*axes[0])
     seeds = max(len(r["seeds"]) for r in rows)
-    fig.suptitle("accuracy vs training radius (paper Table 3); "
+    fig.suptitle("the eps series: accuracy vs training radius; "
                  + (f"error bars: std over {seeds} seeds" if seeds > 1 else "one seed: no spread measured"))
     return save_figure(fig, path)
 

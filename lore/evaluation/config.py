@@ -30,6 +30,9 @@ class EvalConfig:
     pretrained: Optional[str] = field(default=None, metadata={"help": "open_clip tag or weights file"})
     image_size: Optional[int] = field(default=None, metadata={"help": "input resolution (default: the model's)"})
     data: str = field(default="digits", metadata={"help": "'digits', an ImageFolder directory, or 'torchvision:NAME:ROOT'"})
+    classes: Optional[str] = field(default=None, metadata={
+        "help": "score only these class folders of an image-folder --data (and --head-data): 'imagenet100' or a text "
+                "file with one folder name per line, as `lore train --classes`"})
     head_data: Optional[str] = field(default=None, metadata={
         "help": "training data for the linear probe of encoders without a text tower (default: --data's train split; "
                 "an image folder without one is split: half fits the probe, the other half is scored)"})
@@ -102,7 +105,8 @@ class EvalConfig:
         if not Path(self.data_root).expanduser().is_dir():
             raise ValueError(f"data_root {self.data_root!r} is not a folder")
         extras = [name for name, value in (("square_queries", self.square_queries), ("noise_sigmas", self.noise_sigmas),
-                                           ("corruptions", self.corruptions), ("head_data", self.head_data)) if value]
+                                           ("corruptions", self.corruptions), ("head_data", self.head_data),
+                                           ("classes", self.classes)) if value]
         if extras:
             raise ValueError(f"{', '.join(extras)} are not part of the benchmark report; run `lore eval --data ...` "
                              "per dataset for them")

@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from ..data.images import build_dataset, check_same_classes, dataset_classnames, probe_subset, split_disjoint
+from ..data.images import build_dataset, check_same_classes, read_class_list, dataset_classnames, probe_subset, split_disjoint
 from ..data.specs import is_image_folder
 from ..devices import resolve_device
 from ..heads import ZeroShotHead
@@ -104,9 +104,15 @@ def linear_head_data(config: EvalConfig, image_size: int, test_set):
         head_part, scored = split_disjoint(test_set, HEAD_SHARE, config.seed)
         return head_part, scored, (f"{HEAD_SHARE:.0%} of {config.data}, disjoint from the {len(scored)} images "
                                    f"that are scored (seed {config.seed})")
-    head_set = build_dataset(head_spec, image_size, split="train", seed=config.seed)
+    head_set = build_dataset(head_spec, image_size, split="train", seed=config.seed,
+                             classes=_classes(config) if is_image_folder(head_spec) else None)
     split = "" if is_image_folder(head_spec) else "'s train split"
     return head_set, test_set, f"{head_spec}{split}"
+
+
+def _classes(config: EvalConfig) -> Optional[list[str]]:
+    """The class folders `--classes` keeps (None: every folder)."""
+    return read_class_list(config.classes) if config.classes else None
 
 
 def _same_data(a: str, b: str) -> bool:
@@ -133,7 +139,7 @@ def _run_evaluation(config: EvalConfig, pool: ThreadPoolExecutor) -> dict:
     settings = settings_of(config)
     built = _load(config, device)
     encoder: ImageEncoder = built.encoder.eval().requires_grad_(False)
-    test_set = build_dataset(config.data, built.image_size, split="test", seed=config.seed)
+    test_set = build_dataset(config.data, built.image_size, split="test", seed=config.seed, classes=_classes(config))
     classnames = dataset_classnames(test_set)
     text_embeddings = None
     if built.clip is not None and classnames:

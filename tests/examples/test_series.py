@@ -1,4 +1,4 @@
-"""The epsilon series: aggregation over seeds, the paper-style table with differences to FARE, plots."""
+"""The eps series: aggregation over seeds, the paper-style table with differences to FARE, plots."""
 
 from __future__ import annotations
 

@@ -95,3 +95,31 @@ def test_table_6_agrees_with_the_papers_text():
     assert len(ROWS) == 30 and {r.lr for r in ROWS} == {1e-5}
     with pytest.raises(ValueError, match="no row for 'CLIP ViT-B/16' on 'ImageNet' at eps 4"):
         row("CLIP ViT-B/16", "ImageNet", 4)
+
+
+def _lines(page: Path) -> list[str]:
+    """Every command line of the page's bash blocks, continuations joined."""
+    return [line for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S)
+            for line in block.replace("\\\n", " ").splitlines()]
+
+
+def _option(words: list[str], name: str) -> list[str]:
+    return [words[i + 1] for i, word in enumerate(words[:-1]) if word == name]
+
+
+def test_every_model_reproducing_evaluates_is_trained_by_one_of_its_commands():
+    """A plan a GPU user can follow: each run folder a `lore eval` command reads (--model, --baseline) is the
+    --output of a `lore train` command on the same page; other models are pretrained names."""
+    lines = _lines(DOCS / "reproducing.md")
+    trained = {out for line in lines if "lore train" in line for out in _option(shlex.split(line), "--output")}
+    evaluated = set()
+    for line in (line for line in lines if line.lstrip().startswith("lore eval")):
+        words = shlex.split(line)
+        for value in _option(words, "--model") + _option(words, "--baseline"):
+            evaluated.update(name for name in value.split(",") if "/" in name)
+    assert len(evaluated) >= 6, evaluated  # ImageNet-100's two and Table 3's four
+    assert evaluated <= trained, f"evaluated but never trained: {sorted(evaluated - trained)}"
+    # the eval commands resolve (flags exist, values valid) as a user would type them
+    for line in (line for line in lines if line.lstrip().startswith("lore eval") and "--benchmark" not in line):
+        words = shlex.split(line)
+        build_parser().parse_args(words[1:])

@@ -105,3 +105,18 @@ def test_a_three_class_eval_report_names_the_skipped_attack_and_the_head(tmp_pat
     text = (output / "report.md").read_text()
     assert "skipped: apgd-t (APGD-DLR-T needs at least 4 classes" in text and "this classifier has 3" in text
     assert "head: linear probe (fitted on the clean features of 9 images" in text
+
+
+def test_classes_scores_only_the_listed_folders(tmp_path):
+    """`lore eval --classes` (ImageNet-100 from an ImageNet tree): only the listed class folders are scored, and
+    the report records the list."""
+    torch.manual_seed(0)
+    folder = noise_folder(tmp_path / "noise", classes=("a", "b", "c"), per_class=10)
+    listed = tmp_path / "classes.txt"
+    listed.write_text("a\nc\n")
+    report = run_evaluation(EvalConfig(model="timm:resnet10t", data=str(folder), classes=str(listed), image_size=32,
+                                       attacks="", output=str(tmp_path / "out"), device="cpu"))
+    assert report["n_samples"] == 10  # the scored half of the 20 images of a and c (15 of all 30 without --classes)
+    assert report["config"]["classes"] == str(listed)
+    with pytest.raises(ValueError, match="classes"):
+        EvalConfig(benchmark="cifar10", data_root=str(tmp_path), classes=str(listed))
