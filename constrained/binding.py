@@ -10,9 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
 from torch import nn
 
 from .constraint import check_kind
+from .multipliers import LookupMultiplier
 from .protocols import ConstraintKind, Formulation, MultiplierKind
 
 
@@ -27,6 +29,11 @@ class Binding:
     summed: bool
     averages: bool
     per_index: bool
+
+    def entries(self) -> Optional[torch.Tensor]:
+        """[N] a copy of every lambda of a lookup multiplier (`IndexedMultiplier`, `GroupMultiplier`); None for
+        others, whose lambda(x) needs an x."""
+        return self.multiplier.entries() if isinstance(self.multiplier, LookupMultiplier) else None
 
 
 def check_hashable(constraint: object) -> None:

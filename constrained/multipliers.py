@@ -124,6 +124,10 @@ class LookupMultiplier(_Explicit, cooper.multipliers.IndexedMultiplier):
             raise ValueError(f"{type(self).__name__} needs the observation's indices")
         return cast(torch.Tensor, self(features))
 
+    def entries(self) -> torch.Tensor:
+        """[N] a detached copy of every entry's lambda (reports of a batch that held none of the ids read it)."""
+        return self.weight.detach().clone()
+
 
 class IndexedMultiplier(LookupMultiplier):
     """One lambda_i >= 0 per dataset index: the exact dual of a finite sample of constraints.

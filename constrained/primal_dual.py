@@ -175,7 +175,8 @@ class PrimalDual:
             evaluations, values = self._reevaluate_for_dual(closures, weight)
             loss = float(mean_of([e.loss for e in evaluations]))
         reports = summarize([e.observations for e in evaluations], values,  # before lambda moves
-                            lambda name, kept, g: self._bindings[name].constraint.report_details(kept, g))
+                            lambda name, kept, g: self._bindings[name].constraint.report_details(kept, g),
+                            lambda name: self._bindings[name].entries())
         if updated:
             self._update_dual()
         elif dual_in_pass:

@@ -111,7 +111,12 @@ class ConstraintKind(Protocol):
         """Raises ValueError when `multiplier` cannot price this constraint (called once, at binding)."""
 
     def report_details(self, observations: Sequence[Observation], violation: torch.Tensor) -> dict[str, Any]:
-        """Extra `ConstraintReport` fields for one step ({} for none).
+        """Extra `ConstraintReport` fields for one step ({} for none), or replacements of its common ones.
+
+        The common fields are per-entry statistics of `violation`. Where they do not mean what their names say,
+        the kind overrides them here: an aggregate kind, whose bound holds on the batch mean rather than per
+        sample, returns `{"satisfied_fraction": float(violation.mean() <= 0)}` (whether the aggregate holds) or
+        NaN for "not defined". Called when the report is first read, so it may synchronise with the device.
 
         Args:
             observations: this step's observations of the constraint (one per micro-batch).

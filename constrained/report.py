@@ -21,8 +21,10 @@ class ConstraintReport:
         violation_mean: mean of d - m over the batch (<= 0 is good on average).
         violation_max: largest per-sample violation.
         satisfied_fraction: fraction of samples with d - m <= 0, in [0, 1].
-        multiplier_mean: mean lambda over the batch (the fixed weight for a penalty).
-        multiplier_max: largest lambda over the batch.
+        multiplier_mean: mean lambda over the batch (the fixed weight for a penalty). A batch that held no
+            entry of the constraint (no row eligible under `where=`) reports a lookup multiplier's mean over all
+            its entries instead, and NaN for a multiplier whose lambda(x) needs an x.
+        multiplier_max: largest lambda over the batch (the same rule).
         group_violations: group constraints only: each multiplier's mean violation on the batch (one per
             side, stratum and group; NaN where the group was absent).
     """
@@ -45,16 +47,22 @@ class ConstraintReport:
         return flat
 
     @staticmethod
-    def statistics(violation: torch.Tensor, multiplier: torch.Tensor) -> torch.Tensor:
+    def statistics(violation: torch.Tensor, multiplier: torch.Tensor, entries: Optional[torch.Tensor] = None
+                   ) -> torch.Tensor:
         """The five common fields, in order, as a [5] float tensor on the violations' device (no sync).
 
         Args:
             violation: [B] violations (detached inside).
             multiplier: [B] or [1] multiplier values.
+            entries: [N] every entry of a lookup multiplier: the multiplier fields of a batch with no violation.
         """
         violation = converted(detached(violation), torch.float32)
-        if violation.numel() == 0:  # a group constraint with no group present in the batch: nothing was measured
-            return torch.full((5,), float("nan"), device=violation.device)
+        if violation.numel() == 0:  # no entry in the batch: no violation was measured, lambda's own table still is
+            unmeasured = torch.full((3,), float("nan"), device=violation.device)
+            if entries is None or entries.numel() == 0:
+                return torch.cat([unmeasured, unmeasured[:2]])
+            entries = converted(detached(entries), torch.float32, violation.device)
+            return torch.cat([unmeasured, torch.stack([entries.mean(), entries.max()])])
         multiplier = converted(detached(multiplier), torch.float32, violation.device)
         return torch.stack([violation.mean(), violation.max(), (violation <= 0).float().mean(), multiplier.mean(),
                             multiplier.max()])
@@ -150,7 +158,8 @@ class StepReport:
 
 
 def summarize(observations: Sequence[Mapping[str, Observation]], values: Sequence[Mapping[str, torch.Tensor]],
-              details: Callable[[str, list[Observation], torch.Tensor], dict[str, Any]]) -> DeferredReports:
+              details: Callable[[str, list[Observation], torch.Tensor], dict[str, Any]],
+              entries: Callable[[str], Optional[torch.Tensor]] = lambda name: None) -> DeferredReports:
     """Each constraint's report over a step's micro-batches, computed when first read.
 
     Reports hold the true (strict) violations when a proxy was used, and the multiplier values the step used
@@ -161,14 +170,17 @@ def summarize(observations: Sequence[Mapping[str, Observation]], values: Sequenc
         values: per micro-batch, {name: lambda [n]}.
         details: (name, the name's observations, its joined violations) -> extra report fields
             (`ConstraintKind.report_details`).
+        entries: name -> a copy of every lambda of its lookup multiplier (`Binding.entries`), read only for a
+            constraint with no entry in the step, before the dual update moves lambda.
     """
     names = tuple(observations[0])
     violations = {name: joined([_reported_violation(o[name]) for o in observations]) for name in names}
     priced = {name: joined([_owned(v[name]) for v in values]) for name in names}
     kept = {name: [o[name] for o in observations] for name in names}
+    tables = {name: entries(name) for name in names if violations[name].numel() == 0}  # shapes only: no sync
 
     def compute() -> dict[str, ConstraintReport]:
-        parts = [ConstraintReport.statistics(violations[name], priced[name]) for name in names]
+        parts = [ConstraintReport.statistics(violations[name], priced[name], tables.get(name)) for name in names]
         numbers = torch.cat([converted(part, torch.float32, parts[0].device) for part in parts]).tolist()
         reports = {}
         for i, name in enumerate(names):

@@ -55,7 +55,9 @@ class CVaRConstraint:
             raise ValueError(f"{self.name}: a CVaR bound holds on average only; price it with one lambda")
 
     def report_details(self, observations: Sequence[Observation], violation: torch.Tensor) -> dict:
-        return {}
+        # the bound holds on average, so a per-sample "satisfied" share means nothing: report whether the
+        # batch's aggregate satisfies it (1.0 or 0.0) instead; any ConstraintReport field may be given here
+        return {"satisfied_fraction": float(violation.mean() <= 0)}
 
     def observe(self, losses: torch.Tensor) -> Observation:
         """losses: [B] per-sample losses (carrying gradient) -> the observation PrimalDual enforces."""

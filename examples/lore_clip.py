@@ -18,7 +18,8 @@ With no arguments it runs offline on a CPU on an embedded default:
    difference to FARE in points, ↑/↓) and writes into --out: results.json,
    series.png (accuracy vs training radius), constraint.png (held-out clean
    deviation, margin satisfaction and lambda over training at the largest
-   radius: paper Fig. 6, 7, 9), training_curves.png and accuracy.png.
+   radius: paper Fig. 6, 7, 9), clean_over_training.png (Fig. 1a) and
+   accuracy.png; each run's folder holds its own training_curves.png.
 
     python examples/lore_clip.py                  # one seed, 4-8 minutes on 2 CPU cores
     python examples/lore_clip.py --seeds 3        # the table of docs/results.md (about 3x longer)
@@ -29,7 +30,8 @@ With no arguments it runs offline on a CPU on an embedded default:
     python examples/lore_clip.py --fixed-lambda   # + naive regularization at LORE's own final lambda
 
 Its plan line gives the expected time from then on, measured on the running machine (a speed probe
-rescales the reference machine's costs; docs/results.md gives how close it came). Output to a file or a
+rescales the reference machine's costs; docs/results.md gives how close it came); after each model the
+time left is re-measured from how long the finished models really took. Output to a file or a
 CI log is whole lines (one per quarter of a training and per finished phase), not progress-bar redraws.
 
 Interrupted (Ctrl-C, SIGTERM), it writes a results.json marked "interrupted" and exits 130; the same

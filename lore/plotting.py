@@ -60,8 +60,37 @@ METHOD_COLORS = dict(zip(("reference", *METHOD_NAMES), ("tab:gray", "tab:blue", 
 def method_color(label: str) -> Optional[str]:
     """The colour of a method in every figure: by its name (case-insensitive; a label that starts with a known
     method name, such as "lore rho=0.1", takes that method's colour); None (matplotlib's cycle) otherwise."""
+    method = _method_of(label)
+    return None if method is None else METHOD_COLORS[method]
+
+
+#: one marker per method, so that two methods drawn on the same values both stay visible: hollow markers of
+#: different shapes nest instead of covering each other
+METHOD_MARKERS = dict(zip(("reference", *METHOD_NAMES), ("x", "o", "s", "^", "D", "v", "P", "X", "<", ">")))
+#: one line style per method for the same reason: a dashed line over a solid one shows both
+METHOD_LINESTYLES = dict(zip(("reference", *METHOD_NAMES), ("--", "-", "--", "-.", ":", "-", "--", "-.", ":", "-")))
+
+
+def _method_of(label: str) -> Optional[str]:
     name = label.lower()
     for method in sorted(METHOD_COLORS, key=len, reverse=True):  # "tecoa-l2" before "tecoa"
         if name == method or name.startswith(method + " ") or name.startswith(method + "("):
-            return METHOD_COLORS[method]
+            return method
     return None
+
+
+def method_style(label: str) -> dict:
+    """`Axes.plot` / `errorbar` keywords of a method in every comparison figure: its colour (`method_color`), its
+    marker (hollow) and its line style, so that methods with equal values are still told apart. Unknown labels
+    get matplotlib's defaults and a hollow circle."""
+    method = _method_of(label)
+    if method is None:
+        return {"marker": "o", "markerfacecolor": "none"}
+    return {"color": METHOD_COLORS[method], "marker": METHOD_MARKERS[method], "linestyle": METHOD_LINESTYLES[method],
+            "markerfacecolor": "none"}
+
+
+def dodge(index: int, count: int, span: float, share: float = 0.015) -> float:
+    """The horizontal offset of the index-th of `count` series over an axis spanning `span` data units: series
+    at the same x sit side by side (each `share` of the span apart), so equal error bars do not hide each other."""
+    return (index - (count - 1) / 2) * share * (span or 1.0)

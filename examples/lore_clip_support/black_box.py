@@ -18,7 +18,7 @@ from lore.evaluation.suite import EvalSettings, evaluate
 from lore.heads import ZeroShotHead
 from lore.jsonio import write_json, write_text_atomic
 from lore.provenance import weights_sha256
-from lore.plotting import finish_axes, method_color, new_figure, save_figure
+from lore.plotting import finish_axes, method_style, new_figure, save_figure
 from lore.units import format_eps
 
 from .compare import load_trained
@@ -68,8 +68,8 @@ def plot_noise(rows: list[dict], path: Path, reference: dict) -> Path:
     for axis, eps in zip(axes[0], radii):
         for r in (r for r in rows if r["train_eps"] == eps):
             stats = [r["clean_accuracy"]] + [r["gaussian_noise"][s] for s in r["gaussian_noise"]]
-            axis.errorbar(sigmas, [m for m, _ in stats], yerr=[s or 0 for _, s in stats], marker="o", capsize=3,
-                          color=method_color(r["method"]), label=r["method"])
+            axis.errorbar(sigmas, [m for m, _ in stats], yerr=[s or 0 for _, s in stats], capsize=3, label=r["method"],
+                          **method_style(r["method"]))
         ref = [reference["clean_accuracy"]] + [reference["gaussian_noise"][s] for s in reference["gaussian_noise"]]
         axis.plot(sigmas, ref, color="gray", linestyle=":", marker=".", label="reference")
         axis.set(title=f"trained at {eps}", xlabel="Gaussian noise std (pixel units)", ylim=(0, 1.02))

@@ -7,6 +7,7 @@ the `lore` library.
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,7 +17,7 @@ import torch
 from lore.evaluation.report import plot_robustness
 from lore.evaluation.suite import EvalSettings, evaluate, fraction
 from lore.heads import ZeroShotHead
-from lore.plotting import finish_axes, method_color, new_figure, save_figure
+from lore.plotting import finish_axes, method_color, method_style, new_figure, save_figure
 from lore.training.config import TrainConfig
 from lore.training.engine import train
 from lore.training.plots import read_metrics
@@ -105,6 +106,12 @@ def results_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _config_method(run: Path) -> Optional[str]:
+    """The method a run folder's config.json names (None without one)."""
+    config = run / "config.json"
+    return json.loads(config.read_text()).get("method") if config.is_file() else None
+
+
 def plot_training_comparison(runs: dict[str, Path], rho: float, path: Path, *, train_eps: str) -> Path:
     """Mean lambda on training batches, held-out margin satisfaction and clean accuracy over training, per method,
     at training radius `train_eps` (named in the title)."""
@@ -116,11 +123,12 @@ def plot_training_comparison(runs: dict[str, Path], rho: float, path: Path, *, t
     fig, axes = new_figure(1, 3, figsize=(15, 4))
     for name, run in runs.items():
         records = read_metrics(run)
+        fixed_weight = _config_method(run) == "naive"  # its weight is a constant, not a multiplier
         for ax, (key, _, _) in zip(axes, panels):
             points = [(r["step"], r[key]) for r in records if key in r]
-            if points:
-                ax.plot(*zip(*points), marker="." if key.startswith("probe") else None, label=name,
-                        color=method_color(name))
+            if points and not (fixed_weight and key == "clean/multiplier_mean"):
+                style = method_style(name) | ({} if key.startswith("probe") else {"marker": None})
+                ax.plot(*zip(*points), label=name, **style)
     for ax, (_, title, limits) in zip(axes, panels):
         ax.set(title=title, xlabel="batch", ylim=limits)
     finish_axes(*axes)

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lore.plotting import finish_axes, method_color, new_figure, save_figure
+from lore.plotting import dodge, finish_axes, method_style, new_figure, save_figure
 from lore.training.plots import read_metrics
 from lore.units import format_eps
 
@@ -38,14 +38,14 @@ def plot_clean_over_training(folders: dict[tuple[str, float], Sequence[Path]], p
     radii = sorted({eps for _, eps in folders})
     fig, axes = new_figure(1, len(radii), figsize=(4.6 * len(radii), 3.8), squeeze=False)
     for axis, eps in zip(axes[0], radii):
-        for (method, at), runs in sorted(folders.items()):
-            if at != eps:
-                continue
+        here = [(method, runs) for (method, at), runs in sorted(folders.items()) if at == eps]
+        for index, (method, runs) in enumerate(here):
             curves = [probe_curve(folder) for folder in runs]
             steps = [step for step, _, _ in curves[0]]
             stats = [mean_std([curve[i][2] for curve in curves]) for i in range(len(steps))]
-            axis.errorbar(steps, [m for m, _ in stats], yerr=[s or 0 for _, s in stats], marker="o", capsize=3,
-                          color=method_color(method), label=f"{method} ({len(runs)} seeds)")
+            shift = dodge(index, len(here), steps[-1] - steps[0])  # equal values side by side, not on top
+            axis.errorbar([step + shift for step in steps], [m for m, _ in stats], yerr=[s or 0 for _, s in stats],
+                          capsize=3, label=f"{method} ({len(runs)} seeds)", **method_style(method))
         axis.set(title=f"trained at {format_eps(eps)}", xlabel="training batch", ylim=(0, 1.02))
         axis.xaxis.get_major_locator().set_params(integer=True)
     axes[0][0].set_ylabel("held-out clean accuracy (probe)")

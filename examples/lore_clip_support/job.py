@@ -119,13 +119,18 @@ class Job:
         self.speed = speed_probe(built.encoder, self.images) / PROBE_SECONDS if args.model == EMBEDDED else 1.0
         self.started = time.perf_counter()
 
-    def expected(self, trainings: list[str], evaluations: int) -> str:
-        """'; expected about N min here' for the embedded model (measured speed), '' otherwise."""
+    def expected(self, trainings: list[str]) -> str:
+        """'; expected about N min here' for the embedded model (measured speed), '' otherwise.
+
+        It also records the plan's costs, model by model, so that `progress` can correct the estimate by the time
+        the finished models really took (a speed probe of a few seconds misreads a machine whose load changes).
+        """
         if self.args.model != EMBEDDED:
             return ""
-        minutes = expected_minutes(self.s, trainings, evaluations, len(self.labels), self.speed)
+        self._plan = plan_seconds(self.s, trainings, len(self.labels))
+        minutes = self.speed * sum(self._plan) / 60
         return (f"; expected about {minutes:.1f} min from now (this machine measured at {self.speed:.2f}x the "
-                f"reference machine's time)")
+                f"reference machine's time; re-measured after each model)")
 
     def dual_line(self) -> str:
         """One line saying which dual preset LORE's runs use, and any value overridden."""
@@ -176,9 +181,18 @@ class Job:
         return self.measure(load_trained(self.reference, folder), folder, config.seed, rho)
 
     def progress(self, done: int, total: int) -> None:
+        """'-- done/total models done in X min; about Y min left': Y scales what the plan has left by the time
+        its finished part really took against its estimate (by models done when there is no plan)."""
         elapsed = time.perf_counter() - self.started
-        print(f"-- {done}/{total} models done in {elapsed / 60:.1f} min; about "
-              f"{elapsed / done * (total - done) / 60:.1f} min left", flush=True)
+        plan = getattr(self, "_plan", None)
+        if plan is not None and len(plan) == total + 1:  # the reference's evaluation, then one entry per model
+            spent = sum(plan[:done + 1])
+            left = sum(plan[done + 1:]) * elapsed / spent
+            measured = f" (re-measured: the work so far took {elapsed / (self.speed * spent):.2f}x its first estimate)"
+        else:
+            left, measured = elapsed / done * (total - done), ""
+        print(f"-- {done}/{total} models done in {elapsed / 60:.1f} min; about {left / 60:.1f} min left{measured}",
+              flush=True)
 
 
 def speed_probe(encoder: torch.nn.Module, images: torch.Tensor, repeats: int = 5) -> float:
@@ -200,14 +214,15 @@ def speed_probe(encoder: torch.nn.Module, images: torch.Tensor, repeats: int = 5
     return statistics.median(once() for _ in range(repeats))
 
 
-def expected_minutes(s: dict, trainings: list[str], evaluations: int, samples: int, speed: float = 1.0) -> float:
-    """The embedded job's expected duration: the reference machine's measured costs times `speed` (this machine's
-    `speed_probe` over `PROBE_SECONDS`)."""
+def plan_seconds(s: dict, trainings: list[str], samples: int) -> list[float]:
+    """The embedded job's costs on the reference machine, in seconds: the reference's evaluation, then one entry
+    per training (the training and the evaluation of its model on `samples` images). Times this machine's speed
+    (`speed_probe` over `PROBE_SECONDS`), their sum is the first estimate."""
     steps = (s["steps"] or 0) * s.get("batch_size", REFERENCE_BATCH) / REFERENCE_BATCH  # in reference batches
     probes = 5 * s.get("probe_size", 256) * SECONDS_PER_PROBE_IMAGE  # the first probe and one per quarter (the last at the end)
-    runs = sum(SECONDS_PER_BATCH.get(m, 0.4) * steps + probes + SECONDS_PER_RUN for m in trainings)
     attack = len(s["eval_eps"]) / 3 * s["apgd_iter"] / 10 * (0.25 + 0.75 * s.get("apgd_targets", 3) / 3)
-    return speed * (runs + evaluations * samples * SECONDS_PER_EVALUATION_IMAGE * attack) / 60
+    evaluation = samples * SECONDS_PER_EVALUATION_IMAGE * attack
+    return [evaluation] + [SECONDS_PER_BATCH.get(m, 0.4) * steps + probes + SECONDS_PER_RUN + evaluation for m in trainings]
 
 
 def run_entry(method: str, train_eps: float, seed: int, result: dict, folder: Optional[Path] = None) -> dict:

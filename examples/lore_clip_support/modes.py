@@ -8,7 +8,7 @@ from lore.units import format_eps
 
 from lore.training.plots import read_metrics
 
-from .compare import plot_accuracy, plot_training_comparison
+from .compare import plot_accuracy
 from .curves import plot_clean_over_training, time_table, time_to_accuracy
 
 from .job import Job, run_entry, run_folder, train_config
@@ -19,7 +19,7 @@ def run_series(job: Job) -> int:
     args, s = job.args, job.s
     seeds = list(range(args.seed, args.seed + args.seeds))
     plan = [(seed, eps, method) for seed in seeds for eps in s["train_eps"] for method in s["methods"]]
-    expected = job.expected([m for _, _, m in plan], len(plan) + 1)
+    expected = job.expected([m for _, _, m in plan])
     print(f"plan: {len(plan)} trainings ({len(s['methods'])} methods x {len(s['train_eps'])} radii x {len(seeds)} seeds) "
           f"and {len(plan) + 1} evaluations on {len(job.labels)} images{expected}", flush=True)
     if "lore" in s["methods"]:
@@ -78,10 +78,9 @@ def run_series(job: Job) -> int:
     plot_clean_over_training(by_method, args.out / "clean_over_training.png")
     at_largest = {m: folders[(m, largest, seeds[0])] for m in s["methods"]}
     plot_constraint(at_largest, s["rho"], args.out / "constraint.png", train_eps=format_eps(largest))
-    plot_training_comparison(at_largest, s["rho"], args.out / "training_curves.png", train_eps=format_eps(largest))
     plot_accuracy(headline, args.out / "accuracy.png", train_eps=format_eps(largest))
     print(f"\nwrote {args.out / 'results.json'}, series.md, series.png, clean_over_training.png, constraint.png, "
-          "training_curves.png, accuracy.png")
+          "accuracy.png")
     return 0
 
 

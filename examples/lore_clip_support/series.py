@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from lore.jsonio import finite_or_null
-from lore.plotting import finish_axes, mark_empty, method_color, new_figure, save_figure
+from lore.plotting import dodge, finish_axes, mark_empty, method_style, new_figure, save_figure
 from lore.training.plots import read_metrics
 from lore.units import parse_eps
 
@@ -138,17 +138,17 @@ def plot_series(rows: Sequence[dict], reference: Optional[dict], path: Path) -> 
     panels = [("clean_accuracy", None, "clean")] + [("robust_accuracy", e, f"robust at {e}") for e in eps_labels]
     fig, axes = new_figure(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    ticks = sorted({parse_eps(r["train_eps"]) * 255 for r in rows})
     for ax, (key, eps, title) in zip(axes[0], panels):
-        for method in methods:
+        for index, method in enumerate(methods):  # side by side at each radius: equal values stay visible
             mine = sorted((r for r in rows if r["method"] == method), key=lambda r: parse_eps(r["train_eps"]))
-            x = [parse_eps(r["train_eps"]) * 255 for r in mine]
+            x = [parse_eps(r["train_eps"]) * 255 + dodge(index, len(methods), ticks[-1] - ticks[0]) for r in mine]
             stats = [r[key] if eps is None else r[key][eps] for r in mine]
-            ax.errorbar(x, [s[0] for s in stats], yerr=[s[1] or 0.0 for s in stats], marker="o", capsize=3, label=method,
-                        color=method_color(method))
+            ax.errorbar(x, [s[0] for s in stats], yerr=[s[1] or 0.0 for s in stats], capsize=3, label=method,
+                        **method_style(method))
         if reference is not None:
             value = reference["clean_accuracy"] if eps is None else reference["robust_accuracy"][eps]
             ax.axhline(value, color="gray", linestyle="--", label="reference")
-        ticks = sorted({parse_eps(r["train_eps"]) * 255 for r in rows})
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.set(title=title, xlabel="training eps (x/255)", ylabel="zero-shot accuracy")
     finish_axes(*axes[0])
@@ -174,17 +174,17 @@ def plot_constraint(runs: dict[str, Path], rho: float, path: Path, *, train_eps:
         steps = [r["step"] for r in records]
         moved = [r for r in records if r["probe/relative_distance_q10"] > 0]  # log axis: phi = phi_0 at step 0
         moved_steps = [r["step"] for r in moved]
-        line, = axes[0].plot(moved_steps, [r["probe/relative_distance_q50"] for r in moved], marker=".", label=f"{label} median",
-                             color=method_color(label))
+        line, = axes[0].plot(moved_steps, [r["probe/relative_distance_q50"] for r in moved], label=f"{label} median",
+                             **method_style(label))
         axes[0].fill_between(moved_steps, [r["probe/relative_distance_q10"] for r in moved],
                              [r["probe/relative_distance_q90"] for r in moved], alpha=0.2, color=line.get_color())
-        axes[1].plot(steps, [r["probe/within_margin"] for r in records], marker=".", label=label, color=method_color(label))
+        axes[1].plot(steps, [r["probe/within_margin"] for r in records], label=label, **method_style(label))
         with_lambda = [r for r in records if "probe/lambda_mean" in r]
         if with_lambda:
             lambda_drawn = True
             lam_steps = [r["step"] for r in with_lambda]
-            line, = axes[2].plot(lam_steps, [r["probe/lambda_mean"] for r in with_lambda], marker=".", label=f"{label} mean",
-                                 color=method_color(label))
+            line, = axes[2].plot(lam_steps, [r["probe/lambda_mean"] for r in with_lambda], label=f"{label} mean",
+                                 **method_style(label))
             if "probe/lambda_q10" in with_lambda[0]:
                 axes[2].fill_between(lam_steps, [r["probe/lambda_q10"] for r in with_lambda],
                                      [r["probe/lambda_q90"] for r in with_lambda], alpha=0.2, color=line.get_color(),

@@ -122,7 +122,7 @@ def run_sweeps(job: Job) -> int:
     plan += [(kind, value, seed) for kind in kinds for value in SWEEPS[kind][2] for seed in seeds]
     trainings = ["fare" if kind == "fare" else SWEEPS[kind][0] for kind, _, _ in plan]
     print(f"plan: {len(plan)} trainings at {format_eps(eps)} over {len(seeds)} seed(s) and {len(plan) + 1} "
-          f"evaluations on {len(job.labels)} images{job.expected(trainings, len(plan) + 1)}", flush=True)
+          f"evaluations on {len(job.labels)} images{job.expected(trainings)}", flush=True)
     print(job.dual_line(), flush=True)
     reference = job.measure(job.reference, args.out / "reference", args.split_seed)
     results: dict[tuple[str, Optional[float]], list[dict]] = {}

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Union
 
 from ..jsonio import write_json
-from ..plotting import finish_axes, method_color, new_figure, save_figure
+from ..plotting import finish_axes, method_style, new_figure, save_figure
 from ..units import parse_eps
 
 
@@ -42,7 +42,7 @@ def markdown_table(report: dict) -> str:
 
 def plot_robustness(reports: dict[str, dict], path: Union[str, Path], *, setting: str = "") -> Path:
     """Robust accuracy (worst case over the attacks that ran) against eps, one line per model, each method in its
-    own colour (`lore.plotting.method_color`); `setting` (e.g. "trained at 48/255") goes into the title."""
+    own colour, marker and line style (`lore.plotting.method_style`); `setting` (e.g. "trained at 48/255") goes into the title."""
     fig, ax = new_figure(figsize=(6, 4))
     attacks = sorted({list(row)[-1] for report in reports.values() for row in report.get("robust_accuracy", {}).values()
                       if row})
@@ -53,7 +53,7 @@ def plot_robustness(reports: dict[str, dict], path: Union[str, Path], *, setting
         labels = ["0"] + list(robust)
         positions = [parse_eps(label) * 255 for label in labels]  # eps on a true scale, in /255 units
         values = [report["clean_accuracy"]] + [list(row.values())[-1] for row in robust.values()]
-        ax.plot(positions, values, marker="o", label=name, color=method_color(name))
+        ax.plot(positions, values, label=name, **method_style(name))
         ax.set_xticks(positions, labels)
     title = f"robust accuracy vs eps ({' / '.join(attacks) or 'no attack ran'})" + (f", {setting}" if setting else "")
     ax.set(xlabel="eps (l_inf, x/255)", ylabel="robust accuracy", ylim=(0, 1), title=title)

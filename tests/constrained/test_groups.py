@@ -233,7 +233,8 @@ def test_best_iterate_keeps_the_best_feasible_model():
 
 def test_a_minibatch_without_an_eligible_member_adds_nothing_and_is_reported_as_unmeasured():
     """Equal opportunity on a minibatch with no y = 1: no true-positive rate exists to bound. The step goes on
-    (before: "violation is an empty batch"), the constraint adds no gradient, and its report is NaN, not 0."""
+    (it is not an error), the constraint adds no gradient, and its violations report NaN, not 0; the multiplier's
+    mean and max are its own table's (the multiplier exists whatever the batch)."""
     import math
 
     import torch
@@ -263,8 +264,17 @@ def test_a_minibatch_without_an_eligible_member_adds_nothing_and_is_reported_as_
     torch.testing.assert_close(model.weight, reference.weight)  # the constraint added nothing
     assert math.isnan(report.constraints[constraint.name].violation_mean)
     assert torch.all(multiplier.weight == 0)  # no dual step on what was not measured
+    unmeasured = report.constraints[constraint.name]
+    assert math.isnan(unmeasured.satisfied_fraction) and math.isnan(unmeasured.violation_max)
+    assert (unmeasured.multiplier_mean, unmeasured.multiplier_max) == (0.0, 0.0)  # lambda's own table: defined
     report = pd.step(lambda: closure(torch.tensor([1, 1, 0, 0, 1, 1, 0, 0])))  # a batch with positives works as before
     assert not math.isnan(report.constraints[constraint.name].violation_mean)
+    with torch.no_grad():  # lambda as a run of measured batches would leave it
+        multiplier.weight.copy_(torch.tensor([0.5, 0.0, 2.0, 0.25]).reshape(multiplier.weight.shape))
+    lambdas = multiplier.weight.detach().clone()
+    unmeasured = pd.step(lambda: closure(negatives)).constraints[constraint.name]
+    assert unmeasured.multiplier_mean == pytest.approx(float(lambdas.mean()))
+    assert unmeasured.multiplier_max == pytest.approx(float(lambdas.max()))
 
 
 def test_step_accumulated_compares_rows_not_group_entries():

@@ -48,3 +48,22 @@ def test_what_is_not_a_protocol_implementation_is_refused_by_name():
         PrimalDual(optimizer, {CVaRConstraint(0.2, 1.0): torch.nn.Linear(2, 1)})
     with pytest.raises(ValueError, match="holds on average only"):  # the kind's own check_multiplier
         PrimalDual(optimizer, {CVaRConstraint(0.2, 1.0): IndexedMultiplier(10)})
+
+
+@pytest.mark.parametrize("bound,holds", [(1e6, 1.0), (-1.0, 0.0)])
+def test_an_aggregate_kind_reports_what_satisfied_means_for_it(bound, holds):
+    """The CVaR bound holds on average, so its report_details replaces the per-sample share by whether the
+    batch's aggregate holds (1.0 or 0.0): report_details may give any ConstraintReport field."""
+    x, y = regression_with_a_minority()
+    theta = torch.nn.Parameter(torch.zeros(x.shape[1], dtype=torch.float64))
+    tail = CVaRConstraint(0.2, bound)
+    pd = PrimalDual(torch.optim.SGD([theta, tail.threshold], lr=0.01), {tail: TailPrice()}, dual_lr=0.1)
+    x_t, y_t = torch.tensor(x), torch.tensor(y)
+
+    def closure():
+        losses = (x_t @ theta - y_t) ** 2
+        return losses.mean(), [tail.observe(losses)]
+
+    report = pd.step(closure).constraints[tail.name]
+    assert report.satisfied_fraction == holds
+    assert (report.violation_mean <= 0) == bool(holds)

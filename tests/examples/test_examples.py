@@ -95,8 +95,9 @@ def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
     largest = payload["setting"]["train_eps"]
     lore_run = next(r for r in runs if r["method"] == "lore" and r["train_eps"] == largest)
     assert payload["methods"]["lore"]["clean_accuracy"] == lore_run["clean_accuracy"]
-    for plot in ("training_curves.png", "accuracy.png", "series.png", "constraint.png"):
+    for plot in ("accuracy.png", "series.png", "constraint.png", "clean_over_training.png"):
         assert (out / plot).stat().st_size > 10_000
+    assert not (out / "training_curves.png").exists()  # constraint.png holds its panels; each run has its own
     assert "↑" in (out / "series.md").read_text() or "↓" in (out / "series.md").read_text()
     assert "\n- lore 48/255 seed 0: in margin" in (out / "series.md").read_text()  # lambda(x) at the end, a list
 

@@ -92,6 +92,39 @@ def test_the_constraint_figure_names_its_training_radius_and_colours_by_method(t
     assert drawn[0].axes[1].get_lines()[0].get_color() == method_color("lore")
 
 
+def _signature(line):
+    return line.get_marker(), line.get_linestyle(), line.get_color()
+
+
+def test_methods_with_equal_values_both_stay_visible(tmp_path, monkeypatch):
+    """naive and FARE both at 0 within the margin (constraint.png), LORE and naive at the same accuracy
+    (series.png): each method keeps its own marker and line style, and the series' points sit side by side."""
+    from lore_clip_support import series
+
+    drawn = []
+    monkeypatch.setattr(series, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    rows = aggregate([run(m, e, 0, 0.9, 0.4) for e in ("16/255", "32/255") for m in ("fare", "naive", "lore")])
+    series.plot_series(rows, None, tmp_path / "s.png")
+    lines = [bars.lines[0] for bars in drawn[0].axes[1].containers if bars.get_label() in ("fare", "naive", "lore")]
+    assert len(lines) == 3 and len({_signature(line) for line in lines}) == 3
+    xs = [tuple(line.get_xdata()) for line in lines]
+    assert len(set(xs)) == 3  # dodged: three distinct x positions at each radius
+    assert all(abs(a - b) < 1.0 for a, b in zip(xs[0], xs[2]))  # by less than a point of eps /255: ticks still read
+
+    folders = {}
+    for name in ("fare", "naive"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "metrics.jsonl").write_text(json.dumps({"step": 10, "probe/relative_distance_q10": 0.5,
+                                                          "probe/relative_distance_q50": 0.6,
+                                                          "probe/relative_distance_q90": 0.7, "probe/within_margin": 0.0}))
+        folders[name] = folder
+    series.plot_constraint(folders, 0.1, tmp_path / "c.png", train_eps="48/255")
+    margin = [line for line in drawn[1].axes[1].get_lines() if line.get_label() in folders]
+    assert len(margin) == 2 and _signature(margin[0]) != _signature(margin[1])
+    assert all(line.get_markerfacecolor() == "none" for line in margin)  # hollow: a marker below shows through
+
+
 def _results(path, runs, status="finished"):
     path.write_text(json.dumps({"status": status, "runs": runs}))
     return path
