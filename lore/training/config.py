@@ -153,6 +153,10 @@ class TrainConfig:
     output: str = _help("run folder: checkpoints, metrics, plots, export", default="runs/train")
     cache_dir: str = _help("where built reference models (the digits encoder) are cached", default="~/.cache/lore")
     checkpoint_every: int = _help("write a checkpoint every N batches", default=50)
+    save_optimizer_state: bool = _help(
+        "keep AdamW's two moments in last.pt, two thirds of its size (ViT-B/32: 1.06 GB with them, 0.35 GB without; "
+        "docs/training.md); without them a --resume restarts the moments from zero and says so: it no longer "
+        "continues the uninterrupted run exactly", default=True)
     log_every: int = _help("write a metrics line every N batches", default=1)
     probe_every: int = _help("measure clean/robust probe accuracy every N batches and after the last (0: never)", default=25)
     tensorboard: bool = _help("also log to TensorBoard (needs the tensorboard package)", default=False)
@@ -251,5 +255,6 @@ class TrainConfig:
 
 
 OPERATIONAL_FIELDS = frozenset({"output", "cache_dir", "checkpoint_every", "log_every", "probe_every", "tensorboard",
-                                "device", "workers", "passes", "grad_checkpointing", "compile", "channels_last"})
+                                "device", "workers", "passes", "grad_checkpointing", "compile", "channels_last",
+                                "save_optimizer_state"})
 """`TrainConfig` fields that do not change what a run computes, so a resume may change them."""

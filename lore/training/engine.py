@@ -34,6 +34,7 @@ from ..methods import build_method
 from ..heads import ZeroShotHead
 from ..models.build import BuiltModel, build_head, build_model
 from ..models.export import export_encoder
+from .disk import predict as predict_disk_use
 from ..progress import progress
 from ..reference import FrozenReference
 from ..step import RobustStep, StepResult
@@ -220,14 +221,16 @@ class _Run:
         return self.built.encoder
 
     def checkpoint(self, step: int) -> None:
-        """Writes last.pt atomically (rank 0): weights, optimisers, schedule, dual state, RNG, at batch `step`."""
+        """Writes last.pt atomically (rank 0): weights, optimisers (AdamW's moments unless
+        --no-save-optimizer-state), schedule, dual state, RNG, at batch `step`."""
         if not self.info.is_main:
             return
         began = time.perf_counter()
         save_atomic({
             "format_version": FORMAT_VERSION, "fingerprint": self.fingerprint, "step": step,
             "epoch": step // self.per_epoch, "encoder": self.encoder.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.config.save_optimizer_state else None,
+            "scheduler": self.scheduler.state_dict(),
             "dual": self.step_fn.state_dict(), "rng": {"torch": torch.get_rng_state()}, "config": self.config.to_dict(),
         }, self.checkpoint_path)
         self.longest["checkpoint"] = max(self.longest["checkpoint"], time.perf_counter() - began)
@@ -240,6 +243,17 @@ class _Run:
         return probe(self.encoder, self.reference, self.head, self.probe_images, self.probe_labels, eps=config.eps,
                      margin=margin, multiplier=self.step_fn.multiplier, seed=config.seed, batch_size=config.batch_size,
                      autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None)
+
+
+def _disk_use(built, step_fn, config: TrainConfig):
+    """What last.pt and the export will take (`lore.training.disk`)."""
+    if built.kind == "open_clip":
+        exported = built.clip
+    elif built.kind == "digits-clip":  # its export holds the backbone and the whole CLIP model
+        exported = torch.nn.ModuleList([built.encoder.backbone, built.clip])
+    else:
+        exported = built.encoder.backbone
+    return predict_disk_use(built.encoder, exported, step_fn.state_dict(), save_optimizer_state=config.save_optimizer_state)
 
 
 def _prepare_output(config: TrainConfig, resume: bool, info: DistInfo, fingerprint: dict) -> Optional[dict]:
@@ -291,7 +305,12 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
     start = 0
     if state is not None:
         encoder.load_state_dict(state["encoder"])
-        optimizer.load_state_dict(state["optimizer"])
+        if state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        elif info.is_main:
+            warnings.warn(f"{output / LAST} holds no AdamW moments (written with --no-save-optimizer-state): they "
+                          f"restart from zero at batch {state['step']}, so this run no longer continues the "
+                          "uninterrupted one exactly", stacklevel=3)
         scheduler.load_state_dict(state["scheduler"])
         step_fn.load_state_dict(state["dual"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -299,6 +318,8 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
         if info.is_main:
             _drop_metrics_after(output / "metrics.jsonl", start)
     workers = 0 if isinstance(train_set, TensorImages) else resolve_workers(config.workers)  # in-memory data: none
+    if info.is_main:
+        print(_disk_use(built, step_fn, config).describe(), flush=True)
     return _Run(config, info, device, fingerprint, built, reference, head, optimizer, scheduler, step_fn, train_set,
                 probe_images, probe_labels, unreadable, passes, workers, per_epoch, total, start)
 

@@ -157,3 +157,51 @@ def test_a_folder_run_without_probe_data_holds_its_probe_out_of_training(tmp_pat
     training_files = {train.source(i) for i in range(len(train))}
     assert training_files.isdisjoint(probe_files) and training_files | set(probe_files) == every
     assert loaded and set(loaded) <= training_files  # what the batches loaded came from the training part only
+
+
+def test_no_save_optimizer_state_writes_a_smaller_checkpoint_and_a_resume_says_what_it_lost(tmp_path):
+    """--no-save-optimizer-state: last.pt holds no AdamW moments (they are twice the trainable weights), a resume
+    from it warns that the moments restart, and a checkpoint with them resumes silently."""
+    import warnings
+
+    from lore.training.engine import LAST, train
+
+    sizes = {}
+    for keep in (True, False):
+        config = TrainConfig(model="digits-cnn", output=str(tmp_path / str(keep)), max_steps=2, batch_size=8, pgd_steps=1,
+                             primal_steps=1, probe_every=0, checkpoint_every=1, method="fare", save_optimizer_state=keep)
+        train(config)
+        state = torch.load(tmp_path / str(keep) / LAST, weights_only=True)
+        assert (state["optimizer"] is not None) == keep
+        sizes[keep] = (tmp_path / str(keep) / LAST).stat().st_size
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert train(config, resume=True).status == "finished"  # from the last checkpoint: nothing left to train
+        said = [str(w.message) for w in caught if "AdamW moments" in str(w.message)]
+        assert bool(said) == (not keep), said
+    weights = sum(p.numel() * 4 for p in torch.load(tmp_path / "True" / LAST, weights_only=True)["encoder"].values())
+    assert sizes[True] - sizes[False] > 1.9 * weights  # the two moments of every trainable weight
+
+
+@pytest.mark.parametrize("model", ["digits-cnn", "tiny-open-clip"])
+def test_the_predicted_disk_use_matches_the_files_written(tmp_path, capsys, monkeypatch, model, tiny_clip_dir):
+    """The start-of-run prediction of last.pt and the export, from the tensors' bytes, is within 0.5 % + 64 kB
+    of the files (their containers add names and headers), with and without the optimizer state."""
+    from lore.training import engine
+    from lore.training.disk import format_bytes
+
+    predicted = []
+    original = engine.predict_disk_use
+    monkeypatch.setattr(engine, "predict_disk_use", lambda *a, **k: predicted.append(original(*a, **k)) or predicted[-1])
+    name = f"local-dir:{tiny_clip_dir}" if model == "tiny-open-clip" else model
+    for keep in (True, False):
+        run = tmp_path / f"{model}-{keep}"
+        engine.train(TrainConfig(model=name, output=str(run), max_steps=1, batch_size=4, pgd_steps=1, primal_steps=1,
+                                 probe_every=0, checkpoint_every=1, method="lore", save_optimizer_state=keep))
+        use = predicted[-1]
+        assert (use.moments > 0) == keep
+        assert f"disk: last.pt about {format_bytes(use.checkpoint)}" in capsys.readouterr().out
+        written = (run / engine.LAST).stat().st_size
+        exported = sum(f.stat().st_size for f in (run / "export").glob("*.safetensors"))
+        assert abs(use.checkpoint - written) <= 0.005 * written + 64e3, (use, written)
+        assert abs(use.export - exported) <= 0.005 * exported + 64e3, (use, exported)
