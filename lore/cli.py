@@ -136,7 +136,7 @@ def _eval(args: argparse.Namespace) -> int:
         return _fail("eval", error)
     if config.benchmark and args.data is not None:
         return _fail("eval", ValueError("give either --data (one dataset) or --benchmark with --data-root, not both"))
-    from .data.images import UnreadableImageError
+    from .data.specs import UnreadableImageError
 
     try:
         if config.benchmark:
@@ -216,7 +216,7 @@ def _train(args: argparse.Namespace) -> int:
 
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    from .data.images import UnreadableImageError
+    from .data.specs import UnreadableImageError
     from .training.checkpoint import CheckpointError
     from .training.engine import train
 

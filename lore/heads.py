@@ -10,14 +10,16 @@ from torch import nn
 
 
 class ZeroShotHead(nn.Module):
-    """logits = scale * cos(embedding, class text embedding): CLIP's zero-shot classifier.
+    """logits = scale * cos(embedding, class text embedding) + bias: CLIP's (and SigLIP's) zero-shot classifier.
 
     Args:
         class_embeddings: [C, D] one embedding per class (normalised here).
-        scale: logit scale (CLIP: 100, TeCoA's temperature 1/100).
+        scale: logit scale (CLIP: 100, TeCoA's temperature 1/100; a `transformers` model's own exp(logit_scale)).
+        bias: added to every logit (SigLIP's logit_bias; 0 for CLIP). It moves no argmax, but SigLIP's sigmoid
+            probabilities and losses read it.
     """
 
-    def __init__(self, class_embeddings: torch.Tensor, scale: float = 100.0) -> None:
+    def __init__(self, class_embeddings: torch.Tensor, scale: float = 100.0, bias: float = 0.0) -> None:
         super().__init__()
         if class_embeddings.dim() != 2 or class_embeddings.shape[0] < 2:
             raise ValueError(f"class_embeddings must have shape [C >= 2, D], got {tuple(class_embeddings.shape)}")
@@ -25,6 +27,7 @@ class ZeroShotHead(nn.Module):
             raise ValueError(f"scale must be > 0, got {scale}")
         self.register_buffer("weight", F.normalize(class_embeddings.detach().float(), dim=1))
         self.scale = float(scale)
+        self.bias = float(bias)
 
     @property
     def num_classes(self) -> int:
@@ -34,7 +37,7 @@ class ZeroShotHead(nn.Module):
         """embeddings [B, D] -> logits [B, C]."""
         if embeddings.dim() != 2 or embeddings.shape[1] != self.weight.shape[1]:
             raise ValueError(f"embeddings must have shape [B, {self.weight.shape[1]}], got {tuple(embeddings.shape)}")
-        return self.scale * F.normalize(embeddings, dim=1) @ self.weight.to(embeddings.dtype).T
+        return self.scale * F.normalize(embeddings, dim=1) @ self.weight.to(embeddings.dtype).T + self.bias
 
 
 @torch.no_grad()

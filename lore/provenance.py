@@ -87,6 +87,12 @@ def dataset_fingerprint(dataset, root: Optional[Union[str, Path]] = None) -> dic
     """The file fingerprint of a file-backed dataset (anything exposing `.samples` or `.base.samples` as
     (path, label) pairs, or `.base.base...`), else {"items": N} with the SHA-256 of an in-memory dataset's
     `.labels` and of its `.pixels` array where it has them."""
+    shards = getattr(dataset, "shards", None)  # webdataset shards: the files, and the labels of every sample
+    if shards is not None:
+        fingerprint = files_fingerprint(shards, root)
+        fingerprint["samples"] = len(dataset)
+        fingerprint["labels_sha256"] = hashlib.sha256(",".join(str(int(v)) for v in dataset.labels).encode()).hexdigest()
+        return fingerprint
     samples = None
     current = dataset
     for _ in range(4):

@@ -59,6 +59,43 @@ def write_digit_folder(root, rows):
     return root
 
 
+def write_digit_shards(root, shards: int, per_shard: int, *, corrupt: int = 0, without_image: int = 0):
+    """webdataset shards of digit PNGs (`webdataset.TarWriter`, the img2dataset layout: KEY.png, KEY.cls,
+    KEY.txt), `root/{0000..}.tar`; `corrupt` extra samples carry bytes that are no image, `without_image` extra
+    keys a caption only. Returns the `wds:` spec."""
+    import io
+
+    import webdataset
+    from PIL import Image
+
+    from lore import load_digits_images
+
+    digits = load_digits_images(32)
+    root.mkdir(parents=True, exist_ok=True)
+    index = 0
+    for shard in range(shards):
+        with webdataset.TarWriter(str(root / f"{shard:04d}.tar")) as sink:
+            for _ in range(per_shard):
+                buffer = io.BytesIO()
+                Image.fromarray((digits.images[index].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(buffer, "PNG")
+                label = int(digits.labels[index])
+                sink.write({"__key__": f"{index:06d}", "png": buffer.getvalue(), "cls": str(label).encode(),
+                            "txt": f"a photo of the digit {digits.classnames[label]}".encode()})
+                index += 1
+            if shard == shards - 1:
+                for j in range(corrupt):
+                    sink.write({"__key__": f"bad{j:03d}", "png": b"not an image", "cls": b"0"})
+                for j in range(without_image):
+                    sink.write({"__key__": f"caption{j:03d}", "txt": b"a caption without its image"})
+    return f"wds:{root}/{{0000..{shards - 1:04d}}}.tar"
+
+
+@pytest.fixture
+def write_shards():
+    """`write_digit_shards`, for tests that write their own webdataset shards."""
+    return write_digit_shards
+
+
 @pytest.fixture
 def write_digits():
     """`write_digit_folder`, for tests that lay out their own image folders."""

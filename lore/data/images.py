@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from .digits import load_digits_images
 from .imagenet import imagenet_classnames, imagenet_wnids
+from .specs import UnreadableImageError
 
 
 class TensorImages(Dataset):
@@ -33,10 +34,6 @@ class TensorImages(Dataset):
 
     def __getitem__(self, index: int):
         return self.images[index], int(self.labels[index]), index
-
-
-class UnreadableImageError(OSError):
-    """An image file that cannot be decoded (truncated, garbage, not an image); the message names the file."""
 
 
 class IndexedImages(Dataset):
@@ -67,7 +64,8 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
 
     Args:
         spec: "digits", a directory in ImageFolder layout (one sub-folder per class),
-            or "torchvision:NAME:ROOT" for a torchvision dataset already downloaded to ROOT.
+            "torchvision:NAME:ROOT" for a torchvision dataset already downloaded to ROOT, or "wds:PATTERN" for
+            webdataset tar shards (`lore.data.shards`: training data only, it has no test split).
         image_size: side of the square images returned (bicubic resize of the short side, centre crop:
             CLIP's preprocessing).
         split: "train" or "test" (digits: a fixed 75/25 split; torchvision: train=True/False;
@@ -79,6 +77,12 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
     Folders named by ImageNet WordNet ids (n01440764, ...) get their real class names (open_clip's
     OpenAI names), so zero-shot heads and probes read "tench", not the id.
     """
+    if spec.startswith("wds:"):  # webdataset shards (lore.data.shards; the `webdataset` extra)
+        if classes is not None:
+            raise ValueError(f"classes selects class folders of an image-folder dataset; {spec!r} is not one")
+        from .shards import ShardImages
+
+        return ShardImages(spec, image_transform(image_size, bicubic=True))
     if classes is not None and (spec == "digits" or spec.startswith("torchvision:")):
         raise ValueError(f"classes selects class folders of an image-folder dataset; {spec!r} is not one")
     if spec == "digits":

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+class UnreadableImageError(OSError):
+    """An image file (or a shard's image member) that cannot be decoded (truncated, garbage, not an image); the
+    message names it."""
+
+
 #: share of a `--data` image folder held out for the training probe when no `--probe-data` is given (at most
 #: `--probe-size` images); training never sees those images
 PROBE_SHARE = 0.2

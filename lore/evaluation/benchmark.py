@@ -29,9 +29,9 @@ from ..data.release_files import RELEASE_COUNTS
 from ..data.images import load_batch, probe_subset
 from ..data.zero_shot import PAPER_DATASETS
 from ..devices import resolve_device
-from ..heads import ZeroShotHead, class_text_embeddings
+from ..heads import class_text_embeddings
 from ..jsonio import write_json
-from ..models.build import BuiltModel
+from ..models.build import BuiltModel, zero_shot_head
 from ..models.encoders import load_state_file, save_state_file
 from ..provenance import dataset_fingerprint, provenance, weights_sha256
 from ..units import format_eps
@@ -198,7 +198,7 @@ def prepare_dataset(built: BuiltModel, name: str, data_root: Union[str, Path], *
     if built.clip is not None:
         class_embeddings, head_fingerprint = cached_class_embeddings(built.clip, built.tokenizer, classnames, templates,
                                                                      cache_dir, with_key=True)
-        head, head_kind = ZeroShotHead(class_embeddings.to(device), scale=100.0), "zero-shot"
+        head, head_kind = zero_shot_head(built, class_embeddings.to(device)), "zero-shot"
     else:
         head, head_kind, head_fingerprint = _linear_head(built, name, data_root, linear_head, head_samples, seed, pool,
                                                          head_folder)

@@ -13,11 +13,11 @@ import torch
 from ..data.images import build_dataset, check_same_classes, read_class_list, dataset_classnames, probe_subset, split_disjoint
 from ..data.specs import is_image_folder
 from ..devices import resolve_device
-from ..heads import ZeroShotHead
-from ..models.build import BuiltModel, build_model, class_embeddings
+from ..models.build import BuiltModel, build_model, class_embeddings, zero_shot_head
 from ..models.encoders import ImageEncoder
 from ..provenance import dataset_fingerprint, provenance
 from ..models.export import is_export_folder, load_export_folder
+from ..models.model_card import write_model_card
 from .config import EvalConfig
 from .linear_head import fit_linear_head
 from .report import write_report
@@ -147,7 +147,7 @@ def _run_evaluation(config: EvalConfig, pool: ThreadPoolExecutor) -> dict:
             raise ValueError(f"head_data {config.head_data!r} does not apply: {config.model} has a text tower, so it is "
                              "scored zero-shot from the class names (drop --head-data)")
         text_embeddings = class_embeddings(built, classnames)
-        head = ZeroShotHead(text_embeddings, scale=100.0)
+        head = zero_shot_head(built, text_embeddings)
         head_kind = "zero-shot"
     else:
         head_set, test_set, head_source = linear_head_data(config, built.image_size, test_set)
@@ -167,4 +167,8 @@ def _run_evaluation(config: EvalConfig, pool: ThreadPoolExecutor) -> dict:
     report["provenance"] = provenance(model=encoder, device=str(device),
                                       data={"spec": config.data, **dataset_fingerprint(test_set)})
     write_report(report, config.output, name=Path(config.model).name or config.model)
+    run_folder = Path(config.model)
+    if (run_folder / "config.json").is_file() and (run_folder / "summary.json").is_file() and \
+            (run_folder / "export").is_dir():  # a finished run folder (load_model refused any other): its card
+        write_model_card(run_folder, report)
     return report

@@ -14,6 +14,7 @@ from ..data.zero_shot import prompt_templates
 from ..heads import ZeroShotHead, class_text_embeddings
 from .digits import pretrain_classifier, small_digits_encoder
 from .encoders import ImageEncoder, load_open_clip, load_state_file, load_timm, save_state_file
+from .hf import PREFIX as HF_PREFIX, HFModel, load_hf
 
 DIGITS_MODEL = "digits-cnn"
 DIGITS_CLIP = "digits-clip"
@@ -26,9 +27,12 @@ class BuiltModel:
     Attributes:
         encoder: trainable `ImageEncoder`, pixels in [0, 1] -> [B, D].
         image_size: side of the square input.
-        clip: the full open_clip model, or None.
+        clip: the text tower's owner (anything with `encode_text`: the full open_clip model, the digits CLIP, a
+            `transformers` CLIP/SigLIP's `HFTextTower`), or None.
         tokenizer: its tokenizer, or None.
-        kind: "digits", "open_clip" or "timm".
+        kind: "digits", "digits-clip", "open_clip", "timm", or an `lore.models.hf.ARCHITECTURES` kind ("hf-clip", ...).
+        logit_scale, logit_bias: the zero-shot head's scale and bias (100 and 0; a `transformers` model's own).
+        hf: the `transformers` model and its source folder (`hf:` models), for the export.
     """
 
     encoder: ImageEncoder
@@ -36,6 +40,9 @@ class BuiltModel:
     clip: Optional[nn.Module] = None
     tokenizer: object = None
     kind: str = "digits"
+    logit_scale: float = 100.0
+    logit_bias: float = 0.0
+    hf: Optional[HFModel] = None
 
 
 def build_model(name: str, pretrained: Optional[str], image_size: Optional[int], *, cache_dir: Path, seed: int,
@@ -44,7 +51,7 @@ def build_model(name: str, pretrained: Optional[str], image_size: Optional[int],
 
     Args:
         name: "digits-clip" (the embedded CLIP-style default), "digits-cnn", an open_clip name,
-            "local-dir:PATH", or "timm:NAME".
+            "local-dir:PATH", "timm:NAME", or "hf:PATH" (a local `transformers` folder, `lore.models.hf`).
         pretrained: open_clip tag or weights file; for timm a local weights file; for digits-clip "shipped"
             (default: the packaged weights) or "retrained" (built on this machine, cached).
         image_size: input side (default: the model's own).
@@ -71,6 +78,12 @@ def build_model(name: str, pretrained: Optional[str], image_size: Optional[int],
             pretrain_classifier(encoder, train, steps=200, seed=seed)
             save_state_file(encoder.state_dict(), cached)
         return BuiltModel(encoder.to(device), size, kind="digits")
+    if name.startswith(HF_PREFIX):
+        if pretrained:
+            raise ValueError(f"pretrained={pretrained!r} is ignored for {name!r}; an hf: folder carries its weights")
+        model = load_hf(name, image_size=image_size, device=device)
+        return BuiltModel(model.encoder, model.image_size, model.text, model.tokenizer, kind=model.kind,
+                          logit_scale=model.logit_scale, logit_bias=model.logit_bias, hf=model)
     if name.startswith("timm:"):
         encoder = load_timm(name[len("timm:"):], checkpoint=pretrained, image_size=image_size, device=device)
         size = image_size or encoder.backbone.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
@@ -87,6 +100,11 @@ def class_embeddings(built: BuiltModel, classnames) -> torch.Tensor:
     return class_text_embeddings(built.clip, built.tokenizer, list(classnames), prompt_templates(built.kind))
 
 
+def zero_shot_head(built: BuiltModel, class_embeddings: torch.Tensor) -> ZeroShotHead:
+    """The zero-shot head of `built` over [C, D] class embeddings: its own logit scale and bias."""
+    return ZeroShotHead(class_embeddings, scale=built.logit_scale, bias=built.logit_bias)
+
+
 def build_head(built: BuiltModel, classnames: Optional[tuple[str, ...]], reference, images: torch.Tensor,
                labels: torch.Tensor) -> ZeroShotHead:
     """A classification head for probes and supervised methods.
@@ -96,7 +114,7 @@ def build_head(built: BuiltModel, classnames: Optional[tuple[str, ...]], referen
     over the given (training) images, read through cosine similarity.
     """
     if built.clip is not None and classnames:
-        return ZeroShotHead(class_embeddings(built, classnames), scale=100.0)
+        return zero_shot_head(built, class_embeddings(built, classnames))
     with torch.no_grad():
         embeddings = reference(images)
     num_classes = int(labels.max()) + 1

@@ -23,6 +23,7 @@ import torch
 
 from ..jsonio import write_json
 from .build import BuiltModel, build_model
+from .hf import is_hf_folder, load_hf, save_hf_export
 from .encoders import ImageEncoder, load_open_clip, load_state_file, load_timm, save_state_file
 
 
@@ -30,6 +31,8 @@ def export_encoder(built, model_name: str, folder: Union[str, Path]) -> Path:
     """Writes the fine-tuned encoder of a `BuiltModel` into `folder`; returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if built.hf is not None:  # a transformers folder: loadable by transformers, and by lore as hf:FOLDER
+        return save_hf_export(built.hf, folder)
     if built.kind == "open_clip":
         import open_clip
 
@@ -54,6 +57,8 @@ def load_exported(folder: Union[str, Path], device: Union[str, torch.device] = "
     folder = Path(folder)
     if (folder / "open_clip_config.json").is_file():
         return load_open_clip(f"local-dir:{folder}", device=device).encoder
+    if is_hf_folder(folder):
+        return load_hf(f"hf:{folder}", device=device).encoder
     spec_path = folder / "encoder.json"
     if not spec_path.is_file():
         raise FileNotFoundError(f"{folder} holds no lore export (no open_clip_config.json or encoder.json)")
@@ -77,8 +82,10 @@ def load_exported(folder: Union[str, Path], device: Union[str, torch.device] = "
 
 
 def is_export_folder(path: Path) -> bool:
-    """Whether `path` is a folder `export_encoder` wrote (open_clip_config.json, or encoder.json)."""
-    return path.is_dir() and ((path / "open_clip_config.json").is_file() or (path / "encoder.json").is_file())
+    """Whether `path` is a folder `export_encoder` wrote (open_clip_config.json, encoder.json, or a supported
+    `transformers` checkpoint)."""
+    return path.is_dir() and ((path / "open_clip_config.json").is_file() or (path / "encoder.json").is_file()
+                              or is_hf_folder(path))
 
 
 def load_export_folder(path: Path, image_size: Optional[int], *, cache_dir: Path, seed: int,
@@ -94,6 +101,8 @@ def load_export_folder(path: Path, image_size: Optional[int], *, cache_dir: Path
     """
     if (path / "open_clip_config.json").is_file():
         return build_model(f"local-dir:{path}", None, image_size, cache_dir=cache_dir, seed=seed, device=device)
+    if is_hf_folder(path):
+        return build_model(f"hf:{path}", None, image_size, cache_dir=cache_dir, seed=seed, device=device)
     if not (path / "encoder.json").is_file():
         raise FileNotFoundError(f"{path} holds no lore export (no open_clip_config.json or encoder.json)")
     size = image_size or exported_image_size(path)

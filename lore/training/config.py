@@ -70,7 +70,9 @@ class TrainConfig:
                                       "weights file", default=None)
     image_size: Optional[int] = _help("input resolution (default: the model's own; digits: 16)", default=None)
     # data
-    data: str = _help("'digits', an ImageFolder directory, or 'torchvision:NAME:ROOT' (dataset already on disk)", default="digits")
+    data: str = _help("'digits', an ImageFolder directory, 'torchvision:NAME:ROOT' (dataset already on disk), or "
+                      "'wds:PATTERN' (local webdataset tar shards, e.g. wds:shards/{0000..0099}.tar; needs --probe-data)",
+                      default="digits")
     probe_data: Optional[str] = _help("held-out data for the probe (default: a held-out split of --data: its test "
                                       "split, or for an image folder a fifth of it, at most --probe-size images, that "
                                       "training then excludes)", default=None)

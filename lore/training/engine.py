@@ -34,6 +34,8 @@ from ..methods import build_method
 from ..heads import ZeroShotHead
 from ..models.build import BuiltModel, build_head, build_model
 from ..models.export import export_encoder
+from ..models.model_card import write_model_card
+from ..provenance import dataset_fingerprint, provenance
 from .disk import predict as predict_disk_use
 from ..progress import progress
 from ..reference import FrozenReference
@@ -247,7 +249,9 @@ class _Run:
 
 def _disk_use(built, step_fn, config: TrainConfig):
     """What last.pt and the export will take (`lore.training.disk`)."""
-    if built.kind == "open_clip":
+    if built.hf is not None:
+        exported = built.hf.model
+    elif built.kind == "open_clip":
         exported = built.clip
     elif built.kind == "digits-clip":  # its export holds the backbone and the whole CLIP model
         exported = torch.nn.ModuleList([built.encoder.backbone, built.clip])
@@ -291,8 +295,10 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
     reference = FrozenReference(encoder)  # phi_0: the weights as built, before any checkpoint is loaded
     train_set, probe_source = _train_and_probe_sets(config, built.image_size, info)
     probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed, on_unreadable=unreadable)
-    head_images, head_labels = probe_subset(train_set, 1000, config.seed + 1, on_unreadable=unreadable)
-    head = build_head(built, dataset_classnames(train_set), reference, head_images.to(device), head_labels.to(device))
+    shards = config.data.startswith("wds:")  # class ids without names: the head reads the probe data's classes
+    head_set = probe_source if shards else train_set
+    head_images, head_labels = probe_subset(head_set, 1000, config.seed + 1, on_unreadable=unreadable)
+    head = build_head(built, dataset_classnames(head_set), reference, head_images.to(device), head_labels.to(device))
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = batches_per_epoch(len(train_set), config.batch_size * info.world_size)
     total = config.max_steps or per_epoch * config.epochs
@@ -301,6 +307,9 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
         warnings.warn(message, stacklevel=3)
     passes = resolve_passes(config.passes, device)  # what 'auto' became
     step_fn = _robust_step(config, info, built, reference, head, optimizer, passes, device)
+    if shards and step_fn.method.supervised:
+        raise ValueError(f"method {config.method!r} is supervised, and shards carry class ids without names for its "
+                         "zero-shot head; train it on an image folder or a torchvision dataset")
     step_fn.fit_dual_features(head_images.to(device), batch_size=config.batch_size)  # same images on every rank
     start = 0
     if state is not None:
@@ -335,6 +344,9 @@ def _train_and_probe_sets(config: TrainConfig, image_size: int, info: DistInfo) 
                               classes=classes if Path(config.probe_data).is_dir() else None)
         check_same_classes(data, probe, f"training data {config.data}", f"probe data {config.probe_data}")
         return data, probe
+    if config.data.startswith("wds:"):
+        raise ValueError(f"--data {config.data}: shards have no held-out split; pass --probe-data (an image folder or "
+                         "torchvision:NAME:ROOT with class names, which the probe's zero-shot head reads)")
     if not is_image_folder(config.data):
         return data, build_dataset(config.data, image_size, split="test", seed=config.split_seed, classes=classes)
     if len(data) < 4:
@@ -468,10 +480,14 @@ def _finish(run: _Run, status: str, step: int) -> RunResult:
                    "stop_needs_seconds": round(longest["batch"] + longest["checkpoint"], 3)}
         if status == "finished":
             summary["export"] = str(export_encoder(run.built, config.model, run.output / "export"))
+            summary["provenance"] = provenance(model=run.encoder, data={"spec": config.data,
+                                                                        **dataset_fingerprint(run.train_set)})
             from .plots import plot_run
 
             summary["plots"] = [str(p) for p in plot_run(run.output, rho=config.rho)]
         write_json(run.output / "summary.json", summary)
+        if status == "finished":
+            write_model_card(run.output)  # "not evaluated" until `lore eval` scores the run folder
     return RunResult(status, step, run.total, run.output, agree, run.start, unreadable)
 
 

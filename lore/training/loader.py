@@ -23,7 +23,8 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data.images import TensorImages, UnreadableImageError, batches_per_epoch, epoch_order, load_item
+from ..data.images import TensorImages, batches_per_epoch, epoch_order, load_item
+from ..data.specs import UnreadableImageError
 
 
 class GlobalBatchSampler(Sampler[list[int]]):

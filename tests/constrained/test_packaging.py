@@ -69,10 +69,24 @@ def test_each_integration_imports_only_the_base_and_its_extra():
         assert requirements[extra] <= imported, f"the {extra!r} extra declares what {path} does not import"
 
 
+#: modules of `lore` that need one more extra than `lore`'s
+LORE_INTEGRATIONS = {"lore/models/hf.py": "hf", "lore/data/shards.py": "webdataset"}
+
+
+def test_each_lore_integration_imports_only_lore_and_its_extra():
+    requirements = _requirements()
+    for path, extra in LORE_INTEGRATIONS.items():
+        imported = {_normalise(DISTRIBUTION_OF.get(n, n)) for n in _imports_of(ROOT / path)}
+        beyond = requirements[extra] - {"lore-constrained"}
+        assert imported <= BASE | requirements["lore"] | beyond, f"{path} imports beyond lore and the {extra!r} extra"
+        assert beyond and beyond <= imported, f"the {extra!r} extra declares what {path} does not import"
+        assert "lore-constrained" in {_normalise(n) for n in requirements[extra]}  # an extra on top of lore's
+
+
 def test_every_lore_import_is_declared_and_no_declared_dependency_is_unused():
     requirements = _requirements()
     declared = requirements[""] | requirements["lore"]
-    imported = {_normalise(DISTRIBUTION_OF.get(n, n)) for n in _third_party_imports("lore")
+    imported = {_normalise(DISTRIBUTION_OF.get(n, n)) for n in _third_party_imports("lore", exclude=LORE_INTEGRATIONS)
                 | _third_party_imports("constrained", exclude=INTEGRATIONS)}
     assert imported - declared == set(), "imported by lore but not declared in the base or the lore extra"
     assert declared - imported == set(), "declared but never imported by lore"

@@ -156,7 +156,8 @@ def test_unreadable_images_are_skipped_listed_and_the_run_finishes(folder_with_a
 
 
 def test_load_batch_substitutes_the_next_readable_image_deterministically(folder_with_a_truncated_jpeg):
-    from lore.data.images import UnreadableImageError, build_dataset, load_batch
+    from lore.data.images import build_dataset, load_batch
+    from lore.data.specs import UnreadableImageError
 
     root, broken = folder_with_a_truncated_jpeg
     dataset = build_dataset(str(root), 16)

@@ -1,0 +1,141 @@
+"""The model card of an export: README.md with a YAML header, written from the run's own records.
+
+Everything on it is read from files the run wrote — config.json (the settings), summary.json (batches trained,
+provenance: code version, data fingerprint, weights SHA-256) and, once `lore eval` has scored the run folder,
+that report — never typed by hand. What was not measured says so ("not evaluated").
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from ..jsonio import write_text_atomic
+from ..units import format_eps
+
+CARD = "README.md"
+REPORT_COPY = "evaluation.json"  # the report the card's numbers come from, kept beside it
+
+
+def _yaml(value: Any) -> str:
+    """A YAML scalar or flow list: JSON's quoting is valid YAML."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _library(export: Path) -> str:
+    if (export / "open_clip_config.json").is_file():
+        return "open_clip"
+    if (export / "config.json").is_file():
+        return "transformers"
+    return "lore"
+
+
+def _base_model(config: dict) -> str:
+    model = config["model"]
+    if model.startswith("hf:"):
+        return Path(model[3:]).name
+    return f"{model} ({config['pretrained']})" if config.get("pretrained") else model
+
+
+def _training_rows(config: dict, summary: dict) -> list[tuple[str, str]]:
+    rows = [("method", config["method"]), ("training eps (l_inf)", format_eps(config["eps"])),
+            ("PGD steps", str(config["pgd_steps"]))]
+    if config["method"] != "fare" and config.get("rho") is not None:
+        rows.append(("rho (margin scale)", f"{config['rho']:g}"))
+    if config["method"] == "lore":
+        rows += [("K (primal steps per dual step)", str(config.get("primal_steps"))),
+                 ("dual preset", str(config.get("dual_preset")))]
+    rows += [("batches trained", f"{summary.get('step')} of {summary.get('total_steps')}"),
+             ("batch size (per device) x devices", f"{config['batch_size']} x {summary.get('world_size', 1)}"),
+             ("learning rate", f"{config['lr']:g}"), ("training data", config["data"])]
+    data = (summary.get("provenance") or {}).get("data") or {}
+    if data.get("sha256"):
+        rows.append(("training data fingerprint", f"{data.get('files')} files, SHA-256 {data['sha256']}"))
+    elif data.get("items") is not None:
+        rows.append(("training data fingerprint", f"{data['items']} items"
+                     + (f", labels SHA-256 {data['labels_sha256']}" if data.get("labels_sha256") else "")))
+    return rows
+
+
+def _evaluation_lines(report: Optional[dict]) -> list[str]:
+    if report is None:
+        return ["Not evaluated: no `lore eval` of this run folder has been recorded, so this card states no accuracy."]
+    config = report.get("config", {})
+    lines = [f"`lore eval` on {report['n_samples']} images of `{config.get('data', '?')}` (seed {config.get('seed')}), "
+             f"head: {report.get('head', '?')}.", "",
+             "| eps | " + " | ".join(["clean"] + [a for a in _attacks(report)]) + " |",
+             "|---" * (2 + len(_attacks(report))) + "|"]
+    lines.append("| 0 | " + f"{report['clean_accuracy']:.4f}" + " |" * len(_attacks(report)) + " |")
+    for eps, row in report.get("robust_accuracy", {}).items():
+        lines.append(f"| {eps} | | " + " | ".join(f"{row[a]:.4f}" for a in _attacks(report)) + " |")
+    attacks = _attacks(report)
+    if attacks:
+        targets = f", {config.get('n_targets')} DLR-T targets" if any("apgd-t" in a for a in attacks) else ""
+        lines += ["", f"Attacks: APGD, {config.get('n_iter')} iterations, {config.get('restarts')} restart(s){targets}"
+                  + ("; `apgd-ce+apgd-t` is the worst case of both." if "apgd-ce+apgd-t" in attacks else ".")]
+    lines += [f"Skipped: {s['attack']} ({s['reason']})." for s in report.get("skipped", [])]
+    absent = [name for key, name in (("robust_accuracy", "white-box attacks"), ("square", "Square (black box)"),
+                                     ("gaussian_noise", "Gaussian noise"), ("corruptions", "corruptions"))
+              if not report.get(key)]
+    if absent:
+        lines += [f"Not measured: {', '.join(absent)}."]
+    return lines
+
+
+def _attacks(report: dict) -> list[str]:
+    robust = report.get("robust_accuracy", {})
+    return [key for key in next(iter(robust.values()), {}) if key != "robust_mask"] if robust else []
+
+
+def _loading_lines(library: str, export: Path) -> list[str]:
+    if library == "transformers":
+        return ["```python", "from transformers import AutoModel, CLIPVisionModelWithProjection  # or SiglipVisionModel",
+                "model = AutoModel.from_pretrained(\"PATH/export\")            # the whole model",
+                "tower = CLIPVisionModelWithProjection.from_pretrained(\"PATH/export\")  # the robust tower alone",
+                "```", "", "In lore: `lore eval --model hf:PATH/export` or `lore.load_exported(\"PATH/export\")`."]
+    if library == "open_clip":
+        return ["```python", "import open_clip",
+                "model, _, preprocess = open_clip.create_model_and_transforms(\"local-dir:PATH/export\")", "```", "",
+                "In lore: `lore eval --model PATH/export` or `lore.load_exported(\"PATH/export\")`."]
+    return ["In lore: `lore.load_exported(\"PATH/export\")` (an `ImageEncoder`: pixels in [0, 1] -> embeddings)."]
+
+
+def model_card(run_folder: Union[str, Path], report: Optional[dict] = None) -> str:
+    """The card text of `run_folder`'s export, from config.json, summary.json and an optional `lore eval` report."""
+    run_folder = Path(run_folder)
+    config = json.loads((run_folder / "config.json").read_text())
+    summary = json.loads((run_folder / "summary.json").read_text()) if (run_folder / "summary.json").is_file() else {}
+    export = run_folder / "export"
+    library = _library(export)
+    provenance = summary.get("provenance") or {}
+    code = provenance.get("code") or {}
+    tags = list(dict.fromkeys(["lore", "adversarial-robustness", "image-feature-extraction", config["method"]]))
+    header = ["---", f"base_model: {_yaml(_base_model(config))}", f"library_name: {_yaml(library)}",
+              f"tags: {_yaml(tags)}", f"lore_method: {_yaml(config['method'])}",
+              f"lore_eps: {_yaml(format_eps(config['eps']))}",
+              f"lore_evaluated: {_yaml(report is not None)}", "---", ""]
+    body = [f"# {config['method'].upper()} robust fine-tune of {_base_model(config)}", "",
+            "Adversarially fine-tuned image encoder written by `lore train` (LORE: per-sample constraints keeping "
+            "phi(x) near the original phi_0(x)). Generated from the run's records; nothing on it was typed by hand.", "",
+            "## Training", "", "| setting | value |", "|---|---|"]
+    body += [f"| {name} | {value} |" for name, value in _training_rows(config, summary)]
+    body += ["", "## Evaluation", "", *_evaluation_lines(report), "", "## Provenance", "",
+             f"- code: lore {code.get('package', '?')}, commit {code.get('commit') or 'unknown'}"
+             + (" (uncommitted changes)" if code.get("dirty") else ""),
+             f"- weights SHA-256 (the fine-tuned encoder): {provenance.get('weights_sha256', 'not recorded')}",
+             "", "## Loading", "", *_loading_lines(library, export), ""]
+    return "\n".join(header + body)
+
+
+def write_model_card(run_folder: Union[str, Path], report: Optional[dict] = None) -> Path:
+    """Writes (atomically) export/README.md of `run_folder`, and with a report its copy export/evaluation.json."""
+    export = Path(run_folder) / "export"
+    if report is not None:
+        write_text_atomic(export / REPORT_COPY, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    path = export / CARD
+    write_text_atomic(path, model_card(run_folder, report))
+    return path
+
+
+__all__ = ["CARD", "model_card", "write_model_card"]
