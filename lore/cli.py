@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(evaluate, EvalConfig, ALIASES)
     plot = commands.add_parser("plot", help="draw training curves (PNG) of a run folder")
     plot.add_argument("run_dir", type=Path)
+    export = commands.add_parser(
+        "export", help="convert a run's open_clip export to another library's layout",
+        description="Write a run folder's (or an export folder's) open_clip ViT CLIP as a transformers CLIPModel folder "
+        "(--format hf): the fine-tuned image tower, the text tower, the processor and CLIP's tokenizer; "
+        "transformers.CLIPModel / CLIPVisionModelWithProjection and `lore --model hf:` load it.")
+    export.add_argument("source", type=Path, help="a finished `lore train` run folder or its export/ folder")
+    export.add_argument("--format", dest="format", choices=["hf"], required=True,
+                        help="hf: transformers' CLIP layout")
+    export.add_argument("--output", "--out", dest="output", type=Path, required=True, help="the folder to write")
     return parser
 
 
@@ -206,6 +215,26 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .models.export import is_export_folder, load_export_folder
+    from .models.hf_convert import export_open_clip_as_hf
+
+    source = args.source / "export" if (args.source / "export").is_dir() else args.source
+    if not is_export_folder(source) or not (source / "open_clip_config.json").is_file():
+        return _fail("export", ValueError(f"{args.source} holds no open_clip export (open_clip_config.json); "
+                                          "--format hf converts open_clip models (an hf: run's export already is one)"))
+    try:
+        built = load_export_folder(source, None, cache_dir=Path("~/.cache/lore").expanduser(), seed=0,
+                                   device=torch.device("cpu"))
+        folder = export_open_clip_as_hf(built.clip, built.encoder, built.image_size, args.output)
+    except (ValueError, OSError) as error:
+        return _fail("export", error)
+    print(folder)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
@@ -261,7 +290,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(args.command, ModuleNotFoundError(
             f"the lore commands need the vision stack, and {', '.join(missing)} cannot be imported: "
             'pip install "lore-constrained[lore]" (the base install is the constrained library alone)'))
-    return {"eval": _eval, "plot": _plot, "train": _train}[args.command](args)
+    return {"eval": _eval, "export": _export, "plot": _plot, "train": _train}[args.command](args)
 
 
 if __name__ == "__main__":

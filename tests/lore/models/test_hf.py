@@ -139,3 +139,62 @@ def test_missing_folders_and_files_are_one_line_errors(tmp_path):
     (other / "config.json").write_text(config)
     with pytest.raises(ValueError, match="Dinov2ForImageClassification is not supported"):
         _build(other)
+
+
+def test_lore_export_format_hf_converts_an_open_clip_vit_that_transformers_computes_the_same(tmp_path, tiny_clip_dir):
+    """A tiny open_clip ViT CLIP (`local-dir:`, written by the tests) -> `lore export --format hf`: transformers'
+    image and text embeddings equal open_clip's (<= 1e-5), the tokenizer gives open_clip's ids, and LLaVA's tower
+    class loads the folder."""
+    import open_clip
+
+    from lore.cli import main
+
+    source = tmp_path / "export"
+    source.mkdir()
+    for item in tiny_clip_dir.iterdir():
+        (source / item.name).write_bytes(item.read_bytes())
+    out = tmp_path / "hf"
+    assert main(["export", str(source), "--format", "hf", "--output", str(out)]) == 0
+    clip = open_clip.create_model(f"local-dir:{source}").eval()
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{source}")
+    model = transformers.CLIPModel.from_pretrained(out).eval()
+    pixels = _pixels()
+    prompts = ["a photo of a cat.", "a photo of the digit seven", "an image of two dogs"]
+    ids = tokenizer(prompts)
+    with torch.no_grad():
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD))
+        theirs_image = model.get_image_features(pixel_values=(pixels - mean) / std)
+        theirs_image = theirs_image if isinstance(theirs_image, torch.Tensor) else theirs_image.pooler_output
+        torch.testing.assert_close(theirs_image, clip.encode_image((pixels - mean) / std), atol=1e-5, rtol=0)
+        hf_tokens = transformers.AutoTokenizer.from_pretrained(out)(prompts, padding=True, return_tensors="pt")
+        for row, ours in zip(hf_tokens["input_ids"], ids):
+            assert row[: int((ours != 0).sum())].tolist() == ours[ours != 0].tolist()
+        text = model.get_text_features(**hf_tokens)
+        text = text if isinstance(text, torch.Tensor) else text.pooler_output
+        torch.testing.assert_close(text, clip.encode_text(ids), atol=1e-5, rtol=0)
+        tower = transformers.CLIPVisionModelWithProjection.from_pretrained(out)
+        torch.testing.assert_close(tower(pixel_values=(pixels - mean) / std).image_embeds, theirs_image, atol=1e-6, rtol=0)
+    assert _build(out).kind == "hf-clip"  # and lore reads it back as hf:
+
+
+def test_export_format_hf_refuses_what_transformers_clip_cannot_express(tmp_path, capsys):
+    """An average-pooled ViT tower has no transformers CLIP equivalent: one line says so, nothing is written."""
+    import json
+
+    import open_clip
+    from safetensors.torch import save_file
+
+    from conftest import TINY_CLIP
+    from lore.cli import main
+
+    source = tmp_path / "avg"
+    source.mkdir()
+    config = {**TINY_CLIP, "vision_cfg": {**TINY_CLIP["vision_cfg"], "pool_type": "avg"}}
+    (source / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": {}}))
+    clip = open_clip.create_model(f"local-dir:{source}", load_weights=False)
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(source / "open_clip_model.safetensors"))
+    assert main(["export", str(source), "--format", "hf", "--output", str(tmp_path / "x")]) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "no transformers CLIP equivalent" in said[0] and "class token" in said[0]
+    assert not (tmp_path / "x").exists()
+    assert main(["export", str(tmp_path / "nothing"), "--format", "hf", "--output", str(tmp_path / "y")]) == 2
