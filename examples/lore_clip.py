@@ -73,7 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("runs/lore_clip"), help="output folder")
     parser.add_argument("--quick", action="store_true",
                         help="two training radii, small budget, same code path (about 60 s on 2 CPU cores)")
-    parser.add_argument("--model", default=EMBEDDED, help="digits-clip (embedded), an open_clip name, or local-dir:PATH")
+    parser.add_argument("--model", default=EMBEDDED, help="digits-clip (embedded), an open_clip name, local-dir:PATH, or "
+                        "hf:PATH (a local transformers CLIP or SigLIP folder)")
     parser.add_argument("--pretrained", default=None, help="open_clip tag or weights file")
     parser.add_argument("--train-data", default=None, help="training images (ImageFolder or torchvision:NAME:ROOT)")
     parser.add_argument("--eval-data", default=None, help="held-out images for evaluation")

@@ -36,7 +36,8 @@ def black_box_results(job: Job, encoder: torch.nn.Module, folder: Path, seed: in
                "weights_sha256": weights_sha256(encoder)}
 
     def compute() -> dict:
-        classifier = torch.nn.Sequential(encoder, ZeroShotHead(job.class_embeddings, scale=100.0)).eval()
+        head = ZeroShotHead(job.class_embeddings, scale=job.built.logit_scale, bias=job.built.logit_bias)
+        classifier = torch.nn.Sequential(encoder, head).eval()
         settings = EvalSettings(eps=list(job.s["eval_eps"]), attacks=(), square_queries=queries,
                                 noise_sigmas=NOISE_SIGMAS, seed=seed, progress=False)
         report = evaluate(classifier, job.images, job.labels, settings)

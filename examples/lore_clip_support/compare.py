@@ -67,9 +67,9 @@ def load_trained(reference_encoder: torch.nn.Module, run: Path) -> torch.nn.Modu
 
 def zero_shot_results(encoder, reference_encoder, class_embeddings: torch.Tensor, images: torch.Tensor,
                       labels: torch.Tensor, *, eps: Sequence[float], n_iter: int, rho: float, seed: int = 0,
-                      n_targets: int = 9) -> dict:
+                      n_targets: int = 9, scale: float = 100.0, bias: float = 0.0) -> dict:
     """Zero-shot clean and APGD-CE + APGD-DLR-T (`n_targets` target classes) robust accuracy, margin satisfaction
-    and alignment.
+    and alignment; the head's `scale` and `bias` are the model's (`BuiltModel.logit_scale`, `logit_bias`).
 
     Returns:
         {"clean_accuracy", "robust_accuracy": {"8/255": worst case, ...}, "robust_accuracy_apgd_ce": {...},
@@ -77,7 +77,7 @@ def zero_shot_results(encoder, reference_encoder, class_embeddings: torch.Tensor
          "relative_deviation": {"q50", "q90"} quantiles of ||phi - phi_0||^2 / ||phi_0||^2 over the images,
          "alignment", "warnings"}.
     """
-    classifier = torch.nn.Sequential(encoder, ZeroShotHead(class_embeddings, scale=100.0)).eval()
+    classifier = torch.nn.Sequential(encoder, ZeroShotHead(class_embeddings, scale=scale, bias=bias)).eval()
     settings = EvalSettings(eps=list(eps), n_iter=n_iter, batch_size=128, seed=seed, n_targets=n_targets)
     report = evaluate(classifier, images, labels, settings, embed=encoder, class_embeddings=class_embeddings)
     with torch.no_grad():

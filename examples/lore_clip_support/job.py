@@ -167,7 +167,8 @@ class Job:
         def compute() -> dict:
             result = zero_shot_results(encoder, self.reference, self.class_embeddings, self.images, self.labels,
                                        eps=self.s["eval_eps"], n_iter=self.s["apgd_iter"],
-                                       n_targets=self.s["apgd_targets"], rho=rho, seed=seed)
+                                       n_targets=self.s["apgd_targets"], rho=rho, seed=seed,
+                                       scale=self.built.logit_scale, bias=self.built.logit_bias)
             return result | {"weights_sha256": weights_sha256(encoder)}
 
         return cached_result(folder / "evaluations.json", self.evaluation_setting(seed, rho), compute)

@@ -45,6 +45,8 @@ def load_model(model: str, pretrained: Optional[str], image_size: Optional[int],
     Raises:
         FileNotFoundError: a path that does not exist, or a run folder without its export (names its status).
     """
+    if model.startswith(("hf:", "local-dir:", "timm:")):  # a prefixed name: build_model checks its own path
+        return build_model(model, pretrained, image_size, cache_dir=Path(cache_dir).expanduser(), seed=seed, device=device)
     path = Path(model)
     if _looks_like_path(model) and not path.exists():
         raise FileNotFoundError(f"model {model!r}: no such file or folder")

@@ -121,6 +121,23 @@ def test_lore_clip_real_weights_path_on_a_tiny_open_clip_model(tmp_path, lore_ca
 
 
 @pytest.mark.slow
+def test_lore_clip_on_an_hf_siglip_folder(tmp_path, lore_cache, digit_folders):
+    """The main job on `--model hf:PATH`: a tiny transformers SigLIP (its own zero-shot scale and bias) on image
+    folders, every method trained, evaluated and exported as a transformers folder."""
+    from hf_checkpoints import siglip_folder
+
+    model_dir = siglip_folder(tmp_path / "siglip")
+    train_dir, val_dir = digit_folders
+    out = tmp_path / "out"
+    run_example("lore_clip.py", "--model", f"hf:{model_dir}", "--train-data", train_dir, "--train-eps", "4/255",
+                "--eval-data", val_dir, "--steps", 2, "--batch-size", 8, "--eval-samples", 16, "--apgd-iter", 3,
+                "--out", out, "--cache-dir", lore_cache, cwd=tmp_path)
+    check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"1/255", "2/255", "4/255", "8/255"})
+    export = next((out / "runs").glob("lore-*/export"))
+    assert (export / "config.json").is_file() and (export / "README.md").is_file()
+
+
+@pytest.mark.slow
 def test_tecoa_variants_quick(tmp_path, lore_cache):
     out = tmp_path / "out"
     subprocess.run([sys.executable, str(ROOT / "examples" / "tecoa_variants.py"), "--quick", "--out", str(out),

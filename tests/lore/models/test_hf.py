@@ -198,3 +198,63 @@ def test_export_format_hf_refuses_what_transformers_clip_cannot_express(tmp_path
     assert len(said) == 1 and "no transformers CLIP equivalent" in said[0] and "class token" in said[0]
     assert not (tmp_path / "x").exists()
     assert main(["export", str(tmp_path / "nothing"), "--format", "hf", "--output", str(tmp_path / "y")]) == 2
+
+
+def test_the_export_is_a_drop_in_llava_vision_tower(tmp_path):
+    """docs/using.md's line on a tiny transformers LLaVA built from its config: after loading the export's
+    CLIPVisionModel weights into its tower, LLaVA's image features are the ones the export's tower gives (the
+    penultimate layer's patch features), and differ from the tower it had."""
+    folder = clip_folder(tmp_path / "source")
+    run = tmp_path / "run"
+    train(TrainConfig(model=f"hf:{folder}", data="digits", output=str(run), max_steps=2, batch_size=8, pgd_steps=1,
+                      primal_steps=1, probe_every=0, method="fare", lr=1e-3, device="cpu"))
+    export = run / "export"
+    vision = transformers.CLIPVisionConfig.from_pretrained(export)
+    text = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                    num_attention_heads=2, num_key_value_heads=2)
+    llava = transformers.LlavaForConditionalGeneration(transformers.LlavaConfig(vision_config=vision, text_config=text,
+                                                                                image_token_index=63)).eval()
+    pixels = normalised(_pixels())
+    with torch.no_grad():
+        before = llava.model.get_image_features(pixel_values=pixels)
+        llava.model.vision_tower.load_state_dict(transformers.CLIPVisionModel.from_pretrained(export).state_dict())
+        after = llava.model.get_image_features(pixel_values=pixels)
+        tower = transformers.CLIPVisionModel.from_pretrained(export).eval()
+        patches = tower(pixel_values=pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
+        expected = llava.model.multi_modal_projector(patches)
+    after = after if isinstance(after, torch.Tensor) else after.pooler_output
+    before = before if isinstance(before, torch.Tensor) else before.pooler_output
+    after, before = (torch.cat(list(t)) if isinstance(t, (list, tuple)) else t for t in (after, before))
+    torch.testing.assert_close(after.reshape(expected.shape), expected, atol=1e-5, rtol=0)
+    assert (after - before).abs().max() > 1e-3
+
+
+def test_lore_eval_on_an_hf_clip_scores_what_transformers_predicts(tmp_path):
+    """`lore eval --model hf:...` end to end on the digits: its clean accuracy is the accuracy of transformers'
+    own CLIP scores with the same prompts (the two default templates, averaged as CLIP's zero-shot recipe)."""
+    import torch.nn.functional as F
+
+    from lore.data.images import build_dataset, probe_subset
+    from lore.data.zero_shot import prompt_templates
+    from lore.evaluation.config import EvalConfig
+    from lore.evaluation.run import run_evaluation
+
+    folder = clip_folder(tmp_path / "clip")
+    report = run_evaluation(EvalConfig(model=f"hf:{folder}", data="digits", attacks="", n_samples=60,
+                                       output=str(tmp_path / "eval"), device="cpu"))
+    assert report["head"] == "zero-shot" and report["n_samples"] == 60
+    test_set = build_dataset("digits", SIZE, split="test", seed=0)
+    images, labels = probe_subset(test_set, 60, 0)
+    model = transformers.CLIPModel.from_pretrained(folder).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        rows = []
+        for name in test_set.classnames:
+            tokens = tokenizer([t.format(name) for t in prompt_templates("hf-clip")], padding=True, return_tensors="pt")
+            text = model.get_text_features(**tokens)
+            text = F.normalize(text if isinstance(text, torch.Tensor) else text.pooler_output, dim=1)
+            rows.append(F.normalize(text.mean(0), dim=0))
+        image = model.get_image_features(pixel_values=normalised(images))
+        image = image if isinstance(image, torch.Tensor) else image.pooler_output
+        predicted = (F.normalize(image, dim=1) @ torch.stack(rows).T).argmax(1)
+    assert report["clean_accuracy"] == pytest.approx(float((predicted == labels).float().mean()))
