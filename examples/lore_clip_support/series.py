@@ -190,11 +190,13 @@ def plot_constraint(runs: dict[str, Path], rho: float, path: Path, *, train_eps:
                                      [r["probe/lambda_q90"] for r in with_lambda], alpha=0.2, color=line.get_color(),
                                      label=f"{label} 10-90 %")
     axes[0].axhline(rho, color="black", linestyle="--", label=f"rho = {rho:g}")
-    axes[0].set(title="held out: ||phi(x) - phi_0(x)||^2 / ||phi_0(x)||^2 (10-90 % band)", xlabel="batch", yscale="log")
-    axes[1].set(title="held out: fraction within the margin", xlabel="batch", ylim=(0, 1.02))
+    axes[0].set(title="held out: ||phi(x) - phi_0(x)||^2 / ||phi_0(x)||^2 (10-90 % band)", xlabel="batch", yscale="log",
+                ylabel="relative deviation")
+    axes[1].set(title="held out: fraction within the margin", xlabel="batch", ylim=(0, 1.02), ylabel="fraction")
     if not lambda_drawn:
         mark_empty(axes[2], "no multiplier in these runs")
-    axes[2].set(title="held out: lambda(x) (mean, 10-90 %)", xlabel="batch", yscale="log" if lambda_drawn else "linear")
+    axes[2].set(title="held out: lambda(x) (mean, 10-90 %)", xlabel="batch", yscale="log" if lambda_drawn else "linear",
+                ylabel="lambda")
     finish_axes(*axes)
     fig.suptitle(f"during training at eps = {train_eps}")
     return save_figure(fig, path)

@@ -89,16 +89,20 @@ def _attacks(report: dict) -> list[str]:
 
 
 def _loading_lines(library: str, export: Path) -> list[str]:
+    """How to load the export in open_clip, in `transformers` and in lore (PATH: the run folder)."""
+    lore = "- lore: `lore.load_exported(\"PATH/export\")` (an `ImageEncoder`: pixels in [0, 1] -> embeddings) or `lore eval --model PATH`."
     if library == "transformers":
-        return ["```python", "from transformers import AutoModel, CLIPVisionModelWithProjection  # or SiglipVisionModel",
-                "model = AutoModel.from_pretrained(\"PATH/export\")            # the whole model",
-                "tower = CLIPVisionModelWithProjection.from_pretrained(\"PATH/export\")  # the robust tower alone",
-                "```", "", "In lore: `lore eval --model hf:PATH/export` or `lore.load_exported(\"PATH/export\")`."]
+        return ["- transformers:", "", "```python", "from transformers import AutoModel, CLIPVisionModelWithProjection",
+                "model = AutoModel.from_pretrained(\"PATH/export\")  # the whole model",
+                "tower = CLIPVisionModelWithProjection.from_pretrained(\"PATH/export\")  # the tower alone (SigLIP: "
+                "SiglipVisionModel; DINOv2: Dinov2Model)", "```", "",
+                "- open_clip: not directly; this is a transformers folder.", lore]
     if library == "open_clip":
-        return ["```python", "import open_clip",
+        return ["- open_clip:", "", "```python", "import open_clip",
                 "model, _, preprocess = open_clip.create_model_and_transforms(\"local-dir:PATH/export\")", "```", "",
-                "In lore: `lore eval --model PATH/export` or `lore.load_exported(\"PATH/export\")`."]
-    return ["In lore: `lore.load_exported(\"PATH/export\")` (an `ImageEncoder`: pixels in [0, 1] -> embeddings)."]
+                "- transformers: convert first, `lore export PATH --format hf --output PATH/hf` (ViT CLIP models), then "
+                "`CLIPModel.from_pretrained(\"PATH/hf\")`.", lore]
+    return ["- open_clip, transformers: not loadable (a timm or digits encoder).", lore]
 
 
 def model_card(run_folder: Union[str, Path], report: Optional[dict] = None) -> str:

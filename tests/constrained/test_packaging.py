@@ -70,7 +70,7 @@ def test_each_integration_imports_only_the_base_and_its_extra():
 
 
 #: modules of `lore` that need one more extra than `lore`'s
-LORE_INTEGRATIONS = {"lore/models/hf.py": "hf", "lore/data/shards.py": "webdataset"}
+LORE_INTEGRATIONS = {"lore/models/hf.py": "hf", "lore/models/hf_convert.py": "hf", "lore/data/shards.py": "webdataset"}
 
 
 def test_each_lore_integration_imports_only_lore_and_its_extra():

@@ -177,19 +177,19 @@ def test_lore_export_format_hf_converts_an_open_clip_vit_that_transformers_compu
     assert _build(out).kind == "hf-clip"  # and lore reads it back as hf:
 
 
-def test_export_format_hf_refuses_what_transformers_clip_cannot_express(tmp_path, capsys):
+def test_export_format_hf_refuses_what_transformers_clip_cannot_express(tmp_path, capsys, tiny_clip_dir):
     """An average-pooled ViT tower has no transformers CLIP equivalent: one line says so, nothing is written."""
     import json
 
     import open_clip
     from safetensors.torch import save_file
 
-    from conftest import TINY_CLIP
     from lore.cli import main
 
     source = tmp_path / "avg"
     source.mkdir()
-    config = {**TINY_CLIP, "vision_cfg": {**TINY_CLIP["vision_cfg"], "pool_type": "avg"}}
+    tiny = json.loads((tiny_clip_dir / "open_clip_config.json").read_text())["model_cfg"]
+    config = {**tiny, "vision_cfg": {**tiny["vision_cfg"], "pool_type": "avg"}}
     (source / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": {}}))
     clip = open_clip.create_model(f"local-dir:{source}", load_weights=False)
     save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(source / "open_clip_model.safetensors"))
