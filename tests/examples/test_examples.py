@@ -103,12 +103,17 @@ def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
 
 
 @pytest.mark.slow
-def test_lore_clip_real_weights_path_on_a_tiny_open_clip_model(tmp_path, lore_cache, tiny_clip_dir, digit_folders):
-    """--model/--train-data/--eval-data as far as this machine allows: a local-dir CLIP and image folders."""
-    model_dir = tiny_clip_dir
+@pytest.mark.parametrize("source", ["open_clip", "hf-siglip"])
+def test_lore_clip_real_weights_path_on_tiny_models(tmp_path, lore_cache, tiny_clip_dir, digit_folders, source):
+    """--model/--train-data/--eval-data as far as this machine allows, on image folders: a local-dir open_clip
+    CLIP, and a tiny transformers SigLIP through `hf:` (its own zero-shot scale and bias; its runs export
+    transformers folders with a model card)."""
+    from hf_checkpoints import siglip_folder
+
+    model = f"local-dir:{tiny_clip_dir}" if source == "open_clip" else f"hf:{siglip_folder(tmp_path / 'siglip')}"
     train_dir, val_dir = digit_folders
     out = tmp_path / "out"
-    run_example("lore_clip.py", "--model", f"local-dir:{model_dir}", "--train-data", train_dir, "--train-eps", "2/255,4/255",
+    run_example("lore_clip.py", "--model", model, "--train-data", train_dir, "--train-eps", "2/255,4/255",
                 "--eval-data", val_dir, "--steps", 2, "--batch-size", 8, "--eval-samples", 16, "--apgd-iter", 3,
                 "--out", out, "--cache-dir", lore_cache, cwd=tmp_path)
     check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"1/255", "2/255", "4/255", "8/255"})
@@ -116,25 +121,11 @@ def test_lore_clip_real_weights_path_on_a_tiny_open_clip_model(tmp_path, lore_ca
     assert setting["train_eps"] == "4/255" and setting["rho"] == 0.1  # the paper's defaults with real weights
     assert setting["dual_preset"] == "paper"  # the paper's dual (Algorithm 1, App. C) with real weights
     assert {name: setting[name] for name in PRESET_FIELDS} == PAPER.values()
-    lore_config = json.loads(next((out / "runs").glob("lore-*/config.json")).read_text())
+    lore_run = next((out / "runs").glob("lore-*"))
+    lore_config = json.loads((lore_run / "config.json").read_text())
     assert {name: lore_config[name] for name in PRESET_FIELDS} == PAPER.values() and lore_config["warmup_steps"] == 0
-
-
-@pytest.mark.slow
-def test_lore_clip_on_an_hf_siglip_folder(tmp_path, lore_cache, digit_folders):
-    """The main job on `--model hf:PATH`: a tiny transformers SigLIP (its own zero-shot scale and bias) on image
-    folders, every method trained, evaluated and exported as a transformers folder."""
-    from hf_checkpoints import siglip_folder
-
-    model_dir = siglip_folder(tmp_path / "siglip")
-    train_dir, val_dir = digit_folders
-    out = tmp_path / "out"
-    run_example("lore_clip.py", "--model", f"hf:{model_dir}", "--train-data", train_dir, "--train-eps", "4/255",
-                "--eval-data", val_dir, "--steps", 2, "--batch-size", 8, "--eval-samples", 16, "--apgd-iter", 3,
-                "--out", out, "--cache-dir", lore_cache, cwd=tmp_path)
-    check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"1/255", "2/255", "4/255", "8/255"})
-    export = next((out / "runs").glob("lore-*/export"))
-    assert (export / "config.json").is_file() and (export / "README.md").is_file()
+    layout = "config.json" if source == "hf-siglip" else "open_clip_config.json"
+    assert (lore_run / "export" / layout).is_file() and (lore_run / "export" / "README.md").is_file()
 
 
 @pytest.mark.slow

@@ -9,11 +9,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import torch
 
-from test_train_runs import ONE_THREAD, encoder_state, run_cli
+from test_train_runs import ONE_THREAD, encoder_state, run_cli, wait_for_metrics
 
 COMMON = ["--batch-size", "8", "--eps", "32/255", "--pgd-steps", "2", "--primal-steps", "2", "--lr", "1e-3",
           "--dual-hidden", "32", "--probe-data", "digits", "--device", "cpu"]
@@ -83,10 +82,7 @@ def test_sigterm_then_resume_on_shards_equals_an_uninterrupted_run(tmp_path, lor
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "lore", *common, "--output", str(killed)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=ONE_THREAD, start_new_session=True)
-    metrics = killed / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
-        time.sleep(0.05)
+    wait_for_metrics(killed, 3)
     os.killpg(process.pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 130, stderr[-3000:]

@@ -40,6 +40,14 @@ def encoder_state(run: Path) -> dict:
     return torch.load(run / "last.pt", weights_only=True)
 
 
+def wait_for_metrics(run: Path, lines: int, timeout: float = 300) -> None:
+    """Waits until the run being trained in `run` has logged `lines` metrics lines (or `timeout` seconds pass)."""
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < lines):
+        time.sleep(0.05)
+
+
 pytestmark = pytest.mark.slow
 
 
@@ -118,10 +126,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path
     process = subprocess.Popen([sys.executable, "-m", "lore", "train", "--output", str(killed), *common],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD,
                                start_new_session=True)  # its own process group, with its DataLoader workers
-    metrics = killed / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
-        time.sleep(0.05)
+    wait_for_metrics(killed, 4)
     if target == "process group":
         os.killpg(process.pid, signal.SIGTERM)
     else:
@@ -189,10 +194,7 @@ def test_sigterm_to_a_torchrun_process_group_checkpoints_and_resumes_bit_for_bit
     killed = tmp_path / "killed"
     process = subprocess.Popen(torchrun(killed, port=29542), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env, start_new_session=True)
-    metrics = killed / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
-        time.sleep(0.05)
+    wait_for_metrics(killed, 3)
     os.killpg(process.pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
     # each rank says it checkpointed and stopped (torchrun itself then exits 1 with its SignalException)
