@@ -58,11 +58,11 @@ class ConstraintReport:
         """
         violation = converted(detached(violation), torch.float32)
         if violation.numel() == 0:  # no entry in the batch: no violation was measured, lambda's own table still is
-            unmeasured = torch.full((3,), float("nan"), device=violation.device)
-            if entries is None or entries.numel() == 0:
-                return torch.cat([unmeasured, unmeasured[:2]])
-            entries = converted(detached(entries), torch.float32, violation.device)
-            return torch.cat([unmeasured, torch.stack([entries.mean(), entries.max()])])
+            fields = torch.full((5,), float("nan"), device=violation.device)
+            if entries is not None and entries.numel():
+                entries = converted(detached(entries), torch.float32, violation.device)
+                fields[3:] = torch.stack([entries.mean(), entries.max()])
+            return fields
         multiplier = converted(detached(multiplier), torch.float32, violation.device)
         return torch.stack([violation.mean(), violation.max(), (violation <= 0).float().mean(), multiplier.mean(),
                             multiplier.max()])

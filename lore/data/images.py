@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from .digits import load_digits_images
 from .imagenet import imagenet_classnames, imagenet_wnids
-from .specs import UnreadableImageError
+from .specs import UnreadableImageError, is_image_folder, is_shard_spec
 
 
 class TensorImages(Dataset):
@@ -77,14 +77,12 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
     Folders named by ImageNet WordNet ids (n01440764, ...) get their real class names (open_clip's
     OpenAI names), so zero-shot heads and probes read "tench", not the id.
     """
-    if spec.startswith("wds:"):  # webdataset shards (lore.data.shards; the `webdataset` extra)
-        if classes is not None:
-            raise ValueError(f"classes selects class folders of an image-folder dataset; {spec!r} is not one")
+    if classes is not None and not is_image_folder(spec):
+        raise ValueError(f"classes selects class folders of an image-folder dataset; {spec!r} is not one")
+    if is_shard_spec(spec):  # webdataset shards (lore.data.shards; the `webdataset` extra)
         from .shards import ShardImages
 
         return ShardImages(spec, image_transform(image_size, bicubic=True))
-    if classes is not None and (spec == "digits" or spec.startswith("torchvision:")):
-        raise ValueError(f"classes selects class folders of an image-folder dataset; {spec!r} is not one")
     if spec == "digits":
         train, test = load_digits_images(image_size).split(held_out=0.25, seed=seed)
         part = train if split == "train" else test

@@ -21,16 +21,15 @@ import io
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 from torch.utils.data import Dataset
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import base_plus_ext
 
-from .specs import UnreadableImageError
+from .specs import SHARD_PREFIX, UnreadableImageError
 
-PREFIX = "wds:"
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
 
@@ -51,7 +50,7 @@ def shard_paths(spec: str) -> list[Path]:
         ValueError: a stream (`pipe:`, `http:`, ...) or a pattern naming no shard. FileNotFoundError: a
             missing shard, named.
     """
-    pattern = spec[len(PREFIX):]
+    pattern = spec[len(SHARD_PREFIX):]
     if not pattern or "://" in pattern or pattern.startswith("pipe:"):
         raise ValueError(f"data {spec!r}: wds: takes a pattern of local .tar files (e.g. wds:shards/{{0000..0099}}.tar); "
                          "streams (pipe:, URLs) cannot be read by random access")
@@ -158,8 +157,4 @@ class ShardImages(Dataset):
         return state
 
 
-def is_shard_spec(spec: Optional[str]) -> bool:
-    return bool(spec) and str(spec).startswith(PREFIX)
-
-
-__all__ = ["IMAGE_EXTENSIONS", "PREFIX", "ShardImages", "is_shard_spec", "shard_paths"]
+__all__ = ["IMAGE_EXTENSIONS", "ShardImages", "shard_paths"]

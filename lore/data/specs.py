@@ -12,7 +12,16 @@ class UnreadableImageError(OSError):
 PROBE_SHARE = 0.2
 
 
+#: the `--data` prefix of webdataset shards (`lore.data.shards`)
+SHARD_PREFIX = "wds:"
+
+
+def is_shard_spec(spec: str) -> bool:
+    """Whether a data spec names webdataset shards ("wds:PATTERN")."""
+    return spec.startswith(SHARD_PREFIX)
+
+
 def is_image_folder(spec: str) -> bool:
     """Whether a data spec names an image folder, which has no train/test split of its own (`build_dataset`
     returns all of it for either split): not "digits", not "torchvision:NAME:ROOT", not "wds:PATTERN"."""
-    return spec != "digits" and not spec.startswith(("torchvision:", "wds:"))
+    return spec != "digits" and not spec.startswith("torchvision:") and not is_shard_spec(spec)

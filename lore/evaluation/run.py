@@ -50,7 +50,7 @@ def load_model(model: str, pretrained: Optional[str], image_size: Optional[int],
     path = Path(model)
     if _looks_like_path(model) and not path.exists():
         raise FileNotFoundError(f"model {model!r}: no such file or folder")
-    if path.is_dir() and (path / "export").is_dir() and (path / "config.json").is_file():
+    if _is_run_folder(path):
         status = _run_status(path)
         if status != "finished":
             raise ValueError(f"model {model!r}: the run folder's last run did not finish ({status}), so its export/ "
@@ -169,8 +169,11 @@ def _run_evaluation(config: EvalConfig, pool: ThreadPoolExecutor) -> dict:
     report["provenance"] = provenance(model=encoder, device=str(device),
                                       data={"spec": config.data, **dataset_fingerprint(test_set)})
     write_report(report, config.output, name=Path(config.model).name or config.model)
-    run_folder = Path(config.model)
-    if (run_folder / "config.json").is_file() and (run_folder / "summary.json").is_file() and \
-            (run_folder / "export").is_dir():  # a finished run folder (load_model refused any other): its card
-        write_model_card(run_folder, report)
+    if _is_run_folder(Path(config.model)):  # a finished run (load_model refused any other): its card shows this
+        write_model_card(config.model, report)
     return report
+
+
+def _is_run_folder(path: Path) -> bool:
+    """Whether `path` is a `lore train` run folder with an export."""
+    return path.is_dir() and (path / "export").is_dir() and (path / "config.json").is_file()

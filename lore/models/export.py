@@ -27,6 +27,18 @@ from .hf import is_hf_folder, load_hf, save_hf_export
 from .encoders import ImageEncoder, load_open_clip, load_state_file, load_timm, save_state_file
 
 
+def exported_weights(built: BuiltModel) -> torch.nn.Module:
+    """The module whose state `export_encoder` writes for `built`: the whole `transformers` or open_clip model,
+    the digits CLIP's backbone and whole model, or the backbone alone (`lore.training.disk` sizes it)."""
+    if built.hf is not None:
+        return built.hf.model
+    if built.kind == "open_clip":
+        return built.clip
+    if built.kind == "digits-clip":
+        return torch.nn.ModuleList([built.encoder.backbone, built.clip])
+    return built.encoder.backbone
+
+
 def export_encoder(built, model_name: str, folder: Union[str, Path]) -> Path:
     """Writes the fine-tuned encoder of a `BuiltModel` into `folder`; returns the folder."""
     folder = Path(folder)

@@ -28,7 +28,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from .encoders import ImageEncoder
+from .encoders import ImageEncoder, check_patch_multiple
 
 PREFIX = "hf:"
 #: config.json's first architecture -> (lore kind, has a text tower)
@@ -168,7 +168,7 @@ def load_hf(name: str, *, image_size: Optional[int] = None, device: Union[str, t
     size = image_size or _processor_size(processor) or _vision_config(model).image_size
     vision_model = model.vision_model if hasattr(model, "vision_model") else model
     if kind != "hf-dinov2":
-        _check_patch_multiple(size, _vision_config(model).patch_size, name)
+        check_patch_multiple(size, _vision_config(model).patch_size, name)
         if size != _vision_config(model).image_size:
             resize_position_embeddings(vision_model.embeddings, size)
             _vision_config(model).image_size = size
@@ -253,11 +253,6 @@ def _with_size(processor: dict, size: int) -> dict:
     else:
         processor["size"] = {"height": size, "width": size}
     return processor
-
-
-def _check_patch_multiple(size: int, patch: int, name: str) -> None:
-    if size % patch:
-        raise ValueError(f"image_size {size} is not a multiple of {name}'s patch size {patch}")
 
 
 __all__ = ["ARCHITECTURES", "HFImageTower", "HFModel", "HFTextTower", "HFTokenizer", "is_hf_folder", "load_hf",

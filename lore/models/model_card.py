@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..jsonio import write_text_atomic
+from ..jsonio import write_json, write_text_atomic
 from ..units import format_eps
 
 CARD = "README.md"
@@ -62,14 +62,13 @@ def _evaluation_lines(report: Optional[dict]) -> list[str]:
     if report is None:
         return ["Not evaluated: no `lore eval` of this run folder has been recorded, so this card states no accuracy."]
     config = report.get("config", {})
+    attacks = _attacks(report)
     lines = [f"`lore eval` on {report['n_samples']} images of `{config.get('data', '?')}` (seed {config.get('seed')}), "
              f"head: {report.get('head', '?')}.", "",
-             "| eps | " + " | ".join(["clean"] + [a for a in _attacks(report)]) + " |",
-             "|---" * (2 + len(_attacks(report))) + "|"]
-    lines.append("| 0 | " + f"{report['clean_accuracy']:.4f}" + " |" * len(_attacks(report)) + " |")
+             "| eps | " + " | ".join(["clean", *attacks]) + " |", "|---" * (2 + len(attacks)) + "|",
+             "| 0 | " + f"{report['clean_accuracy']:.4f}" + " |" * len(attacks) + " |"]
     for eps, row in report.get("robust_accuracy", {}).items():
-        lines.append(f"| {eps} | | " + " | ".join(f"{row[a]:.4f}" for a in _attacks(report)) + " |")
-    attacks = _attacks(report)
+        lines.append(f"| {eps} | | " + " | ".join(f"{row[a]:.4f}" for a in attacks) + " |")
     if attacks:
         targets = f", {config.get('n_targets')} DLR-T targets" if any("apgd-t" in a for a in attacks) else ""
         lines += ["", f"Attacks: APGD, {config.get('n_iter')} iterations, {config.get('restarts')} restart(s){targets}"
@@ -136,7 +135,7 @@ def write_model_card(run_folder: Union[str, Path], report: Optional[dict] = None
     """Writes (atomically) export/README.md of `run_folder`, and with a report its copy export/evaluation.json."""
     export = Path(run_folder) / "export"
     if report is not None:
-        write_text_atomic(export / REPORT_COPY, json.dumps(report, indent=2, sort_keys=True) + "\n")
+        write_json(export / REPORT_COPY, report)
     path = export / CARD
     write_text_atomic(path, model_card(run_folder, report))
     return path

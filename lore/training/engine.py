@@ -27,13 +27,13 @@ from constrained import NormMargin
 
 from ..data.images import (TensorImages, batches_per_epoch, build_dataset, check_same_classes, dataset_classnames,
                            probe_subset, read_class_list, split_disjoint)
-from ..data.specs import PROBE_SHARE, is_image_folder
+from ..data.specs import PROBE_SHARE, is_image_folder, is_shard_spec
 from ..devices import bf16_warning, resolve_device
 from ..jsonio import dumps, write_json, write_text_atomic
 from ..methods import build_method
 from ..heads import ZeroShotHead
 from ..models.build import BuiltModel, build_head, build_model
-from ..models.export import export_encoder
+from ..models.export import export_encoder, exported_weights
 from ..models.model_card import write_model_card
 from ..provenance import dataset_fingerprint, provenance
 from .disk import predict as predict_disk_use
@@ -247,19 +247,6 @@ class _Run:
                      autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None)
 
 
-def _disk_use(built, step_fn, config: TrainConfig):
-    """What last.pt and the export will take (`lore.training.disk`)."""
-    if built.hf is not None:
-        exported = built.hf.model
-    elif built.kind == "open_clip":
-        exported = built.clip
-    elif built.kind == "digits-clip":  # its export holds the backbone and the whole CLIP model
-        exported = torch.nn.ModuleList([built.encoder.backbone, built.clip])
-    else:
-        exported = built.encoder.backbone
-    return predict_disk_use(built.encoder, exported, step_fn.state_dict(), save_optimizer_state=config.save_optimizer_state)
-
-
 def _prepare_output(config: TrainConfig, resume: bool, info: DistInfo, fingerprint: dict) -> Optional[dict]:
     """Checks the output folder (refusing to mix runs) and loads the checkpoint to resume; writes config.json."""
     output = Path(config.output)
@@ -295,7 +282,7 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
     reference = FrozenReference(encoder)  # phi_0: the weights as built, before any checkpoint is loaded
     train_set, probe_source = _train_and_probe_sets(config, built.image_size, info)
     probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed, on_unreadable=unreadable)
-    shards = config.data.startswith("wds:")  # class ids without names: the head reads the probe data's classes
+    shards = is_shard_spec(config.data)  # class ids without names: the head reads the probe data's classes
     head_set = probe_source if shards else train_set
     head_images, head_labels = probe_subset(head_set, 1000, config.seed + 1, on_unreadable=unreadable)
     head = build_head(built, dataset_classnames(head_set), reference, head_images.to(device), head_labels.to(device))
@@ -328,7 +315,9 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
             _drop_metrics_after(output / "metrics.jsonl", start)
     workers = 0 if isinstance(train_set, TensorImages) else resolve_workers(config.workers)  # in-memory data: none
     if info.is_main:
-        print(_disk_use(built, step_fn, config).describe(), flush=True)
+        use = predict_disk_use(built.encoder, exported_weights(built), step_fn.state_dict(),
+                               save_optimizer_state=config.save_optimizer_state)
+        print(use.describe(), flush=True)
     return _Run(config, info, device, fingerprint, built, reference, head, optimizer, scheduler, step_fn, train_set,
                 probe_images, probe_labels, unreadable, passes, workers, per_epoch, total, start)
 
@@ -344,7 +333,7 @@ def _train_and_probe_sets(config: TrainConfig, image_size: int, info: DistInfo) 
                               classes=classes if Path(config.probe_data).is_dir() else None)
         check_same_classes(data, probe, f"training data {config.data}", f"probe data {config.probe_data}")
         return data, probe
-    if config.data.startswith("wds:"):
+    if is_shard_spec(config.data):
         raise ValueError(f"--data {config.data}: shards have no held-out split; pass --probe-data (an image folder or "
                          "torchvision:NAME:ROOT with class names, which the probe's zero-shot head reads)")
     if not is_image_folder(config.data):
