@@ -7,7 +7,7 @@ and one `Observation` per bound constraint (or a single `Observation`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple, Union
+from typing import NamedTuple, Optional, Union
 
 import torch
 
@@ -31,9 +31,11 @@ class Evaluation(NamedTuple):
         return next(iter(self.observations.values())).batch_size
 
 
-def evaluate(closure: Closure, bindings: Mapping[str, Binding], require_grad: bool = False) -> Evaluation:
+def evaluate(closure: Closure, bindings: Mapping[str, Binding], require_grad: bool = False,
+             check_finite: bool = True) -> Evaluation:
     """Runs `closure` and checks its result against `bindings` (every constraint observed once, finite strict
-    violations, and with `require_grad` violations that carry the model's gradient).
+    violations unless `check_finite` is False (the caller then reads `strict_violations_finite` with its own
+    numbers), and with `require_grad` violations that carry the model's gradient).
 
     Raises:
         TypeError / ValueError / FloatingPointError naming the constraint at fault.
@@ -49,7 +51,7 @@ def evaluate(closure: Closure, bindings: Mapping[str, Binding], require_grad: bo
         observations = [observations]
     by_name: dict[str, Observation] = {}
     for observation in observations:
-        name = _checked(observation, bindings, require_grad)
+        name = _checked(observation, bindings, require_grad, check_finite)
         if name in by_name:
             raise ValueError(f"closure observed constraint {name!r} twice")
         by_name[name] = observation
@@ -58,7 +60,16 @@ def evaluate(closure: Closure, bindings: Mapping[str, Binding], require_grad: bo
     return Evaluation(loss, by_name, {name: price(bindings[name], obs) for name, obs in by_name.items()})
 
 
-def _checked(observation: Observation, bindings: Mapping[str, Binding], require_grad: bool) -> str:
+def strict_violations_finite(evaluation: Evaluation) -> Optional[torch.Tensor]:
+    """Whether every strict (true) violation of `evaluation` is finite, as a 0-dim bool tensor (no sync); None
+    when no observation carries one."""
+    flags = [torch.isfinite(o.strict_violation).all() for o in evaluation.observations.values()
+             if o.strict_violation is not None]
+    return torch.stack(flags).all() if flags else None
+
+
+def _checked(observation: Observation, bindings: Mapping[str, Binding], require_grad: bool,
+             check_finite: bool = True) -> str:
     """The observed constraint's name, once the observation is known to be usable."""
     if not isinstance(observation, Observation):
         raise TypeError(f"closure must return Observations, got {type(observation).__name__}")
@@ -68,7 +79,7 @@ def _checked(observation: Observation, bindings: Mapping[str, Binding], require_
                            and binding.constraint != observation.constraint):
         raise ValueError(f"closure observed constraint {name!r}, which this PrimalDual does not enforce")
     strict = observation.strict_violation
-    if strict is not None and not bool(torch.isfinite(strict).all()):
+    if check_finite and strict is not None and not bool(torch.isfinite(strict).all()):
         raise FloatingPointError(f"constraint {name!r}: its strict (true) violation is not finite; stopping "
                                  "before any update (a NaN would silently become a multiplier)")
     if require_grad and torch.is_grad_enabled() and not observation.violation.requires_grad:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .binding import Binding, bind, check_hashable
-from .closures import Closure, Evaluation, evaluate, primal_objective
+from .closures import Closure, Evaluation, evaluate, primal_objective, strict_violations_finite
 from .dual_state import check_setup, check_values, constraint_settings
 from .formulations import Lagrangian
 from .lagrangian import dual_lagrangian, multiplier_values, primal_lagrangian
@@ -41,7 +41,8 @@ from .updates import PAPER_DUAL_LR, DualOptimizerFactory, DualUpdate, PrimalUpda
 from .validation import check_positive_int
 
 MODES = ("simultaneous", "alternating")
-__all__ = ["Closure", "DualOptimizerFactory", "MODES", "PAPER_DUAL_LR", "PrimalDual"]
+CHECKS = ("eager", "deferred")
+__all__ = ["CHECKS", "Closure", "DualOptimizerFactory", "MODES", "PAPER_DUAL_LR", "PrimalDual"]
 
 
 class PrimalDual:
@@ -64,6 +65,11 @@ class PrimalDual:
             overflow skips both updates (`StepReport.skipped`). Its state is part of `state_dict()`.
         around_dual: () -> a context manager entered around each piece of dual work (building the dual term,
             its backward pass in mode="alternating", the dual update): e.g. a timer. Default: none.
+        checks: "eager" (default): each step reads its loss, Lagrangian and whether every gradient is finite in
+            one transfer from the device, and raises FloatingPointError before a non-finite update. "deferred":
+            no transfer at all; the step is applied, and its `StepReport.finite` (or `scalars_tensor()`, to fuse
+            into a read of the caller's own) says afterwards whether it met a non-finite value: for a GPU loop
+            that must not wait for the host (lore's training engine reads it once per batch).
 
     `torch.optim.LBFGS` as primal optimizer re-evaluates the primal Lagrangian (multipliers fixed): one `step`
     is a quasi-Newton best response; pair it with mode="alternating" (benchmarks/fairness.py).
@@ -81,10 +87,14 @@ class PrimalDual:
         mode: Literal["simultaneous", "alternating"] = "simultaneous",
         scaler: Optional[torch.amp.GradScaler] = None,
         around_dual: Optional[Callable[[], AbstractContextManager[Any]]] = None,
+        checks: Literal["eager", "deferred"] = "eager",
     ) -> None:
         self.primal = PrimalUpdate(primal_optimizer, scaler)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if checks not in CHECKS:
+            raise ValueError(f"checks must be one of {CHECKS}, got {checks!r}")
+        self.checks = checks
         if not isinstance(constraints, Mapping):
             for constraint in constraints:
                 check_hashable(constraint)
@@ -164,16 +174,19 @@ class PrimalDual:
         except (TypeError, ValueError, FloatingPointError):
             self._zero_grad(dual=True)  # a refused closure leaves no partial gradient behind
             raise
-        loss, lagrangian = torch.stack([mean_of([e.loss for e in evaluations]), mean_of(lagrangians)]).tolist()  # one sync
-        if not math.isfinite(lagrangian):
-            self._zero_grad(dual=True)
-            raise FloatingPointError(f"the Lagrangian is {lagrangian}; stopping before the update")
+        loss: Union[float, torch.Tensor] = mean_of([e.loss for e in evaluations])
+        lagrangian: Union[float, torch.Tensor] = mean_of(lagrangians)
+        finite = self._finite(cast(torch.Tensor, lagrangian), evaluations)
+        if self.checks == "eager":
+            loss, lagrangian = self._read_or_raise(cast(torch.Tensor, loss), cast(torch.Tensor, lagrangian), finite)
         skipped = self._update_primal(closures, weight)
         self.primal_steps += 1
         updated = dual_due and not skipped
         if updated and self.mode == "alternating":
             evaluations, values = self._reevaluate_for_dual(closures, weight)
-            loss = float(mean_of([e.loss for e in evaluations]))
+            loss = mean_of([e.loss for e in evaluations])
+            if self.checks == "eager":
+                loss = float(loss)
         reports = summarize([e.observations for e in evaluations], values,  # before lambda moves
                             lambda name, kept, g: self._bindings[name].constraint.report_details(kept, g),
                             lambda name: self._bindings[name].entries())
@@ -184,7 +197,32 @@ class PrimalDual:
         self._recent.track(reports)
         return StepReport(loss=loss, lagrangian=lagrangian, constraints=reports, dual_updated=updated,
                           primal_steps=self.primal_steps, dual_steps=self.dual_steps, skipped=skipped,
-                          after_update=updated and self.mode == "alternating")
+                          after_update=updated and self.mode == "alternating",
+                          finite=True if self.checks == "eager" else finite)
+
+    def _finite(self, lagrangian: torch.Tensor, evaluations: Sequence[Evaluation]) -> torch.Tensor:
+        """Whether the step's Lagrangian, primal gradients and (deferred mode) strict violations are all finite,
+        as a 0-dim bool tensor (no sync)."""
+        flags = [torch.isfinite(lagrangian)]
+        gradients = self.primal.gradients_finite()
+        if gradients is not None:
+            flags.append(gradients)
+        if self.checks == "deferred":
+            flags += [f for e in evaluations if (f := strict_violations_finite(e)) is not None]
+        return flags[0] if len(flags) == 1 else torch.stack(flags).all()
+
+    def _read_or_raise(self, loss: torch.Tensor, lagrangian: torch.Tensor, finite: torch.Tensor
+                       ) -> tuple[float, float]:
+        """checks="eager": the loss and Lagrangian as floats, read with the finiteness flag in one transfer;
+        raises FloatingPointError, with every gradient cleared, before a non-finite update."""
+        loss_value, lagrangian_value, ok = torch.stack([loss, lagrangian, finite.float()]).tolist()  # one sync
+        if not ok:
+            self._zero_grad(dual=True)
+            if not math.isfinite(lagrangian_value):
+                raise FloatingPointError(f"the Lagrangian is {lagrangian_value}; stopping before the update")
+            raise FloatingPointError("a primal gradient is not finite although the Lagrangian is; stopping before "
+                                     "the update (the weights are unchanged)")
+        return loss_value, lagrangian_value
 
     def _accumulate(self, closures: Sequence[Closure], weight: float, with_dual: bool
                     ) -> tuple[list[Evaluation], list[dict[str, torch.Tensor]], list[torch.Tensor]]:
@@ -195,7 +233,7 @@ class PrimalDual:
         values: list[dict[str, torch.Tensor]] = []
         lagrangians: list[torch.Tensor] = []
         for closure in closures:
-            evaluation = evaluate(closure, self._bindings, require_grad=True)
+            evaluation = evaluate(closure, self._bindings, require_grad=True, check_finite=self.checks == "eager")
             if evaluation.rows != (first := (evaluations or [evaluation])[0].rows):
                 raise ValueError(f"micro-batches must all have the same number of rows for step_accumulated to "
                                  f"equal the full-batch update; got {first} rows, then {evaluation.rows} "
@@ -222,7 +260,7 @@ class PrimalDual:
         evaluations, values = [], []
         for closure in closures:
             with torch.no_grad():
-                evaluation = evaluate(closure, self._bindings)
+                evaluation = evaluate(closure, self._bindings, check_finite=self.checks == "eager")
             with self._around_dual():
                 value = multiplier_values(evaluation.priced, self.formulation)
                 if self.dual_optimizer is not None:
@@ -234,12 +272,8 @@ class PrimalDual:
         return evaluations, values
 
     def _update_primal(self, closures: Sequence[Closure], weight: float) -> bool:
-        """The primal update; True when the scaler skipped it. A non-finite gradient clears every gradient."""
-        try:
-            return self.primal.step(lambda: primal_objective(closures, self._bindings, self.formulation, weight))
-        except FloatingPointError:
-            self._zero_grad(dual=True)
-            raise
+        """The primal update; True when the scaler skipped it."""
+        return self.primal.step(lambda: primal_objective(closures, self._bindings, self.formulation, weight))
 
     def _update_dual(self) -> None:
         with self._around_dual():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Optional
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Optional, Union
 
 import torch
 
@@ -81,18 +81,32 @@ class DeferredReports(Mapping[str, ConstraintReport]):
         compute: () -> {name: ConstraintReport} for exactly `names`; called at most once.
     """
 
-    def __init__(self, names: tuple[str, ...], compute: Callable[[], dict[str, ConstraintReport]]) -> None:
+    def __init__(self, names: tuple[str, ...], compute: Callable[[Optional[list[float]]], dict[str, ConstraintReport]],
+                 statistics: Optional[Callable[[], torch.Tensor]] = None) -> None:
         self._names = names
-        self._compute: Optional[Callable[[], dict[str, ConstraintReport]]] = compute
+        self._compute: Optional[Callable[[Optional[list[float]]], dict[str, ConstraintReport]]] = compute
+        self._statistics = statistics
         self._reports: Optional[dict[str, ConstraintReport]] = None
 
-    def materialize(self) -> dict[str, ConstraintReport]:
+    def statistics_tensor(self) -> Optional[torch.Tensor]:
+        """The common fields of every constraint, 5 per name in report order, as one float tensor on the device
+        (no sync), while the reports are pending; None once computed. A caller reading numbers of its own fuses
+        these into that read and passes them back to `materialize`."""
+        if self._reports is not None or self._statistics is None:
+            return None
+        return self._statistics()
+
+    def materialize(self, numbers: Optional[list[float]] = None) -> dict[str, ConstraintReport]:
         """Computes the reports (once) and releases the step's tensors; returns {name: report}. `PrimalDual`
-        calls it for a report still held two steps later."""
+        calls it for a report still held two steps later.
+
+        Args:
+            numbers: the values of `statistics_tensor()`, already read by the caller (no second transfer).
+        """
         if self._reports is None:
             assert self._compute is not None
-            self._reports = self._compute()
-            self._compute = None  # drop the step's tensors
+            self._reports = self._compute(numbers)
+            self._compute = self._statistics = None  # drop the step's tensors
         return self._reports
 
     @property
@@ -113,13 +127,14 @@ class DeferredReports(Mapping[str, ConstraintReport]):
         return repr(self.materialize())
 
 
-@dataclass(frozen=True)
 class StepReport:
     """What one `PrimalDual.step` did.
 
     Attributes:
-        loss: the objective f (without constraint terms).
-        lagrangian: the primal Lagrangian that was back-propagated.
+        loss: the objective f (without constraint terms), a float.
+        lagrangian: the primal Lagrangian that was back-propagated, a float.
+        finite: whether the step's Lagrangian, gradients and strict violations were all finite (always True
+            for a step with `PrimalDual(checks="eager")`, which raises instead).
         constraints: one `ConstraintReport` per constraint name (a `DeferredReports` from `PrimalDual`: computed
             on first read).
         dual_updated: whether this step ended with a dual update.
@@ -130,16 +145,56 @@ class StepReport:
         after_update: `loss` and `constraints` describe the model after this step's primal update (the
             re-evaluation of mode="alternating" before its dual step); otherwise they describe the model the
             closure evaluated before the update.
+
+    `loss`, `lagrangian` and `finite` may be given as device tensors (`PrimalDual(checks="deferred")` does):
+    they are then read to floats together, in one transfer, when one of them is first read, and
+    `scalars_tensor()` hands them to a caller that fuses them into a read of its own.
     """
 
-    loss: float
-    lagrangian: float
-    constraints: Mapping[str, ConstraintReport] = field(default_factory=dict)
-    dual_updated: bool = False
-    primal_steps: int = 0
-    dual_steps: int = 0
-    skipped: bool = False
-    after_update: bool = False
+    def __init__(self, loss: Union[float, torch.Tensor], lagrangian: Union[float, torch.Tensor],
+                 constraints: Optional[Mapping[str, ConstraintReport]] = None, dual_updated: bool = False,
+                 primal_steps: int = 0, dual_steps: int = 0, skipped: bool = False, after_update: bool = False,
+                 finite: Union[bool, torch.Tensor] = True) -> None:
+        self._pending: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
+        if any(isinstance(v, torch.Tensor) for v in (loss, lagrangian, finite)):
+            self._pending = tuple(torch.as_tensor(v).detach().float().reshape(()) for v in (loss, lagrangian, finite))
+            self._scalars: Optional[tuple[float, float, bool]] = None
+        else:
+            self._scalars = (float(loss), float(lagrangian), bool(finite))
+        self.constraints: Mapping[str, ConstraintReport] = {} if constraints is None else constraints
+        self.dual_updated, self.primal_steps, self.dual_steps = dual_updated, primal_steps, dual_steps
+        self.skipped, self.after_update = skipped, after_update
+
+    def scalars_tensor(self) -> Optional[torch.Tensor]:
+        """[loss, lagrangian, finite (1.0 or 0.0)] as one float tensor on the device, while not yet read (None once
+        they are floats): for a caller that reads them together with its own numbers."""
+        return None if self._pending is None else torch.stack(self._pending)
+
+    def _read(self) -> tuple[float, float, bool]:
+        if self._scalars is None:
+            assert self._pending is not None
+            loss, lagrangian, finite = torch.stack(self._pending).tolist()  # one transfer for the three
+            self._scalars, self._pending = (loss, lagrangian, finite > 0), None
+        return self._scalars
+
+    @property
+    def loss(self) -> float:
+        return self._read()[0]
+
+    @property
+    def lagrangian(self) -> float:
+        return self._read()[1]
+
+    @property
+    def finite(self) -> bool:
+        return self._read()[2]
+
+    def raise_if_not_finite(self) -> None:
+        """Raises FloatingPointError when the step met a non-finite Lagrangian, gradient or strict violation
+        (one read, for `checks="deferred"`; the update was applied, so the model may hold non-finite weights)."""
+        if not self.finite:
+            raise FloatingPointError(f"a primal-dual step met a non-finite value (Lagrangian {self.lagrangian}); "
+                                     "the model may hold non-finite weights now: restore an earlier state")
 
     def as_dict(self) -> dict[str, float]:
         """Flat {name: number} view, e.g. {"loss": .., "clean/satisfied_fraction": ..}."""
@@ -155,6 +210,9 @@ class StepReport:
         for name, report in self.constraints.items():
             flat.update(report.as_dict(name))
         return flat
+
+    def __repr__(self) -> str:
+        return f"StepReport({self.as_dict()!r})"
 
 
 def summarize(observations: Sequence[Mapping[str, Observation]], values: Sequence[Mapping[str, torch.Tensor]],
@@ -179,9 +237,15 @@ def summarize(observations: Sequence[Mapping[str, Observation]], values: Sequenc
     kept = {name: [o[name] for o in observations] for name in names}
     tables = {name: entries(name) for name in names if violations[name].numel() == 0}  # shapes only: no sync
 
-    def compute() -> dict[str, ConstraintReport]:
+    def statistics() -> torch.Tensor:
         parts = [ConstraintReport.statistics(violations[name], priced[name], tables.get(name)) for name in names]
-        numbers = torch.cat([converted(part, torch.float32, parts[0].device) for part in parts]).tolist()
+        return torch.cat([converted(part, torch.float32, parts[0].device) for part in parts])
+
+    def compute(numbers: Optional[list[float]]) -> dict[str, ConstraintReport]:
+        if numbers is None:
+            numbers = statistics().tolist()
+        if len(numbers) != 5 * len(names):
+            raise ValueError(f"expected {5 * len(names)} report numbers (5 per constraint), got {len(numbers)}")
         reports = {}
         for i, name in enumerate(names):
             report = ConstraintReport(*numbers[5 * i: 5 * i + 5])
@@ -189,7 +253,7 @@ def summarize(observations: Sequence[Mapping[str, Observation]], values: Sequenc
             reports[name] = replace(report, **extra) if extra else report
         return reports
 
-    return DeferredReports(names, compute)
+    return DeferredReports(names, compute, statistics)
 
 
 class RecentReports:

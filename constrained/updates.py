@@ -44,14 +44,11 @@ class PrimalUpdate:
 
     def step(self, reevaluate: Callable[[], float]) -> bool:
         """Applies the update; True when the scaler skipped it because the scaled gradients were not finite (it
-        then lowers its scale).
+        then lowers its scale). The caller has checked the gradients (`gradients_finite`), or defers that check.
 
         Args:
             reevaluate: () -> the primal Lagrangian, accumulating its gradients (called by L-BFGS only, after this
                 zeroes the gradients).
-
-        Raises:
-            FloatingPointError: a gradient is not finite (without a scaler); the gradients are cleared.
         """
         if self.reevaluates:
             def objective() -> float:
@@ -61,7 +58,6 @@ class PrimalUpdate:
             self.optimizer.step(objective)
             return False
         if self.scaler is None:
-            self._check_gradients()
             self.optimizer.step()
             return False
         scale = self.scaler.get_scale()
@@ -69,15 +65,17 @@ class PrimalUpdate:
         self.scaler.update()
         return self.scaler.get_scale() < scale
 
-    def _check_gradients(self) -> None:
-        """Refuses to step when a gradient is not finite although the Lagrangian is (an overflow inside
-        backward): stepping would put inf/NaN into the weights, seen only at the next step. One sync."""
+    def gradients_finite(self) -> Optional[torch.Tensor]:
+        """Whether every accumulated primal gradient is finite, as a 0-dim bool tensor on their device (no sync);
+        None where there is nothing to check: no gradient yet, L-BFGS (its step makes its own), or a GradScaler
+        (which skips a step whose gradients overflowed)."""
+        if self.reevaluates or self.scaler is not None:
+            return None
         grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         grads = [g.coalesce().values() if g.is_sparse else g for g in grads]
-        if grads and not bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()):
-            self.optimizer.zero_grad(set_to_none=True)
-            raise FloatingPointError("a primal gradient is not finite although the Lagrangian is; stopping before "
-                                     "the update (the weights are unchanged)")
+        if not grads:
+            return None
+        return torch.stack(torch._foreach_norm(grads)).isfinite().all()
 
 
 def build_dual_optimizer(params: list[nn.Parameter], factory: Optional[DualOptimizerFactory], lr: Optional[float],

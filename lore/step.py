@@ -19,16 +19,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
 import torch
 from torch import nn
 
-from constrained import ConstraintReport, PrimalDual, StepReport, sq_l2
+from constrained import ConstraintReport, DeferredReports, PrimalDual, StepReport, sq_l2
 from constrained.validation import check_positive_int
 
-from .attacks.projected_gradient import pgd
+from .attacks.projected_gradient import check_pixel_range, pgd
 from .heads import ZeroShotHead
 from .methods import Batch, Method
 from .presets import PAPER
@@ -36,32 +35,151 @@ from .reference import FrozenReference
 
 
 PASSES = ("fused", "sequential")
+CHECKS = ("deferred", "eager")
 
 
-@dataclass(frozen=True)
+#: the problems a step's deferred checks can find, in the order of `StepResult.problems`
+PROBLEMS = ("non-finite loss or gradient", "pixels outside [0, 1]")
+
+
 class StepResult:
     """What one `RobustStep` call did, from the evaluations its updates used (not a re-measurement).
+
+    The numbers stay on the device until one of them is read; then all of them cross to the host in one
+    transfer (a GPU step never waits for the host in between). `fused_read` lets a caller add numbers of its own
+    (the training engine's stop flags) to that same transfer.
 
     Attributes:
         robust_loss: the method's robust loss on the adversarial batch, batch mean, of the last primal step's
             evaluation (the first evaluation of each micro-batch in that step).
         clean_distance: mean ||phi(x) - phi_0(x)||^2 (None for an unconstrained method with measure_clean=False).
         relative_clean_distance: mean ||phi(x) - phi_0(x)||^2 / ||phi_0(x)||^2 (None likewise).
-        attack_seconds, primal_seconds, dual_seconds: wall time of the phases, measured after the GPU finished
-            its queued work.
+        attack_seconds, primal_seconds, dual_seconds: the phases' time on the device (CUDA events on a GPU,
+            read after the step's one transfer, so timing adds no synchronisation; wall time on a CPU).
         constraint: the method's constraint report of the last `PrimalDual` step (None for unconstrained
             methods), e.g. `constraint.satisfied_fraction`, `constraint.multiplier_max`.
         constraint_name: the name its entries carry in `as_dict` ("clean").
+        problems: the deferred checks that failed (names from `PROBLEMS`); reading any number of a step with a
+            problem raises FloatingPointError (pixels out of range: ValueError) naming it.
     """
 
-    robust_loss: float
-    clean_distance: Optional[float]
-    relative_clean_distance: Optional[float]
-    attack_seconds: float
-    primal_seconds: float
-    dual_seconds: float
-    constraint: Optional[ConstraintReport] = None
-    constraint_name: str = ""
+    def __init__(self, values: torch.Tensor, flags: torch.Tensor, *, has_clean: bool, report: Optional[StepReport],
+                 constraint_name: str, timing: Callable[[], tuple[float, float, float]], method_name: str) -> None:
+        self._values, self._flags, self._report = values, flags, report
+        self._has_clean, self._timing, self._method_name = has_clean, timing, method_name
+        self.constraint_name = constraint_name
+        self._numbers: Optional[list[float]] = None
+
+    def pending(self) -> torch.Tensor:
+        """Everything this result will read, as one float tensor on the device: [problem flags, values, the
+        constraint report's statistics]. A caller may compute on it (e.g. stop flags) before `fused_read`."""
+        parts = [self._flags, self._values]
+        if self._report is not None:
+            parts.append(self._report_tensor())
+        return torch.cat(parts)
+
+    def _report_tensor(self) -> torch.Tensor:
+        assert self._report is not None
+        statistics = self._report.constraints
+        tensor = statistics.statistics_tensor() if isinstance(statistics, DeferredReports) else None
+        if tensor is None:  # already computed: its numbers, back on the device (tests, eager reads)
+            r = statistics[self.constraint_name]
+            tensor = torch.tensor([r.violation_mean, r.violation_max, r.satisfied_fraction, r.multiplier_mean,
+                                   r.multiplier_max])
+        return tensor.to(self._values.device, torch.float32)
+
+    @property
+    def statistics_slice(self) -> slice:
+        """Where the constraint report's [violation_mean, violation_max, satisfied_fraction, multiplier_mean,
+        multiplier_max] sit in `pending()` (empty for unconstrained methods)."""
+        first = len(PROBLEMS) + 3
+        return slice(first, first + (5 if self._report is not None else 0))
+
+    def fused_read(self, extra: Optional[torch.Tensor] = None, *, check: bool = True) -> list[float]:
+        """Reads this result's numbers and `extra` (any 1-D float tensor) in one device-to-host transfer; returns
+        extra's numbers. With `check`, a failed deferred check raises (see `problems`)."""
+        if self._numbers is not None and extra is None:
+            numbers = []
+        else:
+            mine = self.pending() if self._numbers is None else self._values.new_zeros(0)
+            if extra is None:
+                tail = mine.new_zeros(0)
+            else:
+                tail = extra.to(mine.device, torch.float32).reshape(-1)
+            everything = torch.cat([mine, tail]).tolist()  # the one host read
+            if self._numbers is None:
+                self._numbers, numbers = everything[:mine.numel()], everything[mine.numel():]
+                self._finish()
+            else:
+                numbers = everything
+        if check:
+            self.raise_on_problems()
+        return numbers
+
+    def _finish(self) -> None:
+        assert self._numbers is not None
+        if self._report is not None and isinstance(self._report.constraints, DeferredReports):
+            self._report.constraints.materialize(self._numbers[self.statistics_slice])
+        self._seconds = self._timing()
+
+    def _read(self) -> list[float]:
+        if self._numbers is None:
+            self.fused_read()
+        else:
+            self.raise_on_problems()
+        assert self._numbers is not None
+        return self._numbers
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        if self._numbers is None:
+            self.fused_read(check=False)
+        assert self._numbers is not None
+        return tuple(name for name, flag in zip(PROBLEMS, self._numbers) if flag > 0)
+
+    def raise_on_problems(self) -> None:
+        """Raises for a failed deferred check: ValueError for pixels outside [0, 1], FloatingPointError for a
+        non-finite loss or gradient (the update was applied: the weights may be non-finite now)."""
+        problems = self.problems
+        if "pixels outside [0, 1]" in problems:
+            raise ValueError("images must be pixels in [0, 1] (divide by 255, or undo the normalisation: lore "
+                             "normalises inside the encoder)")
+        if problems:
+            raise FloatingPointError(f"{self._method_name}: {problems[0]}")
+
+    @property
+    def robust_loss(self) -> float:
+        return self._read()[len(PROBLEMS)]
+
+    @property
+    def clean_distance(self) -> Optional[float]:
+        return self._read()[len(PROBLEMS) + 1] if self._has_clean else None
+
+    @property
+    def relative_clean_distance(self) -> Optional[float]:
+        return self._read()[len(PROBLEMS) + 2] if self._has_clean else None
+
+    @property
+    def constraint(self) -> Optional[ConstraintReport]:
+        if self._report is None:
+            return None
+        self._read()
+        return self._report.constraints[self.constraint_name]
+
+    @property
+    def attack_seconds(self) -> float:
+        self._read()
+        return self._seconds[0]
+
+    @property
+    def primal_seconds(self) -> float:
+        self._read()
+        return self._seconds[1]
+
+    @property
+    def dual_seconds(self) -> float:
+        self._read()
+        return self._seconds[2]
 
     def as_dict(self) -> dict[str, float]:
         """The numbers to log, flat: robust_loss, clean_distance, ..., the phases' seconds, and the constraint's
@@ -77,20 +195,47 @@ class StepResult:
         return out
 
 
-class _PhaseTimer:
-    """Accumulates the wall time spent inside it (entered through `PrimalDual(around_dual=...)`)."""
+class PhaseClock:
+    """Marks points of a step on `device` and tells the seconds between them, without synchronising: CUDA
+    events on a GPU (their times are read once the step's one transfer has waited for the GPU anyway), wall
+    time elsewhere, where every op has finished when it returns. `synchronize=True` (`lore train --profile`)
+    waits for the GPU at each mark instead and reads the host clock: the old, blocking way."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.seconds = 0.0
+    def __init__(self, device: torch.device, synchronize: bool = False) -> None:
+        self.device, self.synchronize = device, synchronize
+        self.events = device.type == "cuda" and not synchronize
+
+    def mark(self):
+        if self.events:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        if self.synchronize and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def seconds(self, start, end) -> float:
+        """Seconds from mark `start` to mark `end` (for events: once both have completed)."""
+        return start.elapsed_time(end) / 1000 if self.events else end - start
+
+
+class _PhaseTimer:
+    """Collects the (start, end) marks of the time spent inside it (entered through `PrimalDual(around_dual=...)`)."""
+
+    def __init__(self, clock: PhaseClock) -> None:
+        self.clock = clock
+        self.spans: list = []
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
-        began = _clock(self.device)
+        began = self.clock.mark()
         try:
             yield
         finally:
-            self.seconds += _clock(self.device) - began
+            self.spans.append((began, self.clock.mark()))
+
+    def seconds(self, spans: list) -> float:
+        return sum(self.clock.seconds(a, b) for a, b in spans)
 
 
 class RobustStep:
@@ -116,7 +261,13 @@ class RobustStep:
         measure_clean: for unconstrained methods, also measure ||phi(x) - phi_0(x)||^2
             (one extra no-grad forward); constrained methods get it for free.
         accumulation_steps: split each batch into this many equal micro-batches (attacked and
-            back-propagated one at a time, gradients accumulated): the same update with less memory.
+            back-propagated one at a time, gradients accumulated): the same update with less memory. Under DDP
+            only the last micro-batch's backward all-reduces.
+        checks: "deferred" (default): the checks that guard correctness (a non-finite loss or gradient, pixels
+            outside [0, 1]) are computed on the device and read with the step's numbers, in the one transfer of
+            `StepResult`; reading a result whose check failed raises. "eager": each check is read (and raises)
+            where it is made, before the update it guards: several host reads per step, for debugging.
+        profile: time the phases by waiting for the GPU at each boundary (otherwise CUDA events, no wait).
     """
 
     def __init__(
@@ -138,6 +289,8 @@ class RobustStep:
         autocast_dtype: Optional[torch.dtype] = None,
         measure_clean: bool = True,
         accumulation_steps: int = 1,
+        checks: Literal["deferred", "eager"] = "deferred",
+        profile: bool = False,
     ) -> None:
         if not isinstance(method, Method):
             raise TypeError(f"method must be a lore Method, got {type(method).__name__}")
@@ -158,8 +311,12 @@ class RobustStep:
         self.autocast_dtype = autocast_dtype
         self.measure_clean = measure_clean
         self.accumulation_steps = check_positive_int(accumulation_steps, "accumulation_steps")
+        if checks not in CHECKS:
+            raise ValueError(f"checks must be one of {CHECKS}, got {checks!r}")
+        self.checks = checks
         self.primal_dual: Optional[PrimalDual] = None
-        self._dual_timer = _PhaseTimer(next(encoder.parameters()).device)
+        self._clock = PhaseClock(next(encoder.parameters()).device, synchronize=profile)
+        self._dual_timer = _PhaseTimer(self._clock)
         self._dual_features_ready = False  # a standardizing multiplier's statistics are known to be set
         if method.constraint is not None:
             self.primal_dual = self._primal_dual(optimizer, dual_optimizer, mode, embed_dim)
@@ -183,6 +340,7 @@ class RobustStep:
             primal_steps_per_dual=self._primal_steps,
             mode=mode,
             around_dual=self._dual_timer,
+            checks="eager" if self.checks == "eager" else "deferred",
         )
 
     @property
@@ -209,8 +367,9 @@ class RobustStep:
         multiplier = self._standardizing_multiplier()
         if multiplier is None:
             return
-        features = torch.cat([self.reference(images[i : i + batch_size]).float()
-                              for i in range(0, len(images), batch_size)])
+        with self._autocast(images):  # phi_0 as the step computes it
+            features = torch.cat([self.reference(images[i : i + batch_size]).float()
+                                  for i in range(0, len(images), batch_size)])
         multiplier.fit_standardization(features)
         self._dual_features_ready = True
 
@@ -265,54 +424,70 @@ class RobustStep:
             images: [B, C, H, W] clean images in [0, 1].
             labels: [B] int64 labels (supervised methods).
             generator: makes PGD's random start reproducible.
-            initial_delta: explicit PGD start (see `pgd`), e.g. a rank's slice of a global one.
+            initial_delta: explicit PGD start (see `pgd`), e.g. a rank's rows of a global one.
 
         Returns:
-            A `StepResult` (`.as_dict()` gives the numbers to log).
+            A `StepResult` (`.as_dict()` gives the numbers to log; reading one reads them all, once).
         """
         if self.method.supervised and labels is None:
             raise ValueError(f"method {self.method.name!r} is supervised: pass labels")
-        batch = Batch(images=images, reference=self.reference(images).float(), labels=labels, head=self.head)
+        flags = _Flags(images.device, eager=self.checks == "eager")
+        flags.pixels(images)
+        began = self._clock.mark()
+        with self._autocast(images):  # phi_0 at the training precision, as the probe computes it
+            reference = self.reference(images).float()
+        batch = Batch(images=images, reference=reference, labels=labels, head=self.head)
         self._fit_dual_features_once(batch.reference)  # fit_dual_features was not called: this batch's statistics
         # per micro-batch index: the first evaluation of each primal step, the one its update differentiates (not
         # the re-evaluations after it, alternating mode's dual step, or inside it, L-BFGS)
         stats: dict[str, dict[int, torch.Tensor]] = {"robust_loss": {}, "clean_distance": {}}
         micro = self._micro_batches(batch, initial_delta)
-        began = _clock(images.device)
         adversarial = [self._attack(part, start, generator) for part, start in micro]
         weight = 1.0 / len(micro)  # each micro-batch's share of the Lagrangian (as in step_accumulated)
-        closures = [self._closure(index, part, adv, weight, stats)
+        closures = [self._closure(index, len(micro), part, adv, weight, stats, flags)
                     for index, ((part, _), adv) in enumerate(zip(micro, adversarial))]
-        attacked = _clock(images.device)
-        self._dual_timer.seconds = 0.0
-        report = self._update(closures, stats)
-        updated = _clock(images.device)
-        dual_seconds = self._dual_timer.seconds
-        return self._result(batch, stats, report, attack_seconds=attacked - began,
-                            primal_seconds=updated - attacked - dual_seconds, dual_seconds=dual_seconds)
+        attacked = self._clock.mark()
+        self._dual_timer.spans = []
+        report = self._update(closures, stats, flags)
+        updated = self._clock.mark()
+        spans, clock, dual = list(self._dual_timer.spans), self._clock, self._dual_timer
+
+        def timing() -> tuple[float, float, float]:
+            dual_seconds = dual.seconds(spans)
+            return (clock.seconds(began, attacked), clock.seconds(attacked, updated) - dual_seconds, dual_seconds)
+
+        return self._result(batch, stats, report, flags, timing)
 
     def _attack(self, part: Batch, start: Optional[torch.Tensor], generator: Optional[torch.Generator]) -> torch.Tensor:
-        """x + delta for one micro-batch: PGD on the method's robust loss (outside DDP, no parameter gradient)."""
+        """x + delta for one micro-batch: PGD on the method's robust loss, outside DDP, with the encoder's
+        parameters set not to require gradients, so that eager and compiled backward passes compute the input's
+        gradient only."""
         method = self.method
-        return part.images + pgd(
-            lambda perturbed: method.robust_loss(self._embed(perturbed, plain=True), part),
-            part.images, eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps,
-            generator=generator, initial_delta=start,
-        )
+        with _input_gradient_only(_unwrap(self.encoder)):
+            return part.images + pgd(
+                lambda perturbed: method.robust_loss(self._embed(perturbed, plain=True), part),
+                part.images, eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps,
+                generator=generator, initial_delta=start, check_range=False,  # checked once per batch (_Flags)
+            )
 
-    def _closure(self, index: int, part: Batch, adv: torch.Tensor, weight: float,
-                 stats: dict[str, dict[int, torch.Tensor]]) -> Callable[[], tuple[torch.Tensor, list]]:
-        """The closure of micro-batch `index`: (mean robust loss, [the constraint's observation]); its first
-        evaluation in each primal step records the robust loss and the clean distance into `stats`."""
+    def _closure(self, index: int, count: int, part: Batch, adv: torch.Tensor, weight: float,
+                 stats: dict[str, dict[int, torch.Tensor]], flags: _Flags) -> Callable[[], tuple[torch.Tensor, list]]:
+        """The closure of micro-batch `index` of `count`: (mean robust loss, [the constraint's observation]); its
+        first evaluation in each primal step records the robust loss and the clean distance into `stats`. Under
+        DDP every micro-batch but the last runs its forward in `no_sync`, so its backward does not all-reduce."""
         method = self.method
 
         def closure():
+            with self._no_sync() if index < count - 1 else nullcontext():
+                return evaluate()
+
+        def evaluate():
             sequential = method.constraint is not None and self.passes == "sequential"
             if method.constraint is not None and not sequential:
                 adv_emb, clean_emb = self._embed(torch.cat([adv, part.images])).chunk(2)
                 robust = method.robust_loss(adv_emb, part)
             elif sequential:
-                robust = self._backward_now(lambda: method.robust_loss(self._embed(adv), part), weight)
+                robust = self._backward_now(lambda: method.robust_loss(self._embed(adv), part), weight, flags)
                 clean_emb = self._embed(part.images)  # the robust term is already back-propagated: a value only
             else:
                 robust, clean_emb = method.robust_loss(self._embed(adv), part), None
@@ -330,7 +505,13 @@ class RobustStep:
 
         return closure
 
-    def _update(self, closures: list, stats: dict[str, dict[int, torch.Tensor]]) -> Optional[StepReport]:
+    def _no_sync(self):
+        """DDP's no_sync (gradients accumulate locally); nothing outside DDP or without gradients."""
+        sync_later = getattr(self.encoder, "no_sync", None) if torch.is_grad_enabled() else None
+        return sync_later() if sync_later is not None else nullcontext()
+
+    def _update(self, closures: list, stats: dict[str, dict[int, torch.Tensor]], flags: _Flags
+                ) -> Optional[StepReport]:
         """K primal updates on the closures (through `PrimalDual` for constrained methods, with its dual update);
         returns the last `StepReport` (None for unconstrained methods)."""
         report = None
@@ -339,44 +520,43 @@ class RobustStep:
             stats["clean_distance"].clear()
             if self.primal_dual is not None:
                 report = self.primal_dual.step_accumulated(closures)
+                if (scalars := report.scalars_tensor()) is not None:  # deferred: [loss, lagrangian, finite]
+                    flags.finite(scalars[2] > 0)
                 continue
             self.optimizer.zero_grad(set_to_none=True)
             for closure in closures:
                 loss, _ = closure()
-                if not torch.isfinite(loss.detach()):
-                    raise FloatingPointError(f"{self.method.name} loss is {loss.item()}; stopping before the update")
+                flags.finite(torch.isfinite(loss.detach()), f"{self.method.name} loss is not finite")
                 (loss / len(closures)).backward()
             self.optimizer.step()
         return report
 
     def _result(self, batch: Batch, stats: dict[str, dict[int, torch.Tensor]], report: Optional[StepReport],
-                **seconds: float) -> StepResult:
-        """The step's numbers from its own evaluations (a no-grad clean forward only when none measured it)."""
+                flags: _Flags, timing: Callable[[], tuple[float, float, float]]) -> StepResult:
+        """The step's numbers from its own evaluations (a no-grad clean forward only when none measured it), still
+        on the device."""
         measured = {k: torch.cat(list(v.values())) for k, v in stats.items() if v}
         if "clean_distance" not in measured and self.measure_clean:
             with torch.no_grad():
                 measured["clean_distance"] = sq_l2(self._embed(batch.images, plain=True), batch.reference)
         distance = measured.get("clean_distance")
-        relative = None
-        if distance is not None:
-            relative = float((distance / batch.reference.pow(2).sum(dim=1).clamp_min(1e-12)).mean())
+        robust = measured["robust_loss"].float().mean()
+        if distance is None:
+            values = torch.stack([robust, robust.new_tensor(float("nan")), robust.new_tensor(float("nan"))])
+        else:
+            relative = (distance / batch.reference.pow(2).sum(dim=1).clamp_min(1e-12)).mean()
+            values = torch.stack([robust, distance.float().mean(), relative.float()])
         name = self.method.constraint.name if self.method.constraint is not None else ""
-        return StepResult(
-            robust_loss=float(measured["robust_loss"].mean()),
-            clean_distance=None if distance is None else float(distance.mean()),
-            relative_clean_distance=relative,
-            constraint=None if report is None else report.constraints[name], constraint_name=name, **seconds,
-        )
+        return StepResult(values, flags.tensor(), has_clean=distance is not None, report=report, constraint_name=name,
+                          timing=timing, method_name=self.method.name)
 
-    def _backward_now(self, robust_loss: Callable[[], torch.Tensor], weight: float) -> torch.Tensor:
+    def _backward_now(self, robust_loss: Callable[[], torch.Tensor], weight: float, flags: _Flags) -> torch.Tensor:
         """Forward and back-propagate `weight * mean(robust loss)` at once, freeing its activations; returns the
         per-sample losses, detached. Under DDP the gradients are synchronised by the later clean backward."""
         grad = torch.is_grad_enabled()
-        sync_later = getattr(self.encoder, "no_sync", None) if grad else None
-        with sync_later() if sync_later is not None else nullcontext():
+        with self._no_sync():
             robust = robust_loss()
-            if not torch.isfinite(robust.detach()).all():
-                raise FloatingPointError(f"{self.method.name} robust loss is not finite; stopping before the update")
+            flags.finite(torch.isfinite(robust.detach()).all(), f"{self.method.name} robust loss is not finite")
             if grad and robust.requires_grad:
                 (weight * robust.mean()).backward()
         return robust.detach()
@@ -392,11 +572,44 @@ class RobustStep:
             self.primal_dual.load_state_dict(state["primal_dual"])
 
 
-def _clock(device: torch.device) -> float:
-    """Wall-clock seconds, after the GPU has finished its queued work (so phases are timed, not enqueued)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
+class _Flags:
+    """A step's correctness checks (`PROBLEMS`): kept on the device and read with the step's numbers, or with
+    `eager` read and raised where they are made (before the update they guard)."""
+
+    def __init__(self, device: torch.device, eager: bool) -> None:
+        self.eager = eager
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+        self._pixels = torch.zeros((), dtype=torch.bool, device=device)
+
+    def finite(self, ok: torch.Tensor, message: str = "a loss or gradient is not finite") -> None:
+        if self.eager and not bool(ok):
+            raise FloatingPointError(f"{message}; stopping before the update")
+        self._nonfinite = self._nonfinite | ~ok
+
+    def pixels(self, images: torch.Tensor, tolerance: float = 1e-4) -> None:
+        if self.eager:
+            check_pixel_range(images, "images", tolerance)
+        elif images.numel():
+            self._pixels = ((images.amin() < -tolerance) | (images.amax() > 1 + tolerance))
+
+    def tensor(self) -> torch.Tensor:
+        """[non-finite, pixels out of range] as 0.0/1.0 floats (the order of `PROBLEMS`)."""
+        return torch.stack([self._nonfinite, self._pixels]).float()
+
+
+@contextmanager
+def _input_gradient_only(module: nn.Module) -> Iterator[None]:
+    """Inside: `module`'s parameters do not require gradients (restored on exit), so a backward pass computes
+    the input's gradient alone: eager autograd skips the weight gradients' matmuls either way, but a compiled
+    graph (torch.compile) keeps them unless the parameters are marked like this."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)
 
 
 def _unwrap(module: nn.Module) -> nn.Module:

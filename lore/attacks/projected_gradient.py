@@ -25,6 +25,7 @@ def pgd(
     random_start: bool = True,
     generator: Optional[torch.Generator] = None,
     initial_delta: Optional[torch.Tensor] = None,
+    check_range: bool = True,
 ) -> torch.Tensor:
     """Projected gradient ascent in the l_inf ball: returns delta maximising `objective(images + delta)`.
 
@@ -44,6 +45,8 @@ def pgd(
         generator: makes the random start reproducible (same generator state -> same delta).
         initial_delta: an explicit start [B, C, H, W] (projected onto the ball), replacing
             the random start; lets data-parallel ranks slice one global random start.
+        check_range: refuse images outside [0, 1] (two host reads; a caller that checks its batch once,
+            such as `RobustStep`, turns it off).
 
     Returns:
         delta [B, C, H, W], detached, with |delta| <= eps and images + delta in [0, 1].
@@ -55,7 +58,8 @@ def pgd(
     if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.dim() != 4:
         raise ValueError(f"images must be a float tensor [B, C, H, W], got {getattr(images, 'shape', type(images))}")
     images = images.detach()
-    check_pixel_range(images, "images")
+    if check_range:
+        check_pixel_range(images, "images")
     if initial_delta is not None:
         if initial_delta.shape != images.shape:
             raise ValueError(f"initial_delta must have shape {tuple(images.shape)}, got {tuple(initial_delta.shape)}")
