@@ -150,13 +150,23 @@ def read_class_list(name_or_path: str) -> list[str]:
 
 
 def image_transform(image_size: int, *, bicubic: bool = False):
-    """PIL image -> RGB tensor [3, S, S] in [0, 1]: resize the short side to S, centre crop (CLIP's preprocessing
-    resizes bicubically; `bicubic=True` matches it), no normalisation (encoders normalise inside)."""
+    """PIL image -> RGB uint8 tensor [3, S, S] in [0, 255] (`as_float_pixels` makes it [0, 1]): resize the short
+    side to S, centre crop (CLIP's preprocessing resizes bicubically; `bicubic=True` matches it), no
+    normalisation (encoders normalise inside)."""
     from torchvision import transforms
 
     interpolation = transforms.InterpolationMode.BICUBIC if bicubic else transforms.InterpolationMode.BILINEAR
     return transforms.Compose([transforms.Resize(image_size, interpolation=interpolation), transforms.CenterCrop(image_size),
-                               transforms.Lambda(_to_rgb), transforms.ToTensor()])
+                               transforms.Lambda(_to_rgb), transforms.PILToTensor()])
+
+
+def as_float_pixels(images: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] as float32: uint8 images [.., H, W] in [0, 255] divided by 255 (exactly what
+    torchvision's ToTensor computes), float images returned as they are. Decoded images travel as uint8 (a
+    quarter of the bytes) and become floats where they are used: on the GPU, for training."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255)
+    return images
 
 
 def _to_rgb(image):
@@ -196,7 +206,7 @@ def load_batch(dataset: Dataset, indices: torch.Tensor, workers_pool=None, *,
         return load_item(dataset, index, on_unreadable)
 
     items = list(workers_pool.map(load, indices.tolist())) if workers_pool else [load(i) for i in indices.tolist()]
-    images = torch.stack([item[0] for item in items])
+    images = as_float_pixels(torch.stack([item[0] for item in items]))
     labels = torch.tensor([item[1] for item in items], dtype=torch.long)
     return images, labels, torch.tensor([item[2] for item in items], dtype=torch.long)
 

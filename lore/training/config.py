@@ -80,9 +80,11 @@ class TrainConfig:
     classes: Optional[str] = _help("train (and probe) on these class folders of an image-folder --data only: "
                                    "'imagenet100' (the standard ImageNet-100 list of CMC, Tian et al. 2019, shipped "
                                    "with lore) or a text file with one folder name per line", default=None)
-    workers: int = _help("data-loading processes decoding images of folder/torchvision data, each prefetching 4 "
-                         "batches into pinned memory (0: decode in the training process; -1: min(8, CPU cores))",
-                         default=-1)
+    workers: int = _help("data-loading processes decoding images of folder/torchvision data into uint8 batches "
+                         "(0: decode in the training process; -1: min(8, CPU cores))", default=-1)
+    prefetch_mib: int = _help("host memory, in MiB per process, for the uint8 batches the workers prepare ahead (at "
+                              "least one batch per worker; ImageNet at 224 px, batch 448: 64 MiB a batch)",
+                              default=2048)
     skip_unreadable: bool = _help("replace an undecodable image by the next decodable one, naming it in "
                                   "OUTPUT/unreadable_images.txt (--no-skip-unreadable: stop at the first, naming it)", default=True)
     # method
@@ -163,6 +165,14 @@ class TrainConfig:
     probe_every: int = _help("measure clean/robust probe accuracy every N batches and after the last (0: never)", default=25)
     tensorboard: bool = _help("also log to TensorBoard (needs the tensorboard package)", default=False)
     device: str = _help("cpu, cuda, or cuda:N (default: cuda if available)", default="")
+    tf32: bool = _help("on a GPU, run fp32 matmuls and convolutions on TF32 tensor cores (what bf16 autocast leaves in "
+                       "fp32: the dual network, fp32 runs); --no-tf32: full fp32", default=True)
+    profile: bool = _help("time the attack, primal and dual phases by waiting for the GPU at each boundary (adds "
+                          "host-device synchronisations; without it they are timed by CUDA events, which add none)",
+                          default=False)
+    eager_checks: bool = _help("debugging: read each correctness check (non-finite loss or gradient, pixel range) "
+                               "where it is made and stop before the update it guards; by default they are read "
+                               "with the batch's numbers in one transfer per batch", default=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.eps, str):
@@ -199,7 +209,7 @@ class TrainConfig:
         if self.workers < -1:
             raise ValueError(f"workers must be >= 0, or -1 for automatic, got {self.workers}")
         for name in ("pgd_steps", "primal_steps", "epochs", "batch_size", "checkpoint_every", "log_every", "dual_hidden",
-                     "probe_size", "grad_accumulation"):
+                     "probe_size", "grad_accumulation", "prefetch_mib"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -258,5 +268,5 @@ class TrainConfig:
 
 OPERATIONAL_FIELDS = frozenset({"output", "cache_dir", "checkpoint_every", "log_every", "probe_every", "tensorboard",
                                 "device", "workers", "passes", "grad_checkpointing", "compile", "channels_last",
-                                "save_optimizer_state"})
+                                "save_optimizer_state", "prefetch_mib", "tf32", "profile", "eager_checks"})
 """`TrainConfig` fields that do not change what a run computes, so a resume may change them."""

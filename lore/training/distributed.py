@@ -50,15 +50,6 @@ def shutdown_distributed(info: DistInfo, *, synchronize: bool = False) -> None:
         dist.destroy_process_group()
 
 
-def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """True on every rank if `flag` is True on some rank (keeps ranks stopping together)."""
-    if not info.enabled:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item() > 0)
-
-
 def parameters_agree(module: torch.nn.Module, info: DistInfo, device: torch.device) -> bool:
     """Whether every rank holds bit-identical parameters (compares all of them against rank 0)."""
     if not info.enabled:

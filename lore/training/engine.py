@@ -25,7 +25,7 @@ import torch
 
 from constrained import NormMargin
 
-from ..data.images import (TensorImages, batches_per_epoch, build_dataset, check_same_classes, dataset_classnames,
+from ..data.images import (TensorImages, as_float_pixels, batches_per_epoch, build_dataset, check_same_classes, dataset_classnames,
                            probe_subset, read_class_list, split_disjoint)
 from ..data.specs import PROBE_SHARE, is_image_folder, is_shard_spec
 from ..devices import bf16_warning, resolve_device
@@ -42,8 +42,9 @@ from ..reference import FrozenReference
 from ..step import RobustStep, StepResult
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig
-from .distributed import DistInfo, any_rank, init_distributed, parameters_agree, shutdown_distributed
-from .loader import GlobalBatchSampler, training_batches
+from .distributed import DistInfo, init_distributed, parameters_agree, shutdown_distributed
+from .loader import GlobalBatchSampler, prefetch_batches, training_batches
+from .noise import rank_rows, uniform_start
 from .probe import probe
 
 LAST = "last.pt"
@@ -86,12 +87,26 @@ COLLAPSED_LAMBDA = 1e-6
 COLLAPSE_PATIENCE = 20
 
 
-def _multiplier_collapsed(result: StepResult) -> bool:
-    """One batch's sign of a collapsed multiplier: lambda ~ 0 everywhere while most samples violate."""
-    report = result.constraint
-    if report is None:
-        return False  # no constraint (FARE, TeCoA)
-    return report.multiplier_max <= COLLAPSED_LAMBDA and report.satisfied_fraction < 0.5
+#: the order of the per-batch stop flags every rank contributes to (one all-reduce, one host read per batch)
+STOP_FLAGS = ("non-finite", "pixels", "collapsed", "signal", "violating_share")
+
+
+def _stop_flags(result: StepResult, signalled: bool) -> torch.Tensor:
+    """This rank's view of the batch as a [5] float tensor on the device, in `STOP_FLAGS` order, with no host
+    read: its failed checks, whether its multiplier looks collapsed (lambda ~ 0 everywhere while most of its
+    rows violate), whether it received a stop signal, and the share of its rows outside the margin. Summed over
+    the ranks, a flag > 0 means some rank saw it, so every rank takes the same decision at the same batch."""
+    pending = result.pending()
+    problems = pending[:2]
+    statistics = pending[result.statistics_slice]
+    zero = problems.new_zeros(())
+    if statistics.numel():  # [violation_mean, violation_max, satisfied_fraction, multiplier_mean, multiplier_max]
+        collapsed = ((statistics[4] <= COLLAPSED_LAMBDA) & (statistics[2] < 0.5)).float()
+        violating = 1 - statistics[2]
+    else:  # no constraint (FARE, TeCoA)
+        collapsed, violating = zero, zero
+    signal_flag = torch.full((), float(signalled), device=problems.device)  # a fill, not a host-to-device copy
+    return torch.stack([problems[0], problems[1], collapsed, signal_flag, violating])
 
 
 def _restart_advice(checkpoint_path: Path) -> str:
@@ -172,6 +187,41 @@ def enable_grad_checkpointing(encoder: torch.nn.Module, model_name: str) -> None
         raise ValueError(f"grad_checkpointing: model {model_name!r} ({type(backbone).__name__}) has no activation "
                          "checkpointing; it is available for open_clip and timm towers")
     switch(True)
+
+
+def freeze_unreachable(encoder: torch.nn.Module, image_size: int, device: torch.device) -> list[str]:
+    """Stops training the parameters the image embedding never uses, and returns their names.
+
+    A tower may carry parameters its image forward pass does not reach (Hugging Face `Dinov2Model`'s
+    `embeddings.mask_token`, used only for masked-image pretraining). No gradient ever reaches them, which DDP
+    (with `find_unused_parameters=False`, its fast setting) takes for a rank that fell out of step and stops
+    on. One forward and backward pass of two blank images in eval mode finds them; they are set not to
+    require gradients, so neither the optimizer nor DDP sees them, and they keep their values in every export.
+
+    Args:
+        encoder: the image encoder, images [B, 3, S, S] in [0, 1] -> [B, D].
+        image_size: S.
+        device: where the encoder lives.
+    """
+    trainable = [(name, p) for name, p in encoder.named_parameters() if p.requires_grad]
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        probe = torch.zeros(2, 3, image_size, image_size, device=device, requires_grad=False)
+        reached = torch.autograd.grad(encoder(probe).float().sum(), [p for _, p in trainable], allow_unused=True)
+    finally:
+        encoder.train(was_training)
+    unreachable = [name for (name, p), grad in zip(trainable, reached) if grad is None]
+    for name, parameter in trainable:
+        if name in unreachable:
+            parameter.requires_grad_(False)
+    return unreachable
+
+
+def has_running_statistics(module: torch.nn.Module) -> bool:
+    """Whether training changes some buffer of `module` (batch norm's running statistics), which DDP must then
+    broadcast from rank 0 at every forward."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.track_running_stats for m in module.modules())
 
 
 def _train(config: TrainConfig, resume: bool, info: DistInfo) -> RunResult:
@@ -279,6 +329,15 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
     built = build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
                         seed=config.split_seed, device=device)
     encoder = built.encoder
+    if config.channels_last:  # before phi_0's snapshot, so the reference runs in the same layout
+        encoder.to(memory_format=torch.channels_last)
+    if device.type == "cuda":  # fp32 matmuls (phi_0 outside autocast's ops, the dual, fp32 runs) on tensor cores
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
+    frozen = freeze_unreachable(encoder, built.image_size, device)
+    if frozen and info.is_main:
+        print(f"frozen: {len(frozen)} parameter(s) the image embedding never uses ({', '.join(frozen[:4])}"
+              f"{', ...' if len(frozen) > 4 else ''}): not trained, not synchronised", flush=True)
     reference = FrozenReference(encoder)  # phi_0: the weights as built, before any checkpoint is loaded
     train_set, probe_source = _train_and_probe_sets(config, built.image_size, info)
     probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed, on_unreadable=unreadable)
@@ -286,7 +345,8 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
     head_set = probe_source if shards else train_set
     head_images, head_labels = probe_subset(head_set, 1000, config.seed + 1, on_unreadable=unreadable)
     head = build_head(built, dataset_classnames(head_set), reference, head_images.to(device), head_labels.to(device))
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
     per_epoch = batches_per_epoch(len(train_set), config.batch_size * info.world_size)
     total = config.max_steps or per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, config.warmup_steps))
@@ -353,11 +413,10 @@ def _robust_step(config: TrainConfig, info: DistInfo, built: BuiltModel, referen
     encoder = built.encoder
     if config.grad_checkpointing:
         enable_grad_checkpointing(encoder, config.model)
-    if config.channels_last:
-        encoder.to(memory_format=torch.channels_last)
     model = torch.compile(encoder) if config.compile else encoder
-    if info.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if info.enabled:  # buffers are broadcast on every forward only where training changes some (BatchNorm)
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                          broadcast_buffers=has_running_statistics(encoder))
     method = make_method(config)
     torch.manual_seed(config.seed)  # the dual network's init must not depend on how the model was built
     return RobustStep(
@@ -365,6 +424,7 @@ def _robust_step(config: TrainConfig, info: DistInfo, built: BuiltModel, referen
         pgd_steps=config.pgd_steps, primal_steps=config.primal_steps, embed_dim=encoder.embed_dim,
         autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
         accumulation_steps=config.grad_accumulation, passes=passes,
+        checks="eager" if config.eager_checks else "deferred", profile=config.profile,
     )
 
 
@@ -377,27 +437,33 @@ def _loop(run: _Run) -> tuple[str, int]:
                    enabled=info.is_main)
     sampler = GlobalBatchSampler(len(run.train_set), config.batch_size, world_size=info.world_size, rank=info.rank,
                                  seed=config.seed, start_step=run.start, total_steps=run.total)
+    prefetch = 2
+    if run.workers:  # uint8 batches: 3 H W bytes per image
+        batch_bytes = config.batch_size * 3 * run.built.image_size ** 2
+        prefetch = prefetch_batches(batch_bytes, run.workers, config.prefetch_mib * 2 ** 20)
     batches = training_batches(run.train_set, sampler, workers=run.workers, pin_memory=run.device.type == "cuda",
-                               on_unreadable=run.unreadable)
-    collapsed = 0  # consecutive batches with a collapsed multiplier (see _multiplier_collapsed)
+                               on_unreadable=run.unreadable, prefetch=prefetch)
+    collapsed = 0  # consecutive batches with a collapsed multiplier (see _stop_flags), the same count on every rank
     try:
         with _StopRequest() as stop:
             if run.start == 0 and info.is_main and config.probe_every:
                 _log(metrics_file, writer, 0, {"epoch": 0, **run.probe()})
             for step in range(run.start, run.total):
-                result, seconds, data_wait = _train_batch(run, step, next(batches))
-                collapsed = collapsed + 1 if _multiplier_collapsed(result) else 0
-                if collapsed >= COLLAPSE_PATIENCE:
-                    raise FloatingPointError(
-                        f"training stopped at batch {step}: the multiplier collapsed — lambda <= {COLLAPSED_LAMBDA:g} on "
-                        f"every sample for {collapsed} batches while {1 - result.constraint.satisfied_fraction:.0%} of "
-                        f"the batch violates its margin (a softplus pushed this far down no longer moves: usually "
-                        f"--dual-lr {config.dual_lr:g} is too large). " + _restart_advice(run.checkpoint_path))
+                began = time.perf_counter()
+                result, data_wait = _train_batch(run, step, batches)
+                flags = _stop_flags(result, stop.signal is not None)
+                if info.enabled:
+                    torch.distributed.all_reduce(flags)  # SUM: > 0 where some rank saw it
+                seen = dict(zip(STOP_FLAGS, result.fused_read(flags, check=False)))  # the batch's one host read
+                seconds = time.perf_counter() - began  # the read waited for the device: the batch's real time
+                run.longest["batch"] = max(run.longest["batch"], seconds)
+                collapsed = collapsed + 1 if seen["collapsed"] > 0 else 0
+                _stop_if_broken(run, step, seen, collapsed)
                 done = step + 1
                 _report_batch(run, done, result, seconds, data_wait, bar, metrics_file, writer)
                 if done % config.checkpoint_every == 0 and done < run.total:
                     run.checkpoint(done)
-                if any_rank(stop.signal is not None, info, run.device):
+                if seen["signal"] > 0:
                     run.checkpoint(done)
                     return "interrupted", done
             run.checkpoint(run.total)
@@ -411,25 +477,47 @@ def _loop(run: _Run) -> tuple[str, int]:
             writer.close()
 
 
-def _train_batch(run: _Run, step: int, batch) -> tuple[StepResult, float, float]:
-    """One batch through the step and the LR schedule; returns (result, batch seconds, of which data wait)."""
+def _stop_if_broken(run: _Run, step: int, seen: dict, collapsed: int) -> None:
+    """Raises the same one-line error on every rank when some rank's batch `step` met a non-finite value or
+    pixels out of range, or the multiplier has been collapsed for `COLLAPSE_PATIENCE` batches (`seen`: the
+    `STOP_FLAGS` summed over the ranks)."""
+    config, world = run.config, run.info.world_size
+    where = f"training stopped at batch {step}"
+    if seen["pixels"] > 0:
+        raise ValueError(f"{where}: a batch held pixels outside [0, 1] on {seen['pixels']:.0f} of {world} rank(s)")
+    if seen["non-finite"] > 0:
+        raise FloatingPointError(
+            f"{where}: {config.method} met a non-finite loss or gradient on {seen['non-finite']:.0f} of {world} "
+            "rank(s); the weights in memory may hold it, so nothing after the last checkpoint is kept. "
+            + _restart_advice(run.checkpoint_path))
+    if collapsed >= COLLAPSE_PATIENCE:
+        raise FloatingPointError(
+            f"{where}: the multiplier collapsed — lambda <= {COLLAPSED_LAMBDA:g} on every sample for {collapsed} "
+            f"batches while {seen['violating_share'] / world:.0%} of the batch violates its margin (a softplus pushed "
+            f"this far down no longer moves: usually --dual-lr {config.dual_lr:g} is too large). "
+            + _restart_advice(run.checkpoint_path))
+
+
+def _train_batch(run: _Run, step: int, batches) -> tuple[StepResult, float]:
+    """The next batch of `batches` through the step and the LR schedule; returns (result, seconds waited for the
+    batch).
+
+    The batch crosses to the device as it came (uint8 from image files, through pinned memory, without
+    blocking) and becomes float pixels there; PGD's start is drawn on the device for this rank's global rows.
+    Nothing here reads a tensor back: the loop's one read per batch comes after."""
     config = run.config
     waiting = time.perf_counter()
-    images, labels, _ = batch
-    images, labels = images.to(run.device, non_blocking=True), labels.to(run.device, non_blocking=True)
+    images, labels, _ = next(batches)
+    data_wait = time.perf_counter() - waiting
+    images = as_float_pixels(images.to(run.device, non_blocking=True))
+    labels = labels.to(run.device, non_blocking=True)
     if config.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    start_noise = _global_start(step, config, run.global_batch, images.shape[1:], run.info)
-    data_wait = time.perf_counter() - waiting
-    try:
-        result = run.step_fn(images, labels=labels, initial_delta=start_noise.to(run.device))
-    except FloatingPointError as error:
-        raise FloatingPointError(f"training stopped at batch {step}: {error}. "
-                                 + _restart_advice(run.checkpoint_path)) from error
+    start_noise = uniform_start(config.seed, step, rank_rows(run.info.rank, config.batch_size), tuple(images.shape[1:]),
+                                config.eps, run.device)
+    result = run.step_fn(images, labels=labels, initial_delta=start_noise)
     run.scheduler.step()
-    seconds = time.perf_counter() - waiting
-    run.longest["batch"] = max(run.longest["batch"], seconds)
-    return result, seconds, data_wait
+    return result, data_wait
 
 
 def _report_batch(run: _Run, done: int, result: StepResult, seconds: float, data_wait: float, bar, metrics_file,
@@ -503,13 +591,6 @@ class _UnreadableLog:
         if self.path is not None:
             with open(self.path, "a") as handle:
                 handle.write(message + "\n")
-
-
-def _global_start(step: int, config: TrainConfig, global_batch: int, image_shape, info: DistInfo) -> torch.Tensor:
-    """PGD's random start for the whole global batch, from (seed, step); this rank's slice of it."""
-    generator = torch.Generator().manual_seed(config.seed * 7_919 + step)
-    noise = (2 * torch.rand((global_batch, *image_shape), generator=generator) - 1) * config.eps
-    return noise[info.rank * config.batch_size:(info.rank + 1) * config.batch_size]
 
 
 def _drop_metrics_after(path: Path, step: int) -> None:

@@ -8,8 +8,10 @@ exactly the batches an uninterrupted run would have seen from s on, so a run
 killed in the middle of an epoch resumes on the next unseen batch.
 
 `training_batches` turns those index lists into tensors with a
-`torch.utils.data.DataLoader` (decoding in `workers` processes, `prefetch`
-batches ahead per worker, pinned memory for asynchronous copies to a GPU).
+`torch.utils.data.DataLoader` (decoding in `workers` processes into uint8
+batches, a quarter of float32's bytes, `prefetch` batches ahead per worker as
+`prefetch_batches` sizes them from a budget in bytes, pinned memory for
+asynchronous copies to a GPU, where they become float pixels).
 Undecodable images are replaced by the next decodable index inside the
 workers (deterministic: the same choice on every rank and every resume) and
 reported to the main process, which logs them.
@@ -105,10 +107,25 @@ def ignore_stop_signals(_worker_id: int = 0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def prefetch_batches(batch_bytes: int, workers: int, budget_bytes: int) -> int:
+    """Batches each worker may prepare ahead so that all of them together stay within `budget_bytes` (at least
+    one per worker: the DataLoader needs one).
+
+    Args:
+        batch_bytes: one batch's images (uint8: batch_size * 3 * H * W).
+        workers: decoding processes (> 0).
+        budget_bytes: host memory for prepared batches (shared, then pinned).
+    """
+    if workers < 1 or batch_bytes < 1:
+        raise ValueError(f"need workers >= 1 and batch_bytes >= 1, got {workers} and {batch_bytes}")
+    return max(1, budget_bytes // (workers * batch_bytes))
+
+
 def training_batches(dataset: Dataset, sampler: GlobalBatchSampler, *, workers: int, prefetch: int = 4,
                      pin_memory: bool = False, on_unreadable: Optional[Callable[[str], None]] = None
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(images [B, 3, H, W] in [0, 1], labels [B], indices [B]) for each step of `sampler`, in order.
+    """(images [B, 3, H, W], labels [B], indices [B]) for each step of `sampler`, in order: images as the dataset
+    stores them (uint8 in [0, 255] from image files, float in [0, 1] in memory; `as_float_pixels` converts).
 
     Args:
         dataset: items (image, label, index); in-memory `TensorImages` are indexed directly (no workers).

@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from lore.data.images import build_dataset, load_digits_images
+from lore.data.images import as_float_pixels, build_dataset, load_digits_images
 from lore.data.specs import UnreadableImageError
 from lore.data.shards import ShardImages, shard_paths
 from lore.training.loader import GlobalBatchSampler
@@ -20,7 +20,7 @@ def test_every_sample_with_an_image_is_indexed_in_shard_order_with_its_label(tmp
     digits = load_digits_images(32)
     image, label, index = data[12]
     assert index == 12 and label == int(digits.labels[12])
-    torch.testing.assert_close(image, digits.images[12], atol=1 / 255, rtol=0)  # the PNG round trip, 8-bit
+    torch.testing.assert_close(as_float_pixels(image), digits.images[12], atol=1 / 255, rtol=0)  # the PNG round trip, 8-bit
     assert data.labels[:30].tolist() == digits.labels[:30].tolist()
     assert data.source(12).endswith("0001.tar:000012.png")
     with pytest.raises(UnreadableImageError, match="0002.tar:bad000.png cannot be decoded"):

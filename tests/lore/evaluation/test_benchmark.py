@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from lore.data.images import as_float_pixels
+
 from lore.cli import main as lore_main
 from lore.evaluation import benchmark as benchmark_module
 from lore.evaluation.benchmark import cached_class_embeddings, run_benchmark
@@ -48,7 +50,7 @@ def test_every_paper_dataset_loads_its_labels_and_class_names(all_standins, name
     dataset = build_benchmark_dataset(name, root, 24)
     assert [dataset[i][1] for i in range(len(dataset))] == written[name]
     image, _, index = dataset[0]
-    assert image.shape == (3, 24, 24) and image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1 and index == 0
+    assert image.shape == (3, 24, 24) and image.dtype == torch.uint8 and index == 0  # decoded files stay 8-bit
     classnames, templates = zero_shot_metadata(name, root)
     assert list(dataset.classnames) == classnames and max(written[name]) < len(classnames)
     assert templates and all("{}" in t and "{c}" not in t for t in templates)
@@ -91,6 +93,7 @@ def test_binary_formats_keep_image_orientation(tmp_path):
     np.array([3], dtype=np.uint8).tofile(folder / "test_y.bin")
     (folder / "class_names.txt").write_text("\n".join(STL10_NAMES))
     image, label, _ = build_benchmark_dataset("stl10", tmp_path, 96)[0]
+    image = as_float_pixels(image)
     assert label == 2
     assert image[1, :10].min() == 1 and image[1, 20:].max() == 0 and image[0, 20:, :5].min() > 0.7 and image[1, 20:, :5].max() == 0
 
@@ -103,6 +106,7 @@ def test_binary_formats_keep_image_orientation(tmp_path):
     with open(cifar / "batches.meta", "wb") as f:
         pickle.dump({"label_names": CIFAR10_NAMES}, f)
     image, label, _ = build_benchmark_dataset("cifar10", tmp_path, 32)[0]
+    image = as_float_pixels(image)
     assert label == 1 and image[:, :4].min() == 1 and image[:, 8:].max() == 0
 
 
