@@ -3,7 +3,9 @@
 `count_host_reads()` patches the `torch.Tensor` methods through which Python code reads a tensor's value
 (`item`, `tolist`, `__bool__`, `__float__`, `__int__`, `__index__`, `numpy`) and `torch.cuda.synchronize`, and
 records each call with the line of library code that made it. On a CPU every op blocks anyway, so the count
-is what a GPU run would wait for, measured where no GPU is.
+is what a GPU run would wait for, measured where no GPU is. Reads made inside `torch.optim` are left out: they
+read its step counters, which torch keeps on the host by design (non-capturable optimizers), so they cost no
+synchronisation on a GPU either.
 """
 
 from __future__ import annotations
@@ -33,8 +35,16 @@ class HostReads:
         self.sites.clear()
 
 
-def _caller() -> str:
-    for frame in reversed(traceback.extract_stack()[:-2]):
+OPTIMIZERS = str(Path(torch.optim.__file__).parent)
+
+
+def _host_side(stack) -> bool:
+    """A read torch.optim makes of its step counters (host tensors on every device)."""
+    return any(frame.filename.startswith(OPTIMIZERS) for frame in stack)
+
+
+def _caller(stack) -> str:
+    for frame in reversed(stack):
         if frame.filename.startswith(PACKAGES):
             return f"{Path(frame.filename).name}:{frame.lineno}"
     return "outside lore/constrained"
@@ -48,8 +58,9 @@ def count_host_reads():
 
     def wrap(name, original):
         def reader(self, *args, **kwargs):
-            if reads.active:
-                reads.sites.append((name, _caller()))
+            stack = traceback.extract_stack()[:-1]
+            if reads.active and not _host_side(stack):
+                reads.sites.append((name, _caller(stack)))
                 reads.active = False  # a read made inside another (tolist -> __index__) counts once
                 try:
                     return original(self, *args, **kwargs)
@@ -61,7 +72,8 @@ def count_host_reads():
     synchronize = torch.cuda.synchronize
     for name, original in originals.items():
         setattr(torch.Tensor, name, wrap(name, original))
-    torch.cuda.synchronize = lambda *a, **k: reads.sites.append(("cuda.synchronize", _caller()))
+    torch.cuda.synchronize = lambda *a, **k: reads.sites.append(("cuda.synchronize",
+                                                                 _caller(traceback.extract_stack()[:-1])))
     try:
         yield reads
     finally:

@@ -59,9 +59,9 @@ class GlobalBatchSampler(Sampler[list[int]]):
         for step in range(self.start_step, self.total_steps):
             epoch, position = divmod(step, self.per_epoch)
             if epoch != epoch_cached:
-                epoch_cached, order = epoch, epoch_order(self.num_samples, epoch, self.seed)
+                epoch_cached, order = epoch, epoch_order(self.num_samples, epoch, self.seed).tolist()  # once an epoch
             first = position * self.global_batch + self.rank * self.batch_size
-            yield order[first:first + self.batch_size].tolist()
+            yield order[first:first + self.batch_size]
 
 
 class _Substituting(Dataset):

@@ -33,8 +33,13 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
 
 
 def _mix_int(value: int) -> int:
-    """`_mix32` on a Python int (the per-run and per-step keys)."""
-    return int(_mix32(torch.tensor([value & _MASK], dtype=torch.int64))[0])
+    """`_mix32` on a Python int (the per-run and per-step keys; no tensor, so no device round trip)."""
+    x = value & _MASK
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _MASK
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _MASK
+    return x ^ (x >> 16)
 
 
 def uniform_start(seed: int, step: int, rows: torch.Tensor, shape: tuple[int, ...], eps: float,
