@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, default=None, help="JSON file with TrainConfig keys")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUTPUT/last.pt; only output/device/logging settings may differ from the run's")
+    train.add_argument("--plan", action="store_true",
+                       help="build the model on the CPU, print the memory a training step will need on one device "
+                       "(parameters, gradients, AdamW moments, phi_0, the dual network, activations per image, "
+                       "inputs) for these flags, and the most images per pass an 80 GB GPU (or this machine's GPU) "
+                       "holds; then exit without training")
     train.add_argument("--print-config", action="store_true",
                        help="print the configuration the flags resolve to (every default and preset value filled in, "
                        "as config.json would record it) and exit without training")
@@ -244,6 +249,14 @@ def _train(args: argparse.Namespace) -> int:
         import json
 
         print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    if args.plan:
+        try:
+            from .training.memory import print_plan
+
+            print_plan(config)
+        except (ValueError, OSError) as error:
+            return _fail("train", error)
         return 0
     from .data.specs import UnreadableImageError
     from .training.checkpoint import CheckpointError

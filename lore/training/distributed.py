@@ -16,6 +16,8 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    #: a process group is in use even with one rank (benchmarks/gpu.py times DDP's wrapper at world size 1)
+    group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -23,11 +25,17 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.group
 
 
 def init_distributed(device_hint: str = "") -> DistInfo:
-    """Joins the process group torchrun describes in the environment; a no-op for one process."""
+    """Joins the process group torchrun describes in the environment; a no-op for one process, unless the caller
+    already initialised a group (then its rank and size are used, even for one process)."""
+    if dist.is_available() and dist.is_initialized():
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available() and not device_hint.startswith("cpu"):
+            torch.cuda.set_device(local_rank)
+        return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, group=True)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo()

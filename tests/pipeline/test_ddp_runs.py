@@ -16,9 +16,10 @@ from hf_checkpoints import clip_folder, dinov2_folder, siglip_folder
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 QUICK = ["--max-steps", "2", "--probe-every", "0", "--batch-size", "4", "--eps", "8/255", "--pgd-steps", "1",
-         "--primal-steps", "2", "--dual-hidden", "16", "--device", "cpu", "--lr", "1e-4"]
+         "--primal-steps", "2", "--device", "cpu", "--lr", "1e-4"]
+LORE = ["--method", "lore", "--dual-hidden", "16"]
 
 
 def torchrun(args: list[str], port: int, timeout: float) -> subprocess.CompletedProcess:
@@ -27,10 +28,10 @@ def torchrun(args: list[str], port: int, timeout: float) -> subprocess.Completed
 
 
 MODELS = {  # name -> (writes the model, --model value, extra flags)
-    "hf-dinov2": (lambda p: dinov2_folder(p / "m"), lambda p: f"hf:{p / 'm'}", ["--method", "lore"]),
+    "hf-dinov2": (lambda p: dinov2_folder(p / "m"), lambda p: f"hf:{p / 'm'}", LORE),
     "hf-clip": (lambda p: clip_folder(p / "m"), lambda p: f"hf:{p / 'm'}", ["--method", "tecoa"]),
-    "hf-siglip": (lambda p: siglip_folder(p / "m"), lambda p: f"hf:{p / 'm'}", ["--method", "lore"]),
-    "open_clip": (None, None, ["--method", "lore"]),
+    "hf-siglip": (lambda p: siglip_folder(p / "m"), lambda p: f"hf:{p / 'm'}", LORE),
+    "open_clip": (None, None, LORE),
     "timm-resnet": (lambda p: None, lambda p: "timm:resnet10t", ["--method", "fare", "--image-size", "32"]),
 }
 
@@ -54,7 +55,8 @@ def test_every_architecture_trains_two_steps_on_two_ranks(tmp_path, name, tiny_c
     assert summary["status"] == "finished" and summary["step"] == 2
     assert summary["world_size"] == 2 and summary["ranks_agree"] is True
     if name == "hf-dinov2":
-        assert "frozen: 1 parameter(s) the image embedding never uses (embeddings.mask_token)" in done.stdout
+        assert ("frozen: 1 parameter(s) the image embedding never uses (backbone.vision_model.embeddings.mask_token)"
+                in done.stdout)
 
 
 @pytest.mark.parametrize("fault", ["nan", "collapse"])

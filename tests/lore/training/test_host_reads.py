@@ -1,17 +1,21 @@
 """The training loop reads the device once per batch: counted on a CPU, where a GPU would wait each time.
 
-`count_host_reads` (tests/host_reads.py) records every `item`, `tolist`, `bool`, `float`, `int`, index and
+`count_host_reads` (benchmarks/host_reads.py, which benchmarks/gpu.py uses too) records every `item`, `tolist`, `bool`, `float`, `int`, index and
 `torch.cuda.synchronize` made while `lore.training.engine.train` runs. Runs of 2 and 5 batches differ only by
 their 3 extra batches (both build, probe at batch 0 and at the end, and export the same), so the difference
 over 3 is the reads of one batch at the default settings (metrics logged every batch)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from host_reads import count_host_reads
-from lore.training.config import TrainConfig
-from lore.training.engine import train
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+from host_reads import count_host_reads  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+from lore.training.config import TrainConfig  # noqa: E402
+from lore.training.engine import train  # noqa: E402
 
 
 def _reads(tmp_path, cache, steps: int, **settings) -> list:
