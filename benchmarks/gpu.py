@@ -136,7 +136,7 @@ def cuda_equals_cpu(tiny_model: str, work: Path) -> dict:
         torch.manual_seed(0)
         step = RobustStep(built.encoder, lore.lore(0.1), optimizer, eps=4 / 255, pgd_steps=3, primal_steps=2)
         start = uniform_start(0, 0, rank_rows(0, 8), (3, 64, 64), 4 / 255, device)
-        step(images.to(device), initial_delta=start).robust_loss
+        step(images.to(device), initial_delta=start).fused_read()
         after[name] = {k: v.detach().cpu() for k, v in built.encoder.state_dict().items()}
     change = max(float((after["cpu"][k] - before[k]).abs().max()) for k in before if before[k].is_floating_point())
     difference = max(float((after["cuda"][k] - after["cpu"][k]).abs().max()) for k in before
@@ -164,7 +164,7 @@ def main() -> None:
         tiny_model = write_tiny_model(work / "tiny")
         data = write_folder(work / "images", max(4 * batch, 64), size)
         common = {"model": tiny_model if args.tiny else "ViT-B-32", "data": str(data), "probe_data": str(data),
-                  "probe_size": 16, "probe_every": 0, "batch_size": batch, "eps": 4 / 255, "lr": 1e-5,
+                  "probe_every": 0, "batch_size": batch, "eps": 4 / 255, "lr": 1e-5,
                   "precision": "fp32" if args.tiny or device.type == "cpu" else "bf16", "device": str(device),
                   "workers": 2 if args.tiny else 8, "cache_dir": str(work / "cache"), "checkpoint_every": 10_000,
                   "image_size": size}

@@ -157,7 +157,8 @@ class StepReport:
                  finite: Union[bool, torch.Tensor] = True) -> None:
         self._pending: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
         if any(isinstance(v, torch.Tensor) for v in (loss, lagrangian, finite)):
-            self._pending = tuple(torch.as_tensor(v).detach().float().reshape(()) for v in (loss, lagrangian, finite))
+            loss_t, lagrangian_t, finite_t = (torch.as_tensor(v).detach().float().reshape(()) for v in (loss, lagrangian, finite))
+            self._pending = (loss_t, lagrangian_t, finite_t)
             self._scalars: Optional[tuple[float, float, bool]] = None
         else:
             self._scalars = (float(loss), float(lagrangian), bool(finite))
@@ -248,7 +249,8 @@ def summarize(observations: Sequence[Mapping[str, Observation]], values: Sequenc
             raise ValueError(f"expected {5 * len(names)} report numbers (5 per constraint), got {len(numbers)}")
         reports = {}
         for i, name in enumerate(names):
-            report = ConstraintReport(*numbers[5 * i: 5 * i + 5])
+            mean, worst, satisfied, lambda_mean, lambda_max = numbers[5 * i: 5 * i + 5]
+            report = ConstraintReport(mean, worst, satisfied, lambda_mean, lambda_max)
             extra = details(name, kept[name], violations[name])
             reports[name] = replace(report, **extra) if extra else report
         return reports

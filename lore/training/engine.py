@@ -11,6 +11,7 @@ where the interrupted one stopped.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -415,8 +416,10 @@ def _robust_step(config: TrainConfig, info: DistInfo, built: BuiltModel, referen
         enable_grad_checkpointing(encoder, config.model)
     model = torch.compile(encoder) if config.compile else encoder
     if info.enabled:  # buffers are broadcast on every forward only where training changes some (BatchNorm)
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                                          broadcast_buffers=has_running_statistics(encoder))
+        ddp = torch.nn.parallel.DistributedDataParallel
+        sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters else "broadcast_buffers"
+        model = ddp(model, device_ids=[device.index] if device.type == "cuda" else None,
+                    **{sync: has_running_statistics(encoder)})
     method = make_method(config)
     torch.manual_seed(config.seed)  # the dual network's init must not depend on how the model was built
     return RobustStep(

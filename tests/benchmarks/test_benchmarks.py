@@ -114,3 +114,22 @@ def test_median_interval_refuses_too_few_samples():
     with pytest.raises(ValueError, match="5 samples cannot give a 95% interval"):
         median_interval([1.0, 1.1, 0.9, 1.0, 1.2])
     assert median_interval([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) == (1.0, 6.0)  # 1 - 2/64 = 96.9 % >= 95 %
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_on_a_cpu_with_a_tiny_model(tmp_path):
+    """benchmarks/gpu.py --device cpu --tiny: the script a GPU session runs, kept from rotting. Its timings are
+    not asserted; its counts and shapes are."""
+    out = tmp_path / "gpu.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--tiny", "--json",
+                           str(out)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["methods"]) == {"fare", "lore"} and result["cuda_equals_cpu"] is None
+    for name, most in (("fare", 2), ("lore", 3)):
+        method = result["methods"][name]
+        assert 1 <= method["syncs_per_step"] <= most, method
+        assert method["images_per_second"] > 0 and method["planned_peak_gib"] > 0
+        assert 0.5 < sum(method["phase_share"].values()) <= 1.05, method["phase_share"]
+    assert "CUDA vs CPU step: not checked (no CUDA device)" in done.stdout

@@ -156,3 +156,63 @@ def test_around_dual_wraps_the_dual_work_only_on_dual_steps(mode):
     assert entered == []
     pd.step(closure)
     assert len(entered) == 2 and pd.dual_steps == 1  # building the dual term, then the update
+
+
+@pytest.mark.parametrize("mode", ["simultaneous", "alternating"])
+def test_deferred_checks_take_the_eager_steps_without_reading_the_device(mode):
+    """checks="deferred": the same iterates as "eager", no host read inside `step`, and the report's numbers (loss,
+    Lagrangian, finite) read together once, when read."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from host_reads import count_host_reads
+
+    runs = {}
+    for checks in ("eager", "deferred"):
+        model, x, target = tiny_problem()
+        torch.manual_seed(0)
+        pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.05), {CLEAN: MultiplierNetwork(4, hidden=8)},
+                        primal_steps_per_dual=2, mode=mode, checks=checks)
+        pd.step(make_closure(model, x, target, features=x))
+        with count_host_reads() as reads:
+            report = pd.step(make_closure(model, x, target, features=x))
+        during = len(reads)
+        with count_host_reads() as reads:
+            numbers = (report.loss, report.lagrangian, report.finite)
+        runs[checks] = (model, pd, report, during, len(reads), numbers)
+    eager, deferred = runs["eager"], runs["deferred"]
+    assert deferred[3] == 0 and deferred[4] == 1 and eager[3] >= 1 and eager[4] == 0
+    assert deferred[5] == pytest.approx(eager[5], rel=1e-6)
+    for a, b in zip(eager[0].parameters(), deferred[0].parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(eager[1].multipliers.parameters(), deferred[1].multipliers.parameters()):
+        assert torch.equal(a, b)
+    assert deferred[2].constraints["clean"] == eager[2].constraints["clean"]
+
+
+def test_eager_checks_read_once_per_step():
+    """The loss, the Lagrangian and the gradients' finiteness cross to the host in one transfer."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from host_reads import count_host_reads
+
+    model, x, target = tiny_problem()
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.05), {CLEAN: ScalarMultiplier()})
+    pd.step(make_closure(model, x, target))
+    with count_host_reads() as reads:
+        pd.step(make_closure(model, x, target))
+    assert [name for name, _ in reads.sites] == ["tolist"], reads.sites
+
+
+def test_a_deferred_step_reports_a_non_finite_value_afterwards():
+    model, x, target = tiny_problem()
+    pd = PrimalDual(torch.optim.SGD(model.parameters(), lr=0.05), {CLEAN: ScalarMultiplier()}, checks="deferred")
+    report = pd.step(make_closure(model, x * float("nan"), target))
+    assert not report.finite and report.scalars_tensor() is None  # read now
+    with pytest.raises(FloatingPointError, match="non-finite value"):
+        report.raise_if_not_finite()
+    with pytest.raises(ValueError, match="checks must be one of"):
+        PrimalDual(torch.optim.SGD(model.parameters(), lr=0.05), {CLEAN: ScalarMultiplier()}, checks="lazy")
