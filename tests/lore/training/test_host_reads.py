@@ -1,9 +1,10 @@
 """The training loop reads the device once per batch: counted on a CPU, where a GPU would wait each time.
 
-`count_host_reads` (benchmarks/host_reads.py; benchmarks/gpu.py uses it too) records every `item`, `tolist`,
-`bool`, `float`, `int`, index and `torch.cuda.synchronize` made while `lore.training.engine.train` runs. Runs of 2 and 5 batches differ only by
-their 3 extra batches (both build, probe at batch 0 and at the end, and export the same), so the difference
-over 3 is the reads of one batch at the default settings (metrics logged every batch)."""
+`count_host_reads` (benchmarks/host_reads.py; benchmarks/gpu.py uses it too) records every `item`,
+`tolist`, `bool`, `float`, `int`, index and `torch.cuda.synchronize` made while `lore.training.engine.train`
+runs. Runs of 2 and 5 batches differ only by their 3 extra batches (both build, probe at batch 0 and at the
+end, and export the same), so the difference over 3 is the reads of one batch at the default settings
+(metrics logged every batch)."""
 
 from __future__ import annotations
 
