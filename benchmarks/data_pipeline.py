@@ -27,7 +27,7 @@ def data_pipeline_benchmarks(args, device) -> dict:
     import numpy as np
     from PIL import Image
 
-    from lore.data.images import build_dataset, load_batch
+    from lore.data.images import as_float_pixels, build_dataset, load_batch
     from lore.training.engine import resolve_workers
     from lore.training.loader import GlobalBatchSampler, training_batches
 
@@ -74,7 +74,7 @@ def data_pipeline_benchmarks(args, device) -> dict:
         for _ in range(steps):
             began = time.perf_counter()
             x, _, _ = next(batches)
-            x = x.to(device, non_blocking=True)
+            x = as_float_pixels(x.to(device, non_blocking=True))  # uint8 from the workers, floats on the device
             waited = time.perf_counter() - began
             step(x)
             if device.type == "cuda":

@@ -66,3 +66,16 @@ def host_work_benchmarks(args, device) -> dict:
                                   "repeats": repeats}},
         "seconds": {"host_work": time.perf_counter() - began},
     }
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
+    found = host_work_benchmarks(parser.parse_args(), torch.device("cpu"))
+    parts = found["host_work"]
+    print(f"engine host work per step (8 x 448, 224 px, one rank): {found['engine_host_seconds_per_step']:.3f} s = "
+          f"{parts['share_of_paper_step']:.1%} of Table 17's {parts['paper_step_seconds']:.1f} s step "
+          f"(collate {parts['collate_seconds']:.3f}, page-locked copy {parts['page_locked_copy_seconds']:.3f}, "
+          f"sampler {parts['sampler_seconds']:.6f}, noise on the host {parts['noise_on_host_seconds']:.1f})")
