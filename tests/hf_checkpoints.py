@@ -68,6 +68,27 @@ def siglip_folder(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def clip_vision_folder(folder: Path, seed: int = 0) -> Path:
+    """A tiny `CLIPVisionModelWithProjection` alone (no text tower: a linear head) with a CLIP image processor."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    CLIPVisionModelWithProjection(CLIPVisionConfig(**_vision(), projection_dim=16)).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE}, image_mean=MEAN,
+                       image_std=STD).save_pretrained(folder)
+    return folder
+
+
+def siglip_vision_folder(folder: Path, seed: int = 0) -> Path:
+    """A tiny `SiglipVisionModel` alone with a SigLIP image processor."""
+    from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
+
+    torch.manual_seed(seed)
+    SiglipVisionModel(SiglipVisionConfig(**_vision())).save_pretrained(folder)
+    SiglipImageProcessor(size={"height": SIZE, "width": SIZE}, image_mean=MEAN, image_std=STD).save_pretrained(folder)
+    return folder
+
+
 def dinov2_folder(folder: Path, seed: int = 0) -> Path:
     """A tiny `Dinov2Model` (its position table for 32 px) with a processor cropping to 32."""
     from transformers import BitImageProcessor, Dinov2Config, Dinov2Model

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_checkpoints import clip_folder, dinov2_folder, siglip_folder
+from hf_checkpoints import clip_folder, clip_vision_folder, dinov2_folder, siglip_folder, siglip_vision_folder
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
@@ -31,6 +31,8 @@ MODELS = {  # name -> (writes the model, --model value, extra flags)
     "hf-dinov2": (lambda p: dinov2_folder(p / "m"), lambda p: f"hf:{p / 'm'}", LORE),
     "hf-clip": (lambda p: clip_folder(p / "m"), lambda p: f"hf:{p / 'm'}", ["--method", "tecoa"]),
     "hf-siglip": (lambda p: siglip_folder(p / "m"), lambda p: f"hf:{p / 'm'}", LORE),
+    "hf-clip-vision": (lambda p: clip_vision_folder(p / "m"), lambda p: f"hf:{p / 'm'}", ["--method", "fare"]),
+    "hf-siglip-vision": (lambda p: siglip_vision_folder(p / "m"), lambda p: f"hf:{p / 'm'}", LORE),
     "open_clip": (None, None, LORE),
     "timm-resnet": (lambda p: None, lambda p: "timm:resnet10t", ["--method", "fare", "--image-size", "32"]),
 }
@@ -38,8 +40,8 @@ MODELS = {  # name -> (writes the model, --model value, extra flags)
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_architecture_trains_two_steps_on_two_ranks(tmp_path, name, tiny_clip_dir, lore_cache):
-    """hf: DINOv2 (whose mask_token no image reaches: frozen, not a DDP error), CLIP, SigLIP, an open_clip
-    folder and a timm ResNet (batch norm: its buffers broadcast)."""
+    """Each hf: class (DINOv2, whose mask_token no image reaches: frozen, not a DDP error; CLIP and SigLIP whole
+    and vision-only), an open_clip folder and a timm ResNet (batch norm: its buffers broadcast)."""
     write, model, extra = MODELS[name]
     if write is None:
         spec = f"local-dir:{tiny_clip_dir}"
