@@ -40,7 +40,8 @@ from ..provenance import dataset_fingerprint, provenance
 from .disk import predict as predict_disk_use
 from ..progress import progress
 from ..reference import FrozenReference
-from ..step import RobustStep, StepResult
+from ..step import RobustStep
+from ..step_result import PROBLEMS, StepResult
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig
 from .distributed import DistInfo, init_distributed, parameters_agree, shutdown_distributed
@@ -98,7 +99,7 @@ def _stop_flags(result: StepResult, signalled: bool) -> torch.Tensor:
     rows violate), whether it received a stop signal, and the share of its rows outside the margin. Summed over
     the ranks, a flag > 0 means some rank saw it, so every rank takes the same decision at the same batch."""
     pending = result.pending()
-    problems = pending[:2]
+    problems = pending[:len(PROBLEMS)]  # [non-finite, pixels]
     statistics = pending[result.statistics_slice]
     zero = problems.new_zeros(())
     if statistics.numel():  # [violation_mean, violation_max, satisfied_fraction, multiplier_mean, multiplier_max]

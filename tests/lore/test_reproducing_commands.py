@@ -63,8 +63,10 @@ def test_the_pages_have_table_6_commands():
 
 @pytest.mark.parametrize("page,comment,command", ALL, ids=[f"{p}:{c[:40]}" for p, c, _ in ALL])
 def test_each_command_resolves_to_the_table_6_row_it_names(page, comment, command):
-    config = _config(command)
+    config = _config(command)  # parsed by the real parser, whatever it does
     named = _named(comment)
+    if "--plan" in shlex.split(command):  # prints the memory a step needs and exits: trains nothing
+        return
     if config.model.startswith("digits"):
         assert named is None and "not a Table 6 row" in comment, (page, comment)
         return
