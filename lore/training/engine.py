@@ -331,15 +331,7 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
     built = build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
                         seed=config.split_seed, device=device)
     encoder = built.encoder
-    if config.channels_last:  # before phi_0's snapshot, so the reference runs in the same layout
-        encoder.to(memory_format=torch.channels_last)
-    if device.type == "cuda":  # fp32 matmuls (phi_0 outside autocast's ops, the dual, fp32 runs) on tensor cores
-        torch.backends.cuda.matmul.allow_tf32 = config.tf32
-        torch.backends.cudnn.allow_tf32 = config.tf32
-    frozen = freeze_unreachable(encoder, built.image_size, device)
-    if frozen and info.is_main:
-        print(f"frozen: {len(frozen)} parameter(s) the image embedding never uses ({', '.join(frozen[:4])}"
-              f"{', ...' if len(frozen) > 4 else ''}): not trained, not synchronised", flush=True)
+    _prepare_for_device(config, built, device, info)
     reference = FrozenReference(encoder)  # phi_0: the weights as built, before any checkpoint is loaded
     train_set, probe_source = _train_and_probe_sets(config, built.image_size, info)
     probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed, on_unreadable=unreadable)
@@ -382,6 +374,19 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
         print(use.describe(), flush=True)
     return _Run(config, info, device, fingerprint, built, reference, head, optimizer, scheduler, step_fn, train_set,
                 probe_images, probe_labels, unreadable, passes, workers, per_epoch, total, start)
+
+
+def _prepare_for_device(config: TrainConfig, built: BuiltModel, device: torch.device, info: DistInfo) -> None:
+    """Before phi_0's snapshot and DDP: the memory format, TF32, and the parameters no image reaches frozen."""
+    if config.channels_last:  # before phi_0's snapshot, so the reference runs in the same layout
+        built.encoder.to(memory_format=torch.channels_last)
+    if device.type == "cuda":  # fp32 matmuls (phi_0 outside autocast's ops, the dual, fp32 runs) on tensor cores
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
+    frozen = freeze_unreachable(built.encoder, built.image_size, device)
+    if frozen and info.is_main:
+        print(f"frozen: {len(frozen)} parameter(s) the image embedding never uses ({', '.join(frozen[:4])}"
+              f"{', ...' if len(frozen) > 4 else ''}): not trained, not synchronised", flush=True)
 
 
 def _train_and_probe_sets(config: TrainConfig, image_size: int, info: DistInfo) -> tuple[Any, Any]:
@@ -439,14 +444,7 @@ def _loop(run: _Run) -> tuple[str, int]:
     metrics_file = open(run.output / "metrics.jsonl", "a") if info.is_main else None
     bar = progress(run.total, f"{config.method} eps={config.eps * 255:.3g}/255", initial=run.start, unit="batch",
                    enabled=info.is_main)
-    sampler = GlobalBatchSampler(len(run.train_set), config.batch_size, world_size=info.world_size, rank=info.rank,
-                                 seed=config.seed, start_step=run.start, total_steps=run.total)
-    prefetch = 2
-    if run.workers:  # uint8 batches: 3 H W bytes per image
-        batch_bytes = config.batch_size * 3 * run.built.image_size ** 2
-        prefetch = prefetch_batches(batch_bytes, run.workers, config.prefetch_mib * 2 ** 20)
-    batches = training_batches(run.train_set, sampler, workers=run.workers, pin_memory=run.device.type == "cuda",
-                               on_unreadable=run.unreadable, prefetch=prefetch)
+    batches = _batches(run)
     collapsed = 0  # consecutive batches with a collapsed multiplier (see _stop_flags), the same count on every rank
     try:
         with _StopRequest() as stop:
@@ -479,6 +477,20 @@ def _loop(run: _Run) -> tuple[str, int]:
             metrics_file.close()
         if writer:
             writer.close()
+
+
+def _batches(run: _Run):
+    """This rank's batches from `run.start` on: decoded by the workers into uint8, prepared ahead within
+    `--prefetch-mib`, pinned on a GPU."""
+    config, info = run.config, run.info
+    sampler = GlobalBatchSampler(len(run.train_set), config.batch_size, world_size=info.world_size, rank=info.rank,
+                                 seed=config.seed, start_step=run.start, total_steps=run.total)
+    prefetch = 2
+    if run.workers:  # uint8 batches: 3 H W bytes per image
+        batch_bytes = config.batch_size * 3 * run.built.image_size ** 2
+        prefetch = prefetch_batches(batch_bytes, run.workers, config.prefetch_mib * 2 ** 20)
+    return training_batches(run.train_set, sampler, workers=run.workers, pin_memory=run.device.type == "cuda",
+                            on_unreadable=run.unreadable, prefetch=prefetch)
 
 
 def _stop_if_broken(run: _Run, step: int, seen: dict, collapsed: int) -> None:
