@@ -135,3 +135,28 @@ def test_phi_0_runs_at_the_training_precision():
     with torch.no_grad():
         fp32 = step.reference(x).float()
     assert torch.equal(captured["ref"], expected) and not torch.equal(captured["ref"], fp32)
+
+
+def test_a_compiled_attack_backward_has_the_input_gradients_matmuls_only():
+    """Counted in the graphs torch.compile builds: with two Linear layers the attack's backward graph holds 2
+    matmuls (the input's gradient through each layer), not 4 (plus each weight's gradient, which a compiled
+    graph computes whenever the weights require gradients, asked for or not)."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    backward_matmuls = []
+
+    def count(graph, inputs):
+        backward_matmuls.append(sum(1 for n in graph.graph.nodes if n.op == "call_function" and "mm" in str(n.target)))
+        return graph.forward
+
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 32), torch.nn.GELU(),
+                                   torch.nn.Linear(32, 16))
+    encoder = ImageEncoder(backbone, (0.5,) * 3, (0.25,) * 3, embed_dim=16)
+    torch._dynamo.reset()
+    compiled = torch.compile(encoder, backend=aot_autograd(fw_compiler=lambda g, i: g.forward, bw_compiler=count))
+    step = RobustStep(compiled, lore.fare(), torch.optim.AdamW(encoder.parameters(), lr=1e-3), eps=8 / 255,
+                      pgd_steps=2, primal_steps=1, measure_clean=False)
+    step(images()).fused_read()
+    # the attack's graph (input gradients: 2) and the update's (weights: 2, the hidden input: 1)
+    assert sorted(backward_matmuls) == [2, 3], backward_matmuls
