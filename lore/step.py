@@ -199,13 +199,15 @@ class RobustStep:
             return encoder(images).float()
 
     def _micro_batches(self, batch: Batch, initial_delta: Optional[torch.Tensor]):
-        """Splits a batch into `accumulation_steps` equal parts, each with its slice of the PGD start."""
+        """Splits a batch into `accumulation_steps` equal parts, each with its slice of the PGD start (views, not
+        copies: one part is the batch itself)."""
         count = self.accumulation_steps
         size = batch.images.shape[0]
         if size % count:
             raise ValueError(f"batch size {size} is not divisible by accumulation_steps={count}")
         parts = []
-        for rows in torch.arange(size, device=batch.images.device).chunk(count):
+        for first in range(0, size, size // count):
+            rows = slice(first, first + size // count)
             part = Batch(batch.images[rows], batch.reference[rows],
                          None if batch.labels is None else batch.labels[rows], batch.head)
             parts.append((part, None if initial_delta is None else initial_delta[rows]))

@@ -161,9 +161,13 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
 
 
 def _device(config: TrainConfig, info: DistInfo) -> torch.device:
-    if config.device:
+    """The training device; a bare --device cuda means this rank's GPU (DDP's device_ids need the index)."""
+    if config.device and config.device != "cuda":
         return resolve_device(config.device)
-    return torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
+    if config.device == "cuda" or torch.cuda.is_available():
+        resolve_device("cuda")  # refuses a machine without CUDA by name
+        return torch.device(f"cuda:{info.local_rank}")
+    return torch.device("cpu")
 
 
 def resolve_workers(workers: int) -> int:

@@ -81,3 +81,19 @@ def test_the_reference_snapshot_is_taken_in_the_channels_last_layout(tmp_path, l
     convs = [name for name, t in run.reference._snapshot.items() if t.dim() == 4]
     assert convs and all(run.reference._snapshot[name].is_contiguous(memory_format=torch.channels_last)
                          for name in convs)
+
+
+def test_a_bare_cuda_device_means_this_ranks_gpu_and_is_refused_without_one(tmp_path):
+    """DDP's device_ids need an index: --device cuda becomes cuda:LOCAL_RANK; on a machine without CUDA it is
+    refused by name."""
+    from lore.training.config import TrainConfig
+    from lore.training.distributed import DistInfo
+    from lore.training.engine import _device
+
+    assert _device(TrainConfig(device="cpu"), DistInfo()) == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert _device(TrainConfig(device="cuda"), DistInfo(rank=1, world_size=2, local_rank=1)) == torch.device("cuda:1")
+    else:
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            _device(TrainConfig(device="cuda"), DistInfo())
+        assert _device(TrainConfig(), DistInfo()) == torch.device("cpu")
