@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from constrained import PrimalDual, StepReport, sq_l2
+from constrained.primal_dual import CHECKS
 from constrained.validation import check_positive_int
 
 from .attacks.projected_gradient import pgd
@@ -35,7 +36,6 @@ from .step_result import PhaseClock, PhaseTimer, StepChecks, StepResult
 
 
 PASSES = ("fused", "sequential")
-CHECKS = ("deferred", "eager")
 
 
 class RobustStep:
@@ -140,7 +140,7 @@ class RobustStep:
             primal_steps_per_dual=self._primal_steps,
             mode=mode,
             around_dual=self._dual_timer,
-            checks="eager" if self.checks == "eager" else "deferred",
+            checks=self.checks,
         )
 
     @property

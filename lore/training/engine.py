@@ -217,10 +217,11 @@ def freeze_unreachable(encoder: torch.nn.Module, image_size: int, device: torch.
         reached = torch.autograd.grad(encoder(probe).float().sum(), [p for _, p in trainable], allow_unused=True)
     finally:
         encoder.train(was_training)
-    unreachable = [name for (name, p), grad in zip(trainable, reached) if grad is None]
-    for name, parameter in trainable:
-        if name in unreachable:
+    unreachable = []
+    for (name, parameter), grad in zip(trainable, reached):
+        if grad is None:
             parameter.requires_grad_(False)
+            unreachable.append(name)
     return unreachable
 
 
