@@ -235,7 +235,6 @@ class RobustStep:
             raise ValueError(f"method {self.method.name!r} is supervised: pass labels")
         flags = StepChecks(images.device, eager=self.checks == "eager")
         flags.pixels(images)
-        began = self._clock.mark()
         with self._autocast(images):  # phi_0 at the training precision, as the probe computes it
             reference = self.reference(images).float()
         batch = Batch(images=images, reference=reference, labels=labels, head=self.head)
@@ -244,6 +243,7 @@ class RobustStep:
         # the re-evaluations after it, alternating mode's dual step, or inside it, L-BFGS)
         stats: dict[str, dict[int, torch.Tensor]] = {"robust_loss": {}, "clean_distance": {}}
         micro = self._micro_batches(batch, initial_delta)
+        began = self._clock.mark()
         adversarial = [self._attack(part, start, generator) for part, start in micro]
         weight = 1.0 / len(micro)  # each micro-batch's share of the Lagrangian (as in step_accumulated)
         closures = [self._closure(index, len(micro), part, adv, weight, stats, flags)

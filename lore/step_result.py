@@ -50,14 +50,18 @@ class StepResult:
         self._has_clean, self._timing, self._method_name = has_clean, timing, method_name
         self.constraint_name = constraint_name
         self._numbers: Optional[list[float]] = None
+        self._pending: Optional[torch.Tensor] = None
 
     def pending(self) -> torch.Tensor:
         """Everything this result will read, as one float tensor on the device: [problem flags, values, the
-        constraint report's statistics]. A caller may compute on it (e.g. stop flags) before `fused_read`."""
-        parts = [self._flags, self._values]
-        if self._report is not None:
-            parts.append(self._report_tensor())
-        return torch.cat(parts)
+        constraint report's statistics], built once. A caller may compute on it (e.g. stop flags) before
+        `fused_read`."""
+        if self._pending is None:
+            parts = [self._flags, self._values]
+            if self._report is not None:
+                parts.append(self._report_tensor())
+            self._pending = torch.cat(parts)
+        return self._pending
 
     def _report_tensor(self) -> torch.Tensor:
         assert self._report is not None
@@ -79,20 +83,14 @@ class StepResult:
     def fused_read(self, extra: Optional[torch.Tensor] = None, *, check: bool = True) -> list[float]:
         """Reads this result's numbers and `extra` (any 1-D float tensor) in one device-to-host transfer; returns
         extra's numbers. With `check`, a failed deferred check raises (see `problems`)."""
-        if self._numbers is not None and extra is None:
-            numbers = []
-        else:
-            mine = self.pending() if self._numbers is None else self._values.new_zeros(0)
-            if extra is None:
-                tail = mine.new_zeros(0)
-            else:
-                tail = extra.to(mine.device, torch.float32).reshape(-1)
-            everything = torch.cat([mine, tail]).tolist()  # the one host read
-            if self._numbers is None:
-                self._numbers, numbers = everything[:mine.numel()], everything[mine.numel():]
-                self._finish()
-            else:
-                numbers = everything
+        own = self.pending() if self._numbers is None else None
+        parts = [t for t in (own, None if extra is None else extra.to(self._values.device, torch.float32).reshape(-1))
+                 if t is not None]
+        numbers = torch.cat(parts).tolist() if parts else []  # the one host read
+        if own is not None:
+            self._numbers, numbers = numbers[:own.numel()], numbers[own.numel():]
+            self._pending = None
+            self._finish()
         if check:
             self.raise_on_problems()
         return numbers
@@ -122,7 +120,7 @@ class StepResult:
         """Raises for a failed deferred check: ValueError for pixels outside [0, 1], FloatingPointError for a
         non-finite loss or gradient (the update was applied: the weights may be non-finite now)."""
         problems = self.problems
-        if "pixels outside [0, 1]" in problems:
+        if PROBLEMS[1] in problems:
             raise ValueError("images must be pixels in [0, 1] (divide by 255, or undo the normalisation: lore "
                              "normalises inside the encoder)")
         if problems:

@@ -536,7 +536,11 @@ def _train_batch(run: _Run, step: int, batches) -> tuple[StepResult, float]:
         images = images.contiguous(memory_format=torch.channels_last)
     start_noise = uniform_start(config.seed, step, rank_rows(run.info.rank, config.batch_size), tuple(images.shape[1:]),
                                 config.eps, run.device)
-    result = run.step_fn(images, labels=labels, initial_delta=start_noise)
+    try:
+        result = run.step_fn(images, labels=labels, initial_delta=start_noise)
+    except FloatingPointError as error:  # --eager-checks: raised where the check is made, before the update
+        raise FloatingPointError(f"training stopped at batch {step}: {error}. "
+                                 + _restart_advice(run.checkpoint_path)) from error
     run.scheduler.step()
     return result, data_wait
 

@@ -97,3 +97,16 @@ def test_a_bare_cuda_device_means_this_ranks_gpu_and_is_refused_without_one(tmp_
         with pytest.raises(ValueError, match="CUDA is not available"):
             _device(TrainConfig(device="cuda"), DistInfo())
         assert _device(TrainConfig(), DistInfo()) == torch.device("cpu")
+
+
+def test_eager_checks_stop_before_the_update_naming_the_batch(tmp_path, lore_cache):
+    """--eager-checks raises where the check is made; the engine still names the batch and what to restart from."""
+    from lore.training.config import TrainConfig
+    from lore.training.engine import train
+
+    config = TrainConfig(output=str(tmp_path / "run"), cache_dir=str(lore_cache), max_steps=6, device="cpu",
+                         batch_size=16, pgd_steps=2, primal_steps=1, lr=1e20, dual_hidden=32, probe_every=0,
+                         eager_checks=True)
+    with pytest.raises(FloatingPointError, match=r"training stopped at batch \d: the Lagrangian is nan; stopping "
+                                                 r"before the update\. No checkpoint was written yet"):
+        train(config)
