@@ -1,5 +1,5 @@
 """The JSON files lore writes: strict JSON (a value that is not a number is written as null), written
-atomically.
+atomically by `lore.files`' writer.
 
 Python's `json.dumps` writes float NaN and infinities as the bare words NaN and Infinity, which
 are not JSON (RFC 8259): jq, JavaScript's JSON.parse and most other readers refuse the whole
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from .files import write_bytes_atomic, write_text_atomic  # noqa: F401  (the writers every lore file goes through)
 
 
 def finite_or_null(value: Any) -> Any:
@@ -37,26 +37,6 @@ def dumps(value: Any, **kwargs: Any) -> str:
 def nulls_as_nan(record: dict) -> dict:
     """A flat record read back from a metrics line with its nulls as float NaN (what was measured)."""
     return {key: math.nan if item is None else item for key, item in record.items()}
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Writes `data` to a new temporary file beside `path`, then renames it: a reader (or a job killed mid-write)
-    never sees half a file. The temporary is created exclusively under an unpredictable name (`tempfile`), so a
-    file or symlink planted in the folder is never written through; it is removed if the write fails."""
-    path = Path(path)
-    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """`text` (UTF-8) into `path` by `write_bytes_atomic`."""
-    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, value: Any, **kwargs: Any) -> None:

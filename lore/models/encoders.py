@@ -17,6 +17,9 @@ from torch import nn
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+#: the weights file of a `local-dir:` folder that lore writes and reads (open_clip also reads the .bin name)
+OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
+LOCAL_DIR_WEIGHTS = (OPEN_CLIP_WEIGHTS, "open_clip_pytorch_model.bin")
 
 
 class ImageEncoder(nn.Module):
@@ -110,8 +113,14 @@ def load_open_clip(
         raise FileNotFoundError(f"pretrained checkpoint file not found: {pretrained}")
     if model.startswith("local-dir:"):
         folder = Path(model[len("local-dir:"):])
+        from ..files import check_complete
+
         if not (folder / "open_clip_config.json").is_file():
             raise FileNotFoundError(f"model {model!r}: no open_clip_config.json in {folder}")
+        check_complete(folder, f"model {model!r}:")
+        if not any((folder / name).is_file() for name in LOCAL_DIR_WEIGHTS):  # open_clip would build random weights
+            raise FileNotFoundError(f"model {model!r}: {folder} holds no weights ({' or '.join(LOCAL_DIR_WEIGHTS)}); "
+                                    "open_clip would start the model at random")
     elif model not in open_clip.list_models():
         raise ValueError(f"model {model!r} is not an open_clip architecture (e.g. ViT-B-32; see open_clip.list_models()), "
                          "'digits-clip', 'digits-cnn', 'timm:NAME', 'local-dir:PATH', or an existing folder")
@@ -237,7 +246,7 @@ def save_state_file(state: dict[str, torch.Tensor], path: Union[str, Path]) -> P
     """
     from safetensors.torch import save
 
-    from ..jsonio import write_bytes_atomic
+    from ..files import write_bytes_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

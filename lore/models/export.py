@@ -21,10 +21,11 @@ from typing import Optional, Union
 
 import torch
 
+from ..files import check_complete, missing_folder_hint, staged_folder
 from ..jsonio import write_json
 from .build import BuiltModel, build_model
 from .hf import is_hf_folder, load_hf, save_hf_export
-from .encoders import ImageEncoder, load_open_clip, load_state_file, load_timm, save_state_file
+from .encoders import OPEN_CLIP_WEIGHTS, ImageEncoder, load_open_clip, load_state_file, load_timm, save_state_file
 
 
 def exported_weights(built: BuiltModel) -> torch.nn.Module:
@@ -39,34 +40,45 @@ def exported_weights(built: BuiltModel) -> torch.nn.Module:
     return built.encoder.backbone
 
 
-def export_encoder(built, model_name: str, folder: Union[str, Path]) -> Path:
-    """Writes the fine-tuned encoder of a `BuiltModel` into `folder`; returns the folder."""
+def export_encoder(built, model_name: str, folder: Union[str, Path], *, replace: bool = False) -> Path:
+    """Writes the fine-tuned encoder of a `BuiltModel` into `folder`, staged and renamed into place whole
+    (`lore.files.staged_folder`); returns the folder.
+
+    Args:
+        replace: replace an existing `folder` (a run's own export/, never followed if it is a link); otherwise
+            it must be new or empty.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     if built.hf is not None:  # a transformers folder: loadable by transformers, and by lore as hf:FOLDER
-        return save_hf_export(built.hf, folder)
+        return save_hf_export(built.hf, folder, replace=replace)
+    config = None
     if built.kind == "open_clip":
         import open_clip
 
         config = open_clip.get_model_config(model_name)
         if config is None:
             raise ValueError(f"no open_clip config found for {model_name!r}; cannot write a loadable export")
-        write_json(folder / "open_clip_config.json", {"model_cfg": config, "preprocess_cfg": {
-            "mean": built.encoder.mean.flatten().tolist(), "std": built.encoder.std.flatten().tolist()}}, indent=2)
-        save_state_file(built.clip.state_dict(), folder / "open_clip_model.safetensors")  # visual.* is the tuned tower
-        return folder
-    save_state_file(built.encoder.backbone.state_dict(), folder / "encoder.safetensors")
-    if built.kind == "digits-clip":  # the text tower too, for zero-shot evaluation of the export
-        save_state_file(built.clip.state_dict(), folder / "clip.safetensors")
-    spec = {"kind": built.kind, "model": model_name, "mean": built.encoder.mean.flatten().tolist(),
-            "std": built.encoder.std.flatten().tolist(), "embed_dim": built.encoder.embed_dim, "image_size": built.image_size}
-    write_json(folder / "encoder.json", spec, indent=2)
+    with staged_folder(folder, replace=replace) as staging:
+        if config is not None:
+            write_json(staging / "open_clip_config.json", {"model_cfg": config, "preprocess_cfg": {
+                "mean": built.encoder.mean.flatten().tolist(), "std": built.encoder.std.flatten().tolist()}}, indent=2)
+            save_state_file(built.clip.state_dict(), staging / OPEN_CLIP_WEIGHTS)  # visual.* is the tuned tower
+            return folder
+        save_state_file(built.encoder.backbone.state_dict(), staging / "encoder.safetensors")
+        if built.kind == "digits-clip":  # the text tower too, for zero-shot evaluation of the export
+            save_state_file(built.clip.state_dict(), staging / "clip.safetensors")
+        spec = {"kind": built.kind, "model": model_name, "mean": built.encoder.mean.flatten().tolist(),
+                "std": built.encoder.std.flatten().tolist(), "embed_dim": built.encoder.embed_dim,
+                "image_size": built.image_size}
+        write_json(staging / "encoder.json", spec, indent=2)
     return folder
 
 
 def load_exported(folder: Union[str, Path], device: Union[str, torch.device] = "cpu") -> ImageEncoder:
-    """Loads any `export_encoder` folder back as an `ImageEncoder` (pixels in [0, 1])."""
+    """Loads any `export_encoder` folder back as an `ImageEncoder` (pixels in [0, 1]); an incomplete folder (an
+    interrupted export) is refused."""
     folder = Path(folder)
+    check_export_folder(folder)
     if (folder / "open_clip_config.json").is_file():
         return load_open_clip(f"local-dir:{folder}", device=device).encoder
     if is_hf_folder(folder):
@@ -93,6 +105,13 @@ def load_exported(folder: Union[str, Path], device: Union[str, torch.device] = "
     return ImageEncoder(backbone, spec["mean"], spec["std"], embed_dim=spec["embed_dim"]).to(device)
 
 
+def check_export_folder(folder: Path) -> None:
+    """Refuses a missing export folder (naming a staging folder an interrupted export left) or an incomplete one."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no export folder {folder}{missing_folder_hint(folder)}")
+    check_complete(folder, "export folder")
+
+
 def is_export_folder(path: Path) -> bool:
     """Whether `path` is a folder `export_encoder` wrote (open_clip_config.json, encoder.json, or a supported
     `transformers` checkpoint)."""
@@ -109,8 +128,10 @@ def load_export_folder(path: Path, image_size: Optional[int], *, cache_dir: Path
         image_size: input side; None: the one the export was trained at.
 
     Raises:
-        FileNotFoundError: not an export folder. ValueError: an encoder.json that lacks image_size and none given.
+        FileNotFoundError: not an export folder. ValueError: an incomplete folder (an interrupted export), or an
+            encoder.json that lacks image_size and none given.
     """
+    check_export_folder(path)
     if (path / "open_clip_config.json").is_file():
         return build_model(f"local-dir:{path}", None, image_size, cache_dir=cache_dir, seed=seed, device=device)
     if is_hf_folder(path):

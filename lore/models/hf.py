@@ -20,14 +20,17 @@ resamples at every forward by itself.
 from __future__ import annotations
 
 import json
-import shutil
-from dataclasses import dataclass
+import math
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
+from ..files import check_complete, missing_folder_hint, staged_folder
+from ..jsonio import write_json
 from .encoders import ImageEncoder, check_patch_multiple
 
 PREFIX = "hf:"
@@ -39,10 +42,23 @@ ARCHITECTURES = {
     "SiglipVisionModel": ("hf-siglip-vision", False),
     "Dinov2Model": ("hf-dinov2", False),
 }
-#: the files besides the weights that make a folder loadable by `AutoProcessor` / `AutoTokenizer`
-PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "tokenizer_config.json", "tokenizer.json",
-                   "special_tokens_map.json", "vocab.json", "merges.txt", "spiece.model", "added_tokens.json",
-                   "chat_template.json")
+#: config.json's first architecture -> the `model_type`s its class loads (a CLIP config naming Dinov2Model would
+#: build a random DINOv2)
+MODEL_TYPES = {
+    "CLIPModel": ("clip",),
+    "CLIPVisionModelWithProjection": ("clip", "clip_vision_model"),
+    "SiglipModel": ("siglip",),
+    "SiglipVisionModel": ("siglip", "siglip_vision_model"),
+    "Dinov2Model": ("dinov2",),
+}
+#: the image processor's settings: `preprocessor_config.json`, or transformers 5's `processor_config.json`
+#: (`CLIPProcessor.save_pretrained`), whose "image_processor" entry holds them
+PROCESSOR_LAYOUTS = ("preprocessor_config.json", "processor_config.json")
+#: a text tower's tokenizer is read from one of these (AutoTokenizer without them builds a 2-token tokenizer
+#: that gives every prompt the same ids)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "spiece.model", "tokenizer.model", "sentencepiece.bpe.model")
+#: weight entries a checkpoint need not hold (buffers `transformers` rebuilds)
+REBUILT = ("position_ids",)
 
 
 @dataclass
@@ -58,7 +74,9 @@ class HFModel:
         image_size: the square input side.
         kind: `ARCHITECTURES`' lore kind.
         logit_scale, logit_bias: the zero-shot logits' scale exp(t) and bias (0 for CLIP).
-        source: the folder the checkpoint came from (its processor files go into the export).
+        source: the folder the checkpoint came from.
+        processor: the image processor's settings as read (mean and std checked, three channels).
+        missing: weight entries the folder did not hold, initialised at random (only with allow_missing).
     """
 
     encoder: ImageEncoder
@@ -70,6 +88,8 @@ class HFModel:
     logit_scale: float
     logit_bias: float
     source: Path
+    processor: dict = field(default_factory=dict)
+    missing: list = field(default_factory=list)
 
 
 class HFImageTower(nn.Module):
@@ -113,16 +133,35 @@ class HFTokenizer:
         return tokens
 
 
+def read_json_file(path: Path, what: str) -> dict:
+    """A JSON object from `path`; a missing, unreadable or non-object file is a one-line error naming it."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{what}: {path} is not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what}: {path} must hold a JSON object, got a {type(value).__name__}")
+    return value
+
+
+def processor_file(folder: Path) -> Optional[Path]:
+    """The file of `PROCESSOR_LAYOUTS` that `folder` holds, or None."""
+    return next((folder / name for name in PROCESSOR_LAYOUTS if (folder / name).is_file()), None)
+
+
 def folder_of(name: str) -> Path:
-    """The folder of an `hf:PATH` model name, checked: a missing folder or file is a one-line error."""
+    """The folder of an `hf:PATH` model name, checked: a missing folder or file is a one-line error, and so is a
+    folder a lore export left incomplete."""
     folder = Path(name[len(PREFIX):]).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"model {name!r}: no folder {folder} (hf: takes a local transformers folder; nothing "
-                                "is downloaded)")
-    for needed in ("config.json", "preprocessor_config.json"):
-        if not (folder / needed).is_file():
-            raise FileNotFoundError(f"model {name!r}: {folder} has no {needed} (save the model and its processor "
-                                    "with save_pretrained)")
+                                f"is downloaded){missing_folder_hint(folder)}")
+    check_complete(folder, f"model {name!r}:")
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"model {name!r}: {folder} has no config.json (save the model with save_pretrained)")
+    if processor_file(folder) is None:
+        raise FileNotFoundError(f"model {name!r}: {folder} has no preprocessor_config.json or processor_config.json "
+                                "(save the image processor or processor with save_pretrained)")
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
         raise FileNotFoundError(f"model {name!r}: {folder} holds no weights (model.safetensors)")
     return folder
@@ -131,47 +170,95 @@ def folder_of(name: str) -> Path:
 def is_hf_folder(path: Path) -> bool:
     """Whether `path` holds a `transformers` checkpoint of a supported class (an `hf:` export included)."""
     config = path / "config.json"
-    if not (path.is_dir() and config.is_file() and (path / "preprocessor_config.json").is_file()):
+    if not (path.is_dir() and config.is_file() and processor_file(path) is not None):
         return False
     try:
         architectures = json.loads(config.read_text()).get("architectures") or []
-    except (json.JSONDecodeError, AttributeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return False
-    return bool(architectures) and architectures[0] in ARCHITECTURES
+    return isinstance(architectures, list) and bool(architectures) and architectures[0] in ARCHITECTURES
 
 
-def load_hf(name: str, *, image_size: Optional[int] = None, device: Union[str, torch.device] = "cpu") -> HFModel:
+def read_processor(folder: Path, what: str) -> dict:
+    """The image processor's settings of `folder`, checked: image_mean and image_std are finite numbers, one per
+    channel or one for all three (transformers accepts a scalar), std positive; they come back as 3-lists.
+
+    Raises:
+        ValueError: naming the file and the field.
+    """
+    path = processor_file(folder)
+    assert path is not None, "folder_of checked it"
+    processor = read_json_file(path, what)
+    if path.name == "processor_config.json":
+        inner = processor.get("image_processor")
+        if not isinstance(inner, dict):
+            raise ValueError(f"{what}: {path} holds no \"image_processor\" object (save the processor with "
+                             "save_pretrained, or its image processor alone)")
+        processor = inner
+    processor = dict(processor)
+    for key in ("image_mean", "image_std"):
+        processor[key] = _channels(processor.get(key), path, key)
+    if min(processor["image_std"]) <= 0:
+        raise ValueError(f"{path}: image_std must be positive (pixels are divided by it), got {processor['image_std']}")
+    return processor
+
+
+def _channels(value: Any, path: Path, key: str) -> list[float]:
+    """A processor's per-channel value as three floats (a number or a 1-list applies to every channel)."""
+    numbers = value if isinstance(value, list) else [value]
+    if not (len(numbers) in (1, 3) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                           and math.isfinite(v) for v in numbers)):
+        shown = "missing" if value is None else repr(value)
+        raise ValueError(f"{path}: {key} must be a finite number or a list of 3 (one per RGB channel), got {shown}")
+    return [float(v) for v in numbers] * (3 // len(numbers))
+
+
+def load_hf(name: str, *, image_size: Optional[int] = None, device: Union[str, torch.device] = "cpu",
+            allow_missing: bool = False) -> HFModel:
     """Builds an `hf:PATH` model with `transformers` (the `hf` extra).
 
     Args:
         name: "hf:" and a local folder written by `save_pretrained`.
         image_size: the input side (default: the processor's crop size, else the model's).
         device: where the model goes.
+        allow_missing: train even when the weights lack entries the config names (they start random, and are
+            listed in a warning); without it such a folder is refused.
 
     Raises:
-        FileNotFoundError: a missing folder or file. ValueError: an architecture lore does not support, or an
-        image size that is not a multiple of the patch size.
+        FileNotFoundError: a missing folder or file. ValueError: bad JSON or processor settings, an architecture
+        lore does not support or that its config contradicts, weights transformers cannot load or that miss
+        entries, a text tower without a working tokenizer, or an image size that is not a multiple of the patch
+        size; each names the file and the field.
     """
     try:
         import transformers
     except ImportError:
         raise ImportError("hf: models need transformers: pip install 'lore-constrained[hf]'") from None
     folder = folder_of(name)
-    config = json.loads((folder / "config.json").read_text())
-    architecture = (config.get("architectures") or ["(none named)"])[0]
+    what = f"model {name!r}"
+    config = read_json_file(folder / "config.json", what)
+    architectures = config.get("architectures")
+    architecture = architectures[0] if isinstance(architectures, list) and architectures else "(none named)"
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"model {name!r}: {architecture} is not supported; hf: takes {', '.join(ARCHITECTURES)}")
+        raise ValueError(f"{what}: {folder / 'config.json'} names architecture {architecture!r}, which is not supported; hf: takes "
+                         f"{', '.join(ARCHITECTURES)}")
+    if config.get("model_type") not in MODEL_TYPES[architecture]:
+        raise ValueError(f"{what}: {folder / 'config.json'} names {architecture} but model_type "
+                         f"{config.get('model_type')!r} (a {architecture} config has model_type "
+                         f"{' or '.join(map(repr, MODEL_TYPES[architecture]))})")
+    processor = read_processor(folder, what)
     kind, has_text = ARCHITECTURES[architecture]
-    model = getattr(transformers, architecture).from_pretrained(folder, local_files_only=True)
+    if has_text and not any((folder / file).is_file() for file in TOKENIZER_FILES):
+        raise FileNotFoundError(f"{what}: {folder} has a text tower but no tokenizer ({' or '.join(TOKENIZER_FILES)}); "
+                                "save the tokenizer with save_pretrained (or the processor, which holds it)")
+    model, missing = _from_pretrained(getattr(transformers, architecture), folder, what, allow_missing)
     model = model.float().to(device).eval()
-    processor = json.loads((folder / "preprocessor_config.json").read_text())
     size = image_size or _processor_size(processor) or _vision_config(model).image_size
     vision_model = model.vision_model if hasattr(model, "vision_model") else model
-    if kind != "hf-dinov2":
-        check_patch_multiple(size, _vision_config(model).patch_size, name)
-        if size != _vision_config(model).image_size:
-            resize_position_embeddings(vision_model.embeddings, size)
-            _vision_config(model).image_size = size
+    check_patch_multiple(size, _vision_config(model).patch_size, name)
+    if kind != "hf-dinov2" and size != _vision_config(model).image_size:
+        resize_position_embeddings(vision_model.embeddings, size)
+        _vision_config(model).image_size = size
     projection = getattr(model, "visual_projection", None)
     tower = HFImageTower(vision_model, projection)
     width = projection.out_features if projection is not None else _vision_config(model).hidden_size
@@ -180,11 +267,52 @@ def load_hf(name: str, *, image_size: Optional[int] = None, device: Union[str, t
     if has_text:
         text = HFTextTower(model)
         fixed = kind == "hf-siglip"
-        tokenizer = HFTokenizer(transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True),
-                                max_length=model.config.text_config.max_position_embeddings, fixed_length=fixed)
-    scale = float(model.logit_scale.exp()) if hasattr(model, "logit_scale") else 100.0
-    bias = float(model.logit_bias) if hasattr(model, "logit_bias") else 0.0
-    return HFModel(encoder, model, text, tokenizer, size, kind, scale, bias, folder)
+        try:
+            loaded = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        except Exception as error:  # a broken tokenizer file: transformers' own words, on one line
+            raise ValueError(f"{what}: its tokenizer cannot be loaded from {folder}: {_first_line(error)}") from None
+        tokenizer = HFTokenizer(loaded, max_length=model.config.text_config.max_position_embeddings, fixed_length=fixed)
+        check_tokenizer_tells_apart(tokenizer, what)
+    with torch.no_grad():
+        scale = float(model.logit_scale.exp()) if hasattr(model, "logit_scale") else 100.0
+        bias = float(model.logit_bias) if hasattr(model, "logit_bias") else 0.0
+    return HFModel(encoder, model, text, tokenizer, size, kind, scale, bias, folder, processor, missing)
+
+
+def _from_pretrained(model_class, folder: Path, what: str, allow_missing: bool):
+    """(model, missing entries): `from_pretrained` with its loading report read, and its failures on one line."""
+    try:
+        model, info = model_class.from_pretrained(folder, local_files_only=True, output_loading_info=True)
+    except Exception as error:  # a pickle refused, a size mismatch, a config transformers rejects: one line
+        raise ValueError(f"{what}: transformers cannot load {folder}: {_first_line(error)}") from None
+    missing = [key for key in info.get("missing_keys", ()) if not key.endswith(REBUILT)]
+    mismatched = [str(entry[0]) if isinstance(entry, tuple) else str(entry) for entry in info.get("mismatched_keys", ())]
+    if mismatched:
+        raise ValueError(f"{what}: {len(mismatched)} weight entries of {folder} do not have the shape config.json "
+                         f"gives them, e.g. {', '.join(mismatched[:3])}")
+    if missing:
+        listed = f"{len(missing)} weight entries the config names are not in {folder}'s weights, e.g. " \
+                 f"{', '.join(missing[:4])}"
+        if not allow_missing:
+            raise ValueError(f"{what}: {listed}; transformers would start them at random. Fix the folder, or pass "
+                             "--allow-missing to train with them random (they are then listed)")
+        warnings.warn(f"{what}: --allow-missing: {listed}; they start at random: {', '.join(missing)}", stacklevel=3)
+    return model, missing
+
+
+def check_tokenizer_tells_apart(tokenizer: "HFTokenizer", what: str) -> None:
+    """Refuses a tokenizer that gives different class prompts the same ids (every zero-shot logit would tie)."""
+    prompts = ["a photo of a cat.", "a photo of a dog.", "a photo of a bird.", "a photo of the number seven."]
+    ids = tokenizer(prompts)["input_ids"]
+    if len({tuple(row.tolist()) for row in ids}) < 2:
+        raise ValueError(f"{what}: its tokenizer gives {len(prompts)} different prompts the same ids "
+                         f"({ids[0].tolist()}): zero-shot heads would tie every class; save the model's real tokenizer "
+                         "into the folder")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]
 
 
 def resize_position_embeddings(embeddings: nn.Module, size: int) -> None:
@@ -205,26 +333,29 @@ def resize_position_embeddings(embeddings: nn.Module, size: int) -> None:
                                persistent=False)
 
 
-def save_hf_export(built: HFModel, folder: Union[str, Path]) -> Path:
-    """Writes the whole model (the fine-tuned image tower, the original text tower) with `save_pretrained`, and the
-    source folder's processor and tokenizer files, so that `transformers.AutoModel.from_pretrained(folder)` (and
-    `CLIPVisionModel.from_pretrained(folder)` for the tower alone) loads it unchanged."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+def save_hf_export(built: HFModel, folder: Union[str, Path], *, replace: bool = False) -> Path:
+    """Writes the whole model (the fine-tuned image tower, the original text tower) with `save_pretrained`, its
+    tokenizer (`save_pretrained`: the files it uses, nothing else of the source folder) and its processor
+    settings (preprocessor_config.json, at the trained size), so that `transformers.AutoModel.from_pretrained`
+    (and `CLIPVisionModel.from_pretrained` for the tower alone) loads it unchanged. The folder is staged and
+    renamed into place whole (`lore.files.staged_folder`).
+
+    Args:
+        replace: replace an existing `folder` (a run's own export/); otherwise it must be new or empty.
+    """
     config = built.model.config
     for part in ("vision_config", "text_config"):  # a tower class loads its sub-config alone: it must carry the width
         if hasattr(config, "projection_dim") and hasattr(getattr(config, part, None), "projection_dim"):
             getattr(config, part).projection_dim = config.projection_dim
-    built.model.save_pretrained(folder, safe_serialization=True)
-    for name in PROCESSOR_FILES:
-        if (built.source / name).is_file():
-            shutil.copy2(built.source / name, folder / name)
-    processor_path = folder / "preprocessor_config.json"
-    processor = json.loads(processor_path.read_text())
-    if _processor_size(processor) != built.image_size:  # trained at another size: the processor says so
-        processor = _with_size(processor, built.image_size)
-        processor_path.write_text(json.dumps(processor, indent=2) + "\n")
-    return folder
+    with staged_folder(folder, replace=replace) as staging:
+        built.model.save_pretrained(staging, safe_serialization=True)
+        if built.tokenizer is not None:
+            built.tokenizer.tokenizer.save_pretrained(staging)
+        processor = {key: value for key, value in built.processor.items() if not key.startswith("_")}
+        if _processor_size(processor) != built.image_size:  # trained at another size: the processor says so
+            processor = _with_size(processor, built.image_size)
+        write_json(staging / "preprocessor_config.json", processor)
+    return Path(folder)
 
 
 def _vision_config(model: nn.Module):
@@ -255,5 +386,5 @@ def _with_size(processor: dict, size: int) -> dict:
     return processor
 
 
-__all__ = ["ARCHITECTURES", "HFImageTower", "HFModel", "HFTextTower", "HFTokenizer", "is_hf_folder", "load_hf",
-           "resize_position_embeddings", "save_hf_export"]
+__all__ = ["ARCHITECTURES", "HFImageTower", "HFModel", "HFTextTower", "HFTokenizer", "check_tokenizer_tells_apart",
+           "is_hf_folder", "load_hf", "read_processor", "resize_position_embeddings", "save_hf_export"]

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from lore import ZeroShotHead, class_text_embeddings, load_open_clip, load_state_file, load_timm
+from lore.models.encoders import save_state_file
 
 TINY_CLIP = {
     "embed_dim": 32,
@@ -208,5 +209,7 @@ def test_an_image_size_the_patches_do_not_tile_is_refused(tmp_path):
     folder = tmp_path / "tiny"
     folder.mkdir()
     (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP, "preprocess_cfg": {}}))
+    save_state_file(open_clip.create_model(f"local-dir:{folder}", load_weights=False).state_dict(),
+                    folder / "open_clip_model.safetensors")
     with pytest.raises(ValueError, match="image_size 36 is not a multiple of .*patch size 8.*32 or 40"):
         load_open_clip(f"local-dir:{folder}", image_size=36)

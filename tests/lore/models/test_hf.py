@@ -137,7 +137,7 @@ def test_missing_folders_and_files_are_one_line_errors(tmp_path):
     other = dinov2_folder(tmp_path / "dino")
     config = (other / "config.json").read_text().replace('"Dinov2Model"', '"Dinov2ForImageClassification"')
     (other / "config.json").write_text(config)
-    with pytest.raises(ValueError, match="Dinov2ForImageClassification is not supported"):
+    with pytest.raises(ValueError, match="'Dinov2ForImageClassification', which is not supported"):
         _build(other)
 
 
