@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from .digits import load_digits_images
 from .imagenet import imagenet_classnames, imagenet_wnids
-from .specs import UnreadableImageError, is_image_folder, is_shard_spec
+from .specs import DATA_FORMS, UnreadableImageError, is_image_folder, is_shard_spec
 
 
 class TensorImages(Dataset):
@@ -56,6 +56,31 @@ class IndexedImages(Dataset):
         """The file behind item `index` (or a description when the dataset has no files)."""
         samples = getattr(self.base, "samples", None)
         return str(samples[index][0]) if samples else f"#{index} of {type(self.base).__name__}"
+
+
+def check_data_spec(spec: str, flag: str = "--data") -> None:
+    """Refuses a data spec that names nothing, before any model is built or any file written.
+
+    Raises:
+        ValueError: a malformed spec. FileNotFoundError: a folder, root or shard that does not exist (named).
+    """
+    if spec == "digits":
+        return
+    if spec.startswith("torchvision:"):
+        parts = spec.split(":", 2)
+        if len(parts) != 3 or not parts[1] or not parts[2]:
+            raise ValueError(f"{flag} {spec!r}: torchvision datasets are written 'torchvision:NAME:ROOT'")
+        if not Path(parts[2]).is_dir():
+            raise FileNotFoundError(f"{flag} {spec!r}: no folder {parts[2]} (torchvision datasets are read from disk; "
+                                    "nothing is downloaded)")
+        return
+    if is_shard_spec(spec):
+        from .shards import shard_paths
+
+        shard_paths(spec)
+        return
+    if not Path(spec).is_dir():
+        raise FileNotFoundError(f"{flag} {spec!r} is no folder; data must be {DATA_FORMS}")
 
 
 def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int = 0,
@@ -106,7 +131,7 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
 
     folder = Path(spec)
     if not folder.is_dir():
-        raise FileNotFoundError(f"data must be 'digits', 'torchvision:NAME:ROOT' or an image folder; {spec!r} is none")
+        raise FileNotFoundError(f"data must be {DATA_FORMS}; {spec!r} is none")
     from .folders import check_links
 
     check_links(folder)

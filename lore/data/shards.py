@@ -2,9 +2,11 @@
 
 Shards are the format img2dataset writes and open_clip trains from: uncompressed tar files whose members are
 grouped into samples by key (`000123.jpg`, `000123.txt`, `000123.cls`, ... share the key `000123`; webdataset's
-own `base_plus_ext` rule). A sample needs one image (`jpg`, `jpeg`, `png` or `webp`); its label is its `cls`
-member (an integer) when there is one, else -1 (unlabelled: fine for FARE and LORE, which never read labels;
-supervised methods refuse it).
+own `base_plus_ext` rule). A sample needs one image (`IMAGE_EXTENSIONS`: jpg, png, webp, bmp, gif, tiff, ...);
+its label is its `cls` member, a non-negative decimal integer, when there is one, else -1 (unlabelled: fine for
+FARE and LORE, which never read labels; supervised methods refuse it). A `cls` member that is not such an integer,
+or a key that appears twice in one shard with the same extension, is refused naming the shard and the member; a
+sample without an image is left out and listed (`without_image`, which the run lists with unreadable images).
 
 The shards are indexed once when the run starts (the member headers only, and the small `cls` members), and
 then read by random access: item i is a seek into its shard. So the run samples them exactly as it samples an
@@ -28,9 +30,10 @@ from torch.utils.data import Dataset
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import base_plus_ext
 
-from .specs import SHARD_PREFIX, UnreadableImageError
+from .specs import IMAGE_EXTENSIONS, SHARD_PREFIX, UnreadableImageError
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+#: the largest class id a `cls` member may hold (int64, as the labels tensor stores it)
+MAX_CLASS = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,17 @@ def shard_paths(spec: str) -> list[Path]:
     return paths
 
 
-def _index(shard: int, path: Path) -> tuple[list[_Sample], int]:
-    """The samples of one shard (in member order) and the number of keys without an image."""
+def _index(shard: int, path: Path) -> tuple[list[_Sample], list[str]]:
+    """The samples of one shard (in member order) and the sources ('shard.tar:key') of keys without an image.
+
+    Raises:
+        ValueError: a shard that is not an uncompressed tar, a `cls` member that is not a class id, or a member
+            that appears twice (both named).
+    """
     images: dict[str, tuple[str, int, int]] = {}
     labels: dict[str, int] = {}
-    keys: list[str] = []
+    keys: dict[str, None] = {}
+    seen: set[tuple[str, str]] = set()
     try:
         with tarfile.open(path, mode="r:") as tar:  # uncompressed: members are seekable in place
             for member in tar:
@@ -76,19 +85,30 @@ def _index(shard: int, path: Path) -> tuple[list[_Sample], int]:
                 key, extension = base_plus_ext(member.name)
                 if key is None:
                     continue
-                if key not in images and key not in labels:
-                    keys.append(key)
+                keys.setdefault(key)
                 extension = extension.lower()
+                if (key, extension) in seen:
+                    raise ValueError(f"shard {path}: member {member.name} appears twice (two samples share the key "
+                                     f"{key!r}); give every sample its own key")
+                seen.add((key, extension))
                 if extension in IMAGE_EXTENSIONS and key not in images:
                     images[key] = (extension, member.offset_data, member.size)
                 elif extension == "cls":
                     handle = tar.extractfile(member)
-                    text = handle.read().decode("utf-8", "replace").strip() if handle else ""
-                    labels[key] = int(text) if text.lstrip("-").isdigit() else -1
+                    labels[key] = _class_id(handle.read() if handle else b"", path, member.name)
     except tarfile.ReadError as error:
         raise ValueError(f"shard {path} is not an uncompressed tar file: {error}") from error
-    samples = [_Sample(shard, key, *images[key], labels.get(key, -1)) for key in dict.fromkeys(keys) if key in images]
-    return samples, len(dict.fromkeys(keys)) - len(samples)
+    samples = [_Sample(shard, key, *images[key], labels.get(key, -1)) for key in keys if key in images]
+    return samples, [f"{path}:{key}" for key in keys if key not in images]
+
+
+def _class_id(raw: bytes, path: Path, member: str) -> int:
+    """A `cls` member's class id: ASCII decimal digits (surrounding whitespace allowed), at most `MAX_CLASS`."""
+    text = raw.decode("utf-8", "replace").strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_CLASS:
+        raise ValueError(f"shard {path}: member {member} holds {text[:40]!r}, not a class id (a non-negative decimal "
+                         "integer, as img2dataset writes it)")
+    return int(text)
 
 
 class ShardImages(Dataset):
@@ -101,7 +121,7 @@ class ShardImages(Dataset):
     Attributes:
         shards: the shard files, in pattern order.
         classnames: empty (shards carry class ids, not names; zero-shot heads and probes use --probe-data's).
-        without_image: samples (keys) that had no image member and were left out.
+        without_image: the samples ('shard.tar:key') that had no image member and were left out.
     """
 
     classnames: tuple[str, ...] = ()
@@ -110,7 +130,7 @@ class ShardImages(Dataset):
         self.spec, self.transform = spec, transform
         self.shards = shard_paths(spec)
         self.samples_index: list[_Sample] = []
-        self.without_image = 0
+        self.without_image: list[str] = []
         for i, path in enumerate(self.shards):
             samples, without = _index(i, path)
             self.samples_index += samples

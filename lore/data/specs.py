@@ -12,6 +12,10 @@ class UnreadableImageError(OSError):
 PROBE_SHARE = 0.2
 
 
+#: the image members a shard sample may hold (PIL decodes each; webdataset's own image extensions and BMP, GIF, TIFF)
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm", "pgm", "pbm", "pnm")
+
+
 #: the `--data` prefix of webdataset shards (`lore.data.shards`)
 SHARD_PREFIX = "wds:"
 
@@ -19,6 +23,11 @@ SHARD_PREFIX = "wds:"
 def is_shard_spec(spec: str) -> bool:
     """Whether a data spec names webdataset shards ("wds:PATTERN")."""
     return spec.startswith(SHARD_PREFIX)
+
+
+#: what `--data` accepts, for messages
+DATA_FORMS = ("'digits', 'torchvision:NAME:ROOT' (a dataset already on disk), 'wds:PATTERN' (local webdataset tar "
+              "shards) or an image folder")
 
 
 def is_image_folder(spec: str) -> bool:

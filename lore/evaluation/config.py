@@ -29,6 +29,9 @@ class EvalConfig:
     model: str = field(default="digits-cnn", metadata={"help": "as in `lore train --model`, or an export folder / run folder"})
     pretrained: Optional[str] = field(default=None, metadata={"help": "open_clip tag or weights file"})
     image_size: Optional[int] = field(default=None, metadata={"help": "input resolution (default: the model's)"})
+    allow_missing: bool = field(default=False, metadata={
+        "help": "hf: models: evaluate even when the folder's weights lack entries its config names (they are random; "
+                "listed in a warning); default: refuse such a folder"})
     data: str = field(default="digits", metadata={"help": "'digits', an ImageFolder directory, or 'torchvision:NAME:ROOT'"})
     classes: Optional[str] = field(default=None, metadata={
         "help": "score only these class folders of an image-folder --data (and --head-data): 'imagenet100' or a text "
@@ -66,6 +69,9 @@ class EvalConfig:
                 "count, classes, problems) and exit without evaluating (2 if any is unreadable)"})
     head_samples: int = field(default=10000, metadata={"help": "train images the linear head is fitted on"})
     workers: int = field(default=8, metadata={"help": "threads decoding images"})
+    skip_unreadable: bool = field(default=True, metadata={
+        "help": "replace an undecodable image by the next decodable one, naming it in OUTPUT/unreadable_images.txt "
+                "and the report, as `lore train` does (--no-skip-unreadable: stop at the first, naming it)"})
     cache_dir: str = field(default="~/.cache/lore", metadata={"help": "cache of built reference models"})
     device: str = field(default="", metadata={"help": "cpu, cuda, cuda:N (default: cuda if available)"})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Union
 
-from ..jsonio import write_json
+from ..jsonio import write_json, write_text_atomic
 from ..plotting import finish_axes, method_style, new_figure, save_figure
 from ..units import parse_eps
 
@@ -66,5 +66,5 @@ def write_report(report: dict, folder: Union[str, Path], name: str = "model") ->
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "report.json", report)
-    (folder / "report.md").write_text(markdown_table(report))
+    write_text_atomic(folder / "report.md", markdown_table(report))
     return [folder / "report.json", folder / "report.md", plot_robustness({name: report}, folder / "robust_accuracy.png")]

@@ -14,6 +14,8 @@ from ..data.images import build_dataset, check_same_classes, read_class_list, da
 from ..data.specs import is_image_folder
 from ..devices import resolve_device
 from ..models.build import BuiltModel, build_model, class_embeddings, zero_shot_head
+from ..models.model_card import check_card_sources
+from ..data.unreadable import UNREADABLE_LIST, UnreadableLog
 from ..models.encoders import ImageEncoder
 from ..provenance import dataset_fingerprint, provenance
 from ..models.export import is_export_folder, load_export_folder
@@ -35,18 +37,19 @@ def settings_of(config: EvalConfig) -> EvalSettings:
 
 def _load(config: EvalConfig, device: torch.device) -> BuiltModel:
     return load_model(config.model, config.pretrained, config.image_size, cache_dir=config.cache_dir,
-                      seed=config.seed, device=device)
+                      seed=config.seed, device=device, allow_missing=config.allow_missing)
 
 
 def load_model(model: str, pretrained: Optional[str], image_size: Optional[int], *, cache_dir: str, seed: int,
-               device: torch.device) -> BuiltModel:
+               device: torch.device, allow_missing: bool = False) -> BuiltModel:
     """Whatever `lore eval --model` accepts: a model name (+ pretrained tag), an export folder, or a run folder.
 
     Raises:
         FileNotFoundError: a path that does not exist, or a run folder without its export (names its status).
     """
     if model.startswith(("hf:", "local-dir:", "timm:")):  # a prefixed name: build_model checks its own path
-        return build_model(model, pretrained, image_size, cache_dir=Path(cache_dir).expanduser(), seed=seed, device=device)
+        return build_model(model, pretrained, image_size, cache_dir=Path(cache_dir).expanduser(), seed=seed, device=device,
+                           allow_missing=allow_missing)
     path = Path(model)
     if _looks_like_path(model) and not path.exists():
         raise FileNotFoundError(f"model {model!r}: no such file or folder")
@@ -56,6 +59,7 @@ def load_model(model: str, pretrained: Optional[str], image_size: Optional[int],
             raise ValueError(f"model {model!r}: the run folder's last run did not finish ({status}), so its export/ "
                              f"is an earlier run's; finish it with `lore train --resume --output {model}`, or pass "
                              f"{path / 'export'} to evaluate that earlier export")
+        check_card_sources(path)  # its model card is written from the run's records after the evaluation: checked before
         path = path / "export"
     elif path.is_dir() and (path / "export").is_dir():
         path = path / "export"
@@ -140,6 +144,8 @@ def _run_evaluation(config: EvalConfig, pool: ThreadPoolExecutor) -> dict:
     device = resolve_device(config.device)
     settings = settings_of(config)
     built = _load(config, device)
+    Path(config.output).mkdir(parents=True, exist_ok=True)
+    unreadable = UnreadableLog(Path(config.output) / UNREADABLE_LIST) if config.skip_unreadable else None
     encoder: ImageEncoder = built.encoder.eval().requires_grad_(False)
     test_set = build_dataset(config.data, built.image_size, split="test", seed=config.seed, classes=_classes(config))
     classnames = dataset_classnames(test_set)
@@ -154,17 +160,23 @@ def _run_evaluation(config: EvalConfig, pool: ThreadPoolExecutor) -> dict:
     else:
         head_set, test_set, head_source = linear_head_data(config, built.image_size, test_set)
         check_same_classes(head_set, test_set, f"head data {head_source}", f"evaluation data {config.data}")
-        head_images, head_labels = probe_subset(head_set, config.head_samples, config.seed + 5, workers_pool=pool)
+        head_images, head_labels = probe_subset(head_set, config.head_samples, config.seed + 5, workers_pool=pool,
+                                                on_unreadable=unreadable)
         with torch.no_grad():
             features = torch.cat([encoder(head_images[i:i + 256].to(device)) for i in range(0, len(head_images), 256)])
         head = fit_linear_head(features, head_labels.to(device), num_classes=len(classnames) if classnames else None)
         head_kind = f"linear probe (fitted on the clean features of {len(head_labels)} images: {head_source})"
-    images, labels = probe_subset(test_set, config.samples, config.seed, workers_pool=pool)
+    images, labels = probe_subset(test_set, config.samples, config.seed, workers_pool=pool, on_unreadable=unreadable)
     images, labels = images.to(device), labels.to(device)
     classifier = torch.nn.Sequential(encoder, head).eval()
     report = evaluate(classifier, images, labels, settings, embed=encoder, class_embeddings=text_embeddings)
     report["model"] = config.model
     report["head"] = head_kind
+    if unreadable is not None:
+        report["unreadable_images"] = list(unreadable.seen)
+        if unreadable.count:
+            report["warnings"] = [*report.get("warnings", []), f"{unreadable.count} undecodable image(s) were replaced "
+                                  f"by the next decodable one (listed in {UNREADABLE_LIST})"]
     report["config"] = asdict(config)
     report["provenance"] = provenance(model=encoder, device=str(device),
                                       data={"spec": config.data, **dataset_fingerprint(test_set)})

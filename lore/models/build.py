@@ -46,7 +46,7 @@ class BuiltModel:
 
 
 def build_model(name: str, pretrained: Optional[str], image_size: Optional[int], *, cache_dir: Path, seed: int,
-                device: torch.device) -> BuiltModel:
+                device: torch.device, allow_missing: bool = False) -> BuiltModel:
     """Builds the starting encoder phi_0.
 
     Args:
@@ -58,6 +58,7 @@ def build_model(name: str, pretrained: Optional[str], image_size: Optional[int],
         cache_dir: where the digits reference encoder is cached (built once, deterministically).
         seed: seed of the digits pretraining.
         device: where the encoder goes.
+        allow_missing: `hf:` models: accept weights that lack entries the config names (`load_hf`).
     """
     if name == DIGITS_CLIP:
         from .digits_clip import digits_tokenizer, load_or_train_digits_clip
@@ -81,7 +82,7 @@ def build_model(name: str, pretrained: Optional[str], image_size: Optional[int],
     if name.startswith(HF_PREFIX):
         if pretrained:
             raise ValueError(f"pretrained={pretrained!r} is ignored for {name!r}; an hf: folder carries its weights")
-        model = load_hf(name, image_size=image_size, device=device)
+        model = load_hf(name, image_size=image_size, device=device, allow_missing=allow_missing)
         return BuiltModel(model.encoder, model.image_size, model.text, model.tokenizer, kind=model.kind,
                           logit_scale=model.logit_scale, logit_bias=model.logit_bias, hf=model)
     if name.startswith("timm:"):

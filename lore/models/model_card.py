@@ -7,15 +7,41 @@ that report — never typed by hand. What was not measured says so ("not evaluat
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..jsonio import write_json, write_text_atomic
+from ..jsonio import dumps, write_text_atomic
 from ..units import format_eps
 
 CARD = "README.md"
 REPORT_COPY = "evaluation.json"  # the report the card's numbers come from, kept beside it
+
+
+#: config.json fields the card reads, with their types
+CARD_FIELDS = {"model": str, "method": str, "eps": (int, float), "pgd_steps": int, "batch_size": int,
+               "lr": (int, float), "data": str}
+
+
+def check_card_sources(run_folder: Union[str, Path]) -> dict:
+    """The run's config.json as the card reads it, checked (before an evaluation whose card it will feed).
+
+    Raises:
+        ValueError: a config.json that is not JSON, or lacks or mistypes a field the card reads (named).
+    """
+    path = Path(run_folder) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} cannot be read as the config.json `lore train` writes: {error}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a JSON object (the config.json `lore train` writes)")
+    for name, kind in CARD_FIELDS.items():
+        if not isinstance(config.get(name), kind) or isinstance(config.get(name), bool):
+            raise ValueError(f"{path} is not the config.json `lore train` writes: its {name!r} is "
+                             f"{config.get(name, 'missing')!r}")
+    return config
 
 
 def _yaml(value: Any) -> str:
@@ -32,10 +58,26 @@ def _library(export: Path) -> str:
 
 
 def _base_model(config: dict) -> str:
+    """The model a run started from: a Hugging Face cache snapshot (`models--ORG--NAME/snapshots/HASH`) as its
+    repository id ORG/NAME, another `hf:` folder by its name, else the model and its pretrained tag."""
     model = config["model"]
-    if model.startswith("hf:"):
-        return Path(model[3:]).name
+    if model.startswith(("hf:", "local-dir:")):
+        folder = Path(model.split(":", 1)[1].rstrip("/"))
+        if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+            return folder.parent.parent.name[len("models--"):].replace("--", "/")
+        return folder.name
     return f"{model} ({config['pretrained']})" if config.get("pretrained") else model
+
+
+#: characters that Markdown or HTML would read as markup in a card's body
+_MARKUP = str.maketrans({c: f"\\{c}" for c in "\\`*_{}[]()#+!|~"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;",
+                                                                        "\n": " ", "\r": " "})
+
+
+def _text(value: Any) -> str:
+    """`value` as plain text in a Markdown body: markup characters escaped, line breaks flattened (a folder name
+    or a data path cannot open a heading, a link or an HTML element)."""
+    return str(value).translate(_MARKUP)
 
 
 def _training_rows(config: dict, summary: dict) -> list[tuple[str, str]]:
@@ -63,8 +105,8 @@ def _evaluation_lines(report: Optional[dict]) -> list[str]:
         return ["Not evaluated: no `lore eval` of this run folder has been recorded, so this card states no accuracy."]
     config = report.get("config", {})
     attacks = _attacks(report)
-    lines = [f"`lore eval` on {report['n_samples']} images of `{config.get('data', '?')}` (seed {config.get('seed')}), "
-             f"head: {report.get('head', '?')}.", "",
+    lines = [f"`lore eval` on {report['n_samples']} images of {_text(config.get('data', '?'))} (seed "
+             f"{config.get('seed')}), head: {_text(report.get('head', '?'))}.", "",
              "| eps | " + " | ".join(["clean", *attacks]) + " |", "|---" * (2 + len(attacks)) + "|",
              "| 0 | " + f"{report['clean_accuracy']:.4f}" + " |" * len(attacks) + " |"]
     for eps, row in report.get("robust_accuracy", {}).items():
@@ -104,10 +146,12 @@ def _loading_lines(library: str, export: Path) -> list[str]:
     return ["- open_clip, transformers: not loadable (a timm or digits encoder).", lore]
 
 
-def model_card(run_folder: Union[str, Path], report: Optional[dict] = None) -> str:
-    """The card text of `run_folder`'s export, from config.json, summary.json and an optional `lore eval` report."""
+def model_card(run_folder: Union[str, Path], report: Optional[dict] = None, *,
+               report_sha256: Optional[str] = None) -> str:
+    """The card text of `run_folder`'s export, from config.json, summary.json and an optional `lore eval` report
+    (`report_sha256`: the SHA-256 of its copy, evaluation.json, named on the card)."""
     run_folder = Path(run_folder)
-    config = json.loads((run_folder / "config.json").read_text())
+    config = check_card_sources(run_folder)
     summary = json.loads((run_folder / "summary.json").read_text()) if (run_folder / "summary.json").is_file() else {}
     export = run_folder / "export"
     library = _library(export)
@@ -118,12 +162,15 @@ def model_card(run_folder: Union[str, Path], report: Optional[dict] = None) -> s
               f"tags: {_yaml(tags)}", f"lore_method: {_yaml(config['method'])}",
               f"lore_eps: {_yaml(format_eps(config['eps']))}",
               f"lore_evaluated: {_yaml(report is not None)}", "---", ""]
-    body = [f"# {config['method'].upper()} robust fine-tune of {_base_model(config)}", "",
+    body = [f"# {config['method'].upper()} robust fine-tune of {_text(_base_model(config))}", "",
             "Adversarially fine-tuned image encoder written by `lore train` (LORE: per-sample constraints keeping "
             "phi(x) near the original phi_0(x)). Generated from the run's records; nothing on it was typed by hand.", "",
             "## Training", "", "| setting | value |", "|---|---|"]
     body += [f"| {name} | {value} |" for name, value in _training_rows(config, summary)]
-    body += ["", "## Evaluation", "", *_evaluation_lines(report), "", "## Provenance", "",
+    evaluation = _evaluation_lines(report)
+    if report_sha256 is not None:
+        evaluation += ["", f"The report: `{REPORT_COPY}` beside this card, SHA-256 {report_sha256}."]
+    body += ["", "## Evaluation", "", *evaluation, "", "## Provenance", "",
              f"- code: lore {code.get('package', '?')}, commit {code.get('commit') or 'unknown'}"
              + (" (uncommitted changes)" if code.get("dirty") else ""),
              f"- weights SHA-256 (the fine-tuned encoder): {provenance.get('weights_sha256', 'not recorded')}",
@@ -132,12 +179,20 @@ def model_card(run_folder: Union[str, Path], report: Optional[dict] = None) -> s
 
 
 def write_model_card(run_folder: Union[str, Path], report: Optional[dict] = None) -> Path:
-    """Writes (atomically) export/README.md of `run_folder`, and with a report its copy export/evaluation.json."""
+    """Writes (atomically) export/README.md of `run_folder`, and with a report its copy export/evaluation.json.
+
+    The card and its report copy are two files: the old copy is removed first and the new one written last, so
+    an interruption leaves a card whose evaluation matches the report beside it, or no report beside it, never
+    a card that says "not evaluated" next to an evaluation (the card names the report's SHA-256)."""
     export = Path(run_folder) / "export"
-    if report is not None:
-        write_json(export / REPORT_COPY, report)
     path = export / CARD
-    write_text_atomic(path, model_card(run_folder, report))
+    if report is None:
+        write_text_atomic(path, model_card(run_folder, None))
+        return path
+    copy = dumps(report, indent=2)
+    (export / REPORT_COPY).unlink(missing_ok=True)
+    write_text_atomic(path, model_card(run_folder, report, report_sha256=hashlib.sha256(copy.encode()).hexdigest()))
+    write_text_atomic(export / REPORT_COPY, copy)
     return path
 
 

@@ -46,6 +46,8 @@ def unused_reason(settings: Mapping[str, Any], name: str) -> Optional[str]:
         return f"the dual is {dual}; only the network has a hidden layer"
     if name in ("dual_features", "dual_link") and dual == "scalar":
         return "the dual is scalar: one lambda, which reads no features and has no link"
+    if name == "allow_missing" and not str(settings["model"]).startswith("hf:"):
+        return "it applies to hf: models only"
     if name == "probe_size" and settings["probe_every"] == 0:
         return "probe_every is 0: no probe runs"
     return None
@@ -65,10 +67,14 @@ class TrainConfig:
 
     # model
     model: str = _help("'digits-cnn' or 'digits-clip' (embedded, offline), an open_clip name (ViT-B-32), "
-                       "'local-dir:PATH', or 'timm:NAME'", default="digits-cnn")
+                       "'local-dir:PATH' (an open_clip folder), 'timm:NAME', or 'hf:PATH' (a local transformers "
+                       "folder: CLIP, SigLIP, DINOv2; docs/training.md lists its files)", default="digits-cnn")
     pretrained: Optional[str] = _help("open_clip tag (openai, laion2b_s34b_b79k) or a local weights file; timm: a local "
                                       "weights file", default=None)
     image_size: Optional[int] = _help("input resolution (default: the model's own; digits: 16)", default=None)
+    allow_missing: bool = _help("hf: models: train even when the folder's weights lack entries its config names "
+                                "(they start at random and are listed in a warning); default: refuse such a folder",
+                                default=False)
     # data
     data: str = _help("'digits', an ImageFolder directory, 'torchvision:NAME:ROOT' (dataset already on disk), or "
                       "'wds:PATTERN' (local webdataset tar shards, e.g. wds:shards/{0000..0099}.tar; needs --probe-data)",
@@ -264,6 +270,21 @@ class TrainConfig:
             # trained on the probe's images too: refused)
             values["probe_held_out"] = f"{PROBE_SHARE:g} of data, at most probe_size images"
         return values
+
+
+def read_run_config(folder: Union[str, Path]) -> TrainConfig:
+    """The `TrainConfig` a `lore train` run folder recorded (config.json), checked.
+
+    Raises:
+        ValueError: naming the file and what is wrong with it. FileNotFoundError: no config.json.
+    """
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} holds no config.json: it is not a `lore train` run folder")
+    try:
+        return TrainConfig.from_dict(read_json_object(path))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path} is not the config.json `lore train` writes: {error}") from None
 
 
 OPERATIONAL_FIELDS = frozenset({"output", "cache_dir", "checkpoint_every", "log_every", "probe_every", "tensorboard",

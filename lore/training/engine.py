@@ -26,10 +26,12 @@ import torch
 
 from constrained import NormMargin
 
-from ..data.images import (TensorImages, as_float_pixels, batches_per_epoch, build_dataset, check_same_classes, dataset_classnames,
+from ..data.images import (TensorImages, check_data_spec, as_float_pixels, batches_per_epoch, build_dataset, check_same_classes, dataset_classnames,
                            probe_subset, read_class_list, split_disjoint)
-from ..data.specs import PROBE_SHARE, is_image_folder, is_shard_spec
+from ..data.specs import IMAGE_EXTENSIONS, PROBE_SHARE, UnreadableImageError, is_image_folder, is_shard_spec
 from ..devices import bf16_warning, resolve_device
+from ..data.unreadable import UNREADABLE_LIST, UnreadableLog
+from ..files import open_append, read_own_text
 from ..jsonio import dumps, write_json, write_text_atomic
 from ..methods import build_method
 from ..heads import ZeroShotHead
@@ -254,7 +256,7 @@ class _Run:
     train_set: Any
     probe_images: torch.Tensor
     probe_labels: torch.Tensor
-    unreadable: Optional[_UnreadableLog]
+    unreadable: Optional[UnreadableLog]
     passes: str
     workers: int
     per_epoch: int
@@ -326,24 +328,33 @@ def _prepare_output(config: TrainConfig, resume: bool, info: DistInfo, fingerpri
 def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
     """The model, phi_0, data, probe set, head, optimisers and the step of a run, restored from its checkpoint on
     `resume`."""
+    check_data_spec(config.data, "--data")  # before any model is built or any file written
+    if config.probe_data is not None:
+        check_data_spec(config.probe_data, "--probe-data")
     device = _device(config, info)
     fingerprint = config.resume_fingerprint(info.world_size)
     state = _prepare_output(config, resume, info, fingerprint)
     output = Path(config.output)
-    unreadable = (_UnreadableLog(output / "unreadable_images.txt" if info.is_main else None, resume=resume)
+    unreadable = (UnreadableLog(output / UNREADABLE_LIST if info.is_main else None, resume=resume)
                   if config.skip_unreadable else None)
     torch.manual_seed(config.seed)
     built = build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
-                        seed=config.split_seed, device=device)
+                        seed=config.split_seed, device=device, allow_missing=config.allow_missing)
     encoder = built.encoder
     _prepare_for_device(config, built, device, info)
     reference = FrozenReference(encoder)  # phi_0: the weights as built, before any checkpoint is loaded
     train_set, probe_source = _train_and_probe_sets(config, built.image_size, info)
-    probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed, on_unreadable=unreadable)
+    _note_samples_without_image(train_set, unreadable)
     shards = is_shard_spec(config.data)  # class ids without names: the head reads the probe data's classes
-    head_set = probe_source if shards else train_set
-    head_images, head_labels = probe_subset(head_set, 1000, config.seed + 1, on_unreadable=unreadable)
-    head = build_head(built, dataset_classnames(head_set), reference, head_images.to(device), head_labels.to(device))
+    if probe_source is None:  # shards, no probe: no head either (shard methods are unsupervised)
+        probe_images, probe_labels = torch.empty(0, 3, built.image_size, built.image_size), torch.empty(0, dtype=torch.long)
+        head_images, _ = probe_subset(train_set, 1000, config.seed + 1, on_unreadable=unreadable)
+        head = None
+    else:
+        probe_images, probe_labels = probe_subset(probe_source, config.probe_size, config.seed, on_unreadable=unreadable)
+        head_set = probe_source if shards else train_set
+        head_images, head_labels = probe_subset(head_set, 1000, config.seed + 1, on_unreadable=unreadable)
+        head = build_head(built, dataset_classnames(head_set), reference, head_images.to(device), head_labels.to(device))
     optimizer = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     per_epoch = batches_per_epoch(len(train_set), config.batch_size * info.world_size)
@@ -406,8 +417,11 @@ def _train_and_probe_sets(config: TrainConfig, image_size: int, info: DistInfo) 
         check_same_classes(data, probe, f"training data {config.data}", f"probe data {config.probe_data}")
         return data, probe
     if is_shard_spec(config.data):
+        if config.probe_every == 0:  # no probe runs, and shard methods need no head
+            return data, None
         raise ValueError(f"--data {config.data}: shards have no held-out split; pass --probe-data (an image folder or "
-                         "torchvision:NAME:ROOT with class names, which the probe's zero-shot head reads)")
+                         "torchvision:NAME:ROOT with class names, which the probe's zero-shot head reads), or "
+                         "--probe-every 0 for no probe")
     if not is_image_folder(config.data):
         return data, build_dataset(config.data, image_size, split="test", seed=config.split_seed, classes=classes)
     if len(data) < 4:
@@ -417,6 +431,18 @@ def _train_and_probe_sets(config: TrainConfig, image_size: int, info: DistInfo) 
     if info.is_main:
         write_text_atomic(Path(config.output) / PROBE_FILES, "".join(f"{probe.source(i)}\n" for i in range(len(probe))))
     return train, probe
+
+
+def _note_samples_without_image(train_set: Any, unreadable: Optional[UnreadableLog]) -> None:
+    """Shard samples without an image member are listed with the unreadable images (or, with
+    --no-skip-unreadable, stop the run naming the first)."""
+    left_out = getattr(train_set, "without_image", [])
+    if not left_out:
+        return
+    if unreadable is None:
+        raise UnreadableImageError(f"{len(left_out)} shard sample(s) hold no image member ({', '.join(IMAGE_EXTENSIONS)}),"
+                                   f" e.g. {left_out[0]}; --skip-unreadable leaves them out and lists them")
+    unreadable.note_without_image(left_out)
 
 
 def _robust_step(config: TrainConfig, info: DistInfo, built: BuiltModel, reference: FrozenReference, head: ZeroShotHead,
@@ -446,7 +472,7 @@ def _loop(run: _Run) -> tuple[str, int]:
     """Trains from batch `run.start` to `run.total` (or a stop signal); returns (status, batches done)."""
     config, info = run.config, run.info
     writer = _tensorboard(run.output) if config.tensorboard and info.is_main else None
-    metrics_file = open(run.output / "metrics.jsonl", "a") if info.is_main else None
+    metrics_file = open_append(run.output / "metrics.jsonl") if info.is_main else None
     bar = progress(run.total, f"{config.method} eps={config.eps * 255:.3g}/255", initial=run.start, unit="batch",
                    enabled=info.is_main)
     batches = _batches(run)
@@ -581,7 +607,7 @@ def _finish(run: _Run, status: str, step: int) -> RunResult:
                    "longest_checkpoint_seconds": round(longest["checkpoint"], 3),
                    "stop_needs_seconds": round(longest["batch"] + longest["checkpoint"], 3)}
         if status == "finished":
-            summary["export"] = str(export_encoder(run.built, config.model, run.output / "export"))
+            summary["export"] = str(export_encoder(run.built, config.model, run.output / "export", replace=True))
             summary["provenance"] = provenance(model=run.encoder, data={"spec": config.data,
                                                                         **dataset_fingerprint(run.train_set)})
             from .plots import plot_run
@@ -593,38 +619,13 @@ def _finish(run: _Run, status: str, step: int) -> RunResult:
     return RunResult(status, step, run.total, run.output, agree, run.start, unreadable)
 
 
-class _UnreadableLog:
-    """Receives the messages of skipped undecodable images: warns once per file and lists them in a file."""
-
-    def __init__(self, path: Optional[Path], *, resume: bool = False) -> None:
-        self.path, self.seen = path, set()
-        if path is not None and path.is_file():
-            if resume:  # the interrupted part of this run already listed these: never twice
-                self.seen = {line for line in path.read_text().splitlines() if line}
-            else:
-                path.unlink()  # a new run's list starts empty
-
-    @property
-    def count(self) -> int:
-        return len(self.seen)
-
-    def __call__(self, message: str) -> None:
-        if message in self.seen:
-            return
-        self.seen.add(message)
-        warnings.warn(f"skipping an unreadable image (replaced by the next readable one): {message}", stacklevel=2)
-        if self.path is not None:
-            with open(self.path, "a") as handle:
-                handle.write(message + "\n")
-
-
 def _drop_metrics_after(path: Path, step: int) -> None:
     """Keeps only the records of batches up to `step` (the checkpoint a resume continues from): the batches
     after it are trained again and logged again, so their old records would appear twice."""
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         return
     kept = []
-    for line in path.read_text().splitlines():
+    for line in read_own_text(path).splitlines():
         try:
             if json.loads(line)["step"] <= step:
                 kept.append(line)

@@ -56,7 +56,9 @@ def test_write_json_replaces_the_file_whole_and_leaves_no_partial_file(tmp_path,
     def interrupted(source, target):  # killed between writing and renaming: the old file is untouched
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(jsonio.os, "replace", interrupted)
+    from lore import files
+
+    monkeypatch.setattr(files.os, "replace", interrupted)
     try:
         jsonio.write_json(path, {"status": "interrupted"})
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ from lore.training.loader import GlobalBatchSampler
 def test_every_sample_with_an_image_is_indexed_in_shard_order_with_its_label(tmp_path, write_shards):
     spec = write_shards(tmp_path / "shards", shards=3, per_shard=10, corrupt=1, without_image=2)
     data = build_dataset(spec, 32)
-    assert isinstance(data, ShardImages) and len(data) == 31 and data.without_image == 2
+    assert isinstance(data, ShardImages) and len(data) == 31 and len(data.without_image) == 2
     digits = load_digits_images(32)
     image, label, index = data[12]
     assert index == 12 and label == int(digits.labels[12])

@@ -72,7 +72,7 @@ def test_a_resume_drops_the_metrics_of_batches_it_will_train_again(tmp_path):
 def test_the_unreadable_list_is_not_repeated_by_a_resume_and_starts_empty_for_a_new_run(tmp_path):
     import warnings
 
-    from lore.training.engine import _UnreadableLog
+    from lore.data.unreadable import UnreadableLog as _UnreadableLog
 
     path = tmp_path / "unreadable_images.txt"
     with warnings.catch_warnings():
