@@ -13,8 +13,9 @@ Terms are sums over an observation's n entries; `entry_scale` turns them into ex
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 
@@ -45,25 +46,75 @@ def price(binding: Binding, observation: Observation) -> Priced:
 def multiplier_values(priced: Mapping[str, Priced], formulation: Formulation) -> dict[str, torch.Tensor]:
     """{name: lambda [n]} of this evaluation; a fixed weight as [1] (for reports) where there is no multiplier.
 
+    A user's multiplier is checked at this boundary (`check_multiplier_value`): a tensor, floating point, of its
+    violations' shape, connected to its parameters while gradients are on, and for an inequality never
+    negative (read once per multiplier, at its first evaluation: one transfer in a whole training).
+
     Raises:
-        ValueError: a multiplier whose lambda does not have its violations' shape.
+        TypeError, ValueError: a multiplier whose lambda breaks the protocol, naming its class and `value`.
     """
     values = {}
     for name, entry in priced.items():
         multiplier = entry.binding.multiplier
         if multiplier is None:
             weight = formulation.fixed_weight
-            assert weight is not None, "a formulation without multipliers gives a fixed weight"
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise TypeError(f"constraint {name!r}: {type(formulation).__name__}.fixed_weight is {weight!r}; a "
+                                "formulation without multipliers (needs_multiplier False) must give a number")
             values[name] = torch.full((1,), weight, device=entry.violation.device)
             continue
-        value = multiplier.value(entry.features)
-        if value.dim() == 0:
-            value = value.unsqueeze(0)
-        if value.shape != entry.violation.shape:
-            raise ValueError(f"constraint {name!r}: its multiplier gives lambda of shape {tuple(value.shape)} for "
-                             f"violations of shape {tuple(entry.violation.shape)}; they must match")
+        value = check_multiplier_value(multiplier.value(entry.features), entry, name)
         values[name] = value
     return values
+
+
+#: multipliers whose sign was read once (`check_multiplier_value`)
+_SIGN_READ: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def check_multiplier_value(value: Any, entry: Priced, name: str) -> torch.Tensor:
+    """`value`, what `entry`'s multiplier returned, checked against `MultiplierKind.value`'s contract; a scalar
+    becomes [1]."""
+    multiplier = entry.binding.multiplier
+    where = f"constraint {name!r}: {type(multiplier).__name__}.value()"
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{where} returned a {type(value).__name__}; it must return a floating-point torch.Tensor of "
+                        "lambdas, [n] or [1], differentiable in the multiplier's parameters")
+    if not value.is_floating_point():
+        raise TypeError(f"{where} returned a {value.dtype} tensor; lambda must be floating point (its dual gradient "
+                        "flows through it)")
+    if value.dim() == 0:
+        value = value.unsqueeze(0)
+    if value.shape != entry.violation.shape:
+        raise ValueError(f"{where} gives lambda of shape {tuple(value.shape)} for violations of shape "
+                         f"{tuple(entry.violation.shape)}; they must match")
+    trainable = any(p.requires_grad for p in multiplier.parameters())
+    if torch.is_grad_enabled() and trainable and not value.requires_grad:
+        raise ValueError(f"{where} returned a lambda detached from the multiplier's parameters (no gradient): the "
+                         "dual step could never move it; return the tensor computed from the parameters")
+    if not entry.binding.equality and multiplier not in _SIGN_READ:
+        _SIGN_READ.add(multiplier)
+        if bool((value.detach() < 0).any()):  # once per multiplier: a negative price rewards violating the bound
+            raise ValueError(f"{where} returned a negative lambda ({float(value.detach().min()):.4g}) for an inequality "
+                             f"constraint (free_sign={multiplier.free_sign}): a bound priced below 0 acts as a reward; "
+                             "keep lambda >= 0 (a softplus or relu link, or a clamp in project_)")
+    return value
+
+
+def check_term(term: Any, formulation: Any, member: str, name: str, violation: torch.Tensor) -> torch.Tensor:
+    """A formulation's primal or dual term, checked against `Formulation`'s contract: a floating-point scalar
+    tensor, connected to the violations' gradient where they carry one (primal term)."""
+    where = f"constraint {name!r}: {type(formulation).__name__}.{member}()"
+    if not isinstance(term, torch.Tensor):
+        raise TypeError(f"{where} returned a {type(term).__name__}; it must return a scalar torch.Tensor (a float "
+                        "carries no gradient, so the constraint would not act)")
+    if term.dim() != 0 or not term.is_floating_point():
+        raise ValueError(f"{where} returned a {term.dtype} tensor of shape {tuple(term.shape)}; it must return a "
+                         "floating-point scalar (shape ()): the sum over the observation's entries")
+    if member == "primal_term" and violation.requires_grad and not term.requires_grad:
+        raise ValueError(f"{where} returned a term detached from the violations: the model would train as if "
+                         "unconstrained; compute it from the violation tensor it is given")
+    return term
 
 
 def entry_scale(binding: Binding, entries: int, dual: bool) -> float:
@@ -79,8 +130,8 @@ def primal_lagrangian(loss: torch.Tensor, priced: Mapping[str, Priced], values: 
     lagrangian = loss
     for name, entry in priced.items():
         binding = entry.binding
-        term = formulation.primal_term(None if binding.multiplier is None else values[name], entry.violation,
-                                       binding.equality)
+        term = check_term(formulation.primal_term(None if binding.multiplier is None else values[name], entry.violation,
+                                                  binding.equality), formulation, "primal_term", name, entry.violation)
         scale = entry_scale(binding, entry.violation.shape[0], dual=False)
         lagrangian = torch.add(lagrangian, term, alpha=scale) if scale != 1.0 else lagrangian + term  # one op
     return lagrangian
@@ -102,6 +153,7 @@ def dual_lagrangian(priced: Mapping[str, Priced], values: Mapping[str, torch.Ten
         term = formulation.dual_term(values[name], entry.dual_violation)
         if term is None:
             continue
+        term = check_term(term, formulation, "dual_term", name, entry.dual_violation)
         scale = entry_scale(binding, entry.violation.shape[0], dual=True)
         if not binding.per_index:
             scale *= weight

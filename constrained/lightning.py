@@ -297,14 +297,28 @@ class ResumableLoader(DataLoader[Any]):
             yield batch
 
     def state_dict(self) -> dict[str, int]:
-        """{"seed", "epoch", "batches"}: the batches of this epoch handed to the training loop so far."""
-        return {"seed": self.seed, "epoch": self.order.epoch, "batches": self._handed_out}
+        """{"seed", "epoch", "batches", "size", "batch_size"}: the batches of this epoch handed to the training loop
+        so far, and the order they came from (dataset size and batch size)."""
+        return {"seed": self.seed, "epoch": self.order.epoch, "batches": self._handed_out, "size": self.order.size,
+                "batch_size": cast(int, self.batch_size)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continues epoch `state["epoch"]` after its first `state["batches"]` batches (refuses another seed)."""
-        if int(state["seed"]) != self.seed:
-            raise ValueError(f"the checkpoint's loader was seeded {state['seed']}, this one {self.seed}: the resumed "
-                             "run would see other batches")
+        """Continues epoch `state["epoch"]` after its first `state["batches"]` batches.
+
+        Raises:
+            ValueError: a state from another order: another seed, dataset size or batch size (the resumed epoch
+                would skip samples it never saw, or repeat some), or one that does not record them.
+        """
+        missing = [key for key in ("seed", "epoch", "batches", "size", "batch_size") if key not in state]
+        if missing:
+            raise ValueError(f"the checkpoint's loader state lacks {', '.join(missing)} (written by an older "
+                             "ResumableLoader?): the position cannot be checked against this loader's order")
+        for key, ours, what in (("seed", self.seed, "seeded"), ("size", self.order.size, "over a dataset of"),
+                                ("batch_size", self.batch_size, "in batches of")):
+            if int(state[key]) != ours:
+                raise ValueError(f"the checkpoint's loader ran {what} {state[key]}, this one {what} {ours}: resumed "
+                                 f"at batch {state['batches']} it would skip or repeat samples; resume with the run's "
+                                 f"own {key}")
         self.order.epoch = int(state["epoch"])
         self.order.skip = int(state["batches"]) * cast(int, self.batch_size)
         self._handed_out = int(state["batches"])

@@ -83,6 +83,39 @@ def files_fingerprint(paths: Iterable[Union[str, Path]], root: Optional[Union[st
     return {"files": len(entries), "sha256": hashlib.sha256("\n".join(entries).encode()).hexdigest()}
 
 
+def files_sha256(paths: Iterable[Union[str, Path]], root: Union[str, Path]) -> str:
+    """SHA-256 over files' names (relative to `root`) and contents, in sorted name order (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(os.path.relpath(path, root).encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+#: the files of a model folder that decide its function (weights, configs, processor, tokenizer)
+MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.json", "*.txt", "*.model")
+
+
+def model_fingerprint(model: str, pretrained: Optional[str] = None) -> dict[str, Any]:
+    """What a run's starting model is, so that a resume can refuse another: for an `hf:` or `local-dir:` folder
+    the SHA-256 of its weights, configs, processor and tokenizer files (`MODEL_FILE_PATTERNS`); for a local
+    weights file (`--pretrained FILE`) its SHA-256; otherwise the name and tag alone (a built-in or downloaded
+    model that the name fixes)."""
+    record: dict[str, Any] = {"name": model, "pretrained": pretrained}
+    for prefix in ("hf:", "local-dir:"):
+        if model.startswith(prefix):
+            folder = Path(model[len(prefix):]).expanduser()
+            files = [p for pattern in MODEL_FILE_PATTERNS for p in folder.glob(pattern) if p.is_file()]
+            record["files_sha256"] = files_sha256(files, folder)
+            record["files"] = len(files)
+    if pretrained is not None and Path(pretrained).expanduser().is_file():
+        path = Path(pretrained).expanduser()
+        record["pretrained_sha256"] = files_sha256([path], path.parent)
+    return record
+
+
 def dataset_fingerprint(dataset, root: Optional[Union[str, Path]] = None) -> dict[str, Any]:
     """The file fingerprint of a file-backed dataset (anything exposing `.samples` or `.base.samples` as
     (path, label) pairs, or `.base.base...`), else {"items": N} with the SHA-256 of an in-memory dataset's

@@ -49,9 +49,13 @@ def save_atomic(state: dict, path: Union[str, Path]) -> Path:
     """Writes `state` to `path` via a temporary file and an atomic rename; `path` is untouched on failure.
 
     Raises:
-        OSError: the write failed (ENOSPC when the disk is full), naming `path`; the temporary is removed."""
+        OSError: the write failed (ENOSPC when the disk is full), naming `path`; the temporary is removed.
+        lore.files.SymlinkRefused: `path` is a symbolic link."""
+    from ..files import refuse_symlink
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    refuse_symlink(path)
     remove_stale_temporaries(path)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -96,6 +100,8 @@ def load_checkpoint(path: Union[str, Path], fingerprint: dict) -> dict:
         raise CheckpointError(f"{path} is not a lore training checkpoint (missing {missing})")
     if state["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {state['format_version']}, this lore reads {FORMAT_VERSION}")
+    if not isinstance(state["fingerprint"], dict):
+        raise CheckpointError(f"{path} is not a lore training checkpoint (its fingerprint is not a record)")
     theirs = state["fingerprint"]
     differences = {k: (theirs.get(k, "(not recorded)"), v) for k, v in fingerprint.items() if theirs.get(k, "(not recorded)") != v}
     if differences:
@@ -104,6 +110,26 @@ def load_checkpoint(path: Union[str, Path], fingerprint: dict) -> dict:
                               "every setting that shapes training (see docs/training.md): resume with the run's own "
                               "settings, or start a new run in another --output")
     return state
+
+
+def check_inputs(state: dict, inputs: dict, path: Union[str, Path]) -> None:
+    """Refuses to resume on other inputs than the checkpoint's run read: `inputs` is {"data": the training data's
+    fingerprint (files' sizes and modification times, labels), "model": the starting model's (`model_fingerprint`)}.
+
+    Raises:
+        CheckpointError: naming what changed (or that the checkpoint recorded no inputs).
+    """
+    theirs = state["fingerprint"].get("inputs")
+    if theirs is None:
+        raise CheckpointError(f"checkpoint {path} records no fingerprint of its data and model (written by an older "
+                              "lore), so a resume cannot check they are unchanged; start a new run")
+    changed = [name for name in inputs if theirs.get(name) != inputs[name]]
+    if changed:
+        described = {"data": "the training data (its files, their sizes or modification times, or its labels)",
+                     "model": "the starting model (its weights, config, processor or tokenizer files)"}
+        raise CheckpointError(f"checkpoint {path} was trained on other inputs: {' and '.join(described.get(n, n) for n in changed)}"
+                              " changed since the run started; resuming would continue on them as if nothing had. "
+                              "Restore the run's inputs, or start a new run in another --output")
 
 
 def verify_integrity(path: Union[str, Path]) -> None:

@@ -38,13 +38,14 @@ from ..heads import ZeroShotHead
 from ..models.build import BuiltModel, build_head, build_model
 from ..models.export import export_encoder, exported_weights
 from ..models.model_card import write_model_card
-from ..provenance import dataset_fingerprint, provenance
+from ..provenance import dataset_fingerprint, model_fingerprint, provenance
 from .disk import predict as predict_disk_use
 from ..progress import progress
 from ..reference import FrozenReference
 from ..step import RobustStep
 from ..step_result import PROBLEMS, StepResult
-from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, remove_stale_temporaries, save_atomic
+from .checkpoint import (FORMAT_VERSION, CheckpointError, check_inputs, load_checkpoint, remove_stale_temporaries,
+                         save_atomic)
 from .config import TrainConfig
 from .distributed import DistInfo, init_distributed, parameters_agree, shutdown_distributed
 from .loader import GlobalBatchSampler, prefetch_batches, training_batches
@@ -344,6 +345,11 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
     _prepare_for_device(config, built, device, info)
     reference = FrozenReference(encoder)  # phi_0: the weights as built, before any checkpoint is loaded
     train_set, probe_source = _train_and_probe_sets(config, built.image_size, info)
+    inputs = {"data": {"spec": config.data, **dataset_fingerprint(train_set)},
+              "model": model_fingerprint(config.model, config.pretrained)}
+    if state is not None:
+        check_inputs(state, inputs, output / LAST)  # a resume on changed shards, folders or weights is refused
+    fingerprint["inputs"] = inputs  # recorded in every checkpoint
     _note_samples_without_image(train_set, unreadable)
     shards = is_shard_spec(config.data)  # class ids without names: the head reads the probe data's classes
     if probe_source is None:  # shards, no probe: no head either (shard methods are unsupervised)
@@ -608,8 +614,7 @@ def _finish(run: _Run, status: str, step: int) -> RunResult:
                    "stop_needs_seconds": round(longest["batch"] + longest["checkpoint"], 3)}
         if status == "finished":
             summary["export"] = str(export_encoder(run.built, config.model, run.output / "export", replace=True))
-            summary["provenance"] = provenance(model=run.encoder, data={"spec": config.data,
-                                                                        **dataset_fingerprint(run.train_set)})
+            summary["provenance"] = provenance(model=run.encoder, data=run.fingerprint["inputs"]["data"])
             from .plots import plot_run
 
             summary["plots"] = [str(p) for p in plot_run(run.output, rho=config.rho)]

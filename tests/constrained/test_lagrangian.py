@@ -123,5 +123,5 @@ def test_a_multiplier_of_the_wrong_shape_is_named():
     constraint = Constraint(d=sq_l2, margin=NormMargin(0.1), name="c")
     _, _, observation = observation_of(constraint)
     terms = priced(constraint, TooMany(), Lagrangian(), observation)
-    with pytest.raises(ValueError, match=r"constraint 'c': its multiplier gives lambda of shape \(7,\) for violations of shape \(6,\)"):
+    with pytest.raises(ValueError, match=r"constraint 'c': TooMany\.value\(\) gives lambda of shape \(7,\) for violations of shape \(6,\)"):
         multiplier_values(terms, Lagrangian())
