@@ -106,7 +106,16 @@ class GroupConstraint:
         sums.index_add_(0, ids, violation)
         counts.index_add_(0, ids, torch.ones_like(violation))
         per_group = torch.where(counts > 0, sums / counts.clamp_min(1), torch.full_like(sums, float("nan")))
-        return {"group_violations": tuple(per_group.tolist())}
+        return {"group_violations": tuple(per_group.tolist()), "group_labels": self.multiplier_labels()}
+
+    def multiplier_labels(self) -> tuple[str, ...]:
+        """What each multiplier entry prices, in their order: "group<a>" (with strata "stratum<s>/group<a>"),
+        prefixed "upper/" or "lower/" when two-sided (the lower side's ids follow all of the upper side's)."""
+        cells = [f"group{a}" if self.num_strata == 1 else f"stratum{s}/group{a}"
+                 for s in range(self.num_strata) for a in range(self.num_groups)]
+        if not self.two_sided:
+            return tuple(cells)
+        return tuple([f"upper/{c}" for c in cells] + [f"lower/{c}" for c in cells])
 
     def group_means(self, values: torch.Tensor, groups: torch.Tensor, *, strata: Optional[torch.Tensor] = None,
                     where: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -313,10 +313,10 @@ class ResumableLoader(DataLoader[Any]):
         if missing:
             raise ValueError(f"the checkpoint's loader state lacks {', '.join(missing)} (written by an older "
                              "ResumableLoader?): the position cannot be checked against this loader's order")
-        for key, ours, what in (("seed", self.seed, "seeded"), ("size", self.order.size, "over a dataset of"),
-                                ("batch_size", self.batch_size, "in batches of")):
+        for key, ours, what in (("seed", self.seed, "seeded"), ("size", self.order.size, "over a dataset of size"),
+                                ("batch_size", self.batch_size, "in batches of size")):
             if int(state[key]) != ours:
-                raise ValueError(f"the checkpoint's loader ran {what} {state[key]}, this one {what} {ours}: resumed "
+                raise ValueError(f"the checkpoint's loader was {what} {state[key]}, this one {ours}: resumed "
                                  f"at batch {state['batches']} it would skip or repeat samples; resume with the run's "
                                  f"own {key}")
         self.order.epoch = int(state["epoch"])

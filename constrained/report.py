@@ -27,6 +27,8 @@ class ConstraintReport:
         multiplier_max: largest lambda over the batch (the same rule).
         group_violations: group constraints only: each multiplier's mean violation on the batch (one per
             side, stratum and group; NaN where the group was absent).
+        group_labels: what each entry of `group_violations` prices ("group0", "upper/stratum1/group0", ...;
+            `GroupConstraint.multiplier_labels`).
     """
 
     violation_mean: float
@@ -35,13 +37,18 @@ class ConstraintReport:
     multiplier_mean: float
     multiplier_max: float
     group_violations: tuple[float, ...] = ()
+    group_labels: tuple[str, ...] = ()
 
     def as_dict(self, name: str) -> dict[str, float]:
-        """Flat {"<name>/<field>": number}; a tuple field gives one entry per element ("<name>/<field>/<i>")."""
+        """Flat {"<name>/<field>": number}; `group_violations` gives one entry per multiplier, keyed by what it
+        prices ("<name>/group_violations/upper/group0"; by position where no labels were given)."""
         flat: dict[str, float] = {}
         for key, value in asdict(self).items():
+            if key == "group_labels":
+                continue
             if isinstance(value, (tuple, list)):
-                flat.update({f"{name}/{key}/{i}": v for i, v in enumerate(value)})
+                labels = self.group_labels if len(self.group_labels) == len(value) else range(len(value))
+                flat.update({f"{name}/{key}/{label}": v for label, v in zip(labels, value)})
             else:
                 flat[f"{name}/{key}"] = value
         return flat

@@ -21,9 +21,9 @@ With no arguments it runs offline on a CPU on an embedded default:
    radius: paper Fig. 6, 7, 9), clean_over_training.png (Fig. 1a) and
    accuracy.png; each run's folder holds its own training_curves.png.
 
-    python examples/lore_clip.py                  # one seed, 4-8 minutes on 2 CPU cores
+    python examples/lore_clip.py                  # one seed (the plan line prints the expected time)
     python examples/lore_clip.py --seeds 3        # the table of docs/results.md (about 3x longer)
-    python examples/lore_clip.py --quick          # two radii, small budget (about 60 s)
+    python examples/lore_clip.py --quick          # two radii, small budget
     python examples/lore_clip.py --sweep rho,lambda --seeds 3   # Fig. 3 (rho sweep) and Fig. 1b (both fronts)
     python examples/lore_clip.py --sweep K,tolerance,dual --seeds 3  # Table 8 (K), Table 13 (margins), Fig. 8 (dual)
     python examples/lore_clip.py --black-box --seeds 3   # Square (Table 9) and Gaussian noise (Fig. 12/13)
@@ -72,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/lore_clip"), help="output folder")
     parser.add_argument("--quick", action="store_true",
-                        help="two training radii, small budget, same code path (about 60 s on 2 CPU cores)")
+                        help="two training radii, small budget, same code path (the plan line prints the expected time)")
     parser.add_argument("--model", default=EMBEDDED, help="digits-clip (embedded), an open_clip name, local-dir:PATH, or "
                         "hf:PATH (a local transformers CLIP or SigLIP folder)")
     parser.add_argument("--pretrained", default=None, help="open_clip tag or weights file")
@@ -186,6 +186,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     """Runs the job; on SIGTERM/SIGINT it stops, writes an "interrupted" results.json and returns 130."""
     args = parse_args(argv)
+    from lore.devices import torch_pair_problem
+
+    problem = torch_pair_problem()  # a mismatched pair fails minutes later, at the first torchvision operator
+    if problem is not None:
+        print(f"lore_clip: {problem}", file=sys.stderr)
+        return 2
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # outside training too (training checkpoints first)
     try:
         return run(args)

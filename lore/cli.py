@@ -338,6 +338,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(args.command, ModuleNotFoundError(
             f"the lore commands need the vision stack, and {', '.join(missing)} cannot be imported: "
             'pip install "lore-constrained[lore]" (the base install is the constrained library alone)'))
+    from .devices import torch_pair_problem
+
+    problem = torch_pair_problem()
+    if problem is not None:
+        return _fail(args.command, RuntimeError(problem))
     return {"eval": _eval, "export": _export, "plot": _plot, "train": _train}[args.command](args)
 
 

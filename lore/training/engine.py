@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import torch
 
-from constrained import NormMargin
+from constrained import FixedMargin, NormMargin
 
 from ..data.images import (TensorImages, check_data_spec, as_float_pixels, batches_per_epoch, build_dataset, check_same_classes, dataset_classnames,
                            probe_subset, read_class_list, split_disjoint)
@@ -265,6 +265,8 @@ class _Run:
     start: int
     #: seconds: the longest batch and checkpoint write, what a stop signal may have to wait for
     longest: dict = field(default_factory=lambda: {"batch": 0.0, "checkpoint": 0.0})
+    #: seconds spent in the batches trained by this process (for the run's mean rate)
+    trained_seconds: float = 0.0
 
     @property
     def output(self) -> Path:
@@ -577,17 +579,28 @@ def _train_batch(run: _Run, step: int, batches) -> tuple[StepResult, float]:
     return result, data_wait
 
 
+def _zero_margin(method) -> bool:
+    """Whether the method's constraint has a margin of 0 (naive's penalty): no sample can lie strictly inside."""
+    margin = getattr(method.constraint, "margin", None)
+    return isinstance(margin, FixedMargin) and margin.value == 0
+
+
 def _report_batch(run: _Run, done: int, result: StepResult, seconds: float, data_wait: float, bar, metrics_file,
                   writer) -> None:
     """The progress bar's postfix every batch; metrics (and the probe) every log_every/probe_every and at the end."""
     config = run.config
     bar.update(1)
     postfix = {"loss": f"{result.robust_loss:.3g}"}
-    if result.constraint is not None:  # constrained methods only
-        postfix["sat"] = f"{result.constraint.satisfied_fraction:.2f}"
-    postfix.update({"img/s": f"{run.global_batch / seconds:.3g}", "data wait": f"{100 * data_wait / seconds:.0f}%"})
-    bar.set_postfix(postfix)
+    if result.constraint is not None:  # constrained methods only; a zero margin (naive) has no share inside it
+        postfix["sat"] = "–" if _zero_margin(run.step_fn.method) else f"{result.constraint.satisfied_fraction:.2f}"
+    run.trained_seconds += seconds
     last = done == run.total  # the end of training is always logged and probed
+    if last:  # the closing line shows the run's mean rate, not the last batch's
+        postfix["img/s (run mean)"] = f"{(done - run.start) * run.global_batch / run.trained_seconds:.3g}"
+    else:
+        postfix["img/s"] = f"{run.global_batch / seconds:.3g}"
+    postfix["data wait"] = f"{100 * data_wait / seconds:.0f}%"
+    bar.set_postfix(postfix)
     if run.info.is_main and (done % config.log_every == 0 or last):
         record = {"epoch": (done - 1) // run.per_epoch, "lr": run.scheduler.get_last_lr()[0],
                   "images_per_second": run.global_batch / seconds, "step_seconds": seconds,

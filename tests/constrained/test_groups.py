@@ -68,7 +68,22 @@ def test_absent_groups_are_untouched_and_reports_say_so():
     assert multiplier.weight[0].item() == pytest.approx(1.2) and multiplier.weight[2].item() == pytest.approx(0.5)
     per_group = report.constraints["g"].group_violations
     assert per_group[0] == pytest.approx(0.5) and math.isnan(per_group[1]) and per_group[2] == pytest.approx(-0.2)
-    assert "g/group_violations/1" in report.as_dict()
+    assert "g/group_violations/group1" in report.as_dict()
+
+
+def test_group_violations_are_keyed_by_the_side_stratum_and_group_they_price():
+    """The keys were g/group_violations/0..3, which a reader could not map to (side, group)."""
+    constraint = GroupConstraint(num_groups=2, bound=0.1, two_sided=True, name="g")
+    assert constraint.multiplier_labels() == ("upper/group0", "upper/group1", "lower/group0", "lower/group1")
+    assert GroupConstraint(num_groups=2, num_strata=2, name="e").multiplier_labels()[1:3] == (
+        "stratum0/group1", "stratum1/group0")
+    theta = torch.zeros(1, requires_grad=True)
+    pd = PrimalDual(torch.optim.SGD([theta], lr=0.1), {constraint: constraint.multiplier()}, dual_lr=1.0)
+    values, groups = torch.tensor([0.5, -0.4]), torch.tensor([0, 1])
+    flat = pd.step(lambda: ((theta ** 2).sum(), [constraint.observe(values + theta, groups)])).as_dict()
+    keys = sorted(k for k in flat if k.startswith("g/group_violations/"))
+    assert keys == ["g/group_violations/lower/group0", "g/group_violations/lower/group1",
+                    "g/group_violations/upper/group0", "g/group_violations/upper/group1"]
 
 
 def test_group_constrained_problem_converges_to_the_closed_form_optimum():

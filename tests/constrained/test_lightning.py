@@ -200,6 +200,25 @@ def test_a_loader_seeded_otherwise_than_the_checkpoint_is_refused():
         ResumableLoader(dataset(), BATCH, seed=3, sampler=None)
 
 
+def test_a_loader_state_from_another_batch_or_dataset_size_is_refused():
+    """Only the seed was checked: a state loaded into a loader of another batch size skipped samples it never saw
+    (8 of 16 unseen) or repeated them, and one from a larger dataset yielded nothing."""
+    loader_ = ResumableLoader(dataset(), BATCH, seed=3)
+    iterator = iter(loader_)
+    next(iterator)
+    state = loader_.state_dict()
+    with pytest.raises(ValueError, match=f"in batches of size {BATCH}, this one {2 * BATCH}: resumed at batch 1"):
+        ResumableLoader(dataset(), 2 * BATCH, seed=3).load_state_dict(state)
+    smaller = torch.utils.data.Subset(dataset(), range(len(dataset()) // 2))
+    with pytest.raises(ValueError, match=f"over a dataset of size {len(dataset())}, this one {len(smaller)}"):
+        ResumableLoader(smaller, BATCH, seed=3).load_state_dict(state)
+    with pytest.raises(ValueError, match="lacks size, batch_size"):
+        ResumableLoader(dataset(), BATCH, seed=3).load_state_dict({"seed": 3, "epoch": 0, "batches": 1})
+    resumed = ResumableLoader(dataset(), BATCH, seed=3)
+    resumed.load_state_dict(state)  # the same order: continues where it stopped
+    assert [b[0].tolist() for b in resumed] == [b[0].tolist() for b in iterator]
+
+
 def test_a_mid_epoch_resume_with_a_loader_that_does_not_save_its_position_is_refused(tmp_path):
     def fit(module, **limits):
         plain = DataLoader(dataset(), batch_size=BATCH, shuffle=True, generator=torch.Generator().manual_seed(3))
