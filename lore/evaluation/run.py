@@ -16,6 +16,7 @@ from ..devices import resolve_device
 from ..models.build import BuiltModel, build_model, class_embeddings, zero_shot_head
 from ..models.model_card import check_card_sources
 from ..data.unreadable import UNREADABLE_LIST, UnreadableLog
+from ..files import refuse_symlink
 from ..models.encoders import ImageEncoder
 from ..provenance import dataset_fingerprint, provenance
 from ..models.export import is_export_folder, load_export_folder
@@ -140,7 +141,17 @@ def run_evaluation(config: EvalConfig) -> dict:
         return _run_evaluation(config, pool)
 
 
+#: what `lore eval` writes into --output, and into a run folder's export/ (the card and its report)
+EVAL_WRITES = ("report.json", "report.md", "robust_accuracy.png", UNREADABLE_LIST)
+CARD_WRITES = ("export/README.md", "export/evaluation.json")
+
+
 def _run_evaluation(config: EvalConfig, pool: ThreadPoolExecutor) -> dict:
+    for name in EVAL_WRITES:  # a link planted where the report goes is refused before anything is evaluated
+        refuse_symlink(Path(config.output) / name)
+    if _is_run_folder(Path(config.model)):
+        for name in CARD_WRITES:
+            refuse_symlink(Path(config.model) / name)
     device = resolve_device(config.device)
     settings = settings_of(config)
     built = _load(config, device)

@@ -31,7 +31,7 @@ from ..data.images import (TensorImages, check_data_spec, as_float_pixels, batch
 from ..data.specs import IMAGE_EXTENSIONS, PROBE_SHARE, UnreadableImageError, is_image_folder, is_shard_spec
 from ..devices import bf16_warning, resolve_device
 from ..data.unreadable import UNREADABLE_LIST, UnreadableLog
-from ..files import open_append, read_own_text
+from ..files import open_append, read_own_text, refuse_symlink
 from ..jsonio import dumps, write_json, write_text_atomic
 from ..methods import build_method
 from ..heads import ZeroShotHead
@@ -322,6 +322,8 @@ def _prepare_output(config: TrainConfig, resume: bool, info: DistInfo, fingerpri
         raise FileExistsError(f"{output} holds an earlier run's {', '.join(earlier)} and no checkpoint to resume from; "
                               "a new run would mix with them: choose another --output, or delete them first")
     if info.is_main:
+        for name in RUN_WRITES:  # a link planted where the run will write is refused now, not after training
+            refuse_symlink(output / name)
         output.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(checkpoint_path)
         write_json(output / "config.json", config.to_dict())
@@ -675,6 +677,8 @@ __all__ = ["RunResult", "train", "make_method", "cosine_with_warmup", "Checkpoin
 
 #: what a finished or interrupted run leaves in its folder besides the checkpoint
 RUN_FILES = ("metrics.jsonl", "summary.json", "export")
+#: every path a run writes in its folder (`lore.files` refuses a symbolic link at any of them)
+RUN_WRITES = ("config.json", LAST, *RUN_FILES, UNREADABLE_LIST, PROBE_FILES, "training_curves.png")
 
 
 def earlier_run_files(output: Path) -> list[str]:

@@ -258,3 +258,182 @@ def test_lore_eval_on_an_hf_clip_scores_what_transformers_predicts(tmp_path):
         image = image if isinstance(image, torch.Tensor) else image.pooler_output
         predicted = (F.normalize(image, dim=1) @ torch.stack(rows).T).argmax(1)
     assert report["clean_accuracy"] == pytest.approx(float((predicted == labels).float().mean()))
+
+
+# --- the boundary: every file of an hf: folder checked, naming the file and the field (issue 46) -------------
+
+
+def _drop_weights(folder, keep):
+    """Rewrites model.safetensors keeping the entries `keep(name)` accepts."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    save_file({k: v for k, v in state.items() if keep(k)}, str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("case", ["some vision keys", "every key", "more layers in the config"])
+def test_weights_missing_what_the_config_names_are_refused_unless_allowed(tmp_path, case):
+    """from_pretrained started the missing tensors at random and hf.py never read its missing keys: a folder
+    without its vision weights trained (and exported) a random tower with exit 0."""
+    import json
+    import warnings
+
+    folder = clip_folder(tmp_path / "clip")
+    if case == "some vision keys":
+        _drop_weights(folder, lambda k: "vision_model.encoder" not in k)
+    elif case == "every key":
+        _drop_weights(folder, lambda k: False)
+    else:
+        config = json.loads((folder / "config.json").read_text())
+        config["vision_config"]["num_hidden_layers"] = 2
+        (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"weight entries the config names are not in .*--allow-missing"):
+        _build(folder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        built = build_model(f"hf:{folder}", None, None, cache_dir=tmp_path, seed=0, device=torch.device("cpu"),
+                            allow_missing=True)
+    said = [str(w.message) for w in caught if "--allow-missing" in str(w.message)]
+    assert len(said) == 1 and "start at random" in said[0] and "vision_model.encoder.layers" in said[0]
+    assert built.hf.missing and all(name in said[0] for name in built.hf.missing)
+
+
+def _json(folder, name, value):
+    import json
+
+    (folder / name).write_text(value if isinstance(value, str) else json.dumps(value))
+
+
+@pytest.mark.parametrize("file,value,needle", [
+    ("config.json", [1, 2], r"config.json must hold a JSON object, got a list"),
+    ("config.json", "{not json", r"config.json is not valid JSON"),
+    ("preprocessor_config.json", "", r"preprocessor_config.json is not valid JSON \(Expecting value"),
+    ("preprocessor_config.json", [0.5], r"preprocessor_config.json must hold a JSON object"),
+    ("preprocessor_config.json", {"image_std": [0.5, 0.5, 0.5]}, r"image_mean must be a finite number or a list of 3 .*got missing"),
+    ("preprocessor_config.json", {"image_mean": [0.5] * 3, "image_std": "0.5"}, r"image_std must be .* got '0.5'"),
+    ("preprocessor_config.json", {"image_mean": [0.5] * 3, "image_std": [0.5, float("nan"), 0.5]}, r"image_std must be a finite"),
+    ("preprocessor_config.json", {"image_mean": [0.5] * 3, "image_std": [0.5, 0.5]}, r"image_std must be .*list of 3"),
+    ("preprocessor_config.json", {"image_mean": [0.5] * 3, "image_std": [0.5, 0.0, 0.5]}, r"image_std must be positive"),
+])
+def test_bad_json_and_processor_settings_are_one_line_errors_naming_the_file(tmp_path, file, value, needle):
+    import json
+
+    folder = clip_folder(tmp_path / "clip")
+    if isinstance(value, dict):  # the processor's own settings with image_mean and image_std replaced
+        kept = {k: v for k, v in json.loads((folder / file).read_text()).items() if k not in ("image_mean", "image_std")}
+        value = json.dumps({**kept, **value})  # NaN is written as the bare word, which Python's reader accepts
+    _json(folder, file, value)
+    with pytest.raises(ValueError, match=needle) as raised:
+        _build(folder)
+    assert str(folder / file) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_scalar_and_one_channel_mean_and_std_apply_to_every_channel(tmp_path):
+    """transformers accepts image_mean: 0.5; lore failed with a shape message on it and on one-entry lists."""
+    import json
+
+    folder = clip_folder(tmp_path / "clip")
+    processor = json.loads((folder / "preprocessor_config.json").read_text())
+    _json(folder, "preprocessor_config.json", {**processor, "image_mean": 0.5, "image_std": [0.25]})
+    encoder = _build(folder).encoder
+    assert encoder.mean.flatten().tolist() == [0.5] * 3 and encoder.std.flatten().tolist() == [0.25] * 3
+
+
+def test_transformers_5_processor_layout_is_read(tmp_path):
+    """CLIPProcessor.save_pretrained (transformers 5) writes processor_config.json alone; hf: asked for
+    preprocessor_config.json after the user did what it said."""
+    folder = clip_folder(tmp_path / "clip")
+    image_processor = transformers.CLIPImageProcessor.from_pretrained(folder)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    (folder / "preprocessor_config.json").unlink()
+    transformers.CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    assert (folder / "processor_config.json").is_file() and not (folder / "preprocessor_config.json").exists()
+    built = _build(folder)
+    assert built.encoder.mean.flatten().tolist() == pytest.approx(image_processor.image_mean)
+    export = tmp_path / "export"
+    from lore.models.export import export_encoder
+
+    export_encoder(built, f"hf:{folder}", export)
+    assert _build(export).encoder.std.flatten().tolist() == pytest.approx(image_processor.image_std)
+
+
+def test_failures_inside_transformers_are_one_line_errors(tmp_path):
+    """A hostile pickle, weights of another width, a config naming the wrong class: each escaped as a traceback
+    (UnpicklingError, RuntimeError, AttributeError after building a random model)."""
+    import json
+    import pickle
+
+    folder = clip_folder(tmp_path / "pickle")
+    (folder / "model.safetensors").unlink()
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"x": Boom()}))
+    with pytest.raises(ValueError, match="transformers cannot load") as raised:
+        _build(folder)
+    assert "\n" not in str(raised.value)
+    wide = clip_folder(tmp_path / "wide")
+    config = json.loads((wide / "config.json").read_text())
+    config["vision_config"]["intermediate_size"] = 96
+    (wide / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="(do not have the shape config.json gives them|transformers cannot load)"):
+        _build(wide)
+    wrong = clip_folder(tmp_path / "wrong")
+    config = json.loads((wrong / "config.json").read_text())
+    (wrong / "config.json").write_text(json.dumps({**config, "architectures": ["Dinov2Model"]}))
+    with pytest.raises(ValueError, match="names Dinov2Model but model_type 'clip'"):
+        _build(wrong)
+
+
+def test_a_text_tower_needs_a_tokenizer_that_tells_prompts_apart(tmp_path):
+    """Without tokenizer files transformers 5 builds a 2-token tokenizer: every class prompt got the same ids, and
+    lore eval reported 0.3333 clean and APGD accuracy (one class always predicted) with no warning."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    bare = clip_folder(tmp_path / "bare")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (bare / name).unlink()
+    with pytest.raises(FileNotFoundError, match="has a text tower but no tokenizer"):
+        _build(bare)
+    blind = clip_folder(tmp_path / "blind")
+    core = Tokenizer(models.WordLevel({"<unk>": 0, "<pad>": 1}, unk_token="<unk>"))
+    PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>").save_pretrained(blind)
+    with pytest.raises(ValueError, match="gives 4 different prompts the same ids"):
+        _build(blind)
+
+
+def test_a_dinov2_input_side_its_patches_do_not_tile_is_refused(tmp_path):
+    """DINOv2 accepted --image-size 36 with patch 8: 4 pixel rows and columns never reached the model."""
+    with pytest.raises(ValueError, match="image_size 36 is not a multiple of .*patch size 8"):
+        _build(dinov2_folder(tmp_path / "dino"), image_size=36)
+
+
+def test_loading_prints_no_warning(tmp_path):
+    """Every hf: command printed `UserWarning: Converting a tensor with requires_grad=True to a scalar`."""
+    import warnings
+
+    folder = siglip_folder(tmp_path / "siglip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _build(folder)
+
+
+def test_the_export_copies_only_what_the_tokenizer_and_processor_use(tmp_path):
+    """Every PROCESSOR_FILES entry was copied with shutil.copy2, used or not: a spiece.model linked to a mode-600
+    file outside was copied into export/, the folder meant for publishing."""
+    from lore.models.export import export_encoder
+
+    secret = tmp_path / "secret"
+    secret.write_text("api key")
+    secret.chmod(0o600)
+    folder = clip_folder(tmp_path / "clip")
+    (folder / "spiece.model").symlink_to(secret)
+    (folder / "merges.txt").write_text("unused by this tokenizer")
+    export_encoder(_build(folder), f"hf:{folder}", tmp_path / "export")
+    written = sorted(p.name for p in (tmp_path / "export").iterdir())
+    assert "spiece.model" not in written and "merges.txt" not in written
+    assert not any("api key" in p.read_text(errors="replace") for p in (tmp_path / "export").iterdir())
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json"} <= set(written)
