@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Optional
 import torch
 
 from .binding import Binding
-from .protocols import Formulation, Observation
+from .protocols import Formulation, MultiplierKind, Observation
 
 
 class Priced(NamedTuple):
@@ -63,8 +63,7 @@ def multiplier_values(priced: Mapping[str, Priced], formulation: Formulation) ->
                                 "formulation without multipliers (needs_multiplier False) must give a number")
             values[name] = torch.full((1,), weight, device=entry.violation.device)
             continue
-        value = check_multiplier_value(multiplier.value(entry.features), entry, name)
-        values[name] = value
+        values[name] = check_multiplier_value(multiplier.value(entry.features), multiplier, entry, name)
     return values
 
 
@@ -72,10 +71,9 @@ def multiplier_values(priced: Mapping[str, Priced], formulation: Formulation) ->
 _SIGN_READ: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
-def check_multiplier_value(value: Any, entry: Priced, name: str) -> torch.Tensor:
+def check_multiplier_value(value: Any, multiplier: MultiplierKind, entry: Priced, name: str) -> torch.Tensor:
     """`value`, what `entry`'s multiplier returned, checked against `MultiplierKind.value`'s contract; a scalar
     becomes [1]."""
-    multiplier = entry.binding.multiplier
     where = f"constraint {name!r}: {type(multiplier).__name__}.value()"
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{where} returned a {type(value).__name__}; it must return a floating-point torch.Tensor of "
@@ -83,22 +81,21 @@ def check_multiplier_value(value: Any, entry: Priced, name: str) -> torch.Tensor
     if not value.is_floating_point():
         raise TypeError(f"{where} returned a {value.dtype} tensor; lambda must be floating point (its dual gradient "
                         "flows through it)")
-    if value.dim() == 0:
-        value = value.unsqueeze(0)
-    if value.shape != entry.violation.shape:
-        raise ValueError(f"{where} gives lambda of shape {tuple(value.shape)} for violations of shape "
+    lam: torch.Tensor = value.unsqueeze(0) if value.dim() == 0 else value
+    if lam.shape != entry.violation.shape:
+        raise ValueError(f"{where} gives lambda of shape {tuple(lam.shape)} for violations of shape "
                          f"{tuple(entry.violation.shape)}; they must match")
     trainable = any(p.requires_grad for p in multiplier.parameters())
-    if torch.is_grad_enabled() and trainable and not value.requires_grad:
+    if torch.is_grad_enabled() and trainable and not lam.requires_grad:
         raise ValueError(f"{where} returned a lambda detached from the multiplier's parameters (no gradient): the "
                          "dual step could never move it; return the tensor computed from the parameters")
     if not entry.binding.equality and multiplier not in _SIGN_READ:
         _SIGN_READ.add(multiplier)
-        if bool((value.detach() < 0).any()):  # once per multiplier: a negative price rewards violating the bound
-            raise ValueError(f"{where} returned a negative lambda ({float(value.detach().min()):.4g}) for an inequality "
+        if bool((lam.detach() < 0).any()):  # once per multiplier: a negative price rewards violating the bound
+            raise ValueError(f"{where} returned a negative lambda ({float(lam.detach().min()):.4g}) for an inequality "
                              f"constraint (free_sign={multiplier.free_sign}): a bound priced below 0 acts as a reward; "
                              "keep lambda >= 0 (a softplus or relu link, or a clamp in project_)")
-    return value
+    return lam
 
 
 def check_term(term: Any, formulation: Any, member: str, name: str, violation: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,8 @@ from ..files import read_own_text, write_text_atomic
 
 #: the list's file name in a run or evaluation folder
 UNREADABLE_LIST = "unreadable_images.txt"
+#: how a sample left out for having no image ends its line in the list
+NO_IMAGE = ": no image member; left out"
 
 
 class UnreadableLog:
@@ -39,7 +41,13 @@ class UnreadableLog:
 
     @property
     def count(self) -> int:
-        return len(self.seen)
+        """Images that could not be decoded (and were replaced)."""
+        return sum(1 for line in self.seen if not line.endswith(NO_IMAGE))
+
+    @property
+    def without_image(self) -> int:
+        """Shard samples left out for holding no image."""
+        return len(self.seen) - self.count
 
     def __call__(self, message: str) -> None:
         if message in self.seen:
@@ -49,7 +57,7 @@ class UnreadableLog:
 
     def note_without_image(self, sources: Iterable[str]) -> None:
         """Lists samples that were left out because they hold no image member (webdataset shards)."""
-        new = [f"{source}: no image member; left out" for source in sources]
+        new = [f"{source}{NO_IMAGE}" for source in sources]
         new = [line for line in new if line not in self.seen]
         if new:
             warnings.warn(f"{len(new)} shard sample(s) hold no image and are left out, e.g. {new[0]}"

@@ -26,8 +26,8 @@ import torch
 
 from constrained import FixedMargin, NormMargin
 
-from ..data.images import (TensorImages, check_data_spec, as_float_pixels, batches_per_epoch, build_dataset, check_same_classes, dataset_classnames,
-                           probe_subset, read_class_list, split_disjoint)
+from ..data.images import (TensorImages, as_float_pixels, batches_per_epoch, build_dataset, check_data_spec,
+                           check_same_classes, dataset_classnames, probe_subset, read_class_list, split_disjoint)
 from ..data.specs import IMAGE_EXTENSIONS, PROBE_SHARE, UnreadableImageError, is_image_folder, is_shard_spec
 from ..devices import bf16_warning, resolve_device
 from ..data.unreadable import UNREADABLE_LIST, UnreadableLog
@@ -622,6 +622,7 @@ def _finish(run: _Run, status: str, step: int) -> RunResult:
         summary = {"status": status, "start_step": run.start, "step": step, "total_steps": run.total,
                    "passes": run.passes, "workers": run.workers, "world_size": info.world_size, "ranks_agree": agree,
                    "unreadable_images": unreadable,
+                   "samples_without_image": run.unreadable.without_image if run.unreadable else 0,
                    # a SIGTERM waits for the current batch, then a checkpoint: the grace period a scheduler must
                    # give (torchrun --shutdown-timeout, SLURM KillWait) is at least their sum
                    "longest_batch_seconds": round(longest["batch"], 3),

@@ -125,3 +125,96 @@ def test_a_multiplier_of_the_wrong_shape_is_named():
     terms = priced(constraint, TooMany(), Lagrangian(), observation)
     with pytest.raises(ValueError, match=r"constraint 'c': TooMany\.value\(\) gives lambda of shape \(7,\) for violations of shape \(6,\)"):
         multiplier_values(terms, Lagrangian())
+
+
+class UserMultiplier(torch.nn.Module):
+    """A user's multiplier whose `value` returns whatever `returns(weight, features)` gives."""
+
+    averages_constraint, per_index, free_sign = False, False, False
+
+    def __init__(self, returns):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+        self.returns = returns
+
+    def features_of(self, observation):
+        return observation.features
+
+    def value(self, features):
+        return self.returns(self.weight, features)
+
+    def bind(self, equality):
+        pass
+
+    def project_(self):
+        pass
+
+
+@pytest.mark.parametrize("returns,error,needle", [
+    (lambda w, x: 0.5, TypeError, r"UserMultiplier\.value\(\) returned a float; it must return a floating-point torch\.Tensor"),
+    (lambda w, x: w.detach().numpy(), TypeError, r"UserMultiplier\.value\(\) returned a ndarray"),
+    (lambda w, x: torch.ones(x.shape[0], dtype=torch.int64), TypeError, r"returned a torch\.int64 tensor; lambda must be floating"),
+    (lambda w, x: (w + torch.ones(x.shape[0], dtype=x.dtype)).detach(), ValueError, r"lambda detached from the multiplier's parameters"),
+    (lambda w, x: -torch.nn.functional.softplus(w + torch.zeros(x.shape[0], dtype=x.dtype)) - 1, ValueError,
+     r"returned a negative lambda \(-1\.69.*\) for an inequality constraint \(free_sign=False\)"),
+])
+def test_a_users_multiplier_is_checked_at_the_boundary_naming_its_class(returns, error, needle):
+    """Only the shape was checked: a float or an array died deep in torch, a detached lambda never moved, and a
+    multiplier claiming free_sign=False that returned -softplus(w)-1 trained with the bound acting as a reward."""
+    constraint = Constraint(d=sq_l2, margin=NormMargin(0.1), name="c")
+    _, _, observation = observation_of(constraint)
+    terms = priced(constraint, UserMultiplier(returns), Lagrangian(), observation)
+    with pytest.raises(error, match=needle):
+        multiplier_values(terms, Lagrangian())
+
+
+class UserFormulation:
+    """Lagrangian's terms, with one member replaced by `broken`."""
+
+    needs_multiplier, fixed_weight = True, None
+
+    def __init__(self, member, broken):
+        self.member, self.broken = member, broken
+
+    def primal_term(self, multiplier, violation, equality):
+        if self.member == "primal_term":
+            return self.broken(multiplier, violation)
+        return (multiplier.detach() * violation).sum()
+
+    def dual_term(self, multiplier, violation):
+        if self.member == "dual_term":
+            return self.broken(multiplier, violation)
+        return (multiplier * violation.detach()).sum()
+
+
+@pytest.mark.parametrize("member,broken,error,needle", [
+    ("primal_term", lambda lam, g: float((lam.detach() * g).sum()), TypeError,
+     r"UserFormulation\.primal_term\(\) returned a float; .*a float carries no gradient"),
+    ("primal_term", lambda lam, g: lam.detach() * g, ValueError, r"primal_term\(\) returned a torch\.float64 tensor of shape \(6,\)"),
+    ("primal_term", lambda lam, g: (lam.detach() * g).sum().reshape(1), ValueError, r"of shape \(1,\); it must return a floating-point scalar"),
+    ("primal_term", lambda lam, g: (lam.detach() * g.detach()).sum(), ValueError, r"primal_term\(\) returned a term detached from the violations"),
+    ("dual_term", lambda lam, g: lam * g.detach(), ValueError, r"UserFormulation\.dual_term\(\) returned a torch\.float64 tensor of shape \(6,\)"),
+    ("dual_term", lambda lam, g: 1.0, TypeError, r"UserFormulation\.dual_term\(\) returned a float"),
+])
+def test_a_users_formulation_is_checked_at_the_boundary_naming_its_class(member, broken, error, needle):
+    """A primal term returned as a float trained unconstrained (theta stayed at the unconstrained optimum, no
+    error); other shapes failed in torch's broadcasting, and a float dual term in an assert."""
+    constraint = Constraint(d=sq_l2, margin=NormMargin(0.1), name="c")
+    _, _, observation = observation_of(constraint)
+    formulation = UserFormulation(member, broken)
+    terms = priced(constraint, LinearMultiplier(F, init=0.7).double(), formulation, observation)
+    values = multiplier_values(terms, formulation)
+    with pytest.raises(error, match=needle):
+        primal_lagrangian(torch.zeros((), dtype=torch.float64), terms, values, formulation)
+        dual_lagrangian(terms, values, formulation, weight=1.0)
+
+
+def test_a_formulation_without_multipliers_must_give_a_number():
+    class NoWeight(UserFormulation):
+        needs_multiplier, fixed_weight = False, None
+
+    constraint = Constraint(d=sq_l2, margin=NormMargin(0.1), name="c")
+    _, _, observation = observation_of(constraint)
+    formulation = NoWeight("none", None)
+    with pytest.raises(TypeError, match=r"NoWeight\.fixed_weight is None; .* must give a number"):
+        multiplier_values(priced(constraint, None, formulation, observation), formulation)

@@ -26,7 +26,9 @@ def test_a_run_on_shards_trains_skips_and_lists_a_broken_sample(tmp_path, lore_c
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["unreadable_images"] == 1  # 25 samples: 4 batches cover them
-    assert "0002.tar:bad000.png" in (run / "unreadable_images.txt").read_text()
+    assert summary["samples_without_image"] == 1
+    listed = (run / "unreadable_images.txt").read_text()
+    assert "0002.tar:bad000.png" in listed and "0002.tar:caption000: no image member; left out" in listed
     assert summary["provenance"]["data"]["files"] == 3 and summary["provenance"]["data"]["samples"] == 25
     probes = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "probe/clean_accuracy" in line]
     assert probes and all(0 <= p["probe/clean_accuracy"] <= 1 for p in probes)

@@ -55,3 +55,67 @@ def test_bad_specs_are_named(tmp_path, write_shards):
         build_dataset(f"wds:{tmp_path}/gz/0000.tar", 32)
     with pytest.raises(ValueError, match="classes selects class folders"):
         build_dataset(f"wds:{tmp_path}/one/0000.tar", 32, classes=["a", "b"])
+
+
+def _tar(path, members: dict[str, bytes]):
+    """An uncompressed tar with these members, in order (the same name twice is allowed by tar)."""
+    import io
+    import tarfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items() if isinstance(members, dict) else members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return f"wds:{path}"
+
+
+def _image(fmt: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def test_images_of_every_format_pil_decodes_are_samples(tmp_path):
+    """A shard of 8 .png and 16 .bmp samples trained on the 8 with no message: .bmp was not an image extension."""
+    members = {f"{i:03d}.png": _image("PNG") for i in range(8)}
+    members.update({f"b{i:03d}.bmp": _image("BMP") for i in range(16)})
+    data = build_dataset(_tar(tmp_path / "mixed.tar", members), 8)
+    assert len(data) == 24 and data.without_image == []
+    assert as_float_pixels(data[20][0]).shape == (3, 8, 8)
+
+
+@pytest.mark.parametrize("text", ["²", "3.0", "cat", "+4", "-1", "123456789012345678901"])
+def test_a_cls_member_that_is_not_a_class_id_is_refused_naming_shard_and_member(tmp_path, text):
+    """'3.0', 'cat' and '+4' became -1 (unlabelled) silently; '²' and a 20-digit number aborted naming nothing."""
+    spec = _tar(tmp_path / "labels.tar", {"000.png": _image("PNG"), "000.cls": text.encode()})
+    with pytest.raises(ValueError, match=r"labels.tar: member 000.cls holds .*not a class id"):
+        build_dataset(spec, 8)
+    assert build_dataset(_tar(tmp_path / "ok.tar", {"000.png": _image("PNG"), "000.cls": b" 7\n"}), 8).labels.tolist() == [7]
+
+
+def test_a_key_that_appears_twice_is_refused(tmp_path):
+    """A duplicate key paired the first image with the second label and dropped the second image."""
+    members = [("000.png", _image("PNG")), ("000.cls", b"1"), ("000.png", _image("PNG")), ("000.cls", b"2")]
+    with pytest.raises(ValueError, match="member 000.png appears twice"):
+        build_dataset(_tar(tmp_path / "dup.tar", members), 8)
+
+
+def test_samples_without_an_image_are_listed_with_the_unreadable_ones(tmp_path, write_shards):
+    """ShardImages counted them (without_image) and nothing read it: now the run lists and counts them."""
+    from lore.data.unreadable import UnreadableLog
+    from lore.training.engine import _note_samples_without_image
+
+    data = build_dataset(write_shards(tmp_path / "shards", shards=1, per_shard=4, without_image=2), 32)
+    log = UnreadableLog(tmp_path / "unreadable_images.txt")
+    with pytest.warns(UserWarning, match="2 shard sample"):
+        _note_samples_without_image(data, log)
+    assert log.without_image == 2 and log.count == 0
+    assert (tmp_path / "unreadable_images.txt").read_text().count("no image member; left out") == 2
+    with pytest.raises(UnreadableImageError, match="2 shard sample.* hold no image member"):
+        _note_samples_without_image(data, None)  # --no-skip-unreadable: stop, naming them
