@@ -90,7 +90,7 @@ def _training_rows(config: dict, summary: dict) -> list[tuple[str, str]]:
                  ("dual preset", str(config.get("dual_preset")))]
     rows += [("batches trained", f"{summary.get('step')} of {summary.get('total_steps')}"),
              ("batch size (per device) x devices", f"{config['batch_size']} x {summary.get('world_size', 1)}"),
-             ("learning rate", f"{config['lr']:g}"), ("training data", config["data"])]
+             ("learning rate", f"{config['lr']:g}"), ("training data", _text(config["data"]))]
     data = (summary.get("provenance") or {}).get("data") or {}
     if data.get("sha256"):
         rows.append(("training data fingerprint", f"{data.get('files')} files, SHA-256 {data['sha256']}"))

@@ -314,6 +314,8 @@ def _prepare_output(config: TrainConfig, resume: bool, info: DistInfo, fingerpri
     output = Path(config.output)
     checkpoint_path = output / LAST
     state = None
+    for name in RUN_WRITES:  # a link planted where the run will write is refused now, not after training
+        refuse_symlink(output / name)
     if resume:
         state = load_checkpoint(checkpoint_path, fingerprint)  # refuses any change it could not honour
     elif info.is_main and checkpoint_path.exists():
@@ -322,8 +324,6 @@ def _prepare_output(config: TrainConfig, resume: bool, info: DistInfo, fingerpri
         raise FileExistsError(f"{output} holds an earlier run's {', '.join(earlier)} and no checkpoint to resume from; "
                               "a new run would mix with them: choose another --output, or delete them first")
     if info.is_main:
-        for name in RUN_WRITES:  # a link planted where the run will write is refused now, not after training
-            refuse_symlink(output / name)
         output.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(checkpoint_path)
         write_json(output / "config.json", config.to_dict())
