@@ -59,6 +59,11 @@ def mark_empty(ax, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
+def count_label(count: int, noun: str) -> str:
+    """'1 seed', '3 seeds': a count and its noun for legends and lines ('(1 seeds)' read wrong)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 #: one colour per method, the same in every figure (matplotlib's tab10 hues)
 METHOD_COLORS = dict(zip(("reference", *METHOD_NAMES), ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red",
                                                         "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")))

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lore.plotting import dodge, finish_axes, method_style, new_figure, save_figure
+from lore.plotting import count_label, dodge, finish_axes, method_style, new_figure, save_figure
 from lore.training.plots import read_metrics
 from lore.units import format_eps
 
@@ -45,7 +45,7 @@ def plot_clean_over_training(folders: dict[tuple[str, float], Sequence[Path]], p
             stats = [mean_std([curve[i][2] for curve in curves]) for i in range(len(steps))]
             shift = dodge(index, len(here), steps[-1] - steps[0])  # equal values side by side, not on top
             axis.errorbar([step + shift for step in steps], [m for m, _ in stats], yerr=[s or 0 for _, s in stats],
-                          capsize=3, label=f"{method} ({len(runs)} seed{'s' if len(runs) != 1 else ''})", **method_style(method))
+                          capsize=3, label=f"{method} ({count_label(len(runs), 'seed')})", **method_style(method))
         axis.set(title=f"trained at {format_eps(eps)}", xlabel="training batch", ylim=(0, 1.02))
         axis.xaxis.get_major_locator().set_params(integer=True)
     axes[0][0].set_ylabel("held-out clean accuracy (probe)")

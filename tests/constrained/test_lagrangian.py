@@ -191,9 +191,12 @@ class UserFormulation:
     ("primal_term", lambda lam, g: float((lam.detach() * g).sum()), TypeError,
      r"UserFormulation\.primal_term\(\) returned a float; .*a float carries no gradient"),
     ("primal_term", lambda lam, g: lam.detach() * g, ValueError, r"primal_term\(\) returned a torch\.float64 tensor of shape \(6,\)"),
-    ("primal_term", lambda lam, g: (lam.detach() * g).sum().reshape(1), ValueError, r"of shape \(1,\); it must return a floating-point scalar"),
-    ("primal_term", lambda lam, g: (lam.detach() * g.detach()).sum(), ValueError, r"primal_term\(\) returned a term detached from the violations"),
-    ("dual_term", lambda lam, g: lam * g.detach(), ValueError, r"UserFormulation\.dual_term\(\) returned a torch\.float64 tensor of shape \(6,\)"),
+    ("primal_term", lambda lam, g: (lam.detach() * g).sum().reshape(1), ValueError,
+     r"of shape \(1,\); it must return a floating-point scalar"),
+    ("primal_term", lambda lam, g: (lam.detach() * g.detach()).sum(), ValueError,
+     r"primal_term\(\) returned a term detached from the violations"),
+    ("dual_term", lambda lam, g: lam * g.detach(), ValueError,
+     r"UserFormulation\.dual_term\(\) returned a torch\.float64 tensor of shape \(6,\)"),
     ("dual_term", lambda lam, g: 1.0, TypeError, r"UserFormulation\.dual_term\(\) returned a float"),
 ])
 def test_a_users_formulation_is_checked_at_the_boundary_naming_its_class(member, broken, error, needle):

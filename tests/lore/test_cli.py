@@ -264,3 +264,30 @@ def test_the_adam_betas_and_the_rate_share_are_accepted_where_they_apply(capsys)
     assert (printed["dual_beta1"], printed["violation_rate"]) == (0.5, 0.1)
     # a config.json of a FARE run records the default dual values; reading it back is not refused
     assert TrainConfig.from_dict(TrainConfig(method="fare").to_dict()).method == "fare"
+
+
+def test_train_help_names_hf_models(capsys):
+    """`lore train --help`'s --model text did not mention hf:."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "'hf:PATH' (a local transformers folder" in text
+
+
+def test_missing_data_is_refused_before_the_model_is_built_and_leaves_no_file(tmp_path, capsys, monkeypatch):
+    """The missing-data error did not list wds:, came after the model had loaded (19 s for an hf: model) and left a
+    config.json in --output."""
+    from lore.training import engine
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built before the data was checked")
+
+    monkeypatch.setattr(engine, "build_model", never)
+    output = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--output", str(output), "--device", "cpu"]) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "'wds:PATTERN'" in said[0] and "nowhere" in said[0]
+    assert not output.exists()
+    assert main(["train", "--data", f"wds:{tmp_path}/shards/{{0000..0001}}.tar", "--output", str(output),
+                 "--device", "cpu"]) == 2
+    assert "2 of 2 shards are missing" in capsys.readouterr().err and not output.exists()

@@ -53,3 +53,10 @@ def test_training_curves_label_every_axis_use_whole_batches_and_show_no_fixed_we
         assert not lam.lines and any("fixed weight" in t.get_text() for t in lam.texts)
     else:
         assert len(lam.lines) == 2
+
+
+def test_legends_count_in_the_singular_for_one():
+    """Legends read "lore (1 seeds)"."""
+    from lore.plotting import count_label
+
+    assert count_label(1, "seed") == "1 seed" and count_label(3, "seed") == "3 seeds" and count_label(0, "seed") == "0 seeds"

@@ -209,3 +209,21 @@ def test_the_predicted_disk_use_matches_the_files_written(tmp_path, capsys, monk
         exported = sum(f.stat().st_size for f in (run / "export").glob("*.safetensors"))
         assert abs(use.checkpoint - written) <= 0.005 * written + 64e3, (use, written)
         assert abs(use.export - exported) <= 0.005 * exported + 64e3, (use, exported)
+
+
+def test_the_closing_line_gives_the_runs_mean_rate_and_naive_shows_no_share_inside_a_zero_margin(tmp_path, capsys):
+    """The final "done" line showed the last batch's img/s (116 shown, 17.6 real), and naive showed sat 0.00
+    throughout: its margin is 0, so no sample can be strictly inside it."""
+    import json
+    import re
+
+    run = tmp_path / "naive"
+    from lore.training.engine import train
+
+    train(TrainConfig(model="digits-cnn", output=str(run), max_steps=3, batch_size=8, pgd_steps=1, probe_every=0,
+                      method="naive", log_every=1, device="cpu"))
+    lines = [line for line in capsys.readouterr().err.splitlines() if "done 3/3" in line]
+    assert len(lines) == 1 and "sat –" in lines[0], lines
+    shown = float(re.search(r"img/s \(run mean\) ([0-9.e+]+)", lines[0]).group(1))
+    seconds = [json.loads(line)["step_seconds"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert shown == pytest.approx(3 * 8 / sum(seconds), rel=0.01)
