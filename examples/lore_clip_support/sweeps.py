@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Optional
 
 from lore.evaluation.config import split_list
-from lore.jsonio import write_json
+from lore.jsonio import write_json, write_text_atomic
 from lore.plotting import finish_axes, method_color, new_figure, save_figure
 from lore.units import format_eps
 
@@ -157,7 +157,7 @@ def run_sweeps(job: Job) -> int:
     if "rho" in kinds:
         written.append(plot_rho_sweep(rows, eps_label, args.out / "rho_sweep.png", train_eps=format_eps(eps), fare=fare))
     table = sweep_table(rows, eps_label)
-    (args.out / "sweeps.md").write_text(sweep_table(rows, eps_label, markdown=True) + "\n")
+    write_text_atomic(args.out / "sweeps.md", sweep_table(rows, eps_label, markdown=True) + "\n")
     spread = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed (no spread measured)"
     print(f"\nsweeps at training eps {format_eps(eps)}, {len(job.labels)} held-out images, {spread}; deviation = "
           f"||phi - phi_0||^2 / ||phi_0||^2; in margin = deviation <= the run's rho (naive, FARE: {s['rho']:g})")

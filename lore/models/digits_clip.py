@@ -33,6 +33,7 @@ from torch import nn
 
 from ..data.digits import DIGIT_NAMES, Digits
 from ..data.zero_shot import DIGITS_CAPTIONS as CAPTIONS
+from ..files import write_text_atomic
 from .digits import SmallConvNet
 from .encoders import ImageEncoder, load_state_file, save_state_file
 
@@ -176,7 +177,7 @@ def write_shipped_reference(folder: Path = SHIPPED, *, size: int = 16, seed: int
         "code": code_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "machine": machine_fingerprint(),
     }
-    path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomic(path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     return path
 
 
