@@ -59,7 +59,7 @@ from pathlib import Path
 from lore.evaluation.config import split_list
 from lore.jsonio import write_json
 from lore.presets import DUAL_PRESETS
-from lore.registry import DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES
+from lore.registry import BASELINE_UPDATES, DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES
 from lore.training.checkpoint import CheckpointError
 from lore_clip_support.black_box import run_black_box
 from lore_clip_support.compare import RunInterrupted
@@ -108,6 +108,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="LORE: c > 0 adds (c/2) relu(violation)^2 per sample (augmented Lagrangian; default 0: "
                         "the paper's Lagrangian)")
     parser.add_argument("--primal-steps", type=int, default=None, help="K (default: the preset's, 5)")
+    parser.add_argument("--baseline-updates", choices=BASELINE_UPDATES, default=None,
+                        help="FARE and TeCoA: 'authors' (default) takes their authors' one encoder update per "
+                        "adversarial batch; 'equal' takes K like LORE (the equal-updates control)")
     parser.add_argument("--steps", type=int, default=None, help="training batches per model (default: 90 embedded, 16 quick)")
     parser.add_argument("--probe-every", type=int, default=None,
                         help="held-out probe every N batches during training (default: a quarter of --steps; the "

@@ -145,6 +145,8 @@ class Method:
         formulation: how the constraint enters the objective.
         supervised: whether the method needs labels and a zero-shot head.
         dual_ascent: how the multiplier ascends (None: no multiplier, or the stepper's own default).
+        authors_updates: encoder updates per adversarial batch in the method's authors' recipe (FARE, TeCoA: 1),
+            what `RobustStep` takes unless given `primal_steps`; None: K (`lore.presets.PAPER`'s 5).
     """
 
     name: str
@@ -155,6 +157,7 @@ class Method:
     formulation: Formulation = Lagrangian()
     supervised: bool = False
     dual_ascent: Optional[DualAscent] = None
+    authors_updates: Optional[int] = None
 
 
 def dual_factory(kind: str = "network", *, hidden: int = 512, init: float = 1.0,
@@ -187,7 +190,7 @@ def dual_factory(kind: str = "network", *, hidden: int = 512, init: float = 1.0,
 
 def fare() -> Method:
     """FARE (Schlarmann et al. 2024; paper Eq. 2): unsupervised, unconstrained."""
-    return Method("fare", embedding_distance)
+    return Method("fare", embedding_distance, authors_updates=method_entry("fare").authors_updates)
 
 
 def naive(weight: float = 1.0) -> Method:
@@ -277,7 +280,8 @@ def lore(
 
 def tecoa() -> Method:
     """TeCoA (Mao et al. 2023; paper Eq. 25): supervised adversarial CE on zero-shot logits."""
-    return Method("tecoa", zero_shot_cross_entropy, supervised=True)
+    return Method("tecoa", zero_shot_cross_entropy, supervised=True,
+                  authors_updates=method_entry("tecoa").authors_updates)
 
 
 def _tecoa_dual(preset, hidden, init, features, link, dual_optimizer, dual_lr, dual_beta1, dual_beta2) -> _Dual:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, Optional
 
 DUAL_KINDS: tuple[str, ...] = ("network", "linear", "scalar")
 """How LORE's multiplier is parameterised (`lore.methods.dual_factory`): a 2-layer network on phi_0(x) (the
@@ -43,27 +43,37 @@ class MethodEntry:
         name: the name users write (`--method lore`).
         options: factory keyword -> the `TrainConfig` field that supplies it.
         summary: one line for help texts.
+        authors_updates: encoder updates per adversarial batch in the method's own authors' recipe (FARE's
+            RobustVLM `train/adversarial_training_clip.py` and TeCoA's: 1), which `lore` uses by default; None:
+            the method takes K (`primal_steps`), as the constrained methods do (Algorithm 1).
     """
 
     name: str
     options: Mapping[str, str] = field(default_factory=dict)
     summary: str = ""
+    authors_updates: Optional[int] = None
 
 
 METHODS: Mapping[str, MethodEntry] = MappingProxyType({entry.name: entry for entry in (
-    MethodEntry("fare", {}, "FARE (paper Eq. 2): unsupervised adversarial embedding loss, unconstrained"),
+    MethodEntry("fare", {}, "FARE (paper Eq. 2): unsupervised adversarial embedding loss, unconstrained",
+                authors_updates=1),
     MethodEntry("naive", {"weight": "naive_weight"}, "naive regularization (Eq. 3): FARE + fixed lambda"),
     MethodEntry("lore", {"rho": "rho", **_DUAL, "adaptive_margin": "adaptive_margin",
                                  "penalty": "penalty", "dual_signal": "dual_signal",
                                  "violation_rate": "violation_rate"},
                 "LORE (Eq. 7, Algorithm 1): FARE s.t. ||phi - phi_0||^2 <= rho ||phi_0||^2 per sample"),
-    MethodEntry("tecoa", {}, "TeCoA (Eq. 25): supervised adversarial zero-shot cross-entropy"),
+    MethodEntry("tecoa", {}, "TeCoA (Eq. 25): supervised adversarial zero-shot cross-entropy", authors_updates=1),
     MethodEntry("tecoa-l2", {"rho": "rho", **_DUAL}, "TeCoA + LORE's embedding constraint (App. J.7)"),
     MethodEntry("tecoa-kl", {"rho": "rho", **_DUAL}, "TeCoA + KL(p_0 || p) <= rho H(p_0) (App. J.7)"),
 )})
 """Every method, by name, in the paper's order."""
 
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
+
+BASELINE_UPDATES: tuple[str, ...] = ("authors", "equal")
+"""How many encoder updates per adversarial batch a method with its own authors' recipe (FARE, TeCoA) takes:
+theirs (`MethodEntry.authors_updates`, the default), or K like the constrained methods (the equal-updates
+control)."""
 
 
 def method_entry(name: str) -> MethodEntry:

@@ -49,7 +49,10 @@ class RobustStep:
         reference: frozen phi_0; default: a `FrozenReference` of `encoder` as it is now.
         head: zero-shot head for supervised methods (TeCoA family).
         pgd_steps: PGD iterations (paper: 10); step size `pgd_step_size` (default eps/4).
-        primal_steps: K, primal updates per batch and per dual update (paper: 5, the default).
+        primal_steps: K, primal updates per batch and per dual update. None (default): the method's authors'
+            count where it has one (`Method.authors_updates`: FARE and TeCoA take 1 update per adversarial
+            batch), else the paper's K = 5 (Algorithm 1, Table 6). Give K to FARE or TeCoA for the
+            equal-updates control.
         dual_optimizer: factory params -> optimizer with maximize=True; default: the method's own
             `dual_ascent` (`lore.lore()`: the paper's plain ascent at 5e-4).
         mode: "simultaneous" (Algorithm 1) or "alternating" dual updates.
@@ -58,8 +61,9 @@ class RobustStep:
             (adversarial forward+backward, then clean forward+backward: half the activation memory of
             "fused", i.e. FARE's; the same gradients up to floating-point summation order).
         autocast_dtype: e.g. torch.bfloat16 to run forwards under autocast.
-        measure_clean: for unconstrained methods, also measure ||phi(x) - phi_0(x)||^2
-            (one extra no-grad forward); constrained methods get it for free.
+        measure_clean: for unconstrained methods, also measure ||phi(x) - phi_0(x)||^2 (one extra no-grad
+            forward per batch, which only logs it). None (default): no, as the methods' authors train them;
+            constrained methods get it for free.
         accumulation_steps: split each batch into this many equal micro-batches (attacked and
             back-propagated one at a time, gradients accumulated): the same update with less memory. Under DDP
             only the last micro-batch's backward all-reduces.
@@ -81,13 +85,13 @@ class RobustStep:
         head: Optional[ZeroShotHead] = None,
         pgd_steps: int = 10,
         pgd_step_size: Optional[float] = None,
-        primal_steps: int = PAPER.primal_steps,
+        primal_steps: Optional[int] = None,
         dual_optimizer=None,
         mode: Literal["simultaneous", "alternating"] = "simultaneous",
         embed_dim: Optional[int] = None,
         passes: Literal["fused", "sequential"] = "fused",
         autocast_dtype: Optional[torch.dtype] = None,
-        measure_clean: bool = True,
+        measure_clean: Optional[bool] = None,
         accumulation_steps: int = 1,
         checks: Literal["deferred", "eager"] = "deferred",
         profile: bool = False,
@@ -104,12 +108,14 @@ class RobustStep:
         self.head = head
         self.pgd_steps = pgd_steps
         self.pgd_step_size = pgd_step_size
+        if primal_steps is None:
+            primal_steps = method.authors_updates or PAPER.primal_steps
         self._primal_steps = check_positive_int(primal_steps, "primal_steps")  # read through `primal_steps`
         if passes not in PASSES:
             raise ValueError(f"passes must be one of {PASSES}, got {passes!r}")
         self.passes = passes
         self.autocast_dtype = autocast_dtype
-        self.measure_clean = measure_clean
+        self.measure_clean = bool(measure_clean)
         self.accumulation_steps = check_positive_int(accumulation_steps, "accumulation_steps")
         if checks not in CHECKS:
             raise ValueError(f"checks must be one of {CHECKS}, got {checks!r}")

@@ -19,7 +19,7 @@ from lore.models.build import build_model, class_embeddings
 from lore.training.config import TrainConfig
 from lore.training.plots import read_metrics
 from lore.presets import PRESET_FIELDS, dual_preset, resolve_dual
-from lore.registry import method_takes
+from lore.registry import method_entry, method_takes
 from lore.provenance import dataset_fingerprint, provenance, weights_sha256
 from lore.units import format_eps, parse_eps
 
@@ -29,7 +29,11 @@ EMBEDDED = "digits-clip"
 # Costs measured on the reference machine (2 CPU cores, quiet), embedded model, batch 64, PGD-10, K = 5; a job
 # rescales them by this machine's speed on `speed_probe` (measured when the job starts), so the estimate
 # printed first is measured here, not assumed (fitted on the default and --quick runs: docs/results.md):
-SECONDS_PER_BATCH = {"fare": 0.30, "naive": 0.41, "lore": 0.44}  # one training step, without the probes
+SECONDS_PER_BATCH = {"fare": 0.22, "naive": 0.41, "lore": 0.44}  # one training step, without the probes
+# FARE with its authors' 1 update per adversarial batch (above) costs 0.51 x LORE's step, with K = 5 updates (the
+# equal-updates control) 0.71 x: medians of 20 steps, 2 interleaved repeats, on this project's machine, 2 threads
+# (docs/log.md, 2026-12-06)
+EQUAL_UPDATES_SECONDS_PER_BATCH = {"fare": 0.30, "tecoa": 0.30}
 REFERENCE_BATCH = 64  # the batch size those steps were timed at; a step's cost grows in proportion to it
 SECONDS_PER_PROBE_IMAGE = 0.0044  # held-out probe during training: PGD-10 on one image (5 probes per run)
 SECONDS_PER_EVALUATION_IMAGE = 0.019  # zero-shot evaluation: 3 radii, 10 APGD iterations, 3 DLR-T targets
@@ -70,6 +74,8 @@ def settings_for(args) -> dict:
         "train_data": args.train_data or ("digits" if embedded else None),
         "eval_data": args.eval_data or args.train_data or "digits",
         "methods": split_list(args.methods),
+        # FARE and TeCoA: their authors' one update per adversarial batch, or K (the equal-updates control)
+        "baseline_updates": getattr(args, "baseline_updates", None) or "authors",
     }
 
 
@@ -86,6 +92,10 @@ def train_config(args, s, method: str, folder: Path, *, eps: float, seed: int, *
         probe_size=s["probe_size"], cache_dir=args.cache_dir, device=args.device,
     )
     values = {name: value for name, value in values.items() if method_takes(method, name)}  # fare takes no rho
+    if method_entry(method).authors_updates is not None:  # FARE, TeCoA: K only as the equal-updates control
+        values["baseline_updates"] = s["baseline_updates"]
+        if s["baseline_updates"] == "authors":
+            values.pop("primal_steps")
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -223,7 +233,8 @@ def plan_seconds(s: dict, trainings: list[str], samples: int) -> list[float]:
     probes = 5 * s.get("probe_size", 256) * SECONDS_PER_PROBE_IMAGE  # the first probe and one per quarter (the last at the end)
     attack = len(s["eval_eps"]) / 3 * s["apgd_iter"] / 10 * (0.25 + 0.75 * s.get("apgd_targets", 3) / 3)
     evaluation = samples * SECONDS_PER_EVALUATION_IMAGE * attack
-    return [evaluation] + [SECONDS_PER_BATCH.get(m, 0.4) * steps + probes + SECONDS_PER_RUN + evaluation for m in trainings]
+    per_batch = {**SECONDS_PER_BATCH, **(EQUAL_UPDATES_SECONDS_PER_BATCH if s.get("baseline_updates") == "equal" else {})}
+    return [evaluation] + [per_batch.get(m, 0.4) * steps + probes + SECONDS_PER_RUN + evaluation for m in trainings]
 
 
 def run_entry(method: str, train_eps: float, seed: int, result: dict, folder: Optional[Path] = None) -> dict:

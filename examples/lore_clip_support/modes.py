@@ -14,6 +14,13 @@ from .curves import plot_clean_over_training, time_table, time_to_accuracy
 from .job import Job, run_entry, run_folder, train_config
 from .series import aggregate, multiplier_table, plot_constraint, plot_series, series_table
 
+def baseline_text(s: dict) -> str:
+    """Which FARE (and TeCoA) a table shows: its authors' one update per adversarial batch, or K."""
+    if s["baseline_updates"] == "authors":
+        return "FARE: 1 encoder update per adversarial batch, as its authors trained it"
+    return f"FARE: K = {s['primal_steps']} updates per adversarial batch (the equal-updates control)"
+
+
 def run_series(job: Job) -> int:
     """The default mode: every method at every training radius and seed; the ε-series table and plots."""
     args, s = job.args, job.s
@@ -42,7 +49,7 @@ def run_series(job: Job) -> int:
     print(f"\nzero-shot accuracy on {len(job.labels)} held-out images, {spread}; robust = "
           f"worst case of APGD-CE and APGD-DLR-T ({s['apgd_targets']} targets), {s['apgd_iter']} iterations; "
           f"(↑/↓ x) = difference to FARE in points; "
-          f"in margin = share with ||phi-phi_0||^2 <= {s['rho']:g} ||phi_0||^2")
+          f"in margin = share with ||phi-phi_0||^2 <= {s['rho']:g} ||phi_0||^2; {baseline_text(s)}")
     print(series_table(rows, reference))
     heading = f"LORE's lambda(x) on the held-out probe ({s['probe_size']} images) at the end of training:"
     multipliers = multiplier_table(runs)
@@ -63,7 +70,7 @@ def run_series(job: Job) -> int:
                     "steps": s["steps"], "batch_size": s["batch_size"], "eval_samples": len(job.labels),
                     "apgd_iter": s["apgd_iter"], "apgd_targets": s["apgd_targets"], "quick": args.quick, "seed": args.seed, "seeds": seeds,
                     **job.dual_setting(),
-                    "lr": s["lr"],
+                    "lr": s["lr"], "baseline_updates": s["baseline_updates"],
                     "warmup_steps": s["warmup_steps"]},
         "methods": headline,
         "runs": runs,

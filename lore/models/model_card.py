@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..jsonio import dumps, write_text_atomic
+from ..registry import METHODS, method_entry
 from ..units import format_eps
 
 CARD = "README.md"
@@ -85,6 +86,11 @@ def _training_rows(config: dict, summary: dict) -> list[tuple[str, str]]:
             ("PGD steps", str(config["pgd_steps"]))]
     if config["method"] != "fare" and config.get("rho") is not None:
         rows.append(("rho (margin scale)", f"{config['rho']:g}"))
+    authors = method_entry(config["method"]).authors_updates if config["method"] in METHODS else None
+    if authors is not None:  # FARE, TeCoA: their authors' count, or K as the equal-updates control
+        equal = config.get("baseline_updates") == "equal"
+        rows.append(("encoder updates per adversarial batch", f"{config.get('primal_steps')} (equal-updates control)"
+                     if equal else f"{authors} (as its authors trained it)"))
     if config["method"] == "lore":
         rows += [("K (primal steps per dual step)", str(config.get("primal_steps"))),
                  ("dual preset", str(config.get("dual_preset")))]

@@ -13,7 +13,8 @@ from typing import Any, Mapping, Optional, Union
 from ..data.specs import PROBE_SHARE, is_image_folder
 from ..devices import check_device
 from ..presets import DEFAULT_PRESET, DUAL_PRESETS, PRESET_FIELDS, resolve_dual
-from ..registry import DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES, method_entry, method_takes
+from ..registry import (BASELINE_UPDATES, DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS,
+                        METHOD_NAMES, method_entry, method_takes)
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size, read_json_object
 
@@ -46,6 +47,12 @@ def unused_reason(settings: Mapping[str, Any], name: str) -> Optional[str]:
         return f"the dual is {dual}; only the network has a hidden layer"
     if name in ("dual_features", "dual_link") and dual == "scalar":
         return "the dual is scalar: one lambda, which reads no features and has no link"
+    authors = method_entry(method).authors_updates
+    if name == "baseline_updates" and authors is None:
+        return f"method {method} takes K updates per batch (--primal-steps); only FARE and TeCoA have their own count"
+    if name == "primal_steps" and authors is not None and settings["baseline_updates"] == "authors":
+        return (f"method {method} takes its authors' {authors} update per adversarial batch; --baseline-updates "
+                "equal gives it K")
     if name == "allow_missing" and not str(settings["model"]).startswith("hf:"):
         return "it applies to hf: models only"
     if name == "probe_size" and settings["probe_every"] == 0:
@@ -103,6 +110,9 @@ class TrainConfig:
     dual_preset: str = _help(f"LORE's dual settings: {', '.join(DUAL_PRESETS)} (paper: Algorithm 1 and App. C; "
                              "embedded: measured on the digits model; the dual flags below override single values; "
                              "docs/lore.md)", default=DEFAULT_PRESET)
+    baseline_updates: str = _help("FARE and TeCoA: 'authors' takes their authors' one encoder update per adversarial "
+                                  "batch (RobustVLM's FARE, TeCoA); 'equal' takes K (--primal-steps) like the "
+                                  "constrained methods: the equal-updates control", default="authors")
     primal_steps: Optional[int] = _help(f"K: primal updates per batch and per dual update ({_preset_help('primal_steps')})",
                                         default=None)
     dual: str = _help(f"dual parameterisation: {', '.join(DUAL_KINDS)}", default="network")
@@ -210,6 +220,8 @@ class TrainConfig:
             raise ValueError(f"dual_optimizer must be one of {DUAL_OPTIMIZERS}, got {self.dual_optimizer!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.baseline_updates not in BASELINE_UPDATES:
+            raise ValueError(f"baseline_updates must be one of {BASELINE_UPDATES}, got {self.baseline_updates!r}")
         if self.passes not in PASS_MODES:
             raise ValueError(f"passes must be one of {PASS_MODES}, got {self.passes!r}")
         if self.workers < -1:
@@ -236,6 +248,13 @@ class TrainConfig:
             why = self.why_unused(f.name)
             if why is not None and getattr(self, f.name) != default:
                 raise ValueError(f"{f.name}={getattr(self, f.name)!r} does not apply: {why}; leave it out")
+
+    @property
+    def updates_per_batch(self) -> int:
+        """Encoder updates per adversarial batch: the method's authors' count (FARE, TeCoA: 1) unless
+        `baseline_updates` is "equal", else K (`primal_steps`)."""
+        authors = method_entry(self.method).authors_updates
+        return authors if authors is not None and self.baseline_updates == "authors" else self.primal_steps
 
     def why_unused(self, name: str) -> Optional[str]:
         """Why field `name` takes no part in this run, or None when it does (`unused_reason`)."""

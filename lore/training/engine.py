@@ -471,7 +471,7 @@ def _robust_step(config: TrainConfig, info: DistInfo, built: BuiltModel, referen
     torch.manual_seed(config.seed)  # the dual network's init must not depend on how the model was built
     return RobustStep(
         model, method, optimizer, eps=config.eps, reference=reference, head=head,
-        pgd_steps=config.pgd_steps, primal_steps=config.primal_steps, embed_dim=encoder.embed_dim,
+        pgd_steps=config.pgd_steps, primal_steps=config.updates_per_batch, embed_dim=encoder.embed_dim,
         autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
         accumulation_steps=config.grad_accumulation, passes=passes,
         checks="eager" if config.eager_checks else "deferred", profile=config.profile,

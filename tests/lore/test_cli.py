@@ -291,3 +291,35 @@ def test_missing_data_is_refused_before_the_model_is_built_and_leaves_no_file(tm
     assert main(["train", "--data", f"wds:{tmp_path}/shards/{{0000..0001}}.tar", "--output", str(output),
                  "--device", "cpu"]) == 2
     assert "2 of 2 shards are missing" in capsys.readouterr().err and not output.exists()
+
+
+def test_fare_and_tecoa_take_their_authors_update_count_in_lore_train_and_k_as_the_equal_updates_control(capsys):
+    """Every method took K = 5 updates per adversarial batch in `lore train`; FARE's authors take one."""
+    for method in ("fare", "tecoa"):
+        assert TrainConfig(method=method).updates_per_batch == 1
+        assert TrainConfig(method=method, baseline_updates="equal").updates_per_batch == 5
+        assert TrainConfig(method=method, baseline_updates="equal", primal_steps=3).updates_per_batch == 3
+    for method in ("naive", "lore", "tecoa-l2", "tecoa-kl"):
+        assert TrainConfig(method=method).updates_per_batch == 5
+    assert main(["train", "--method", "fare", "--primal-steps", "3", "--device", "cpu"]) == 2
+    assert "takes its authors' 1 update per adversarial batch; --baseline-updates equal gives it K" in capsys.readouterr().err
+    assert main(["train", "--method", "lore", "--baseline-updates", "equal", "--device", "cpu"]) == 2
+    assert "only FARE and TeCoA have their own count" in capsys.readouterr().err
+
+
+def test_the_engine_hands_the_step_the_configs_update_count(tmp_path, monkeypatch):
+    from lore.training import engine
+
+    seen = []
+    original = engine.RobustStep
+
+    def recording(*args, **kwargs):
+        step = original(*args, **kwargs)
+        seen.append(step.primal_steps)
+        return step
+
+    monkeypatch.setattr(engine, "RobustStep", recording)
+    for updates in ("authors", "equal"):
+        engine.train(TrainConfig(method="fare", baseline_updates=updates, output=str(tmp_path / updates), max_steps=1,
+                                 batch_size=8, pgd_steps=1, probe_every=0, device="cpu"))
+    assert seen == [1, 5]

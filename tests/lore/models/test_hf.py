@@ -207,7 +207,7 @@ def test_the_export_is_a_drop_in_llava_vision_tower(tmp_path):
     folder = clip_folder(tmp_path / "source")
     run = tmp_path / "run"
     train(TrainConfig(model=f"hf:{folder}", data="digits", output=str(run), max_steps=2, batch_size=8, pgd_steps=1,
-                      primal_steps=1, probe_every=0, method="fare", lr=1e-3, device="cpu"))
+                      probe_every=0, method="fare", lr=1e-3, device="cpu"))
     export = run / "export"
     vision = transformers.CLIPVisionConfig.from_pretrained(export)
     text = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,

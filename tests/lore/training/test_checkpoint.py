@@ -9,7 +9,7 @@ from lore.training.checkpoint import CheckpointError, check_inputs
 from lore.training.config import TrainConfig
 from lore.training.engine import train
 
-TINY = dict(max_steps=2, batch_size=4, pgd_steps=1, primal_steps=1, checkpoint_every=1, device="cpu")
+TINY = dict(max_steps=2, batch_size=4, pgd_steps=1, checkpoint_every=1, device="cpu")  # FARE: its own 1 update
 
 
 def test_shards_train_without_probe_data_when_no_probe_runs_and_a_resume_on_rewritten_shards_is_refused(

@@ -136,7 +136,7 @@ def test_a_folder_run_without_probe_data_holds_its_probe_out_of_training(tmp_pat
     folder, _ = digit_folders  # 80 digit PNGs
     run = tmp_path / "run"
     config = TrainConfig(model="digits-cnn", data=str(folder), output=str(run), max_steps=2, batch_size=8,
-                         pgd_steps=1, primal_steps=1, probe_size=12, probe_every=1, method="fare")
+                         pgd_steps=1, probe_size=12, probe_every=1, method="fare")
     loaded = []
     original = engine.training_batches
 
@@ -169,7 +169,7 @@ def test_no_save_optimizer_state_writes_a_smaller_checkpoint_and_a_resume_says_w
     sizes = {}
     for keep in (True, False):
         config = TrainConfig(model="digits-cnn", output=str(tmp_path / str(keep)), max_steps=2, batch_size=8, pgd_steps=1,
-                             primal_steps=1, probe_every=0, checkpoint_every=1, method="fare", save_optimizer_state=keep)
+                             probe_every=0, checkpoint_every=1, method="fare", save_optimizer_state=keep)
         train(config)
         state = torch.load(tmp_path / str(keep) / LAST, weights_only=True)
         assert (state["optimizer"] is not None) == keep

@@ -197,7 +197,9 @@ def _train(run, lore_cache, *extra):
     """A 2-batch run; the dual flags of FAST are left out for a method without a dual (they would be refused)."""
     method = extra[extra.index("--method") + 1] if "--method" in extra else "lore"
     pairs = zip(FAST[::2], FAST[1::2])
-    fast = FAST if method in ("lore", "tecoa-l2", "tecoa-kl") else [v for pair in pairs if "--dual" not in pair[0] for v in pair]
+    constrained = method in ("lore", "tecoa-l2", "tecoa-kl")
+    dropped = ("--dual",) if method == "naive" else ("--dual", "--primal-steps")  # FARE, TeCoA: their own 1 update
+    fast = FAST if constrained else [v for pair in pairs if not pair[0].startswith(dropped) for v in pair]
     return main(["train", "--output", str(run), "--cache-dir", str(lore_cache), "--max-steps", "2", *fast, *extra])
 
 
