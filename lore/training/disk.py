@@ -64,8 +64,8 @@ class DiskUse:
     def describe(self) -> str:
         """One line for the log."""
         lean = "" if not self.moments else f" ({format_bytes(self.checkpoint - self.moments)} with --no-save-optimizer-state)"
-        return (f"disk: last.pt about {format_bytes(self.checkpoint)}{lean}, the export about {format_bytes(self.export)} "
-                "(docs/training.md#disk)")
+        return (f"disk: last.pt about {format_bytes(self.checkpoint)}{lean}, the export's weights about "
+                f"{format_bytes(self.export)} (plus its config, processor and tokenizer files; docs/training.md#disk)")
 
 
 def predict(encoder: torch.nn.Module, exported: torch.nn.Module, dual_state: Mapping, *, save_optimizer_state: bool

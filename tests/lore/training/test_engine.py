@@ -204,7 +204,9 @@ def test_the_predicted_disk_use_matches_the_files_written(tmp_path, capsys, monk
                                  probe_every=0, checkpoint_every=1, method="lore", save_optimizer_state=keep))
         use = predicted[-1]
         assert (use.moments > 0) == keep
-        assert f"disk: last.pt about {format_bytes(use.checkpoint)}" in capsys.readouterr().out
+        said = capsys.readouterr().out
+        assert f"disk: last.pt about {format_bytes(use.checkpoint)}" in said
+        assert f"the export's weights about {format_bytes(use.export)} (plus its config" in said
         written = (run / engine.LAST).stat().st_size
         exported = sum(f.stat().st_size for f in (run / "export").glob("*.safetensors"))
         assert abs(use.checkpoint - written) <= 0.005 * written + 64e3, (use, written)
