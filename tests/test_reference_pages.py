@@ -59,3 +59,21 @@ def test_the_checker_finds_a_table_without_its_commit():
     (line, context), = results_tables(page)
     assert "commit" not in context
     assert results_tables("<!-- t:begin -->\n| 0.12 | 0.34 | 0.56 |\n<!-- t:end -->\n") == []
+
+
+SPLIT = re.compile(r"\b(test|validation) split\b", re.I)
+SEEDS = re.compile(r"(?<!--)\bseeds? \d")  # "seeds 0–2" in the prose, not the command's --seeds flag
+
+
+def test_every_results_table_of_the_results_page_names_its_split_and_seeds():
+    """Tables said neither which digits they were measured on nor which seeds; the preset was chosen on the same
+    digits. Each now names its split (test or validation) and its seeds."""
+    for line, context in results_tables((ROOT / "docs" / "results.md").read_text()):
+        assert SPLIT.search(context), f"docs/results.md line {line + 1}: no split named before the table"
+        assert SEEDS.search(context), f"docs/results.md line {line + 1}: no seeds named before the table"
+
+
+def test_the_split_checker_finds_a_table_without_its_split():
+    page = "## A\n\nCommand (commit abcdef0): `python x.py --seeds 3`\n\n| a | b |\n|---|---|\n| 0.12 | 0.34 |\n| 0.5 | 0.78 |\n"
+    (_, context), = results_tables(page)
+    assert not SPLIT.search(context) and not SEEDS.search(context)
