@@ -22,6 +22,7 @@ from .groups import (GroupConstraint, GroupMultiplier, RateConstraint, bounded_g
 from .margins import EntropyMargin, FixedMargin, Margin, NormMargin
 from .multipliers import IndexedMultiplier, LinearMultiplier, MultiplierNetwork, ScalarMultiplier
 from .primal_dual import PrimalDual
+from .relaxation import Linear, Quadratic, RelaxationCost
 from .protocols import ConstraintKind, Formulation, MultiplierKind, Observation
 from .report import ConstraintReport, DeferredReports, StepReport
 from .selection import BestIterate
@@ -42,6 +43,7 @@ __all__ = [
     "GroupMultiplier",
     "IndexedMultiplier",
     "Lagrangian",
+    "Linear",
     "LinearMultiplier",
     "Margin",
     "MultiplierKind",
@@ -49,7 +51,9 @@ __all__ = [
     "NormMargin",
     "Observation",
     "PrimalDual",
+    "Quadratic",
     "RateConstraint",
+    "RelaxationCost",
     "ScalarMultiplier",
     "StepReport",
     "bounded_group_loss",

@@ -16,6 +16,7 @@ from torch import nn
 from .constraint import check_kind
 from .multipliers import LookupMultiplier
 from .protocols import ConstraintKind, Formulation, MultiplierKind
+from .relaxation import RelaxationCost, check_relaxation
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Binding:
     summed: bool
     averages: bool
     per_index: bool
+    relax: Optional[RelaxationCost] = None  #: the constraint's relaxation cost (`constrained.relaxation`), if any
 
     def entries(self) -> Optional[torch.Tensor]:
         """[N] a copy of every lambda of a lookup multiplier (`IndexedMultiplier`, `GroupMultiplier`); None for
@@ -73,6 +75,9 @@ def bind(constraint: ConstraintKind, multiplier: Optional[MultiplierKind], formu
     if multiplier is not None:
         _check_multiplier(constraint, multiplier, equality, bound)
         multiplier.bind(equality)
+    relax = getattr(constraint, "relax", None)
+    if relax is not None:
+        _check_relaxation(constraint, relax, multiplier, formulation, equality)
     return Binding(
         constraint=constraint,
         multiplier=multiplier,
@@ -80,7 +85,20 @@ def bind(constraint: ConstraintKind, multiplier: Optional[MultiplierKind], formu
         summed=bool(constraint.summed),
         averages=multiplier is not None and bool(multiplier.averages_constraint),
         per_index=multiplier is not None and bool(multiplier.per_index),
+        relax=relax,
     )
+
+
+def _check_relaxation(constraint: ConstraintKind, relax: object, multiplier: Optional[MultiplierKind],
+                      formulation: Formulation, equality: bool) -> None:
+    """A relaxation needs a dual variable, an inequality and a formulation whose dual term it can relax."""
+    check_relaxation(relax, constraint.name)
+    if equality:
+        raise ValueError(f"constraint {constraint.name!r} is an equality: a relaxation u >= 0 loosens an inequality "
+                         "bound; drop relax=")
+    if multiplier is None or not getattr(formulation, "supports_relaxation", False):
+        raise ValueError(f"constraint {constraint.name!r}: {type(formulation).__name__} cannot relax it (the relaxation "
+                         "is priced through the Lagrangian's multiplier; use Lagrangian())")
 
 
 def _check_multiplier(constraint: ConstraintKind, multiplier: MultiplierKind, equality: bool,

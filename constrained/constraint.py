@@ -19,6 +19,7 @@ import torch
 from .divergences import Divergence
 from .margins import FixedMargin, Margin
 from .protocols import Observation
+from .relaxation import check_relaxation
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class Constraint:
             rate constraints), so a multiplier rises where more than alpha of the samples violate and falls to 0
             where fewer do; the primal step still descends on d - m. With a multiplier network this asks for
             at most alpha of the samples outside the margin in every neighbourhood the network resolves.
+        relax: a `constrained.RelaxationCost` (`Quadratic(alpha)`, `Linear(beta)` or a user's): the constraint
+            may relax itself by u(x) >= 0 at that price, d - m <= u, with u(x) = (h')^{-1}(lambda(x)) chosen by
+            the problem (resilient constrained learning; `constrained.relaxation`). None: the bound is hard.
     """
 
     d: Divergence
@@ -43,9 +47,12 @@ class Constraint:
     name: str = "constraint"
     kind: str = "inequality"
     violation_rate: Optional[float] = None
+    relax: Optional[Any] = None
     summed: ClassVar[bool] = False  # per-sample: the primal term is the batch mean (protocols.ConstraintKind)
 
     def __post_init__(self) -> None:
+        if self.relax is not None:
+            check_relaxation(self.relax, self.name)
         check_kind(self.kind)
         if not callable(self.d):
             raise TypeError(f"d must be callable (out, ref) -> [B], got {type(self.d).__name__}")

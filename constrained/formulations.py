@@ -38,6 +38,8 @@ class Lagrangian:
 
     needs_multiplier = True
     fixed_weight = None
+    #: a constraint's `relax` cost may relax it (`constrained.relaxation`): the dual term is the relaxed one
+    supports_relaxation = True
 
     def primal_term(self, multiplier: Optional[torch.Tensor], violation: torch.Tensor, equality: bool) -> torch.Tensor:
         """sum_i lambda_i.detach() g_i: moves the model, not the multipliers. Shapes [n]."""

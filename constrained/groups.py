@@ -34,6 +34,7 @@ from .validation import check_positive_int
 from .constraint import check_kind
 from .protocols import Observation
 from .multipliers import LookupMultiplier
+from .relaxation import check_relaxation
 
 CONDITIONS = (None, "positive_label", "negative_label", "label")
 
@@ -61,6 +62,8 @@ class GroupConstraint:
         num_strata: S, e.g. 2 to condition on the label y in {0, 1} (equalized odds); strata are 0 .. S-1.
         kind: "inequality" or "equality" (mean = bound, multipliers of free sign; not two-sided).
         name: label in reports and state dicts.
+        relax: a `constrained.RelaxationCost`: each group may relax its bound by u_a >= 0 at that price
+            (`constrained.relaxation`); None: the bounds are hard.
     """
 
     num_groups: int
@@ -71,8 +74,11 @@ class GroupConstraint:
     kind: str = "inequality"
     summed: ClassVar[bool] = True  # one entry per group, each already a mean: the primal sums them
     name: str = "group"
+    relax: Optional[Any] = None
 
     def __post_init__(self) -> None:
+        if self.relax is not None:
+            check_relaxation(self.relax, self.name)
         check_positive_int(self.num_groups, "num_groups")
         check_positive_int(self.num_strata, "num_strata")
         check_kind(self.kind)
@@ -309,9 +315,11 @@ def equalized_odds(num_groups: int, bound: float, *, name: str = "equalized_odds
                           temperature=temperature)
 
 
-def bounded_group_loss(num_groups: int, bound: float, *, name: str = "bounded_group_loss") -> GroupConstraint:
-    """E[loss | A = a] <= bound for every group a (observe it with the per-sample losses)."""
-    return GroupConstraint(num_groups, bound, name=name)
+def bounded_group_loss(num_groups: int, bound: float, *, name: str = "bounded_group_loss",
+                       relax: Optional[Any] = None) -> GroupConstraint:
+    """E[loss | A = a] <= bound for every group a (observe it with the per-sample losses); `relax`: each group's
+    bound may relax at that price (`constrained.relaxation`)."""
+    return GroupConstraint(num_groups, bound, name=name, relax=relax)
 
 
 def parity_difference(predictions: torch.Tensor, groups: torch.Tensor, num_groups: int) -> float:

@@ -21,6 +21,7 @@ import torch
 
 from .binding import Binding
 from .protocols import Formulation, MultiplierKind, Observation
+from .relaxation import relaxation_term
 
 
 class Priced(NamedTuple):
@@ -63,7 +64,8 @@ def multiplier_values(priced: Mapping[str, Priced], formulation: Formulation) ->
                                 "formulation without multipliers (needs_multiplier False) must give a number")
             values[name] = torch.full((1,), weight, device=entry.violation.device)
             continue
-        values[name] = check_multiplier_value(multiplier.value(entry.features), multiplier, entry, name)
+        value = check_multiplier_value(multiplier.value(entry.features), multiplier, entry, name)
+        values[name] = value if entry.binding.relax is None else entry.binding.relax.price(value)
     return values
 
 
@@ -151,6 +153,8 @@ def dual_lagrangian(priced: Mapping[str, Priced], values: Mapping[str, torch.Ten
         if term is None:
             continue
         term = check_term(term, formulation, "dual_term", name, entry.dual_violation)
+        if binding.relax is not None:  # resilient: lambda g - h*(lambda), ascending on g - u*(lambda)
+            term = term + relaxation_term(binding.relax, values[name], entry.dual_violation).sum()
         scale = entry_scale(binding, entry.violation.shape[0], dual=True)
         if not binding.per_index:
             scale *= weight

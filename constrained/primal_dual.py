@@ -36,6 +36,7 @@ from .dual_state import check_setup, check_values, constraint_settings
 from .formulations import Lagrangian
 from .lagrangian import dual_lagrangian, multiplier_values, primal_lagrangian
 from .protocols import ConstraintKind, Formulation, MultiplierKind
+from .relaxation import relaxation_report
 from .report import RecentReports, StepReport, mean_of, summarize
 from .updates import PAPER_DUAL_LR, DualOptimizerFactory, DualUpdate, PrimalUpdate
 from .validation import check_positive_int
@@ -187,8 +188,7 @@ class PrimalDual:
             loss = mean_of([e.loss for e in evaluations])
             if self.checks == "eager":
                 loss = float(loss)
-        reports = summarize([e.observations for e in evaluations], values,  # before lambda moves
-                            lambda name, kept, g: self._bindings[name].constraint.report_details(kept, g),
+        reports = summarize([e.observations for e in evaluations], values, self._report_details,  # before lambda moves
                             lambda name: self._bindings[name].entries())
         if updated:
             self._update_dual()
@@ -285,6 +285,15 @@ class PrimalDual:
             self.primal_optimizer.zero_grad(set_to_none=True)
         if dual:
             self.dual.zero_grad()
+
+    def _report_details(self, name: str, kept: list[Any], violation: torch.Tensor, multiplier: torch.Tensor
+                        ) -> dict[str, Any]:
+        """A constraint's own report fields (`report_details`) and, when it is relaxed, its relaxation's."""
+        binding = self._bindings[name]
+        extra = binding.constraint.report_details(kept, violation)
+        if binding.relax is not None:
+            extra = {**relaxation_report(binding.relax, multiplier, violation), **extra}
+        return extra
 
     def _dual_due(self) -> bool:
         """Whether the next step also updates the dual (every K-th primal step)."""

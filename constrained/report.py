@@ -29,6 +29,10 @@ class ConstraintReport:
             side, stratum and group; NaN where the group was absent).
         group_labels: what each entry of `group_violations` prices ("group0", "upper/stratum1/group0", ...;
             `GroupConstraint.multiplier_labels`).
+        relaxation_mean, relaxation_max: relaxed constraints only (`constrained.relaxation`): the relaxation
+            u >= 0 each entry took, over the step's entries (None for a constraint without relaxation).
+        relaxed_violation_mean, relaxed_satisfied_fraction: relaxed constraints only: the violation against the
+            relaxed bound, g - u (the bound plus u), its mean and the share of entries within it.
     """
 
     violation_mean: float
@@ -38,13 +42,17 @@ class ConstraintReport:
     multiplier_max: float
     group_violations: tuple[float, ...] = ()
     group_labels: tuple[str, ...] = ()
+    relaxation_mean: Optional[float] = None
+    relaxation_max: Optional[float] = None
+    relaxed_violation_mean: Optional[float] = None
+    relaxed_satisfied_fraction: Optional[float] = None
 
     def as_dict(self, name: str) -> dict[str, float]:
         """Flat {"<name>/<field>": number}; `group_violations` gives one entry per multiplier, keyed by what it
         prices ("<name>/group_violations/upper/group0"; by position where no labels were given)."""
         flat: dict[str, float] = {}
         for key, value in asdict(self).items():
-            if key == "group_labels":
+            if key == "group_labels" or value is None:  # labels are keys; None: a field this constraint lacks
                 continue
             if isinstance(value, (tuple, list)):
                 labels = self.group_labels if len(self.group_labels) == len(value) else range(len(value))
@@ -224,7 +232,7 @@ class StepReport:
 
 
 def summarize(observations: Sequence[Mapping[str, Observation]], values: Sequence[Mapping[str, torch.Tensor]],
-              details: Callable[[str, list[Observation], torch.Tensor], dict[str, Any]],
+              details: Callable[[str, list[Observation], torch.Tensor, torch.Tensor], dict[str, Any]],
               entries: Callable[[str], Optional[torch.Tensor]] = lambda name: None) -> DeferredReports:
     """Each constraint's report over a step's micro-batches, computed when first read.
 
@@ -234,8 +242,8 @@ def summarize(observations: Sequence[Mapping[str, Observation]], values: Sequenc
     Args:
         observations: per micro-batch, {name: Observation}.
         values: per micro-batch, {name: lambda [n]}.
-        details: (name, the name's observations, its joined violations) -> extra report fields
-            (`ConstraintKind.report_details`).
+        details: (name, the name's observations, its joined violations, its joined lambdas) -> extra report
+            fields (`ConstraintKind.report_details`, and a relaxation's).
         entries: name -> a copy of every lambda of its lookup multiplier (`Binding.entries`), read only for a
             constraint with no entry in the step, before the dual update moves lambda.
     """
@@ -258,7 +266,7 @@ def summarize(observations: Sequence[Mapping[str, Observation]], values: Sequenc
         for i, name in enumerate(names):
             mean, worst, satisfied, lambda_mean, lambda_max = numbers[5 * i: 5 * i + 5]
             report = ConstraintReport(mean, worst, satisfied, lambda_mean, lambda_max)
-            extra = details(name, kept[name], violations[name])
+            extra = details(name, kept[name], violations[name], priced[name])
             reports[name] = replace(report, **extra) if extra else report
         return reports
 
