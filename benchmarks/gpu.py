@@ -170,7 +170,7 @@ def main() -> None:
                   "precision": "fp32" if args.tiny or device.type == "cpu" else "bf16", "device": str(device),
                   "workers": 2 if args.tiny else 8, "cache_dir": str(work / "cache"), "checkpoint_every": 10_000,
                   "image_size": size}
-        methods = {"fare": {"method": "fare", "primal_steps": 1}, "lore": {"method": "lore"}}
+        methods = {"fare": {"method": "fare"}, "lore": {"method": "lore"}}  # FARE: its authors' 1 update per batch
         results, port = {}, 29700
         for name, values in methods.items():
             runs = []

@@ -29,12 +29,16 @@ def torchrun(args: list[str], port: int, timeout: float) -> subprocess.Completed
 
 MODELS = {  # name -> (writes the model, --model value, extra flags)
     "hf-dinov2": (lambda p: dinov2_folder(p / "m"), lambda p: f"hf:{p / 'm'}", LORE),
-    "hf-clip": (lambda p: clip_folder(p / "m"), lambda p: f"hf:{p / 'm'}", ["--method", "tecoa"]),
+    # FARE and TeCoA take --primal-steps only as the equal-updates control: K = 2 updates under DDP, as before
+    "hf-clip": (lambda p: clip_folder(p / "m"), lambda p: f"hf:{p / 'm'}", ["--method", "tecoa", "--baseline-updates",
+                                                                             "equal"]),
     "hf-siglip": (lambda p: siglip_folder(p / "m"), lambda p: f"hf:{p / 'm'}", LORE),
-    "hf-clip-vision": (lambda p: clip_vision_folder(p / "m"), lambda p: f"hf:{p / 'm'}", ["--method", "fare"]),
+    "hf-clip-vision": (lambda p: clip_vision_folder(p / "m"), lambda p: f"hf:{p / 'm'}",
+                       ["--method", "fare", "--baseline-updates", "equal"]),
     "hf-siglip-vision": (lambda p: siglip_vision_folder(p / "m"), lambda p: f"hf:{p / 'm'}", LORE),
     "open_clip": (None, None, LORE),
-    "timm-resnet": (lambda p: None, lambda p: "timm:resnet10t", ["--method", "fare", "--image-size", "32"]),
+    "timm-resnet": (lambda p: None, lambda p: "timm:resnet10t", ["--method", "fare", "--baseline-updates", "equal",
+                                                                 "--image-size", "32"]),
 }
 
 

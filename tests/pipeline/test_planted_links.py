@@ -31,8 +31,8 @@ def images(tmp_path_factory, write_digits):
 def _sequence(tmp_path, tiny_clip_dir, images, lore_cache) -> dict[str, int]:
     run, out, hf = tmp_path / "run", tmp_path / "eval", tmp_path / "hf"
     codes = {"train": main(["train", "--model", f"local-dir:{tiny_clip_dir}", "--data", str(images), "--output",
-                            str(run), "--max-steps", "1", "--batch-size", "4", "--pgd-steps", "1", "--primal-steps",
-                            "1", "--probe-every", "0", "--device", "cpu", "--cache-dir", str(lore_cache),
+                            str(run), "--max-steps", "1", "--batch-size", "4", "--pgd-steps", "1",
+                            "--probe-every", "0", "--device", "cpu", "--cache-dir", str(lore_cache),
                             "--method", "fare"])}
     codes["eval"] = main(["eval", "--model", str(run), "--data", str(images), "--output", str(out), "--attacks", "",
                           "--samples", "64", "--device", "cpu", "--cache-dir", str(lore_cache)])
@@ -62,7 +62,7 @@ def test_a_link_planted_at_a_written_path_changes_nothing_outside(tmp_path, tiny
     if folder == "run" and name.startswith("export/"):  # the run's export/ exists only once training finished
         assert main(["train", "--model", f"local-dir:{tiny_clip_dir}", "--data", str(images), "--output",
                      str(tmp_path / "run"), "--max-steps", "1", "--batch-size", "4", "--pgd-steps", "1",
-                     "--primal-steps", "1", "--probe-every", "0", "--device", "cpu", "--cache-dir", str(lore_cache),
+                     "--probe-every", "0", "--device", "cpu", "--cache-dir", str(lore_cache),
                      "--method", "fare"]) == 0
     link = tmp_path / folder / name if name else tmp_path / folder
     link.parent.mkdir(parents=True, exist_ok=True)
