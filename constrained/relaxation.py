@@ -141,8 +141,7 @@ def relaxation_report(cost: RelaxationCost, multiplier: torch.Tensor, violation:
         nan = float("nan")
         return {"relaxation_mean": nan, "relaxation_max": nan, "relaxed_violation_mean": nan,
                 "relaxed_satisfied_fraction": nan}
-    u = cost.relaxation(multiplier.detach().reshape(-1).expand_as(g) if multiplier.numel() == 1 else
-                        multiplier.detach(), g)
+    u = cost.relaxation(multiplier.detach(), g)
     numbers = torch.stack([u.mean(), u.max(), (g - u).mean(), (g - u <= 0).float().mean()]).tolist()
     return dict(zip(("relaxation_mean", "relaxation_max", "relaxed_violation_mean", "relaxed_satisfied_fraction"),
                     numbers))

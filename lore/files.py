@@ -5,7 +5,7 @@ Two rules, enforced here rather than case by case:
 - **A file** is written by `write_bytes_atomic` (and its text/JSON forms in `lore.jsonio`): never through a
   symbolic link at its path (`SymlinkRefused` names it), into a new temporary file in the same folder created
   exclusively under an unpredictable name, then renamed over the target, so a reader or a killed job never sees
-  half a file. Logs that grow line by line (`append_line`, `open_append`) are opened with `O_NOFOLLOW`.
+  half a file. Logs that grow line by line (`open_append`) are opened with `O_NOFOLLOW`.
 - **A folder** of several files (an export, a converted model) is filled in a fresh staging folder beside its
   final path (`staged_folder`), which holds the marker `INCOMPLETE` until everything is written; the marker is
   then removed and the folder renamed into place whole. A job killed at any point leaves either no folder at the
@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +30,16 @@ from typing import IO, Iterator, Union
 INCOMPLETE = ".lore-incomplete"
 #: what the staging folders of `final` are called: `.NAME.partial-XXXXXXXX`
 PARTIAL = ".partial-"
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # read once, at import: os.umask can only be read by setting it
+    os.umask(mask)
+    return mask
+
+
+#: the process's umask, read once at import: the mode `open` would give a new file or folder
+UMASK = _read_umask()
 
 
 class SymlinkRefused(OSError):
@@ -60,7 +69,7 @@ def write_bytes_atomic(path: Union[str, Path], data: bytes) -> None:
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
-        os.chmod(partial, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode `open` would
+        os.chmod(partial, 0o666 & ~UMASK)  # mkstemp makes 0600: give the file the mode `open` would
         os.replace(partial, path)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
@@ -86,12 +95,6 @@ def open_append(path: Union[str, Path]) -> IO[str]:
             refuse_symlink(path)
         raise
     return os.fdopen(descriptor, "a", encoding="utf-8")
-
-
-def append_line(path: Union[str, Path], line: str) -> None:
-    """Appends `line` and a newline to `path` (`open_append`)."""
-    with open_append(path) as handle:
-        handle.write(line + "\n")
 
 
 def read_own_text(path: Union[str, Path]) -> str:
@@ -155,7 +158,7 @@ def staged_folder(final: Union[str, Path], *, replace: bool = False) -> Iterator
         raise FileExistsError(f"{final} exists and is not empty: choose a new or empty folder")
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}{PARTIAL}", dir=final.parent))
     try:
-        os.chmod(staging, 0o777 & ~_umask())
+        os.chmod(staging, 0o777 & ~UMASK)
         (staging / INCOMPLETE).write_text("written by lore; the job writing this folder did not finish\n")
         yield staging
         (staging / INCOMPLETE).unlink()
@@ -181,27 +184,5 @@ def _move_into_place(staging: Path, final: Path) -> None:
     os.rename(staging, final)
 
 
-def is_regular_file(path: Union[str, Path]) -> bool:
-    """Whether `path` is a regular file and not a symbolic link."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)  # read once, at import: os.umask can only be read by setting it
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def _umask() -> int:
-    return _UMASK
-
-
-__all__ = ["INCOMPLETE", "SymlinkRefused", "append_line", "check_complete", "is_regular_file", "missing_folder_hint",
-           "open_append", "partial_folders", "read_own_text", "refuse_symlink", "staged_folder", "write_bytes_atomic",
-           "write_text_atomic"]
+__all__ = ["INCOMPLETE", "SymlinkRefused", "check_complete", "missing_folder_hint", "open_append", "partial_folders",
+           "read_own_text", "refuse_symlink", "staged_folder", "write_bytes_atomic", "write_text_atomic"]

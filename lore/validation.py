@@ -30,19 +30,28 @@ def check_field_types(config) -> None:
             raise ValueError(f"{item.name} must be {expected}, got {value!r} ({type(value).__name__})")
 
 
-def read_json_object(path: Union[str, Path]) -> dict:
-    """Reads a JSON object from `path`, with errors that name the file."""
+def read_json_object(path: Union[str, Path], what: str = "config file", holds: str = "TrainConfig keys") -> dict:
+    """Reads a JSON object from `path`, with one-line errors that name the file.
+
+    Args:
+        what: how the errors introduce the file ("config file", "model 'hf:x':", ...).
+        holds: what the object holds, for the error of a file that holds no object ("" to say nothing).
+
+    Raises:
+        FileNotFoundError: no file. ValueError: not UTF-8, not JSON, or not a JSON object.
+    """
     try:
         values = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"config file {path} not found") from error
+        raise FileNotFoundError(f"{what} {path} not found") from error
     except UnicodeDecodeError as error:
-        raise ValueError(f"config file {path} is not UTF-8 text (JSON must be): {error.reason} at byte "
+        raise ValueError(f"{what} {path} is not UTF-8 text (JSON must be): {error.reason} at byte "
                          f"{error.start}") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"config file {path} is not valid JSON: {error}") from error
+        raise ValueError(f"{what} {path} is not valid JSON ({error})") from None
     if not isinstance(values, dict):
-        raise ValueError(f"config file {path} must hold a JSON object of TrainConfig keys")
+        raise ValueError(f"{what} {path} must hold a JSON object{f' of {holds}' if holds else ''}, got a "
+                         f"{type(values).__name__}")
     return values
 
 

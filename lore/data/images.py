@@ -71,8 +71,8 @@ def check_data_spec(spec: str, flag: str = "--data") -> None:
         if len(parts) != 3 or not parts[1] or not parts[2]:
             raise ValueError(f"{flag} {spec!r}: torchvision datasets are written 'torchvision:NAME:ROOT'")
         if not Path(parts[2]).is_dir():
-            raise FileNotFoundError(f"{flag} {spec!r}: no folder {parts[2]} (torchvision datasets are read from disk; "
-                                    "nothing is downloaded)")
+            raise FileNotFoundError(f"{flag} {spec!r}: no folder {parts[2]} (torchvision datasets are read from disk: "
+                                    "no downloads here)")
         return
     if is_shard_spec(spec):
         from .shards import shard_paths
@@ -80,7 +80,7 @@ def check_data_spec(spec: str, flag: str = "--data") -> None:
         shard_paths(spec)
         return
     if not Path(spec).is_dir():
-        raise FileNotFoundError(f"{flag} {spec!r} is no folder; data must be {DATA_FORMS}")
+        raise FileNotFoundError(f"{flag} {spec!r} is none of the forms data takes, {DATA_FORMS} (no such folder)")
 
 
 def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int = 0,
@@ -104,6 +104,7 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
     """
     if classes is not None and not is_image_folder(spec):
         raise ValueError(f"classes selects class folders of an image-folder dataset; {spec!r} is not one")
+    check_data_spec(spec, "data")
     if is_shard_spec(spec):  # webdataset shards (lore.data.shards; the `webdataset` extra)
         from .shards import ShardImages
 
@@ -117,10 +118,7 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
 
     transform = image_transform(image_size, bicubic=True)
     if spec.startswith("torchvision:"):
-        parts = spec.split(":", 2)
-        if len(parts) != 3 or not parts[1] or not parts[2]:
-            raise ValueError(f"torchvision datasets are written 'torchvision:NAME:ROOT', got {spec!r}")
-        name, root = parts[1], parts[2]
+        _, name, root = spec.split(":", 2)  # its form and root were checked above
         if not hasattr(datasets, name):
             raise ValueError(f"torchvision has no dataset {name!r}")
         try:
@@ -130,8 +128,6 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
         return IndexedImages(base, tuple(getattr(base, "classes", ())))
 
     folder = Path(spec)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"data must be {DATA_FORMS}; {spec!r} is none")
     from .folders import check_links
 
     check_links(folder)

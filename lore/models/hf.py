@@ -31,6 +31,7 @@ from torch import nn
 
 from ..files import check_complete, missing_folder_hint, staged_folder
 from ..jsonio import write_json
+from ..validation import read_json_object
 from .encoders import ImageEncoder, check_patch_multiple
 
 PREFIX = "hf:"
@@ -133,17 +134,6 @@ class HFTokenizer:
         return tokens
 
 
-def read_json_file(path: Path, what: str) -> dict:
-    """A JSON object from `path`; a missing, unreadable or non-object file is a one-line error naming it."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{what}: {path} is not valid JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{what}: {path} must hold a JSON object, got a {type(value).__name__}")
-    return value
-
-
 def processor_file(folder: Path) -> Optional[Path]:
     """The file of `PROCESSOR_LAYOUTS` that `folder` holds, or None."""
     return next((folder / name for name in PROCESSOR_LAYOUTS if (folder / name).is_file()), None)
@@ -188,7 +178,7 @@ def read_processor(folder: Path, what: str) -> dict:
     """
     path = processor_file(folder)
     assert path is not None, "folder_of checked it"
-    processor = read_json_file(path, what)
+    processor = read_json_object(path, f"{what}:", holds="")
     if path.name == "processor_config.json":
         inner = processor.get("image_processor")
         if not isinstance(inner, dict):
@@ -236,7 +226,7 @@ def load_hf(name: str, *, image_size: Optional[int] = None, device: Union[str, t
         raise ImportError("hf: models need transformers: pip install 'lore-constrained[hf]'") from None
     folder = folder_of(name)
     what = f"model {name!r}"
-    config = read_json_file(folder / "config.json", what)
+    config = read_json_object(folder / "config.json", f"{what}:", holds="")
     architectures = config.get("architectures")
     architecture = architectures[0] if isinstance(architectures, list) and architectures else "(none named)"
     if architecture not in ARCHITECTURES:

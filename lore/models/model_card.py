@@ -14,6 +14,7 @@ from typing import Any, Optional, Union
 
 from ..jsonio import dumps, write_text_atomic
 from ..registry import METHODS, method_entry
+from ..validation import read_json_object
 from ..units import format_eps
 
 CARD = "README.md"
@@ -29,15 +30,11 @@ def check_card_sources(run_folder: Union[str, Path]) -> dict:
     """The run's config.json as the card reads it, checked (before an evaluation whose card it will feed).
 
     Raises:
-        ValueError: a config.json that is not JSON, or lacks or mistypes a field the card reads (named).
+        FileNotFoundError: no config.json. ValueError: a config.json that is not a JSON object, or lacks or
+            mistypes a field the card reads (named).
     """
     path = Path(run_folder) / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} cannot be read as the config.json `lore train` writes: {error}") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} must hold a JSON object (the config.json `lore train` writes)")
+    config = read_json_object(path, "run config", holds="the run's settings")
     for name, kind in CARD_FIELDS.items():
         if not isinstance(config.get(name), kind) or isinstance(config.get(name), bool):
             raise ValueError(f"{path} is not the config.json `lore train` writes: its {name!r} is "

@@ -6,8 +6,13 @@ import hashlib
 
 import pytest
 
-from lore.files import (INCOMPLETE, SymlinkRefused, append_line, check_complete, missing_folder_hint, open_append,
-                        partial_folders, read_own_text, staged_folder, write_bytes_atomic, write_text_atomic)
+from lore.files import (INCOMPLETE, SymlinkRefused, check_complete, missing_folder_hint, open_append, partial_folders,
+                        read_own_text, staged_folder, write_bytes_atomic, write_text_atomic)
+
+
+def append_line(path, line: str) -> None:
+    with open_append(path) as handle:
+        handle.write(line + "\n")
 
 
 def _digest(path) -> str:
