@@ -13,7 +13,8 @@ from timing import interleaved_medians
 
 def digits_classifier(device):
     torch.manual_seed(0)
-    train, test = lore.load_digits_images(16).split(held_out=0.25, seed=0)
+    parts = lore.load_digits_images(16).splits(0)
+    train, test = parts.pretraining(), parts.test
     encoder = lore.small_digits_encoder(embed_dim=32, width=16)
     head = lore.pretrain_classifier(encoder, train, steps=200, seed=0)
     model = torch.nn.Sequential(encoder, head).to(device).eval().requires_grad_(False)

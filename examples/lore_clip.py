@@ -6,12 +6,14 @@ With no arguments it runs offline on a CPU on an embedded default:
    with scikit-learn — an image tower and a text tower over captions such as
    "a photo of the digit seven" — as the frozen reference phi_0 (its weights
    ship with the package, so every machine starts from the same phi_0;
-   --retrain-reference builds it here instead); a held-out quarter of the
-   digits (449 images) is never trained on;
+   --retrain-reference builds it here instead); it is pretrained on the
+   train and validation digits, never on the 454 test digits (the split:
+   docs/lore.md);
 2. fine-tunes its image encoder with FARE, naive regularization and LORE at
    three training radii (`lore train`'s engine: Algorithm 1, K = 5), over
    `--seeds` training seeds;
-3. evaluates every model on all held-out digits: zero-shot clean accuracy,
+3. evaluates every model on all test digits (`--eval-split validation`:
+   the validation digits, for choosing settings): zero-shot clean accuracy,
    robust accuracy (worst case of APGD-CE and APGD-DLR-T) at several radii,
    and the share of images whose clean embedding stays within the margin;
 4. prints the series the paper's way (mean ± std over seeds, each method's
@@ -59,7 +61,7 @@ from pathlib import Path
 from lore.evaluation.config import split_list
 from lore.jsonio import write_json
 from lore.presets import DUAL_PRESETS
-from lore.registry import BASELINE_UPDATES, DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES
+from lore.registry import BASELINE_UPDATES, PROBE_SPLITS, DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES
 from lore.training.checkpoint import CheckpointError
 from lore_clip_support.black_box import run_black_box
 from lore_clip_support.compare import RunInterrupted
@@ -121,7 +123,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=None, help="per process (default: 64 embedded, 448 real)")
     parser.add_argument("--lr", type=float, default=None, help="AdamW lr (default: 1e-3 embedded, 1e-5 real)")
     parser.add_argument("--eval-samples", type=int, default=None,
-                        help="held-out images evaluated (default: all 449 embedded, 100 quick; 1000 real)")
+                        help="held-out images evaluated (default: all 454 test digits embedded, 100 quick; 1000 real)")
     parser.add_argument("--apgd-iter", type=int, default=None,
                         help="APGD iterations (default: 100 real; 10 embedded, which ranks the methods as 100 do: docs/results.md)")
     parser.add_argument("--apgd-targets", type=int, default=None,
@@ -141,6 +143,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--retrain-reference", action="store_true",
                         help="embedded model: build phi_0 on this machine (replacing its cached copy) instead of "
                         "loading the weights shipped with the package")
+    parser.add_argument("--eval-split", choices=PROBE_SPLITS, default="test",
+                        help="embedded digits: evaluate (and probe during training) on the test digits (default: "
+                        "reporting) or on the validation digits (choosing settings); the split: docs/lore.md")
     parser.add_argument("--seed", type=int, default=0, help="first training seed")
     parser.add_argument("--split-seed", type=int, default=0,
                         help="seed of the held-out split, the evaluation subset and the embedded reference model "
@@ -180,6 +185,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         if args.pretrained not in (None, "retrained"):
             parser.error(f"--retrain-reference contradicts --pretrained {args.pretrained}")
         args.pretrained = "retrained"
+    if args.eval_split != "test" and (args.eval_data or args.train_data or "digits") != "digits":
+        parser.error(f"--eval-split {args.eval_split}: only the embedded digits have a validation part")
     unknown = [k for k in split_list(args.sweep or "") if k not in SWEEPS]
     if unknown:
         parser.error(f"--sweep takes {sorted(SWEEPS)} (comma list), got {unknown}")

@@ -85,7 +85,8 @@ def main() -> None:
     parser.add_argument("--gammas", default="0.4,0.6,0.8,1.0", help="bounds on the mean adversarial loss")
     args = parser.parse_args()
     eps = parse_eps(args.eps)
-    train_set, test_set = load_digits_images(16).split(held_out=0.25, seed=0)
+    parts = load_digits_images(16).splits(0)
+    train_set, test_set = parts.train, parts.test
 
     rows = []
     model, _ = train(train_set, args.steps, eps)

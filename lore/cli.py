@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from .evaluation.config import EvalConfig
 from .presets import DUAL_PRESETS, PRESET_FIELDS, resolve_dual
-from .registry import BASELINE_UPDATES, METHOD_NAMES
+from .registry import BASELINE_UPDATES, METHOD_NAMES, PROBE_SPLITS
 from .training.config import TrainConfig, unused_reason
 from .validation import read_json_object
 
@@ -41,7 +41,8 @@ def _default_text(name: str, default) -> str:
 #: Extra spellings of some flags (the issue-tracker and paper-reproduction commands use the short ones).
 ALIASES = {"output": ["--out"], "n_samples": ["--samples"]}
 #: Flags whose values come from a registry; argparse lists them in the help and refuses others.
-CHOICES = {"method": METHOD_NAMES, "dual_preset": tuple(DUAL_PRESETS), "baseline_updates": BASELINE_UPDATES}
+CHOICES = {"method": METHOD_NAMES, "dual_preset": tuple(DUAL_PRESETS), "baseline_updates": BASELINE_UPDATES,
+           "probe_split": PROBE_SPLITS}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_type, aliases: Optional[dict] = None) -> None:

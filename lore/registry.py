@@ -75,6 +75,10 @@ BASELINE_UPDATES: tuple[str, ...] = ("authors", "equal")
 theirs (`MethodEntry.authors_updates`, the default), or K like the constrained methods (the equal-updates
 control)."""
 
+PROBE_SPLITS: tuple[str, ...] = ("test", "validation")
+"""Which held-out part of the training data a run's probe (and the main job's evaluation) reads: "validation"
+when choosing settings (the digits only), "test" when reporting."""
+
 
 def method_entry(name: str) -> MethodEntry:
     """The registered method `name`; an unknown name is refused with the known ones."""

@@ -114,7 +114,9 @@ def digit_folders(tmp_path):
 
 @pytest.fixture(scope="session")
 def digits_split():
-    return load_digits_images(16).split(held_out=0.25, seed=0)
+    """(train + validation, test) of the digits split: what pretraining may see, and the held-out test digits."""
+    parts = load_digits_images(16).splits(0)
+    return parts.pretraining(), parts.test
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +140,8 @@ def pretrained_encoder(_pretrained):
 @pytest.fixture(scope="session")
 def _digits():
     torch.manual_seed(0)
-    train, test = load_digits_images(16).split(held_out=0.25, seed=0)
+    parts = load_digits_images(16).splits(0)
+    train, test = parts.pretraining(), parts.test
     encoder = small_digits_encoder(embed_dim=32, width=16)
     head = pretrain_classifier(encoder, train, steps=200, seed=0)
     model = torch.nn.Sequential(encoder, head).eval().requires_grad_(False)

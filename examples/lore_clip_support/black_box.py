@@ -86,7 +86,7 @@ def run_black_box(job: Job) -> int:
     seeds = list(range(args.seed, args.seed + args.seeds))
     plan = [(seed, eps, method) for seed in seeds for eps in s["train_eps"] for method in s["methods"]]
     print(f"plan: Square ({args.square_queries} queries) and Gaussian noise {list(NOISE_SIGMAS)} on {len(plan)} models "
-          f"(trained first where --out lacks them) and the reference, {len(job.labels)} held-out images", flush=True)
+          f"(trained first where --out lacks them) and the reference, {len(job.labels)} held-out {job.s['eval_split']} images", flush=True)
     print(job.dual_line(), flush=True)
     reference = black_box_results(job, job.reference, args.out / "reference", args.split_seed, args.square_queries)
     results: dict[tuple[str, float], list[dict]] = {}
@@ -105,7 +105,7 @@ def run_black_box(job: Job) -> int:
                      "gaussian_noise": {g: mean_std([m["gaussian_noise"][g] for m in members])
                                         for g in members[0]["gaussian_noise"]}})
     table = black_box_table(rows)
-    print(f"\nzero-shot accuracy on {len(job.labels)} held-out images under Square ({args.square_queries} queries) and "
+    print(f"\nzero-shot accuracy on {len(job.labels)} held-out {job.s['eval_split']} images under Square ({args.square_queries} queries) and "
           f"Gaussian noise; mean ± std over {len(seeds)} seed(s); reference: clean {reference['clean_accuracy']:.3f}, "
           f"Square {reference['square']}, noise {reference['gaussian_noise']}\n{table}")
     write_json(args.out / "black_box.json", {"status": "finished", "provenance": job.provenance(),

@@ -76,6 +76,7 @@ def settings_for(args) -> dict:
         "methods": split_list(args.methods),
         # FARE and TeCoA: their authors' one update per adversarial batch, or K (the equal-updates control)
         "baseline_updates": getattr(args, "baseline_updates", None) or "authors",
+        "eval_split": getattr(args, "eval_split", None) or "test",
     }
 
 
@@ -84,6 +85,7 @@ def train_config(args, s, method: str, folder: Path, *, eps: float, seed: int, *
     values = dict(
         model=args.model, pretrained=args.pretrained, data=s["train_data"],
         probe_data=None if s["train_data"] == "digits" else s["eval_data"], method=method, eps=eps,
+        probe_split=s["eval_split"],
         rho=s["rho"], naive_weight=args.naive_weight, lr=s["lr"], warmup_steps=s["warmup_steps"],
         dual_preset=s["dual_preset"], penalty=s["penalty"], **{name: s[name] for name in PRESET_FIELDS},
         batch_size=s["batch_size"], epochs=args.epochs, max_steps=s["steps"], seed=seed, split_seed=args.split_seed,
@@ -117,14 +119,15 @@ class Job:
                             seed=args.split_seed, device=self.device)
         self.built = built
         self.reference = copy.deepcopy(built.encoder).eval()
-        eval_set = build_dataset(s["eval_data"], built.image_size, split="test", seed=args.split_seed)
+        eval_set = build_dataset(s["eval_data"], built.image_size, split=s["eval_split"], seed=args.split_seed)
         images, labels = probe_subset(eval_set, s["eval_samples"], args.split_seed)
         self.images, self.labels = images.to(self.device), labels.to(self.device)
         classnames = dataset_classnames(eval_set)
         if built.clip is None or not classnames:
             raise ValueError("zero-shot evaluation needs a CLIP model and class names")
         self.class_embeddings = class_embeddings(built, classnames)
-        self.eval_data = {"spec": s["eval_data"], "split_seed": args.split_seed, "eval_images": len(self.labels),
+        self.eval_data = {"spec": s["eval_data"], "split": s["eval_split"], "split_seed": args.split_seed,
+                          "eval_images": len(self.labels),
                           **dataset_fingerprint(eval_set)}
         self.speed = speed_probe(built.encoder, self.images) / PROBE_SECONDS if args.model == EMBEDDED else 1.0
         self.started = time.perf_counter()

@@ -46,7 +46,7 @@ def run_series(job: Job) -> int:
     by_method = {(m, e): [folders[(m, e, seed)] for seed in seeds] for m in s["methods"] for e in s["train_eps"]}
     timing = time_to_accuracy(by_method, TIME_THRESHOLDS)
     spread = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed (no spread measured)"
-    print(f"\nzero-shot accuracy on {len(job.labels)} held-out images, {spread}; robust = "
+    print(f"\nzero-shot accuracy on {len(job.labels)} held-out {job.s['eval_split']} images, {spread}; robust = "
           f"worst case of APGD-CE and APGD-DLR-T ({s['apgd_targets']} targets), {s['apgd_iter']} iterations; "
           f"(↑/↓ x) = difference to FARE in points; "
           f"in margin = share with ||phi-phi_0||^2 <= {s['rho']:g} ||phi_0||^2; {baseline_text(s)}")

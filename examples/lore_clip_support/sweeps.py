@@ -159,7 +159,7 @@ def run_sweeps(job: Job) -> int:
     table = sweep_table(rows, eps_label)
     write_text_atomic(args.out / "sweeps.md", sweep_table(rows, eps_label, markdown=True) + "\n")
     spread = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed (no spread measured)"
-    print(f"\nsweeps at training eps {format_eps(eps)}, {len(job.labels)} held-out images, {spread}; deviation = "
+    print(f"\nsweeps at training eps {format_eps(eps)}, {len(job.labels)} held-out {job.s['eval_split']} images, {spread}; deviation = "
           f"||phi - phi_0||^2 / ||phi_0||^2; in margin = deviation <= the run's rho (naive, FARE: {s['rho']:g})")
     print(table)
     print(f"\nwrote {args.out / 'sweeps.json'}, sweeps.md, " + ", ".join(p.name for p in written))

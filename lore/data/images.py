@@ -93,8 +93,9 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
             webdataset tar shards (`lore.data.shards`: training data only, it has no test split).
         image_size: side of the square images returned (bicubic resize of the short side, centre crop:
             CLIP's preprocessing).
-        split: "train" or "test" (digits: a fixed 75/25 split; torchvision: train=True/False;
-            an ImageFolder directory is used whole).
+        split: "train" or "test"; the digits also have "validation" (`Digits.splits`: a fixed stratified
+            split, 1068 / 275 / 454 digits at seed 0); torchvision: train=True/False; an ImageFolder
+            directory is used whole.
         seed: seed of the digits split.
         classes: image folders only: keep just these class folders (e.g. `read_class_list("imagenet100")`);
             every one must exist. Labels follow their sorted order, so train and probe folders agree.
@@ -110,9 +111,10 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
 
         return ShardImages(spec, image_transform(image_size, bicubic=True))
     if spec == "digits":
-        train, test = load_digits_images(image_size).split(held_out=0.25, seed=seed)
-        part = train if split == "train" else test
+        part = load_digits_images(image_size).splits(seed).part(split)
         return TensorImages(part.images, part.labels, part.classnames)
+    if split not in ("train", "test"):
+        raise ValueError(f"split {split!r}: only the digits have a validation part; {spec!r} has train and test")
 
     from torchvision import datasets
 

@@ -64,19 +64,19 @@ def build_model(name: str, pretrained: Optional[str], image_size: Optional[int],
         from .digits_clip import digits_tokenizer, load_or_train_digits_clip
 
         size = image_size or 16
-        train, _ = load_digits_images(size).split(held_out=0.25, seed=seed)
-        clip = load_or_train_digits_clip(train, cache_dir, seed=seed, source=pretrained).to(device)
+        pretraining = load_digits_images(size).splits(seed).pretraining()  # never the test digits
+        clip = load_or_train_digits_clip(pretraining, cache_dir, seed=seed, source=pretrained).to(device)
         return BuiltModel(clip.visual, size, clip, digits_tokenizer(), kind="digits-clip")
     if name == DIGITS_MODEL:
         size = image_size or 16
         torch.manual_seed(seed)
         encoder = small_digits_encoder(embed_dim=32, width=16)
-        cached = cache_dir / f"digits-cnn-w16-d32-{size}px-seed{seed}.safetensors"
+        cached = cache_dir / f"digits-cnn-w16-d32-{size}px-seed{seed}-trainval.safetensors"
         if cached.is_file():
             encoder.load_state_dict(load_state_file(cached))
         else:
-            train, _ = load_digits_images(size).split(held_out=0.25, seed=seed)
-            pretrain_classifier(encoder, train, steps=200, seed=seed)
+            pretraining = load_digits_images(size).splits(seed).pretraining()  # never the test digits
+            pretrain_classifier(encoder, pretraining, steps=200, seed=seed)
             save_state_file(encoder.state_dict(), cached)
         return BuiltModel(encoder.to(device), size, kind="digits")
     if name.startswith(HF_PREFIX):

@@ -102,8 +102,9 @@ def train_digits_clip(data: Digits, *, steps: int = 300, batch_size: int = 128, 
 
 
 def reference_file_name(size: int, seed: int, steps: int) -> str:
-    """The safetensors file name of the digits CLIP model for (image size, seed, training steps)."""
-    return f"digits-clip-{size}px-seed{seed}-steps{steps}.safetensors"
+    """The safetensors file name of the digits CLIP model for (image size, seed, training steps); "trainval": it is
+    pretrained on the train and validation digits of `Digits.splits(seed)`, never on the test digits."""
+    return f"digits-clip-{size}px-seed{seed}-steps{steps}-trainval.safetensors"
 
 
 def shipped_reference(size: int, seed: int, steps: int = DEFAULT_STEPS) -> Optional[Path]:
@@ -161,24 +162,34 @@ def write_shipped_reference(folder: Path = SHIPPED, *, size: int = 16, seed: int
                             steps: int = DEFAULT_STEPS) -> Path:
     """Trains the reference on this machine and writes it with its provenance record into `folder`.
 
-    The record (`.json` next to the weights) holds the file's SHA-256, the training setting, the code
-    version, torch version, thread count and machine, and the model's zero-shot accuracy on the held-out
+    The record (`.json` next to the weights) holds the file's SHA-256, the training setting, which digits it was
+    trained on (train + validation of `Digits.splits(seed)`: their count and `index_sha256`), the code version,
+    torch version, thread count and machine, and the model's zero-shot accuracy on the test and validation
     digits, so a rebuild elsewhere can be compared with it.
     """
     from ..data.digits import load_digits_images
     from ..provenance import code_version
 
-    train, held_out = load_digits_images(size).split(held_out=0.25, seed=seed)
-    model = train_digits_clip(train, steps=steps, seed=seed)
+    parts = load_digits_images(size).splits(seed)
+    pretraining = parts.pretraining()  # train + validation: never the test digits
+    model = train_digits_clip(pretraining, steps=steps, seed=seed)
     path = save_state_file(model.state_dict(), Path(folder) / reference_file_name(size, seed, steps))
     record = {
         "file_sha256": file_sha256(path), "image_size": size, "seed": seed, "steps": steps,
-        "held_out_zero_shot_accuracy": zero_shot_accuracy(model, held_out),
+        "trained_on": {"parts": ["train", "validation"], "split_seed": seed, "digits": len(pretraining),
+                       "index_sha256": index_sha256(pretraining.index)},
+        "test_zero_shot_accuracy": zero_shot_accuracy(model, parts.test),
+        "validation_zero_shot_accuracy": zero_shot_accuracy(model, parts.validation),
         "code": code_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "machine": machine_fingerprint(),
     }
     write_text_atomic(path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     return path
+
+
+def index_sha256(index: torch.Tensor) -> str:
+    """SHA-256 of a set of digit positions (sorted, as decimal text): names exactly which digits a model saw."""
+    return hashlib.sha256(",".join(str(i) for i in sorted(index.tolist())).encode()).hexdigest()
 
 
 def machine_fingerprint() -> dict[str, str]:

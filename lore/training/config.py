@@ -14,7 +14,7 @@ from ..data.specs import PROBE_SHARE, is_image_folder
 from ..devices import check_device
 from ..presets import DEFAULT_PRESET, DUAL_PRESETS, PRESET_FIELDS, resolve_dual
 from ..registry import (BASELINE_UPDATES, DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS,
-                        METHOD_NAMES, method_entry, method_takes)
+                        METHOD_NAMES, PROBE_SPLITS, method_entry, method_takes)
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size, read_json_object
 
@@ -90,6 +90,8 @@ class TrainConfig:
                                       "split, or for an image folder a fifth of it, at most --probe-size images, that "
                                       "training then excludes)", default=None)
     probe_size: int = _help("images in the held-out probe set", default=256)
+    probe_split: str = _help("which held-out part of --data the probe reads when --data has one (digits: 'test', "
+                             "or 'validation' when choosing settings; torchvision: 'test')", default="test")
     classes: Optional[str] = _help("train (and probe) on these class folders of an image-folder --data only: "
                                    "'imagenet100' (the standard ImageNet-100 list of CMC, Tian et al. 2019, shipped "
                                    "with lore) or a text file with one folder name per line", default=None)
@@ -220,6 +222,11 @@ class TrainConfig:
             raise ValueError(f"dual_optimizer must be one of {DUAL_OPTIMIZERS}, got {self.dual_optimizer!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.probe_split not in PROBE_SPLITS:
+            raise ValueError(f"probe_split must be one of {PROBE_SPLITS}, got {self.probe_split!r}")
+        if self.probe_split != "test" and self.data != "digits":
+            raise ValueError(f"probe_split {self.probe_split!r}: only the digits have a validation part "
+                             f"(data {self.data!r})")
         if self.baseline_updates not in BASELINE_UPDATES:
             raise ValueError(f"baseline_updates must be one of {BASELINE_UPDATES}, got {self.baseline_updates!r}")
         if self.passes not in PASS_MODES:

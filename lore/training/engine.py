@@ -433,7 +433,8 @@ def _train_and_probe_sets(config: TrainConfig, image_size: int, info: DistInfo) 
                          "torchvision:NAME:ROOT with class names, which the probe's zero-shot head reads), or "
                          "--probe-every 0 for no probe")
     if not is_image_folder(config.data):
-        return data, build_dataset(config.data, image_size, split="test", seed=config.split_seed, classes=classes)
+        return data, build_dataset(config.data, image_size, split=config.probe_split, seed=config.split_seed,
+                                   classes=classes)
     if len(data) < 4:
         raise ValueError(f"--data {config.data} holds {len(data)} images: too few to hold a probe out of it (pass "
                          "--probe-data, or --probe-every 0 for no probe)")

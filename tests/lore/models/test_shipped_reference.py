@@ -27,7 +27,30 @@ def test_the_default_setting_ships_with_a_provenance_record():
     assert (record["image_size"], record["seed"], record["steps"]) == (16, 0, digits_clip.DEFAULT_STEPS)
     assert record["code"]["commit"] and record["code"]["dirty"] is False  # made from committed code
     assert {"processor", "machine", "torch", "threads"} <= set(record["machine"])
-    assert 0.9 < record["held_out_zero_shot_accuracy"] <= 1.0
+    assert 0.9 < record["test_zero_shot_accuracy"] <= 1.0
+
+
+def test_the_shipped_tower_never_trained_on_the_test_digits():
+    """Its record names the digits it saw: train + validation of the split, disjoint from test."""
+    record = _record()
+    parts = load_digits_images(16).splits(0)
+    assert record["trained_on"]["parts"] == ["train", "validation"]
+    assert record["trained_on"]["digits"] == len(parts.train) + len(parts.validation)
+    assert record["trained_on"]["index_sha256"] == digits_clip.index_sha256(parts.pretraining().index)
+    assert not set(parts.pretraining().index.tolist()) & set(parts.test.index.tolist())
+
+
+def test_retraining_the_tower_sees_train_and_validation_only(tmp_path, monkeypatch):
+    seen = []
+
+    def record_data(data, **kwargs):
+        seen.append(data)
+        return digits_clip.DigitsCLIP().eval()
+
+    monkeypatch.setattr(digits_clip, "train_digits_clip", record_data)
+    build_model("digits-clip", "retrained", None, cache_dir=tmp_path, seed=0, device=torch.device("cpu"))
+    parts = load_digits_images(16).splits(0)
+    assert sorted(seen[0].index.tolist()) == sorted(parts.train.index.tolist() + parts.validation.index.tolist())
 
 
 def test_build_model_loads_the_shipped_weights_without_training(tmp_path, monkeypatch):
@@ -51,13 +74,13 @@ def test_damaged_package_data_is_refused(tmp_path, monkeypatch):
     data[-1] ^= 0xFF
     open(copy, "wb").write(bytes(data))
     monkeypatch.setattr(digits_clip, "SHIPPED", folder)
-    train, _ = load_digits_images(16).split(held_out=0.25, seed=0)
+    train = load_digits_images(16).splits(0).pretraining()
     with pytest.raises(ValueError, match="SHA-256"):
         digits_clip.load_or_train_digits_clip(train, tmp_path / "cache", seed=0)
 
 
 def test_an_unknown_source_is_refused(tmp_path):
-    train, _ = load_digits_images(16).split(held_out=0.25, seed=0)
+    train = load_digits_images(16).splits(0).pretraining()
     with pytest.raises(ValueError, match="shipped"):
         digits_clip.load_or_train_digits_clip(train, tmp_path, seed=0, source="downloaded")
 
@@ -67,10 +90,10 @@ def test_retraining_here_reproduces_the_shipped_weights(tmp_path):
     """On the machine class that made them the builder reproduces the file bit for bit; elsewhere float
     reassociation may change the weights, and the zero-shot accuracy must still agree to 1 point."""
     record = _record()
-    train, held_out = load_digits_images(16).split(held_out=0.25, seed=0)
-    model = digits_clip.load_or_train_digits_clip(train, tmp_path, seed=0, source="retrained")
+    parts = load_digits_images(16).splits(0)
+    model = digits_clip.load_or_train_digits_clip(parts.pretraining(), tmp_path, seed=0, source="retrained")
     rebuilt = tmp_path / digits_clip.reference_file_name(16, 0, digits_clip.DEFAULT_STEPS)
     if digits_clip.machine_fingerprint() == record["machine"]:
         assert digits_clip.file_sha256(rebuilt) == record["file_sha256"]
-    accuracy = digits_clip.zero_shot_accuracy(model, held_out)
-    assert abs(accuracy - record["held_out_zero_shot_accuracy"]) <= 0.01
+    accuracy = digits_clip.zero_shot_accuracy(model, parts.test)
+    assert abs(accuracy - record["test_zero_shot_accuracy"]) <= 0.01
