@@ -65,7 +65,7 @@ from lore.registry import BASELINE_UPDATES, PROBE_SPLITS, DUAL_FEATURES, DUAL_LI
 from lore.training.checkpoint import CheckpointError
 from lore_clip_support.black_box import run_black_box
 from lore_clip_support.compare import RunInterrupted
-from lore_clip_support.job import EMBEDDED, Job, settings_for
+from lore_clip_support.job import EMBEDDED, Job, check_method_labels, settings_for
 from lore_clip_support.modes import run_series
 from lore_clip_support.sweeps import SWEEPS, run_sweeps
 
@@ -80,7 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pretrained", default=None, help="open_clip tag or weights file")
     parser.add_argument("--train-data", default=None, help="training images (ImageFolder or torchvision:NAME:ROOT)")
     parser.add_argument("--eval-data", default=None, help="held-out images for evaluation")
-    parser.add_argument("--methods", default="fare,naive,lore", help=f"comma list among {', '.join(METHOD_NAMES)}")
+    parser.add_argument("--methods", default=None,
+                        help=f"comma list among {', '.join(METHOD_NAMES)}; fare-k (tecoa-k): FARE (TeCoA) with K updates "
+                        "per adversarial batch, the equal-updates control, beside the authors' one update (default: "
+                        "fare,fare-k,naive,lore; fare,naive,lore with --baseline-updates equal)")
     parser.add_argument("--train-eps", default=None,
                         help="comma list of training radii (default: 16,32,48 /255 embedded; 1,2,4 /255 real)")
     parser.add_argument("--eval-eps", default=None, help="comma list (default: 8,16,32 /255 embedded; 1,2,4,8 /255 real)")
@@ -187,6 +190,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.pretrained = "retrained"
     if args.eval_split != "test" and (args.eval_data or args.train_data or "digits") != "digits":
         parser.error(f"--eval-split {args.eval_split}: only the embedded digits have a validation part")
+    if args.methods is None:
+        args.methods = "fare,naive,lore" if args.baseline_updates == "equal" else "fare,fare-k,naive,lore"
+    problem = check_method_labels(split_list(args.methods), args.baseline_updates)
+    if problem:
+        parser.error(problem)
     unknown = [k for k in split_list(args.sweep or "") if k not in SWEEPS]
     if unknown:
         parser.error(f"--sweep takes {sorted(SWEEPS)} (comma list), got {unknown}")

@@ -83,8 +83,15 @@ METHOD_MARKERS = dict(zip(("reference", *METHOD_NAMES), ("x", "o", "s", "^", "D"
 METHOD_LINESTYLES = dict(zip(("reference", *METHOD_NAMES), ("--", "-", "--", "-.", ":", "-", "--", "-.", ":", "-")))
 
 
+EQUAL_UPDATES_SUFFIX = "-k"
+"""A run label NAME-k (the main job's "fare-k") is method NAME with K updates per adversarial batch, the
+equal-updates control: drawn in NAME's colour with a filled marker and a dotted line."""
+
+
 def _method_of(label: str) -> Optional[str]:
     name = label.lower()
+    if name.endswith(EQUAL_UPDATES_SUFFIX):
+        name = name[: -len(EQUAL_UPDATES_SUFFIX)]
     for method in sorted(METHOD_COLORS, key=len, reverse=True):  # "tecoa-l2" before "tecoa"
         if name == method or name.startswith(method + " ") or name.startswith(method + "("):
             return method
@@ -98,6 +105,8 @@ def method_style(label: str) -> dict:
     method = _method_of(label)
     if method is None:
         return {"marker": "o", "markerfacecolor": "none"}
+    if label.lower().endswith(EQUAL_UPDATES_SUFFIX):
+        return {"color": METHOD_COLORS[method], "marker": METHOD_MARKERS[method], "linestyle": ":"}
     return {"color": METHOD_COLORS[method], "marker": METHOD_MARKERS[method], "linestyle": METHOD_LINESTYLES[method],
             "markerfacecolor": "none"}
 

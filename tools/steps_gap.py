@@ -35,6 +35,8 @@ def setting_of(run: dict, results: dict) -> str:
     setting = results["setting"]
     if run["method"] == "lore":
         return f"lore ({setting.get('dual_preset', '?')})"
+    if run["method"] == "fare-k":  # the main job's equal-updates control beside FARE
+        return "fare (K updates)"
     if run["method"] == "fare":
         return "fare (K updates)" if setting.get("baseline_updates") == "equal" else "fare (1 update)"
     return run["method"]

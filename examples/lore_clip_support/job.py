@@ -80,8 +80,40 @@ def settings_for(args) -> dict:
     }
 
 
-def train_config(args, s, method: str, folder: Path, *, eps: float, seed: int, **overrides) -> TrainConfig:
-    """The `lore train` configuration of one model of this job."""
+EQUAL_UPDATES_LABEL = "-k"
+"""`--methods` label suffix: "fare-k" is FARE with K updates per adversarial batch (the equal-updates control),
+trained beside "fare" (its authors' one update) by default."""
+
+
+def run_method(label: str) -> tuple[str, Optional[str]]:
+    """(registered method, forced baseline_updates) of a `--methods` label: "fare-k" -> ("fare", "equal"),
+    "lore" -> ("lore", None)."""
+    if label.endswith(EQUAL_UPDATES_LABEL):
+        return label[: -len(EQUAL_UPDATES_LABEL)], "equal"
+    return label, None
+
+
+def check_method_labels(labels: list[str], baseline_updates: Optional[str]) -> Optional[str]:
+    """Why `labels` (`--methods`) cannot run, or None: each is a registered method, or NAME-k for a method with
+    its own authors' recipe (FARE, TeCoA); none twice; NAME-k beside NAME only with the authors' recipe."""
+    from lore.registry import METHOD_NAMES
+
+    for label in labels:
+        method, forced = run_method(label)
+        if method not in METHOD_NAMES:
+            return f"--methods: unknown method {label!r}; known: {', '.join(METHOD_NAMES)}, and NAME-k (K updates)"
+        if forced and method_entry(method).authors_updates is None:
+            return (f"--methods {label}: {method} takes K updates per batch already; -k names the equal-updates "
+                    "control of FARE and TeCoA")
+        if forced and baseline_updates == "equal" and method in labels:
+            return f"--methods {label} beside {method} with --baseline-updates equal trains the same model twice"
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    return f"--methods names {', '.join(repeated)} twice" if repeated else None
+
+
+def train_config(args, s, label: str, folder: Path, *, eps: float, seed: int, **overrides) -> TrainConfig:
+    """The `lore train` configuration of one model of this job (`label`: a method, or NAME-k: `run_method`)."""
+    method, forced_updates = run_method(label)
     values = dict(
         model=args.model, pretrained=args.pretrained, data=s["train_data"],
         probe_data=None if s["train_data"] == "digits" else s["eval_data"], method=method, eps=eps,
@@ -95,8 +127,8 @@ def train_config(args, s, method: str, folder: Path, *, eps: float, seed: int, *
     )
     values = {name: value for name, value in values.items() if method_takes(method, name)}  # fare takes no rho
     if method_entry(method).authors_updates is not None:  # FARE, TeCoA: K only as the equal-updates control
-        values["baseline_updates"] = s["baseline_updates"]
-        if s["baseline_updates"] == "authors":
+        values["baseline_updates"] = forced_updates or s["baseline_updates"]
+        if values["baseline_updates"] == "authors":
             values.pop("primal_steps")
     values.update(overrides)
     return TrainConfig(**values)
@@ -236,8 +268,13 @@ def plan_seconds(s: dict, trainings: list[str], samples: int) -> list[float]:
     probes = 5 * s.get("probe_size", 256) * SECONDS_PER_PROBE_IMAGE  # the first probe and one per quarter (the last at the end)
     attack = len(s["eval_eps"]) / 3 * s["apgd_iter"] / 10 * (0.25 + 0.75 * s.get("apgd_targets", 3) / 3)
     evaluation = samples * SECONDS_PER_EVALUATION_IMAGE * attack
-    per_batch = {**SECONDS_PER_BATCH, **(EQUAL_UPDATES_SECONDS_PER_BATCH if s.get("baseline_updates") == "equal" else {})}
-    return [evaluation] + [per_batch.get(m, 0.4) * steps + probes + SECONDS_PER_RUN + evaluation for m in trainings]
+    def per_batch(label: str) -> float:
+        method, forced = run_method(label)
+        if (forced or s.get("baseline_updates")) == "equal" and method in EQUAL_UPDATES_SECONDS_PER_BATCH:
+            return EQUAL_UPDATES_SECONDS_PER_BATCH[method]
+        return SECONDS_PER_BATCH.get(method, 0.4)
+
+    return [evaluation] + [per_batch(m) * steps + probes + SECONDS_PER_RUN + evaluation for m in trainings]
 
 
 def run_entry(method: str, train_eps: float, seed: int, result: dict, folder: Optional[Path] = None) -> dict:

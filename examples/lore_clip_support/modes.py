@@ -11,14 +11,18 @@ from lore.training.plots import read_metrics
 from .compare import plot_accuracy
 from .curves import plot_clean_over_training, time_table, time_to_accuracy
 
-from .job import Job, run_entry, run_folder, train_config
+from .job import EQUAL_UPDATES_LABEL, Job, run_entry, run_folder, train_config
 from .series import aggregate, multiplier_table, plot_constraint, plot_series, series_table
 
 def baseline_text(s: dict) -> str:
-    """Which FARE (and TeCoA) a table shows: its authors' one update per adversarial batch, or K."""
-    if s["baseline_updates"] == "authors":
-        return "FARE: 1 encoder update per adversarial batch, as its authors trained it"
-    return f"FARE: K = {s['primal_steps']} updates per adversarial batch (the equal-updates control)"
+    """Which FARE (and TeCoA) a table shows: its authors' one update per adversarial batch, or K (NAME-k)."""
+    equal = f"K = {s['primal_steps']} updates per adversarial batch (the equal-updates control)"
+    plain = ("1 encoder update per adversarial batch, as its authors trained them" if s["baseline_updates"] == "authors"
+             else equal)
+    parts = [f"FARE/TeCoA: {plain}"]
+    if any(m.endswith(EQUAL_UPDATES_LABEL) for m in s["methods"]):
+        parts.append(f"fare-k/tecoa-k: {equal}")
+    return "; ".join(parts)
 
 
 def run_series(job: Job) -> int:

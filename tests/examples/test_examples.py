@@ -56,7 +56,7 @@ def test_lore_clip_quick_writes_results_and_plots(tmp_path, lore_cache):
     assert len(stderr.splitlines()) < 400, stderr[-2000:]
     assert re.search(r"lore eps=48/255: done 16/16 batch in [\d.]+ s", stderr)
     assert "shipped weights" in stdout and not list(Path(lore_cache).glob("digits-clip-*"))  # phi_0 was not retrained
-    check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"8/255", "16/255", "32/255"})
+    check_results(out / "results.json", {"reference", "fare", "fare-k", "naive", "lore"}, {"8/255", "16/255", "32/255"})
     payload = strict_json(out / "results.json")
     assert payload["status"] == "finished"
     provenance = payload["provenance"]
@@ -116,7 +116,7 @@ def test_lore_clip_real_weights_path_on_tiny_models(tmp_path, lore_cache, tiny_c
     run_example("lore_clip.py", "--model", model, "--train-data", train_dir, "--train-eps", "2/255,4/255",
                 "--eval-data", val_dir, "--steps", 2, "--batch-size", 8, "--eval-samples", 16, "--apgd-iter", 3,
                 "--out", out, "--cache-dir", lore_cache, cwd=tmp_path)
-    check_results(out / "results.json", {"reference", "fare", "naive", "lore"}, {"1/255", "2/255", "4/255", "8/255"})
+    check_results(out / "results.json", {"reference", "fare", "fare-k", "naive", "lore"}, {"1/255", "2/255", "4/255", "8/255"})
     setting = json.loads((out / "results.json").read_text())["setting"]
     assert setting["train_eps"] == "4/255" and setting["rho"] == 0.1  # the paper's defaults with real weights
     assert setting["dual_preset"] == "paper"  # the paper's dual (Algorithm 1, App. C) with real weights
