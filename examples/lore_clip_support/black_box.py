@@ -105,7 +105,8 @@ def run_black_box(job: Job) -> int:
                      "gaussian_noise": {g: mean_std([m["gaussian_noise"][g] for m in members])
                                         for g in members[0]["gaussian_noise"]}})
     table = black_box_table(rows)
-    print(f"\nzero-shot accuracy on {len(job.labels)} held-out {job.s['eval_split']} images under Square ({args.square_queries} queries) and "
+    print(f"\nzero-shot accuracy on {len(job.labels)} held-out {job.s['eval_split']} images under Square "
+          f"({args.square_queries} queries) and "
           f"Gaussian noise; mean ± std over {len(seeds)} seed(s); reference: clean {reference['clean_accuracy']:.3f}, "
           f"Square {reference['square']}, noise {reference['gaussian_noise']}\n{table}")
     write_json(args.out / "black_box.json", {"status": "finished", "provenance": job.provenance(),
