@@ -98,7 +98,7 @@ def _check_relaxation(constraint: ConstraintKind, relax: object, multiplier: Opt
                          "bound; drop relax=")
     if multiplier is None or not getattr(formulation, "supports_relaxation", False):
         raise ValueError(f"constraint {constraint.name!r}: {type(formulation).__name__} cannot relax it (the relaxation "
-                         "is priced through the Lagrangian's multiplier; use Lagrangian())")
+                         "is priced through a multiplier; use Lagrangian() or AugmentedLagrangian())")
 
 
 def _check_multiplier(constraint: ConstraintKind, multiplier: MultiplierKind, equality: bool,

@@ -63,6 +63,9 @@ class AugmentedLagrangian:
     penalty_weight: float = 1.0
     needs_multiplier = True
     fixed_weight = None
+    #: a relaxed constraint's penalty acts on the relaxed violation g - u (u held fixed): `primal_term` reads it
+    supports_relaxation = True
+    relaxed_primal = True
 
     def __post_init__(self) -> None:
         value = check_nonnegative_finite(self.penalty_weight, "penalty_weight")

@@ -127,10 +127,14 @@ def primal_lagrangian(loss: torch.Tensor, priced: Mapping[str, Priced], values: 
                       formulation: Formulation) -> torch.Tensor:
     """f + the constraints' primal terms (multipliers held fixed), scalar."""
     lagrangian = loss
+    relaxed_primal = getattr(formulation, "relaxed_primal", False)
     for name, entry in priced.items():
         binding = entry.binding
-        term = check_term(formulation.primal_term(None if binding.multiplier is None else values[name], entry.violation,
-                                                  binding.equality), formulation, "primal_term", name, entry.violation)
+        violation = entry.violation
+        if relaxed_primal and binding.relax is not None:  # a penalty on g - u*(lambda), u* held fixed
+            violation = violation - binding.relax.relaxation(values[name].detach(), entry.dual_violation.detach())
+        term = check_term(formulation.primal_term(None if binding.multiplier is None else values[name], violation,
+                                                  binding.equality), formulation, "primal_term", name, violation)
         scale = entry_scale(binding, entry.violation.shape[0], dual=False)
         lagrangian = torch.add(lagrangian, term, alpha=scale) if scale != 1.0 else lagrangian + term  # one op
     return lagrangian

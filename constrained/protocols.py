@@ -179,6 +179,11 @@ class Formulation(Protocol):
             fixed weight, which `fixed_weight` then gives.
         fixed_weight: the constant lambda of a formulation without multipliers (reported as the multiplier),
             None otherwise.
+
+    Optional class attributes (read with `getattr`, default False): `supports_relaxation`, a constraint's
+    `relax=` cost may relax it (its dual term is relaxed by `constrained.relaxation`); `relaxed_primal`,
+    `primal_term` then receives the relaxed violations g - u*(lambda) (u* held fixed), as a penalty on the
+    violation needs (`AugmentedLagrangian`); the Lagrangian's primal gradient is the same either way.
     """
 
     @property

@@ -13,7 +13,7 @@ import torch
 
 from constrained import (Constraint, FixedMargin, GroupConstraint, Lagrangian, Linear, NormMargin, PrimalDual,
                          Quadratic, RelaxationCost, ScalarMultiplier, sq_l2)
-from constrained.formulations import AugmentedLagrangian
+from constrained.formulations import AugmentedLagrangian, FixedPenalty
 
 from test_protocols import RHO, PerSampleTable, ball_problem
 
@@ -36,12 +36,13 @@ def cvxpy_ball(cost: str, weight: float):
             torch.tensor(u.value))
 
 
-def train_ball(relax, steps: int = 4000, multiplier=None):
+def train_ball(relax, steps: int = 4000, multiplier=None, formulation=None):
     a, c, _, _ = ball_problem()
     theta = torch.nn.Parameter(a.clone())
     constraint = Constraint(d=sq_l2, margin=NormMargin(RHO), name="ball", relax=relax)
     multiplier = multiplier or PerSampleTable(a.shape[0])
-    pd = PrimalDual(torch.optim.SGD([theta], lr=0.5), {constraint: multiplier}, dual_lr=0.1)
+    pd = PrimalDual(torch.optim.SGD([theta], lr=0.5), {constraint: multiplier}, dual_lr=0.1,
+                    **({} if formulation is None else {"formulation": formulation}))
     indices = torch.arange(a.shape[0])
 
     def closure():
@@ -67,6 +68,17 @@ def test_a_per_sample_quadratic_relaxation_reaches_cvxpys_relaxed_optimum(alpha)
     assert float((g_ref - u_ref).max()) == pytest.approx(0.0, abs=1e-6)  # the relaxed bounds hold, active ones exactly
     hard_lambda = ball_problem()[3]
     assert (lam <= hard_lambda + 1e-9).all() and (u_ref[hard_lambda > 0] > 1e-3).all()  # relaxed where violated
+
+
+def test_the_augmented_lagrangian_penalises_the_relaxed_violation_and_reaches_the_same_optimum():
+    """Its penalty acts on g - u*(lambda): the relaxed problem's KKT point is cvxpy's, as under the Lagrangian. A
+    penalty on g itself would keep pushing a relaxed sample back towards the hard bound."""
+    alpha = 2.0
+    theta_ref, lambda_ref, u_ref = cvxpy_ball("quadratic", alpha)
+    theta, lam, report, _ = train_ball(Quadratic(alpha), formulation=AugmentedLagrangian(0.1))
+    assert torch.allclose(theta, theta_ref, atol=1e-4)
+    assert torch.allclose(lam, lambda_ref, atol=1e-3)
+    assert report.relaxation_max == pytest.approx(float(u_ref.max()), abs=1e-3)
 
 
 class Quartic:
@@ -192,8 +204,8 @@ def test_a_relaxed_run_resumes_bit_for_bit():
 def test_a_relaxation_where_it_cannot_act_is_refused_by_name():
     theta = torch.nn.Parameter(torch.zeros(2, 3))
     relaxed = Constraint(d=sq_l2, margin=NormMargin(RHO), name="c", relax=Quadratic(1.0))
-    with pytest.raises(ValueError, match="'c': AugmentedLagrangian cannot relax it"):
-        PrimalDual(torch.optim.SGD([theta], lr=0.1), {relaxed: PerSampleTable(2)}, formulation=AugmentedLagrangian(1.0))
+    with pytest.raises(ValueError, match="'c': FixedPenalty cannot relax it"):
+        PrimalDual(torch.optim.SGD([theta], lr=0.1), {relaxed: None}, formulation=FixedPenalty(1.0))
     equality = Constraint(d=sq_l2, name="e", kind="equality", relax=Quadratic(1.0))
     with pytest.raises(ValueError, match="'e' is an equality: a relaxation u >= 0 loosens an inequality"):
         PrimalDual(torch.optim.SGD([theta], lr=0.1), {equality: ScalarMultiplier()}, formulation=Lagrangian())
