@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from .evaluation.config import EvalConfig
 from .presets import DUAL_PRESETS, PRESET_FIELDS, resolve_dual
-from .registry import BASELINE_UPDATES, METHOD_NAMES, PROBE_SPLITS
+from .registry import BASELINE_UPDATES, METHOD_NAMES, PROBE_SPLITS, RELAXATIONS
 from .training.config import TrainConfig, unused_reason
 from .validation import read_json_object
 
@@ -42,7 +42,7 @@ def _default_text(name: str, default) -> str:
 ALIASES = {"output": ["--out"], "n_samples": ["--samples"]}
 #: Flags whose values come from a registry; argparse lists them in the help and refuses others.
 CHOICES = {"method": METHOD_NAMES, "dual_preset": tuple(DUAL_PRESETS), "baseline_updates": BASELINE_UPDATES,
-           "probe_split": PROBE_SPLITS}
+           "probe_split": PROBE_SPLITS, "relax": RELAXATIONS}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_type, aliases: Optional[dict] = None) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -35,10 +35,13 @@ from constrained import (
     FixedPenalty,
     Formulation,
     Lagrangian,
+    Linear,
     LinearMultiplier,
     MultiplierKind,
     MultiplierNetwork,
     NormMargin,
+    Quadratic,
+    RelaxationCost,
     ScalarMultiplier,
     kl_div,
     sq_l2,
@@ -46,7 +49,7 @@ from constrained import (
 
 from .heads import ZeroShotHead
 from .presets import DEFAULT_PRESET, resolve_dual
-from .registry import DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, method_entry
+from .registry import DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, RELAXATIONS, method_entry
 
 
 @dataclass(frozen=True)
@@ -199,9 +202,25 @@ def naive(weight: float = 1.0) -> Method:
     return Method("naive", embedding_distance, clean, formulation=FixedPenalty(weight))
 
 
-def _proximity(rho: float, adaptive_margin: bool, violation_rate: Optional[float] = None) -> Constraint:
+def relaxation(relax: Union[str, RelaxationCost, None], price: float = 1.0) -> Optional[RelaxationCost]:
+    """A constrained method's resilient relaxation (`constrained.relaxation`): None or "none" (the hard margin),
+    "quadratic" (`Quadratic(price)`), "linear" (`Linear(price)`), or a user's `RelaxationCost` (then `price` is
+    its own business and must stay at its default)."""
+    if relax is None or relax == "none":
+        return None
+    if isinstance(relax, str):
+        if relax not in RELAXATIONS:
+            raise ValueError(f"relax must be one of {RELAXATIONS} or a constrained.RelaxationCost, got {relax!r}")
+        return Quadratic(price) if relax == "quadratic" else Linear(price)
+    if price != 1.0:
+        raise ValueError(f"relax_price={price!r} prices the named relaxations only; {type(relax).__name__} states its own")
+    return relax
+
+
+def _proximity(rho: float, adaptive_margin: bool, violation_rate: Optional[float] = None,
+               relax: Optional[RelaxationCost] = None) -> Constraint:
     margin = NormMargin(rho) if adaptive_margin else FixedMargin(rho)
-    return Constraint(d=sq_l2, margin=margin, name="clean", violation_rate=violation_rate)
+    return Constraint(d=sq_l2, margin=margin, name="clean", violation_rate=violation_rate, relax=relax)
 
 
 class _Dual:
@@ -243,6 +262,8 @@ def lore(
     dual_lr: Optional[float] = None,
     dual_beta1: Optional[float] = None,
     dual_beta2: Optional[float] = None,
+    relax: Union[str, RelaxationCost, None] = None,
+    relax_price: float = 1.0,
 ) -> Method:
     """LORE (paper Eq. 7, Algorithm 1).
 
@@ -269,12 +290,15 @@ def lore(
             than that share of the samples are outside and falls to 0 where fewer are.
         violation_rate: alpha in [0, 1), the tolerated share outside the margin per neighbourhood ("rate").
         dual_optimizer, dual_lr, dual_beta1, dual_beta2: the dual ascent (`DualAscent`).
+        relax, relax_price: a resilient margin (`relaxation`): each sample's bound may relax by u(x) >= 0 at
+            that price, u(x) = (h')^{-1}(lambda(x)); None (default): the paper's hard margin.
     """
     settings = _Dual(preset, dual_hidden=hidden, dual_init=init, dual_features=features, dual_link=link,
                      dual_signal=dual_signal, violation_rate=violation_rate, dual_optimizer=dual_optimizer,
                      dual_lr=dual_lr, dual_beta1=dual_beta1, dual_beta2=dual_beta2)
     formulation = AugmentedLagrangian(penalty) if penalty else Lagrangian()
-    return Method("lore", embedding_distance, _proximity(rho, adaptive_margin, settings.violation_rate()),
+    constraint = _proximity(rho, adaptive_margin, settings.violation_rate(), relaxation(relax, relax_price))
+    return Method("lore", embedding_distance, constraint,
                   formulation=formulation, multiplier=settings.multiplier(dual), dual_ascent=settings.ascent())
 
 
@@ -296,11 +320,13 @@ def tecoa_l2(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: str = "net
              hidden: Optional[int] = None, init: Optional[float] = None, features: Optional[str] = None,
              link: Optional[str] = None, dual_optimizer: Optional[str] = None,
              dual_lr: Optional[float] = None, dual_beta1: Optional[float] = None,
-             dual_beta2: Optional[float] = None) -> Method:
-    """TeCoA + LORE's embedding constraint (paper App. J.7); dual settings as in `lore` (ascent on the
-    violations: the rate signal is LORE's only)."""
+             dual_beta2: Optional[float] = None, relax: Union[str, RelaxationCost, None] = None,
+             relax_price: float = 1.0) -> Method:
+    """TeCoA + LORE's embedding constraint (paper App. J.7); dual settings and `relax` as in `lore` (ascent on
+    the violations: the rate signal is LORE's only)."""
     settings = _tecoa_dual(preset, hidden, init, features, link, dual_optimizer, dual_lr, dual_beta1, dual_beta2)
-    return Method("tecoa-l2", zero_shot_cross_entropy, _proximity(rho, True), multiplier=settings.multiplier(dual),
+    constraint = _proximity(rho, True, relax=relaxation(relax, relax_price))
+    return Method("tecoa-l2", zero_shot_cross_entropy, constraint, multiplier=settings.multiplier(dual),
                   supervised=True, dual_ascent=settings.ascent())
 
 
@@ -308,14 +334,15 @@ def tecoa_kl(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: str = "net
              hidden: Optional[int] = None, init: Optional[float] = None, features: Optional[str] = None,
              link: Optional[str] = None, dual_optimizer: Optional[str] = None,
              dual_lr: Optional[float] = None, dual_beta1: Optional[float] = None,
-             dual_beta2: Optional[float] = None) -> Method:
-    """TeCoA + KL(p_0 || p_theta) <= rho H(p_0) on zero-shot predictions (paper App. J.7); dual settings as in
-    `tecoa_l2`."""
+             dual_beta2: Optional[float] = None, relax: Union[str, RelaxationCost, None] = None,
+             relax_price: float = 1.0) -> Method:
+    """TeCoA + KL(p_0 || p_theta) <= rho H(p_0) on zero-shot predictions (paper App. J.7); dual settings and
+    `relax` as in `tecoa_l2`."""
     settings = _tecoa_dual(preset, hidden, init, features, link, dual_optimizer, dual_lr, dual_beta1, dual_beta2)
     return Method(
         "tecoa-kl",
         zero_shot_cross_entropy,
-        Constraint(d=kl_div, margin=EntropyMargin(rho), name="clean"),
+        Constraint(d=kl_div, margin=EntropyMargin(rho), name="clean", relax=relaxation(relax, relax_price)),
         view=zero_shot_logits,
         multiplier=settings.multiplier(dual),
         supervised=True,

@@ -30,6 +30,8 @@ DUAL_LINKS: tuple[str, ...] = ("softplus", "projected")
 DUAL_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 """How a multiplier's parameters ascend (`lore.methods.DualAscent`): plain gradient ascent or Adam."""
 
+_RELAX = {"relax": "relax", "relax_price": "relax_price"}
+
 _DUAL = {"preset": "dual_preset", "dual": "dual", "hidden": "dual_hidden", "init": "dual_init",
          "features": "dual_features", "link": "dual_link", "dual_optimizer": "dual_optimizer", "dual_lr": "dual_lr",
          "dual_beta1": "dual_beta1", "dual_beta2": "dual_beta2"}
@@ -60,11 +62,11 @@ METHODS: Mapping[str, MethodEntry] = MappingProxyType({entry.name: entry for ent
     MethodEntry("naive", {"weight": "naive_weight"}, "naive regularization (Eq. 3): FARE + fixed lambda"),
     MethodEntry("lore", {"rho": "rho", **_DUAL, "adaptive_margin": "adaptive_margin",
                                  "penalty": "penalty", "dual_signal": "dual_signal",
-                                 "violation_rate": "violation_rate"},
+                                 "violation_rate": "violation_rate", **_RELAX},
                 "LORE (Eq. 7, Algorithm 1): FARE s.t. ||phi - phi_0||^2 <= rho ||phi_0||^2 per sample"),
     MethodEntry("tecoa", {}, "TeCoA (Eq. 25): supervised adversarial zero-shot cross-entropy", authors_updates=1),
-    MethodEntry("tecoa-l2", {"rho": "rho", **_DUAL}, "TeCoA + LORE's embedding constraint (App. J.7)"),
-    MethodEntry("tecoa-kl", {"rho": "rho", **_DUAL}, "TeCoA + KL(p_0 || p) <= rho H(p_0) (App. J.7)"),
+    MethodEntry("tecoa-l2", {"rho": "rho", **_DUAL, **_RELAX}, "TeCoA + LORE's embedding constraint (App. J.7)"),
+    MethodEntry("tecoa-kl", {"rho": "rho", **_DUAL, **_RELAX}, "TeCoA + KL(p_0 || p) <= rho H(p_0) (App. J.7)"),
 )})
 """Every method, by name, in the paper's order."""
 
@@ -74,6 +76,10 @@ BASELINE_UPDATES: tuple[str, ...] = ("authors", "equal")
 """How many encoder updates per adversarial batch a method with its own authors' recipe (FARE, TeCoA) takes:
 theirs (`MethodEntry.authors_updates`, the default), or K like the constrained methods (the equal-updates
 control)."""
+
+RELAXATIONS: tuple[str, ...] = ("none", "quadratic", "linear")
+"""A constrained method's resilient relaxation (`constrained.relaxation`): none (the hard margin, the paper's),
+h(u) = price u^2 / 2 (`Quadratic`), or h(u) = price u (`Linear`: lambda capped at the price)."""
 
 PROBE_SPLITS: tuple[str, ...] = ("test", "validation")
 """Which held-out part of the training data a run's probe (and the main job's evaluation) reads: "validation"

@@ -14,7 +14,7 @@ from ..data.specs import PROBE_SHARE, is_image_folder
 from ..devices import check_device
 from ..presets import DEFAULT_PRESET, DUAL_PRESETS, PRESET_FIELDS, resolve_dual
 from ..registry import (BASELINE_UPDATES, DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS,
-                        METHOD_NAMES, PROBE_SPLITS, method_entry, method_takes)
+                        METHOD_NAMES, PROBE_SPLITS, RELAXATIONS, method_entry, method_takes)
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size, read_json_object
 
@@ -53,6 +53,8 @@ def unused_reason(settings: Mapping[str, Any], name: str) -> Optional[str]:
     if name == "primal_steps" and authors is not None and settings["baseline_updates"] == "authors":
         return (f"method {method} takes its authors' {authors} update per adversarial batch; --baseline-updates "
                 "equal gives it K")
+    if name == "relax_price" and settings["relax"] == "none":
+        return "relax is none: the margin is hard (--relax quadratic or linear prices a relaxation)"
     if name == "allow_missing" and not str(settings["model"]).startswith("hf:"):
         return "it applies to hf: models only"
     if name == "probe_size" and settings["probe_every"] == 0:
@@ -122,6 +124,12 @@ class TrainConfig:
     dual_lr: Optional[float] = _help(f"dual learning rate eta ({_preset_help('dual_lr')})", default=None)
     dual_init: Optional[float] = _help("initial lambda(x) of every sample, > 0 with --dual-link softplus "
                                        f"({_preset_help('dual_init')})", default=None)
+    relax: str = _help("LORE, TeCoA+l2/KL: a resilient margin (constrained.relaxation): each sample's bound may relax "
+                       "by u(x) >= 0 at a price: 'quadratic' h(u) = price u^2 / 2, so u(x) = lambda(x) / price; "
+                       "'linear' h(u) = price u, lambda capped at the price; 'none' (default): the hard margin, the "
+                       "paper's", default="none")
+    relax_price: float = _help("the relaxation's price: alpha of 'quadratic', beta of 'linear' (> 0; larger relaxes "
+                               "less)", default=1.0)
     penalty: float = _help("LORE: c > 0 adds (c/2) relu(violation)^2 per sample (augmented Lagrangian); 0: the "
                            "paper's Lagrangian", default=0.0)
     dual_signal: Optional[str] = _help(f"LORE: what the dual step ascends on: {', '.join(DUAL_SIGNALS)}. violation: the "
@@ -222,6 +230,11 @@ class TrainConfig:
             raise ValueError(f"dual_optimizer must be one of {DUAL_OPTIMIZERS}, got {self.dual_optimizer!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.relax not in RELAXATIONS:
+            raise ValueError(f"relax must be one of {RELAXATIONS}, got {self.relax!r}")
+        if not (isinstance(self.relax_price, (int, float)) and not isinstance(self.relax_price, bool)
+                and math.isfinite(self.relax_price) and self.relax_price > 0):
+            raise ValueError(f"relax_price must be a finite number > 0, got {self.relax_price!r}")
         if self.probe_split not in PROBE_SPLITS:
             raise ValueError(f"probe_split must be one of {PROBE_SPLITS}, got {self.probe_split!r}")
         if self.probe_split != "test" and self.data != "digits":

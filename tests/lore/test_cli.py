@@ -323,3 +323,45 @@ def test_the_engine_hands_the_step_the_configs_update_count(tmp_path, monkeypatc
         engine.train(TrainConfig(method="fare", baseline_updates=updates, output=str(tmp_path / updates), max_steps=1,
                                  batch_size=8, pgd_steps=1, probe_every=0, device="cpu"))
     assert seen == [1, 5]
+
+
+def test_a_resilient_margin_from_the_command_line_reaches_the_step(tmp_path, monkeypatch, capsys):
+    """--relax quadratic --relax-price 4 gives LORE's constraint Quadratic(4): its dual ascends on g - lambda / 4."""
+    from constrained import Linear, Quadratic
+    from lore.methods import build_method
+    from lore.training import engine
+
+    assert build_method("lore", TrainConfig(method="lore", relax="quadratic", relax_price=4.0)).constraint.relax \
+        == Quadratic(4.0)
+    assert build_method("tecoa-l2", TrainConfig(method="tecoa-l2", relax="linear", relax_price=0.5)).constraint.relax \
+        == Linear(0.5)
+    assert build_method("lore", TrainConfig(method="lore")).constraint.relax is None  # the paper's hard margin
+    seen = []
+    original = engine.RobustStep
+
+    def recording(*args, **kwargs):
+        step = original(*args, **kwargs)
+        seen.append(step.method.constraint.relax)
+        return step
+
+    monkeypatch.setattr(engine, "RobustStep", recording)
+    assert main(["train", "--method", "lore", "--relax", "quadratic", "--relax-price", "4", "--output",
+                 str(tmp_path / "run"), "--max-steps", "1", "--batch-size", "8", "--pgd-steps", "1",
+                 "--probe-every", "0", "--device", "cpu"]) == 0
+    assert seen == [Quadratic(4.0)]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["relax"] == "quadratic"
+    assert main(["train", "--method", "fare", "--relax", "linear", "--device", "cpu"]) == 2
+    assert "relax" in capsys.readouterr().err
+
+
+def test_a_user_relaxation_cost_and_a_price_together_are_refused():
+    import pytest
+
+    from constrained import Quadratic
+    from lore import lore
+
+    assert lore(relax=Quadratic(2.0)).constraint.relax == Quadratic(2.0)
+    with pytest.raises(ValueError, match="relax_price=3.0 prices the named relaxations only"):
+        lore(relax=Quadratic(2.0), relax_price=3.0)
+    with pytest.raises(ValueError, match="relax must be one of"):
+        lore(relax="cubic")
