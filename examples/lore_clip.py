@@ -67,6 +67,7 @@ from lore_clip_support.black_box import run_black_box
 from lore_clip_support.compare import RunInterrupted
 from lore_clip_support.job import EMBEDDED, Job, check_method_labels, settings_for
 from lore_clip_support.modes import run_series
+from lore_clip_support.relax import run_relax_sweep
 from lore_clip_support.sweeps import SWEEPS, run_sweeps
 
 
@@ -134,7 +135,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sweep", default=None,
                         help="comma list of rho (Fig. 3), lambda (naive; with rho: Fig. 1b's fronts), K (Table 8), "
                         "tolerance (fixed margins, Table 13), dual (network/linear/scalar, Fig. 8): trains each family "
-                        "at the largest --train-eps over --seeds, with FARE")
+                        "at the largest --train-eps over --seeds, with FARE; or relax alone: one resilient price "
+                        "against the best rho per radius at every --train-eps (choose with --eval-split validation, "
+                        "then report with --selected-on)")
+    parser.add_argument("--selected-on", type=Path, default=None,
+                        help="--sweep relax: train only the price and per-radius margins a validation run of the "
+                        "sweep chose (its --out folder), on --eval-split")
+    parser.add_argument("--relax-rhos", default=None, help="--sweep relax: the hard margins tried (default 0.03,0.1,0.3)")
+    parser.add_argument("--relax-prices", default=None,
+                        help="--sweep relax: the quadratic prices tried, from rho 0.1 (default 3,10,30,100)")
     parser.add_argument("--black-box", action="store_true",
                         help="the series' models (trained where --out lacks them) under Square and Gaussian noise "
                         "(Table 9, Fig. 12/13)")
@@ -195,9 +204,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     problem = check_method_labels(split_list(args.methods), args.baseline_updates)
     if problem:
         parser.error(problem)
-    unknown = [k for k in split_list(args.sweep or "") if k not in SWEEPS]
+    kinds = split_list(args.sweep or "")
+    unknown = [k for k in kinds if k not in SWEEPS and k != "relax"]
     if unknown:
-        parser.error(f"--sweep takes {sorted(SWEEPS)} (comma list), got {unknown}")
+        parser.error(f"--sweep takes {sorted(SWEEPS)} (comma list) or relax, got {unknown}")
+    if "relax" in kinds and len(kinds) > 1:
+        parser.error("--sweep relax runs alone (it trains across every --train-eps radius)")
+    for name in ("selected_on", "relax_rhos", "relax_prices"):
+        if getattr(args, name) is not None and kinds != ["relax"]:
+            parser.error(f"--{name.replace('_', '-')} belongs to --sweep relax")
+    for name in ("relax_rhos", "relax_prices"):
+        try:
+            values = [float(v) for v in split_list(getattr(args, name) or "1")]
+        except ValueError:
+            values = []
+        if not values or not all(0 < v < float("inf") for v in values):
+            parser.error(f"--{name.replace('_', '-')} takes a comma list of numbers > 0, got {getattr(args, name)!r}")
     return args
 
 
@@ -235,6 +257,8 @@ def run(args) -> int:
         raise ValueError("--train-data is required with real weights (an ImageFolder or torchvision:NAME:ROOT)")
     args.out.mkdir(parents=True, exist_ok=True)
     job = Job(args, s)
+    if args.sweep == "relax":
+        return run_relax_sweep(job)
     if args.sweep:
         return run_sweeps(job)
     if args.black_box:  # reads the series' models and leaves its results.json alone
