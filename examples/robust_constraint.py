@@ -9,7 +9,7 @@ min E[max CE]). The constraint is one declaration,
 `ScalarMultiplier`, so it bounds the *average* adversarial loss; the same
 `pgd` attack (10 steps) finds delta for both methods. gamma is swept; the
 table reports clean and robust accuracy (our APGD-CE, 20 iterations) on all
-449 held-out digits, and the row of the constrained model whose robust
+454 test digits, and the row of the constrained model whose robust
 accuracy is closest to adversarial training's — the comparison at matched
 robustness.
 

@@ -56,9 +56,16 @@ def plot_clean_over_training(folders: dict[tuple[str, float], Sequence[Path]], p
 
 def seconds_to_reach(folder: Path, threshold: float) -> Optional[float]:
     """Training seconds until the run's held-out robust accuracy first reaches `threshold`; None if it never does."""
-    for _, seconds, value in probe_curve(folder, ROBUST):
+    reached = reach(folder, threshold)
+    return None if reached is None else reached[1]
+
+
+def reach(folder: Path, threshold: float) -> Optional[tuple[int, float]]:
+    """(batch, training seconds) of the first probe at which the run's held-out robust accuracy reaches
+    `threshold`; None if it never does. The batch count does not depend on the machine's load; the seconds do."""
+    for batch, seconds, value in probe_curve(folder, ROBUST):
         if value >= threshold:
-            return seconds
+            return batch, seconds
     return None
 
 
@@ -68,15 +75,17 @@ def time_to_accuracy(folders: dict[tuple[str, float], Sequence[Path]], threshold
     rows = []
     for (method, eps), runs in sorted(folders.items(), key=lambda item: (item[0][1], item[0][0])):
         for threshold in thresholds:
-            times = [t for t in (seconds_to_reach(folder, threshold) for folder in runs) if t is not None]
+            found = [r for r in (reach(folder, threshold) for folder in runs) if r is not None]
             rows.append({"method": method, "train_eps": format_eps(eps), "threshold": threshold,
-                         "reached": len(times), "seeds": len(runs),
-                         "seconds": mean_std(times) if times else (math.nan, None)})
+                         "reached": len(found), "seeds": len(runs),
+                         "seconds": mean_std([s for _, s in found]) if found else (math.nan, None),
+                         "batches": mean_std([b for b, _ in found]) if found else (math.nan, None)})
     return rows
 
 
 def time_table(rows: Sequence[dict]) -> str:
-    """Markdown table of `time_to_accuracy` rows: one line per (radius, method), one column per threshold."""
+    """Markdown table of `time_to_accuracy` rows: one line per (radius, method), one column per threshold; each cell
+    the seconds and the batch (mean ± std over the seeds that reached it) and how many did."""
     thresholds = sorted({r["threshold"] for r in rows})
     header = "| train eps | method | " + " | ".join(f"robust >= {t:g}" for t in thresholds) + " |"
     lines = [header, "|---|---|" + "---|" * len(thresholds)]
@@ -90,6 +99,8 @@ def time_table(rows: Sequence[dict]) -> str:
                 cells.append(f"not reached (0/{r['seeds']})")
             else:
                 spread = f" ± {std:.1f}" if std is not None else ""
-                cells.append(f"{mean:.1f}{spread} s ({r['reached']}/{r['seeds']})")
+                batch, batch_std = r.get("batches", (math.nan, None))
+                at = "" if batch != batch else f", batch {batch:.0f}" + (f" ± {batch_std:.0f}" if batch_std else "")
+                cells.append(f"{mean:.1f}{spread} s{at} ({r['reached']}/{r['seeds']})")
         lines.append(f"| {eps} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -59,9 +59,12 @@ def run_series(job: Job) -> int:
     multipliers = multiplier_table(runs)
     if multipliers:
         print(f"\n{heading}\n{multipliers}")
+    every = getattr(args, "probe_every", None) or max(1, -(-(s["steps"] or 1000) // 4))
     timing_heading = (f"Training time to reach a held-out probe robust accuracy (PGD-10 at the training radius, "
-                      f"{s['probe_size']} images; seconds of training steps, probes excluded; mean ± std over the seeds "
-                      "that reached it):")
+                      f"{s['probe_size']} images; seconds of training steps, probes excluded, and the batch; mean ± "
+                      f"std over the seeds that reached it). The probe runs every {every} batches, so each time is "
+                      f"known to within {every} batches of that method; the seconds follow the machine's load, the "
+                      "batches do not:")
     timing_text = time_table(timing)
     print(f"\n{timing_heading}\n{timing_text}")
     largest = s["train_eps"][-1]

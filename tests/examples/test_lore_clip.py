@@ -52,3 +52,31 @@ def test_the_validation_split_is_the_embedded_digits_only(capsys, tmp_path):
     with pytest.raises(SystemExit):
         parse_args(["--eval-split", "validation", "--train-data", "torchvision:CIFAR10:/data"])
     assert "only the embedded digits have a validation part" in capsys.readouterr().err
+
+
+def test_time_to_accuracy_counts_batches_beside_seconds(tmp_path):
+    """Seconds follow the machine's load; the batch at which a probe first reaches a threshold does not."""
+    import json
+
+    from lore_clip_support.curves import time_table, time_to_accuracy
+
+    def run(name: str, seconds_per_batch: float, robust: dict) -> object:
+        folder = tmp_path / name
+        folder.mkdir()
+        lines = []
+        for step in range(1, 19):
+            record = {"step": step, "step_seconds": seconds_per_batch}
+            if step in robust:
+                record["probe/robust_accuracy"] = robust[step]
+            lines.append(json.dumps(record))
+        (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        return folder
+
+    fast = run("a", 0.5, {9: 0.15, 18: 0.25})
+    loaded = run("b", 2.0, {9: 0.15, 18: 0.25})  # the same path on a busier machine
+    rows = time_to_accuracy({("lore", 16 / 255): [fast, loaded]}, (0.1, 0.2, 0.3))
+    by_threshold = {r["threshold"]: r for r in rows}
+    assert by_threshold[0.1]["batches"] == (9, 0.0) and by_threshold[0.2]["batches"] == (18, 0.0)
+    assert by_threshold[0.1]["seconds"][0] == (4.5 + 18.0) / 2
+    assert by_threshold[0.3]["reached"] == 0
+    assert "batch 9 (2/2)" in time_table(rows) and "not reached (0/2)" in time_table(rows)
