@@ -289,9 +289,14 @@ def lore(
             1[outside the margin] - violation_rate (`Constraint.violation_rate`), so lambda_w(x) rises where more
             than that share of the samples are outside and falls to 0 where fewer are.
         violation_rate: alpha in [0, 1), the tolerated share outside the margin per neighbourhood ("rate").
-        dual_optimizer, dual_lr, dual_beta1, dual_beta2: the dual ascent (`DualAscent`).
-        relax, relax_price: a resilient margin (`relaxation`): each sample's bound may relax by u(x) >= 0 at
-            that price, u(x) = (h')^{-1}(lambda(x)); None (default): the paper's hard margin.
+        dual_optimizer: the dual ascent's optimizer, "sgd" or "adam" (`DualAscent`).
+        dual_lr: the dual learning rate eta.
+        dual_beta1: Adam's beta1 (the "adam" dual only).
+        dual_beta2: Adam's beta2 (the "adam" dual only).
+        relax: a resilient margin (`relaxation`): each sample's bound may relax by u(x) >= 0 at a price,
+            u(x) = (h')^{-1}(lambda(x)); "quadratic", "linear", a `constrained.RelaxationCost`, or None
+            (default): the paper's hard margin.
+        relax_price: alpha of "quadratic", beta of "linear" (> 0).
     """
     settings = _Dual(preset, dual_hidden=hidden, dual_init=init, dual_features=features, dual_link=link,
                      dual_signal=dual_signal, violation_rate=violation_rate, dual_optimizer=dual_optimizer,
