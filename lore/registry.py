@@ -48,24 +48,33 @@ class MethodEntry:
         authors_updates: encoder updates per adversarial batch in the method's own authors' recipe (FARE's
             RobustVLM `train/adversarial_training_clip.py` and TeCoA's: 1), which `lore` uses by default; None:
             the method takes K (`primal_steps`), as the constrained methods do (Algorithm 1).
+        own_margin: the method's constraint bounds ||phi(x) - phi_0(x)||^2 by its own margin (LORE, TeCoA+l2), so
+            probes measure "within margin" against that margin; for the others, against rho ||phi_0(x)||^2.
+        fixed_weight: the method's constraint enters with a constant weight (`FixedPenalty`: naive), so its
+            logged "multiplier" is that weight, not a learned dual variable.
     """
 
     name: str
     options: Mapping[str, str] = field(default_factory=dict)
     summary: str = ""
     authors_updates: Optional[int] = None
+    own_margin: bool = False
+    fixed_weight: bool = False
 
 
 METHODS: Mapping[str, MethodEntry] = MappingProxyType({entry.name: entry for entry in (
     MethodEntry("fare", {}, "FARE (paper Eq. 2): unsupervised adversarial embedding loss, unconstrained",
                 authors_updates=1),
-    MethodEntry("naive", {"weight": "naive_weight"}, "naive regularization (Eq. 3): FARE + fixed lambda"),
+    MethodEntry("naive", {"weight": "naive_weight"}, "naive regularization (Eq. 3): FARE + fixed lambda",
+                fixed_weight=True),
     MethodEntry("lore", {"rho": "rho", **_DUAL, "adaptive_margin": "adaptive_margin",
                                  "penalty": "penalty", "dual_signal": "dual_signal",
                                  "violation_rate": "violation_rate", **_RELAX},
-                "LORE (Eq. 7, Algorithm 1): FARE s.t. ||phi - phi_0||^2 <= rho ||phi_0||^2 per sample"),
+                "LORE (Eq. 7, Algorithm 1): FARE s.t. ||phi - phi_0||^2 <= rho ||phi_0||^2 per sample",
+                own_margin=True),
     MethodEntry("tecoa", {}, "TeCoA (Eq. 25): supervised adversarial zero-shot cross-entropy", authors_updates=1),
-    MethodEntry("tecoa-l2", {"rho": "rho", **_DUAL, **_RELAX}, "TeCoA + LORE's embedding constraint (App. J.7)"),
+    MethodEntry("tecoa-l2", {"rho": "rho", **_DUAL, **_RELAX}, "TeCoA + LORE's embedding constraint (App. J.7)",
+                own_margin=True),
     MethodEntry("tecoa-kl", {"rho": "rho", **_DUAL, **_RELAX}, "TeCoA + KL(p_0 || p) <= rho H(p_0) (App. J.7)"),
 )})
 """Every method, by name, in the paper's order."""

@@ -319,3 +319,18 @@ def test_old_module_paths_are_gone_and_each_public_name_has_one_package():
     for package in (lore, lore.data, lore.evaluation, lore.training, lore.attacks):
         for name in package.__all__:
             assert getattr(package, name) is not None, f"{package.__name__}.{name}"
+
+
+def test_no_lore_code_special_cases_a_method_by_its_name():
+    """A method's behaviour comes from its registry entry (`lore.registry.MethodEntry`), never from comparing its
+    name, so a user's method registered beside the built-ins gets the same treatment."""
+    import re
+
+    from lore.registry import METHOD_NAMES
+
+    names = "|".join(re.escape(n) for n in METHOD_NAMES)
+    pattern = re.compile(rf"""[=!]=\s*["']({names})["']|["']({names})["']\s*[=!]=""")
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in sorted((ROOT / "lore").rglob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not found, "\n".join(found)

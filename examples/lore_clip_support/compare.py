@@ -17,6 +17,7 @@ import torch
 from lore.evaluation.report import plot_robustness
 from lore.evaluation.suite import EvalSettings, evaluate, fraction
 from lore.heads import ZeroShotHead
+from lore.registry import METHODS
 from lore.plotting import finish_axes, method_color, method_style, new_figure, save_figure
 from lore.training.config import TrainConfig
 from lore.training.engine import train
@@ -123,7 +124,8 @@ def plot_training_comparison(runs: dict[str, Path], rho: float, path: Path, *, t
     fig, axes = new_figure(1, 3, figsize=(15, 4))
     for name, run in runs.items():
         records = read_metrics(run)
-        fixed_weight = _config_method(run) == "naive"  # its weight is a constant, not a multiplier
+        method = _config_method(run)
+        fixed_weight = method in METHODS and METHODS[method].fixed_weight  # a constant weight, not a multiplier
         for ax, (key, _, _) in zip(axes, panels):
             points = [(r["step"], r[key]) for r in records if key in r]
             if points and not (fixed_weight and key == "clean/multiplier_mean"):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..jsonio import dumps, write_text_atomic
-from ..registry import METHODS, method_entry
+from ..registry import METHODS, method_entry, method_takes
 from ..validation import read_json_object
 from ..units import format_eps
 
@@ -81,14 +81,15 @@ def _text(value: Any) -> str:
 def _training_rows(config: dict, summary: dict) -> list[tuple[str, str]]:
     rows = [("method", config["method"]), ("training eps (l_inf)", format_eps(config["eps"])),
             ("PGD steps", str(config["pgd_steps"]))]
-    if config["method"] != "fare" and config.get("rho") is not None:
+    known = config["method"] in METHODS
+    if known and method_takes(config["method"], "rho") and config.get("rho") is not None:
         rows.append(("rho (margin scale)", f"{config['rho']:g}"))
     authors = method_entry(config["method"]).authors_updates if config["method"] in METHODS else None
     if authors is not None:  # FARE, TeCoA: their authors' count, or K as the equal-updates control
         equal = config.get("baseline_updates") == "equal"
         rows.append(("encoder updates per adversarial batch", f"{config.get('primal_steps')} (equal-updates control)"
                      if equal else f"{authors} (as its authors trained it)"))
-    if config["method"] == "lore":
+    if known and method_takes(config["method"], "dual_preset"):  # the constrained methods: K and their dual
         rows += [("K (primal steps per dual step)", str(config.get("primal_steps"))),
                  ("dual preset", str(config.get("dual_preset")))]
     rows += [("batches trained", f"{summary.get('step')} of {summary.get('total_steps')}"),

@@ -40,6 +40,7 @@ from ..models.export import export_encoder, exported_weights
 from ..models.model_card import write_model_card
 from ..provenance import dataset_fingerprint, model_fingerprint, provenance
 from .disk import predict as predict_disk_use
+from ..registry import method_entry
 from ..progress import progress
 from ..reference import FrozenReference
 from ..step import RobustStep
@@ -302,8 +303,9 @@ class _Run:
     def probe(self) -> dict:
         """Held-out clean/robust accuracy and constraint use (rank 0's `probe`), at the training precision."""
         config = self.config
-        # "within margin" uses LORE's own margin; other methods are measured against rho ||phi_0(x)||^2
-        margin = self.step_fn.method.constraint.margin if config.method == "lore" else NormMargin(config.rho)
+        # "within margin" uses the method's own embedding margin (LORE, TeCoA+l2); others: rho ||phi_0(x)||^2
+        own = method_entry(config.method).own_margin
+        margin = self.step_fn.method.constraint.margin if own else NormMargin(config.rho)
         return probe(self.encoder, self.reference, self.head, self.probe_images, self.probe_labels, eps=config.eps,
                      margin=margin, multiplier=self.step_fn.multiplier, seed=config.seed, batch_size=config.batch_size,
                      autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None)

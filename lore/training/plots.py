@@ -9,6 +9,7 @@ from typing import Optional, Union
 from matplotlib.ticker import MaxNLocator
 
 from ..jsonio import nulls_as_nan
+from ..registry import METHODS
 from ..plotting import legend, mark_empty, new_figure, save_figure
 
 
@@ -43,7 +44,8 @@ def plot_run(run_dir: Union[str, Path], rho: Optional[float] = None) -> list[Pat
     config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     if rho is None:
         rho = config.get("rho")
-    fixed_weight = config.get("method") == "naive"  # its "multiplier" is a constant weight, not a dual variable
+    method = config.get("method")
+    fixed_weight = method in METHODS and METHODS[method].fixed_weight  # a constant weight, not a dual variable
     fig, axes = new_figure(2, 2, figsize=(11, 7.5))
     ax = axes[0, 0]
     for key, label in (("probe/clean_accuracy", "clean"), ("probe/robust_accuracy", "robust (PGD, train eps)")):
