@@ -26,9 +26,11 @@ class Evaluation(NamedTuple):
     priced: dict[str, Priced]
 
     @property
-    def rows(self) -> int:
-        """The data rows observed (the first observation's `batch_size`; not a group constraint's entries)."""
-        return next(iter(self.observations.values())).batch_size
+    def rows(self) -> Optional[int]:
+        """The data rows observed (the first observation's `batch_size`; not a group constraint's entries); None
+        for an unconstrained step, which observes nothing."""
+        first = next(iter(self.observations.values()), None)
+        return None if first is None else first.batch_size
 
 
 def evaluate(closure: Closure, bindings: Mapping[str, Binding], require_grad: bool = False,

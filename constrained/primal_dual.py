@@ -100,8 +100,6 @@ class PrimalDual:
             for constraint in constraints:
                 check_hashable(constraint)
             constraints = {c: None for c in constraints}
-        if not constraints:
-            raise ValueError("constraints is empty; use a plain optimizer for unconstrained training")
         self.formulation = formulation if formulation is not None else Lagrangian()
         if not isinstance(self.formulation, Formulation):
             raise TypeError("formulation must implement constrained.protocols.Formulation (needs_multiplier, "

@@ -120,17 +120,19 @@ class RobustStep:
         if checks not in CHECKS:
             raise ValueError(f"checks must be one of {CHECKS}, got {checks!r}")
         self.checks = checks
-        self.primal_dual: Optional[PrimalDual] = None
         self._clock = PhaseClock(next(encoder.parameters()).device, synchronize=profile)
         self._dual_timer = PhaseTimer(self._clock)
         self._dual_features_ready = False  # a standardizing multiplier's statistics are known to be set
-        if method.constraint is not None:
-            self.primal_dual = self._primal_dual(optimizer, dual_optimizer, mode, embed_dim)
+        # one update path: an unconstrained method (FARE, TeCoA) steps through PrimalDual too, with no constraint
+        self.primal_dual = self._primal_dual(optimizer, dual_optimizer, mode, embed_dim)
 
     def _primal_dual(self, optimizer: torch.optim.Optimizer, dual_optimizer, mode: str,
                      embed_dim: Optional[int]) -> PrimalDual:
-        """The stepper of a constrained method: its multiplier (sized by embed_dim), formulation and dual ascent."""
+        """The stepper: a constrained method's multiplier (sized by embed_dim), formulation and dual ascent; for an
+        unconstrained method, none (the same primal update and checks)."""
         method, encoder = self.method, self.encoder
+        if method.constraint is None:
+            return PrimalDual(optimizer, {}, primal_steps_per_dual=self._primal_steps, mode=mode, checks=self.checks)
         multiplier = None
         if method.multiplier is not None:
             embed_dim = embed_dim or getattr(_unwrap(encoder), "embed_dim", None)
@@ -152,12 +154,13 @@ class RobustStep:
     @property
     def primal_steps(self) -> int:
         """K: primal updates per batch; for constrained methods the `PrimalDual`'s schedule, its one owner."""
-        return self.primal_dual.primal_steps_per_dual if self.primal_dual is not None else self._primal_steps
+        return self.primal_dual.primal_steps_per_dual
 
     @property
     def multiplier(self) -> Optional[nn.Module]:
         """The method's multiplier (None for unconstrained or fixed-penalty methods)."""
-        return self.primal_dual.multiplier(self.method.constraint.name) if self.primal_dual is not None else None
+        constraint = self.method.constraint
+        return self.primal_dual.multiplier(constraint.name) if constraint is not None else None
 
     @torch.no_grad()
     def fit_dual_features(self, images: torch.Tensor, batch_size: int = 256) -> None:
@@ -326,18 +329,10 @@ class RobustStep:
         for _ in range(self.primal_steps):
             stats["robust_loss"].clear()
             stats["clean_distance"].clear()
-            if self.primal_dual is not None:
-                report = self.primal_dual.step_accumulated(closures)
-                if (scalars := report.scalars_tensor()) is not None:  # deferred: [loss, lagrangian, finite]
-                    flags.finite(scalars[2] > 0)
-                continue
-            self.optimizer.zero_grad(set_to_none=True)
-            for closure in closures:
-                loss, _ = closure()
-                flags.finite(torch.isfinite(loss.detach()), f"{self.method.name} loss is not finite")
-                (loss / len(closures)).backward()
-            self.optimizer.step()
-        return report
+            report = self.primal_dual.step_accumulated(closures)
+            if (scalars := report.scalars_tensor()) is not None:  # deferred: [loss, lagrangian, finite]
+                flags.finite(scalars[2] > 0, f"{self.method.name}: a loss or gradient is not finite")
+        return report if self.method.constraint is not None else None
 
     def _result(self, batch: Batch, stats: dict[str, dict[int, torch.Tensor]], report: Optional[StepReport],
                 flags: StepChecks, timing: Callable[[], tuple[float, float, float]]) -> StepResult:
@@ -371,10 +366,10 @@ class RobustStep:
 
     def state_dict(self) -> dict:
         """Dual state (multipliers, dual optimizer, schedule); the encoder and optimizer are saved by the caller."""
-        return {} if self.primal_dual is None else {"primal_dual": self.primal_dual.state_dict()}
+        return {} if self.method.constraint is None else {"primal_dual": self.primal_dual.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if self.primal_dual is not None:
+        if self.method.constraint is not None:
             if "primal_dual" not in state:
                 raise ValueError(f"method {self.method.name!r} needs dual state, the state dict has none")
             self.primal_dual.load_state_dict(state["primal_dual"])

@@ -216,3 +216,26 @@ def test_a_deferred_step_reports_a_non_finite_value_afterwards():
         report.raise_if_not_finite()
     with pytest.raises(ValueError, match="checks must be one of"):
         PrimalDual(torch.optim.SGD(model.parameters(), lr=0.05), {CLEAN: ScalarMultiplier()}, checks="lazy")
+
+
+def test_without_constraints_it_is_the_plain_optimizer_step_with_the_same_checks():
+    """FARE and TeCoA step through PrimalDual too (one update path): with no constraint it equals
+    torch.optim's own step bit for bit, over micro-batches too, and still refuses a non-finite loss."""
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3), torch.randn(8)
+    plain, stepped = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    stepped.load_state_dict(plain.state_dict())
+    reference = torch.optim.AdamW(plain.parameters(), lr=0.1)
+    pd = PrimalDual(torch.optim.AdamW(stepped.parameters(), lr=0.1), {})
+    for _ in range(5):
+        reference.zero_grad()
+        for rows in (slice(0, 4), slice(4, 8)):
+            ((plain(x[rows]).squeeze(1) - y[rows]).pow(2).mean() / 2).backward()
+        reference.step()
+        report = pd.step_accumulated([lambda rows=rows: ((stepped(x[rows]).squeeze(1) - y[rows]).pow(2).mean(), [])
+                                      for rows in (slice(0, 4), slice(4, 8))])
+        assert list(report.constraints) == []
+    for a, b in zip(plain.parameters(), stepped.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(FloatingPointError):
+        pd.step(lambda: (stepped(x).sum() * float("nan"), []))
