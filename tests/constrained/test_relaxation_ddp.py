@@ -56,6 +56,7 @@ def _rank(rank: int, port: int, out: str) -> None:
         half = BATCH // 2
         weights, u, means = _train(slice(rank * half, (rank + 1) * half), world=2)
         torch.save({"weights": weights, "u": u, "means": torch.tensor(means)}, os.path.join(out, f"rank{rank}.pt"))
+        dist.barrier()  # both ranks done communicating before either tears gloo down (else a rank may abort)
     finally:
         dist.destroy_process_group()
 
