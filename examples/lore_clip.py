@@ -213,13 +213,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("selected_on", "relax_rhos", "relax_prices"):
         if getattr(args, name) is not None and kinds != ["relax"]:
             parser.error(f"--{name.replace('_', '-')} belongs to --sweep relax")
-    for name in ("relax_rhos", "relax_prices"):
+    for name in ("relax_rhos", "relax_prices"):  # parsed once here: the sweep reads the tuples
+        given = getattr(args, name)
+        if given is None:
+            continue
         try:
-            values = [float(v) for v in split_list(getattr(args, name) or "1")]
+            values = tuple(float(v) for v in split_list(given))
         except ValueError:
-            values = []
+            values = ()
         if not values or not all(0 < v < float("inf") for v in values):
-            parser.error(f"--{name.replace('_', '-')} takes a comma list of numbers > 0, got {getattr(args, name)!r}")
+            parser.error(f"--{name.replace('_', '-')} takes a comma list of numbers > 0, got {given!r}")
+        setattr(args, name, values)
     return args
 
 

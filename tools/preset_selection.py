@@ -23,10 +23,9 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-def _eps_value(text: str) -> float:
-    numerator, _, denominator = text.partition("/")
-    return float(numerator) / float(denominator or 1)
+from lore_clip_support.scoring import scored_radius, selection_score  # noqa: E402
 
 
 def seed_scores(results: dict, method: str) -> dict[int, float]:
@@ -35,9 +34,8 @@ def seed_scores(results: dict, method: str) -> dict[int, float]:
     for run in results["runs"]:
         if run["method"] != method:
             continue
-        radii = sorted(run["robust_accuracy"], key=_eps_value)
-        at = [e for e in radii if _eps_value(e) <= _eps_value(run["train_eps"]) + 1e-12] or radii[:1]
-        by_seed.setdefault(run["seed"], []).append((run["clean_accuracy"] + run["robust_accuracy"][at[-1]]) / 2)
+        score = selection_score(run["clean_accuracy"], run["robust_accuracy"], run["train_eps"])
+        by_seed.setdefault(run["seed"], []).append(score)
     return {seed: statistics.fmean(values) for seed, values in by_seed.items()}
 
 
@@ -50,9 +48,8 @@ def candidate_row(name: str, results: dict, method: str) -> tuple[list[str], flo
     for row in results["series"]:
         if row["method"] != method:
             continue
-        radii = sorted(row["robust_accuracy"], key=_eps_value)
-        at = [e for e in radii if _eps_value(e) <= _eps_value(row["train_eps"]) + 1e-12] or radii[:1]
-        cells.append(f"{row['clean_accuracy'][0]:.3f} / {row['robust_accuracy'][at[-1]][0]:.3f} / "
+        at = scored_radius(row["train_eps"], row["robust_accuracy"])
+        cells.append(f"{row['clean_accuracy'][0]:.3f} / {row['robust_accuracy'][at][0]:.3f} / "
                      f"{row['within_margin'][0]:.3f}")
     mean, std = statistics.fmean(scores), statistics.stdev(scores) if len(scores) > 1 else 0.0
     return cells + [f"{mean:.4f} ± {std:.4f}"], mean, std

@@ -54,12 +54,6 @@ def plot_clean_over_training(folders: dict[tuple[str, float], Sequence[Path]], p
     return save_figure(fig, path)
 
 
-def seconds_to_reach(folder: Path, threshold: float) -> Optional[float]:
-    """Training seconds until the run's held-out robust accuracy first reaches `threshold`; None if it never does."""
-    reached = reach(folder, threshold)
-    return None if reached is None else reached[1]
-
-
 def reach(folder: Path, threshold: float) -> Optional[tuple[int, float]]:
     """(batch, training seconds) of the first probe at which the run's held-out robust accuracy reaches
     `threshold`; None if it never does. The batch count does not depend on the machine's load; the seconds do."""
@@ -99,8 +93,8 @@ def time_table(rows: Sequence[dict]) -> str:
                 cells.append(f"not reached (0/{r['seeds']})")
             else:
                 spread = f" ± {std:.1f}" if std is not None else ""
-                batch, batch_std = r.get("batches", (math.nan, None))
-                at = "" if batch != batch else f", batch {batch:.0f}" + (f" ± {batch_std:.0f}" if batch_std else "")
+                batch, batch_std = r["batches"]
+                at = f", batch {batch:.0f}" + (f" ± {batch_std:.0f}" if batch_std else "")
                 cells.append(f"{mean:.1f}{spread} s{at} ({r['reached']}/{r['seeds']})")
         lines.append(f"| {eps} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from lore.models.build import build_model, class_embeddings
 from lore.training.config import TrainConfig
 from lore.training.plots import read_metrics
 from lore.presets import PRESET_FIELDS, dual_preset, resolve_dual
-from lore.registry import method_entry, method_takes
+from lore.registry import METHOD_NAMES, method_entry, method_takes
 from lore.provenance import dataset_fingerprint, provenance, weights_sha256
 from lore.units import format_eps, parse_eps
 
@@ -96,8 +96,6 @@ def run_method(label: str) -> tuple[str, Optional[str]]:
 def check_method_labels(labels: list[str], baseline_updates: Optional[str]) -> Optional[str]:
     """Why `labels` (`--methods`) cannot run, or None: each is a registered method, or NAME-k for a method with
     its own authors' recipe (FARE, TeCoA); none twice; NAME-k beside NAME only with the authors' recipe."""
-    from lore.registry import METHOD_NAMES
-
     for label in labels:
         method, forced = run_method(label)
         if method not in METHOD_NAMES:

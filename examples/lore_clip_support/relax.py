@@ -22,24 +22,18 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from lore.evaluation.config import split_list
 from lore.jsonio import write_json, write_text_atomic
 from lore.plotting import finish_axes, method_style, new_figure, save_figure
 from lore.units import format_eps, parse_eps
 
 from .job import Job, run_folder, train_config
+from .scoring import scored_radius, selection_score
 from .series import mean_std, stat_text
 
 RHO_GRID = (0.03, 0.1, 0.3)
 PRICES = (3.0, 10.0, 30.0, 100.0)
 RELAXED_RHO = 0.1  # the margin a relaxed run starts from: the paper's
 GOAL_POINTS = 2.0
-
-
-def robust_label(train_eps: float, eval_eps: list[float]) -> str:
-    """The evaluation radius a training radius is scored at: the largest not above it (else the smallest)."""
-    below = [e for e in sorted(eval_eps) if e <= train_eps + 1e-12]
-    return format_eps(below[-1] if below else min(eval_eps))
 
 
 def candidates(selected: Optional[dict], radii: list[float], rhos=RHO_GRID,
@@ -85,8 +79,8 @@ def summarise(results: dict, eval_eps: list[float]) -> list[dict]:
     """Mean ± std over seeds per (setting, radius), with the score."""
     rows = []
     for (label, eps, rho, price), members in results.items():
-        at = robust_label(eps, eval_eps)
-        scores = [(m["clean_accuracy"] + m["robust_accuracy"][at]) / 2 for m in members]
+        at = scored_radius(format_eps(eps), [format_eps(e) for e in eval_eps])
+        scores = [selection_score(m["clean_accuracy"], m["robust_accuracy"], format_eps(eps)) for m in members]
         rows.append({"setting": label, "train_eps": format_eps(eps), "rho": rho, "price": price, "robust_at": at,
                      "seeds": [m["seed"] for m in members],
                      "clean_accuracy": mean_std([m["clean_accuracy"] for m in members]),
@@ -147,9 +141,8 @@ def run_relax_sweep(job: Job) -> int:
     args, s = job.args, job.s
     seeds = list(range(args.seed, args.seed + args.seeds))
     selected = read_selection(args.selected_on) if getattr(args, "selected_on", None) else None
-    rhos = [float(v) for v in split_list(args.relax_rhos)] if args.relax_rhos else RHO_GRID
-    prices = [float(v) for v in split_list(args.relax_prices)] if args.relax_prices else PRICES
-    plan = [("fare", eps, None, None) for eps in s["train_eps"]] + candidates(selected, s["train_eps"], rhos, prices)
+    plan = [("fare", eps, None, None) for eps in s["train_eps"]] + candidates(
+        selected, s["train_eps"], args.relax_rhos or RHO_GRID, args.relax_prices or PRICES)
     trainings = [(setting, seed) for setting in plan for seed in seeds]
     print(f"plan: {len(trainings)} trainings ({len(plan)} settings x {len(seeds)} seeds) on the "
           f"{s['eval_split']} split{job.expected(['fare' if p[0] == 'fare' else 'lore' for p, _ in trainings])}",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "BenchmarkDataMissing", "DIGIT_NAMES", "Digits", "IndexedImages", "LAYOUTS", "PAPER_DATASETS",
+    "BenchmarkDataMissing", "DIGIT_NAMES", "DigitSplits", "Digits", "IndexedImages", "LAYOUTS", "PAPER_DATASETS",
     "PROMPT_TEMPLATES", "TensorImages", "UnreadableImageError", "ZERO_SHOT_DATASETS", "build_benchmark_dataset",
     "build_dataset", "dataset_classnames", "load_batch", "load_digits_images", "parse_benchmark", "probe_subset",
     "prompt_templates", "read_class_list", "zero_shot_metadata",
@@ -19,7 +19,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("DIGIT_NAMES", "Digits", "load_digits_images"):
+    if name in ("DIGIT_NAMES", "DigitSplits", "Digits", "load_digits_images"):
         from . import digits as home
     elif name in ("IndexedImages", "TensorImages", "UnreadableImageError", "build_dataset", "dataset_classnames",
                   "load_batch", "probe_subset", "read_class_list"):
