@@ -61,7 +61,7 @@ from pathlib import Path
 from lore.evaluation.config import split_list
 from lore.jsonio import write_json
 from lore.presets import DUAL_PRESETS
-from lore.registry import BASELINE_UPDATES, PROBE_SPLITS, DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, METHOD_NAMES
+from lore.registry import BASELINE_UPDATES, PROBE_SPLITS, DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, method_names
 from lore.training.checkpoint import CheckpointError
 from lore_clip_support.black_box import run_black_box
 from lore_clip_support.compare import RunInterrupted
@@ -82,7 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-data", default=None, help="training images (ImageFolder or torchvision:NAME:ROOT)")
     parser.add_argument("--eval-data", default=None, help="held-out images for evaluation")
     parser.add_argument("--methods", default=None,
-                        help=f"comma list among {', '.join(METHOD_NAMES)}; fare-k (tecoa-k): FARE (TeCoA) with K updates "
+                        help=f"comma list among {', '.join(method_names())}; fare-k (tecoa-k): FARE (TeCoA) with K updates "
                         "per adversarial batch, the equal-updates control, beside the authors' one update (default: "
                         "fare,fare-k,naive,lore; fare,naive,lore with --baseline-updates equal)")
     parser.add_argument("--train-eps", default=None,

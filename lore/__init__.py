@@ -12,10 +12,10 @@ from typing import Any
 
 __all__ = [
     "Batch", "DUAL_PRESETS", "Digits", "DualAscent", "DualPreset", "FrozenReference", "ImageEncoder", "METHODS",
-    "Method", "OpenClipModel", "RobustStep", "SmallConvNet", "ZeroShotHead", "class_text_embeddings", "dual_factory",
+    "Method", "MethodEntry", "OpenClipModel", "RobustStep", "SmallConvNet", "ZeroShotHead", "class_text_embeddings", "dual_factory",
     "embedding", "embedding_distance", "export_encoder", "fare", "format_eps", "load_digits_images", "load_exported",
     "load_open_clip", "load_state_file", "load_timm", "lore", "naive", "parse_eps", "pgd", "pretrain_classifier",
-    "small_digits_encoder", "tecoa", "tecoa_kl", "tecoa_l2", "zero_shot_cross_entropy", "zero_shot_logits",
+    "register_method", "small_digits_encoder", "tecoa", "tecoa_kl", "tecoa_l2", "zero_shot_cross_entropy", "zero_shot_logits",
 ]
 
 
@@ -40,6 +40,8 @@ def __getattr__(name: str) -> Any:
         from . import units as home
     elif name == "RobustStep":
         from . import step as home
+    elif name in ("METHODS", "register_method", "MethodEntry"):
+        from . import registry as home
     elif name in __all__:
         from . import methods as home
     else:

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from .evaluation.config import EvalConfig
 from .presets import DUAL_PRESETS, PRESET_FIELDS, resolve_dual
-from .registry import BASELINE_UPDATES, METHOD_NAMES, PROBE_SPLITS, RELAXATIONS
+from .registry import BASELINE_UPDATES, PROBE_SPLITS, RELAXATIONS, method_names
 from .training.config import TrainConfig, unused_reason
 from .validation import read_json_object
 
@@ -40,14 +40,20 @@ def _default_text(name: str, default) -> str:
 
 #: Extra spellings of some flags (the issue-tracker and paper-reproduction commands use the short ones).
 ALIASES = {"output": ["--out"], "n_samples": ["--samples"]}
-#: Flags whose values come from a registry; argparse lists them in the help and refuses others.
-CHOICES = {"method": METHOD_NAMES, "dual_preset": tuple(DUAL_PRESETS), "baseline_updates": BASELINE_UPDATES,
-           "probe_split": PROBE_SPLITS, "relax": RELAXATIONS}
+#: Flags whose values come from a fixed vocabulary; argparse lists them in the help and refuses others.
+CHOICES = {"dual_preset": tuple(DUAL_PRESETS), "baseline_updates": BASELINE_UPDATES, "probe_split": PROBE_SPLITS,
+           "relax": RELAXATIONS}
+
+
+def _choices() -> dict:
+    """`CHOICES`, plus the registered methods (read when the parser is built, after plugins registered theirs)."""
+    return {**CHOICES, "method": method_names()}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_type, aliases: Optional[dict] = None) -> None:
     """One flag per dataclass field; values stay strings/numbers and the config validates them."""
     hints = typing.get_type_hints(config_type)
+    choices = _choices()
     aliases = aliases or {}
     for field in dataclasses.fields(config_type):
         hint = hints[field.name]
@@ -60,7 +66,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_type, aliases: Opt
             continue
         base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
         kind = str if field.name == "eps" else base  # eps: "4/255"; TrainConfig parses and names it when wrong
-        parser.add_argument(*flags, dest=field.name, type=kind, default=None, help=help_text, choices=CHOICES.get(field.name),
+        parser.add_argument(*flags, dest=field.name, type=kind, default=None, help=help_text, choices=choices.get(field.name),
                             metavar=field.name.upper())
 
 

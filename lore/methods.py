@@ -15,14 +15,14 @@ TeCoA+l2       as TeCoA                             as LORE
 TeCoA+KL       as TeCoA                             KL(p_0 || p_theta) <= rho H(p_0) (App. J.7)
 =============  ===================================  ==============================================
 
-A seventh method is one more `Method(...)` in user code; see docs/lore.md.
+A seventh method is one more `Method(...)` in user code, and `lore.registry.register_method` puts it on the
+command line; see docs/lore.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,7 @@ from constrained import (
 )
 
 from .heads import ZeroShotHead
+from .plugins import resolve
 from .presets import DEFAULT_PRESET, resolve_dual
 from .registry import DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, RELAXATIONS, method_entry
 
@@ -355,16 +356,20 @@ def tecoa_kl(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: str = "net
     )
 
 
-METHODS: Mapping[str, Callable[..., Method]] = MappingProxyType({
-    "fare": fare, "naive": naive, "lore": lore, "tecoa": tecoa, "tecoa-l2": tecoa_l2, "tecoa-kl": tecoa_kl,
-})
-"""Method name -> factory, one per name of `lore.registry.METHODS` (a test keeps the two equal)."""
-
-
 def build_method(name: str, settings: Any) -> Method:
-    """Method `name`, built with the options its registry entry names, read from `settings` (a `TrainConfig` or
-    any object with those attributes). A name registered without a factory here is named."""
+    """Method `name`, built by its registry entry's factory (`lore.registry.MethodEntry.factory`) with the options
+    the entry names, read from `settings` (a `TrainConfig` or any object with those attributes).
+
+    Raises:
+        ValueError: an unknown name, a factory that cannot be imported, a setting `settings` lacks, or a factory
+            that does not return a `Method`.
+    """
     entry = method_entry(name)
-    if name not in METHODS:
-        raise ValueError(f"method {name!r} is registered in lore.registry but has no factory in lore.methods.METHODS")
-    return METHODS[name](**{keyword: getattr(settings, source) for keyword, source in entry.options.items()})
+    factory = resolve(entry.factory, f"the factory of method {name!r}")
+    missing = [source for source in entry.options.values() if not hasattr(settings, source)]
+    if missing:
+        raise ValueError(f"method {name!r} reads {missing}, which {type(settings).__name__} does not have")
+    method = factory(**{keyword: getattr(settings, source) for keyword, source in entry.options.items()})
+    if not isinstance(method, Method):
+        raise ValueError(f"the factory of method {name!r} returned {type(method).__name__}, not a lore Method")
+    return method

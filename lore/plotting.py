@@ -11,7 +11,7 @@ from typing import Optional, Union
 
 from matplotlib.figure import Figure
 
-from .registry import METHOD_NAMES
+from .registry import BUILTIN_METHODS
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, **subplots):
@@ -65,7 +65,7 @@ def count_label(count: int, noun: str) -> str:
 
 
 #: one colour per method, the same in every figure (matplotlib's tab10 hues)
-METHOD_COLORS = dict(zip(("reference", *METHOD_NAMES), ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red",
+METHOD_COLORS = dict(zip(("reference", *BUILTIN_METHODS), ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red",
                                                         "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")))
 
 
@@ -78,9 +78,9 @@ def method_color(label: str) -> Optional[str]:
 
 #: one marker per method, so that two methods drawn on the same values both stay visible: hollow markers of
 #: different shapes nest instead of covering each other
-METHOD_MARKERS = dict(zip(("reference", *METHOD_NAMES), ("x", "o", "s", "^", "D", "v", "P", "X", "<", ">")))
+METHOD_MARKERS = dict(zip(("reference", *BUILTIN_METHODS), ("x", "o", "s", "^", "D", "v", "P", "X", "<", ">")))
 #: one line style per method for the same reason: a dashed line over a solid one shows both
-METHOD_LINESTYLES = dict(zip(("reference", *METHOD_NAMES), ("--", "-", "--", "-.", ":", "-", "--", "-.", ":", "-")))
+METHOD_LINESTYLES = dict(zip(("reference", *BUILTIN_METHODS), ("--", "-", "--", "-.", ":", "-", "--", "-.", ":", "-")))
 
 
 EQUAL_UPDATES_SUFFIX = "-k"

@@ -1,18 +1,22 @@
-"""The registry of methods: the one list of method names and how a configuration builds each (torch-free).
+"""The registry of methods: the one list of method names, what each reads and what builds it (torch-free).
 
 The command line (`lore train --method`), `TrainConfig` (its accepted names and the fields each method
-reads) and `lore.methods` (whose `METHODS` maps each name to its factory, and `build_method` builds it)
-all read `METHODS` here. To add a method, register it below with the `TrainConfig` fields it takes and
-add its factory to `lore.methods.METHODS`; a test refuses one without the other.
+reads), the engine and `lore.methods.build_method` all read `METHODS` here. To add a method, register a
+`MethodEntry` with its factory, from Python or from a plugin (`lore.plugins`), through `register_method`:
+the built-ins below register themselves the same way. Nothing outside this module special-cases a name.
 
-This module imports nothing, of lore or of torch: `lore --help` and config validation stay free of torch.
+This module imports nothing of torch and, of lore, only `lore.plugins`: `lore --help` and config validation
+stay free of torch. A factory is named by a "module:attribute" string, imported when a method is built.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Union
+
+from .plugins import load_plugins
 
 DUAL_KINDS: tuple[str, ...] = ("network", "linear", "scalar")
 """How LORE's multiplier is parameterised (`lore.methods.dual_factory`): a 2-layer network on phi_0(x) (the
@@ -52,6 +56,8 @@ class MethodEntry:
             probes measure "within margin" against that margin; for the others, against rho ||phi_0(x)||^2.
         fixed_weight: the method's constraint enters with a constant weight (`FixedPenalty`: naive), so its
             logged "multiplier" is that weight, not a learned dual variable.
+        factory: what builds the method (a `lore.methods.Method`) from the keywords of `options`: a callable,
+            or a "module:attribute" string imported when the method is first built.
     """
 
     name: str
@@ -60,26 +66,74 @@ class MethodEntry:
     authors_updates: Optional[int] = None
     own_margin: bool = False
     fixed_weight: bool = False
+    factory: Union[str, Callable[..., Any], None] = None
 
 
-METHODS: Mapping[str, MethodEntry] = MappingProxyType({entry.name: entry for entry in (
+_REGISTERED: dict[str, MethodEntry] = {}
+
+METHODS: Mapping[str, MethodEntry] = MappingProxyType(_REGISTERED)
+"""Every registered method, by name, the built-ins first in the paper's order (a live, read-only view; read
+it through `method_names` or `method_entry` so that plugins are loaded first)."""
+
+_NAME = re.compile(r"[a-z][a-z0-9_.]*(-[a-z0-9_.]+)*")
+
+
+def register_method(entry: MethodEntry, *, replace: bool = False) -> MethodEntry:
+    """Adds `entry` to `METHODS`, so that `lore train --method NAME`, `TrainConfig` and the engine accept it.
+
+    Args:
+        entry: the method; its `options` map factory keywords to existing `TrainConfig` fields (a method reads
+            the settings the command line already has; the others given to it are refused, as for the built-ins).
+        replace: replace a method of the same name (otherwise a second registration is refused).
+
+    Raises:
+        ValueError: a name that is not lower-case words joined by "-", one ending in "-k" (the main job's
+            equal-updates label), a taken name, a missing factory, or options that are not strings.
+    """
+    name = entry.name
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith("-k"):
+        raise ValueError(f"a method name is lower-case words joined by '-' and does not end in '-k' (the main "
+                         f"job's label for K updates), got {name!r}")
+    if name in _REGISTERED and not replace:
+        raise ValueError(f"method {name!r} is already registered; pass replace=True to replace it")
+    if entry.factory is None:
+        raise ValueError(f"method {name!r} has no factory (a callable or a 'module:attribute' string)")
+    bad = {k: v for k, v in entry.options.items() if not (isinstance(k, str) and isinstance(v, str))}
+    if bad:
+        raise ValueError(f"method {name!r}: options map factory keywords to TrainConfig field names, got {bad}")
+    if entry.authors_updates is not None and (isinstance(entry.authors_updates, bool) or entry.authors_updates < 1):
+        raise ValueError(f"method {name!r}: authors_updates must be None or >= 1, got {entry.authors_updates!r}")
+    _REGISTERED[name] = entry
+    return entry
+
+
+for _entry in (
     MethodEntry("fare", {}, "FARE (paper Eq. 2): unsupervised adversarial embedding loss, unconstrained",
-                authors_updates=1),
+                authors_updates=1, factory="lore.methods:fare"),
     MethodEntry("naive", {"weight": "naive_weight"}, "naive regularization (Eq. 3): FARE + fixed lambda",
-                fixed_weight=True),
+                fixed_weight=True, factory="lore.methods:naive"),
     MethodEntry("lore", {"rho": "rho", **_DUAL, "adaptive_margin": "adaptive_margin",
-                                 "penalty": "penalty", "dual_signal": "dual_signal",
-                                 "violation_rate": "violation_rate", **_RELAX},
+                         "penalty": "penalty", "dual_signal": "dual_signal",
+                         "violation_rate": "violation_rate", **_RELAX},
                 "LORE (Eq. 7, Algorithm 1): FARE s.t. ||phi - phi_0||^2 <= rho ||phi_0||^2 per sample",
-                own_margin=True),
-    MethodEntry("tecoa", {}, "TeCoA (Eq. 25): supervised adversarial zero-shot cross-entropy", authors_updates=1),
+                own_margin=True, factory="lore.methods:lore"),
+    MethodEntry("tecoa", {}, "TeCoA (Eq. 25): supervised adversarial zero-shot cross-entropy", authors_updates=1,
+                factory="lore.methods:tecoa"),
     MethodEntry("tecoa-l2", {"rho": "rho", **_DUAL, **_RELAX}, "TeCoA + LORE's embedding constraint (App. J.7)",
-                own_margin=True),
-    MethodEntry("tecoa-kl", {"rho": "rho", **_DUAL, **_RELAX}, "TeCoA + KL(p_0 || p) <= rho H(p_0) (App. J.7)"),
-)})
-"""Every method, by name, in the paper's order."""
+                own_margin=True, factory="lore.methods:tecoa_l2"),
+    MethodEntry("tecoa-kl", {"rho": "rho", **_DUAL, **_RELAX}, "TeCoA + KL(p_0 || p) <= rho H(p_0) (App. J.7)",
+                factory="lore.methods:tecoa_kl"),
+):
+    register_method(_entry)
 
-METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
+BUILTIN_METHODS: tuple[str, ...] = tuple(_REGISTERED)
+"""The methods `lore` ships, in the paper's order (plot colours and markers are assigned in this order)."""
+
+
+def method_names() -> tuple[str, ...]:
+    """Every registered method's name, the built-ins first, after loading the installed plugins."""
+    load_plugins()
+    return tuple(_REGISTERED)
 
 BASELINE_UPDATES: tuple[str, ...] = ("authors", "equal")
 """How many encoder updates per adversarial batch a method with its own authors' recipe (FARE, TeCoA) takes:
@@ -96,17 +150,19 @@ when choosing settings (the digits only), "test" when reporting."""
 
 
 def method_entry(name: str) -> MethodEntry:
-    """The registered method `name`; an unknown name is refused with the known ones."""
-    if name not in METHODS:
-        raise ValueError(f"method must be one of {METHOD_NAMES}, got {name!r}")
-    return METHODS[name]
+    """The registered method `name` (plugins loaded first); an unknown name is refused with the known ones."""
+    names = method_names()
+    if name not in names:
+        raise ValueError(f"method must be one of {names}, got {name!r}")
+    return _REGISTERED[name]
 
 
-METHOD_FIELDS: frozenset[str] = frozenset(source for entry in METHODS.values() for source in entry.options.values())
-"""The `TrainConfig` fields that some methods take and others ignore (rho, the dual, the penalty, ...)."""
+def method_fields() -> frozenset[str]:
+    """The `TrainConfig` fields that some methods take and others ignore (rho, the dual, the penalty, ...)."""
+    return frozenset(source for name in method_names() for source in _REGISTERED[name].options.values())
 
 
 def method_takes(name: str, config_field: str) -> bool:
-    """Whether method `name` reads `TrainConfig.<config_field>` (every field outside `METHOD_FIELDS` is read
+    """Whether method `name` reads `TrainConfig.<config_field>` (every field outside `method_fields()` is read
     by all methods)."""
-    return config_field not in METHOD_FIELDS or config_field in method_entry(name).options.values()
+    return config_field not in method_fields() or config_field in method_entry(name).options.values()

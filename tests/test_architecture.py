@@ -296,9 +296,14 @@ def test_the_checker_counts_string_imports(tmp_path):
 
 
 def test_no_module_imports_by_string_or_installs_an_import_hook():
-    for path in module_files(ROOT).values():
+    """Import statements only, so that the graph above is complete. The one exception is the plugin loader,
+    which imports what a registration names as "module:attribute" (a user's package, or a built-in factory that
+    `tests/lore/test_registry.py` resolves)."""
+    for module, path in module_files(ROOT).items():
         text = path.read_text()
         for needle in ("import_module", "meta_path", "__import__("):
+            if module == "lore.plugins" and needle == "import_module":
+                continue
             assert needle not in text, f"{path} uses {needle}: write an import statement"
 
 
@@ -326,9 +331,9 @@ def test_no_lore_code_special_cases_a_method_by_its_name():
     name, so a user's method registered beside the built-ins gets the same treatment."""
     import re
 
-    from lore.registry import METHOD_NAMES
+    from lore.registry import BUILTIN_METHODS
 
-    names = "|".join(re.escape(n) for n in METHOD_NAMES)
+    names = "|".join(re.escape(n) for n in BUILTIN_METHODS)
     pattern = re.compile(rf"""[=!]=\s*["']({names})["']|["']({names})["']\s*[=!]=""")
     found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
              for path in sorted((ROOT / "lore").rglob("*.py"))

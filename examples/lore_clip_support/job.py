@@ -19,7 +19,7 @@ from lore.models.build import build_model, class_embeddings
 from lore.training.config import TrainConfig
 from lore.training.plots import read_metrics
 from lore.presets import PRESET_FIELDS, dual_preset, resolve_dual
-from lore.registry import METHOD_NAMES, method_entry, method_takes
+from lore.registry import method_entry, method_names, method_takes
 from lore.provenance import dataset_fingerprint, provenance, weights_sha256
 from lore.units import format_eps, parse_eps
 
@@ -98,8 +98,8 @@ def check_method_labels(labels: list[str], baseline_updates: Optional[str]) -> O
     its own authors' recipe (FARE, TeCoA); none twice; NAME-k beside NAME only with the authors' recipe."""
     for label in labels:
         method, forced = run_method(label)
-        if method not in METHOD_NAMES:
-            return f"--methods: unknown method {label!r}; known: {', '.join(METHOD_NAMES)}, and NAME-k (K updates)"
+        if method not in method_names():
+            return f"--methods: unknown method {label!r}; known: {', '.join(method_names())}, and NAME-k (K updates)"
         if forced and method_entry(method).authors_updates is None:
             return (f"--methods {label}: {method} takes K updates per batch already; -k names the equal-updates "
                     "control of FARE and TeCoA")

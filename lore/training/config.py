@@ -14,7 +14,7 @@ from ..data.specs import PROBE_SHARE, is_image_folder
 from ..devices import check_device
 from ..presets import DEFAULT_PRESET, DUAL_PRESETS, PRESET_FIELDS, resolve_dual
 from ..registry import (BASELINE_UPDATES, DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS,
-                        METHOD_NAMES, PROBE_SPLITS, RELAXATIONS, method_entry, method_takes)
+                        BUILTIN_METHODS, PROBE_SPLITS, RELAXATIONS, method_entry, method_takes)
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size, read_json_object
 
@@ -105,7 +105,7 @@ class TrainConfig:
     skip_unreadable: bool = _help("replace an undecodable image by the next decodable one, naming it in "
                                   "OUTPUT/unreadable_images.txt (--no-skip-unreadable: stop at the first, naming it)", default=True)
     # method
-    method: str = _help(f"one of {', '.join(METHOD_NAMES)}", default="lore")
+    method: str = _help(f"one of {', '.join(BUILTIN_METHODS)}, or one a plugin registered", default="lore")
     eps: float = _help("l_inf training radius as a fraction of the pixel range; the CLI accepts 4/255", default=4 / 255)
     pgd_steps: int = _help("PGD iterations (step size eps/4)", default=10)
     rho: float = _help("margin scale rho (LORE, TeCoA+l2, TeCoA+KL)", default=0.1)
