@@ -10,14 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "ATTACKS", "EvalConfig", "EvalSettings", "evaluate", "fit_linear_head", "plot_robustness", "robust_accuracy",
-    "run_benchmark", "write_report",
+    "AttackEntry", "EvalConfig", "EvalSettings", "attack_names", "evaluate", "fit_linear_head", "plot_robustness",
+    "register_attack", "robust_accuracy", "run_benchmark", "write_report",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("ATTACKS", "EvalConfig"):
+    if name == "EvalConfig":
         from . import config as home
+    elif name in ("AttackEntry", "attack_names", "register_attack"):
+        from . import attacks as home
     elif name == "run_benchmark":
         from . import benchmark as home
     elif name == "fit_linear_head":

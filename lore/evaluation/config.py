@@ -11,9 +11,8 @@ from ..data.zero_shot import parse_benchmark
 from ..devices import check_device
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size
+from .attacks import attack_names
 
-ATTACKS = ("apgd-ce", "apgd-t")
-"""The suite's attack names, run in this order (`lore.evaluation.suite`): APGD-CE, then APGD-DLR-T."""
 CORRUPTION_NAMES = ("blur", "brightness", "contrast", "jpeg", "noise")
 
 
@@ -43,7 +42,7 @@ class EvalConfig:
         "help": "evaluation images per dataset, a fixed seeded subset (default: 500; with --benchmark 1000, "
                 "as RobustVLM's zero-shot evaluation); alias --samples"})
     batch_size: int = field(default=128, metadata={"help": "images per attack batch"})
-    attacks: str = field(default="apgd-ce,apgd-t", metadata={"help": "comma list of apgd-ce, apgd-t (empty: none)"})
+    attacks: str = field(default="apgd-ce,apgd-t", metadata={"help": "comma list of apgd-ce, apgd-t, or attacks a plugin registered, run in order (empty: none)"})
     eps: str = field(default="1/255,2/255,4/255,8/255", metadata={"help": "comma list of l_inf radii"})
     n_iter: int = field(default=100, metadata={"help": "APGD iterations"})
     restarts: int = field(default=1, metadata={"help": "APGD restarts"})
@@ -84,9 +83,9 @@ class EvalConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.square_queries < 0:
             raise ValueError(f"square_queries must be >= 0 (0 skips Square), got {self.square_queries}")
-        unknown = [a for a in self.attack_list if a not in ATTACKS]
+        unknown = [a for a in self.attack_list if a not in attack_names()]
         if unknown:
-            raise ValueError(f"attacks: unknown {unknown}; choose from {list(ATTACKS)}")
+            raise ValueError(f"attacks: unknown {unknown}; choose from {list(attack_names())}")
         if "apgd-t" in self.attack_list and self.n_targets < 1:
             raise ValueError(f"n_targets must be >= 1 when apgd-t runs, got {self.n_targets} (drop apgd-t from --attacks instead)")
         eps = self.eps_list

@@ -18,10 +18,10 @@ from ..attacks.auto_pgd import apgd_ce, apgd_dlr_targeted
 from ..attacks.corruptions import CORRUPTIONS, gaussian_noise
 from ..attacks.masking import check_gradient_masking
 from ..attacks.square import square_attack
+from ..plugins import resolve
 from ..progress import progress
 from ..units import format_eps
-from .config import ATTACKS
-
+from .attacks import DEFAULT_ATTACKS, attack_entry
 
 
 @dataclass
@@ -30,7 +30,7 @@ class EvalSettings:
 
     Attributes:
         eps: l_inf radii (pixel units) for the APGD cascade and Square.
-        attacks: subset of ("apgd-ce", "apgd-t"), run in that order.
+        attacks: registered attack names (`lore.evaluation.attacks`), run in this order.
         n_iter, restarts, n_targets: APGD iterations, restarts, DLR-T target classes (AutoAttack: 100, 1, 9).
         square_queries: Square attack budget per image (0: skip).
         noise_sigmas: Gaussian noise std list (pixel units).
@@ -39,7 +39,7 @@ class EvalSettings:
     """
 
     eps: Sequence[float] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
-    attacks: Sequence[str] = ATTACKS
+    attacks: Sequence[str] = DEFAULT_ATTACKS
     n_iter: int = 100
     restarts: int = 1
     n_targets: int = 9
@@ -51,9 +51,8 @@ class EvalSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        unknown = [a for a in self.attacks if a not in ATTACKS]
-        if unknown:
-            raise ValueError(f"unknown attacks {unknown}; choose from {ATTACKS}")
+        for attack in self.attacks:
+            attack_entry(attack)  # refuses an unknown name with the registered ones
         bad = [c for c in self.corruptions if c not in CORRUPTIONS]
         if bad:
             raise ValueError(f"unknown corruptions {bad}; choose from {sorted(CORRUPTIONS)}")
@@ -97,22 +96,21 @@ def robust_accuracy(classifier: Callable, images: torch.Tensor, labels: torch.Te
     with torch.no_grad():
         num_classes = classifier(images[:1]).shape[1]
     for attack in settings.attacks:
-        if attack == "apgd-t" and num_classes < 4:
-            continue  # targeted DLR needs 4 classes (PCAM has 2): it does not run, so no label may claim it
+        entry = attack_entry(attack)
+        if num_classes < entry.min_classes:
+            continue  # e.g. targeted DLR on PCAM's 2 classes: it does not run, so no label may claim it
+        run = resolve(entry.run, f"the run of attack {attack!r}")
         todo = robust.nonzero().flatten()
         bar = progress(len(todo), f"{attack} eps={format_eps(eps)}", unit="img", enabled=settings.progress, quarters=False)
         for batch_index, s in enumerate(_batches(len(todo), settings.batch_size)):
             index = todo[s]
             generator = torch.Generator(device=images.device).manual_seed(settings.seed * 100_003 + eps_index * 1009 + batch_index)
-            x, y = images[index], labels[index]
-            if attack == "apgd-ce":
-                fooled, _ = apgd_ce(classifier, x, y, eps=eps, n_iter=settings.n_iter, restarts=settings.restarts,
-                                    generator=generator)
-            else:
-                fooled, _ = apgd_dlr_targeted(classifier, x, y, eps=eps, n_iter=settings.n_iter,
-                                              n_targets=settings.n_targets, restarts=settings.restarts,
-                                              generator=generator)
-            robust[index[fooled]] = False
+            fooled = run(classifier, images[index], labels[index], eps, settings, generator)
+            if not (isinstance(fooled, torch.Tensor) and fooled.dtype == torch.bool and fooled.shape == index.shape):
+                raise ValueError(f"attack {attack!r} must return a bool tensor of shape {tuple(index.shape)} (which "
+                                 f"inputs it fooled), got {getattr(fooled, 'dtype', type(fooled).__name__)} "
+                                 f"{tuple(getattr(fooled, 'shape', ()))}")
+            robust[index[fooled.to(index.device)]] = False
             bar.update(len(index))
         bar.close()
         done.append(attack)
@@ -120,17 +118,36 @@ def robust_accuracy(classifier: Callable, images: torch.Tensor, labels: torch.Te
     return results
 
 
+def run_apgd_ce(classifier: Callable, images: torch.Tensor, labels: torch.Tensor, eps: float,
+                settings: EvalSettings, generator: torch.Generator) -> torch.Tensor:
+    """The registered run of "apgd-ce" (`lore.evaluation.attacks`): [B] bool, fooled by APGD-CE."""
+    return apgd_ce(classifier, images, labels, eps=eps, n_iter=settings.n_iter, restarts=settings.restarts,
+                   generator=generator)[0]
+
+
+def run_apgd_dlr_targeted(classifier: Callable, images: torch.Tensor, labels: torch.Tensor, eps: float,
+                          settings: EvalSettings, generator: torch.Generator) -> torch.Tensor:
+    """The registered run of "apgd-t": [B] bool, fooled by APGD-DLR-T against `settings.n_targets` classes."""
+    return apgd_dlr_targeted(classifier, images, labels, eps=eps, n_iter=settings.n_iter,
+                             n_targets=settings.n_targets, restarts=settings.restarts, generator=generator)[0]
+
+
 def skipped_attacks(classifier: Callable, images: torch.Tensor, settings: EvalSettings) -> list[dict[str, str]]:
-    """The requested attacks that cannot run on this classifier, each with why: [{"attack", "reason"}]."""
-    if "apgd-t" not in settings.attacks or not settings.eps:
+    """The requested attacks that cannot run on this classifier (fewer classes than their `min_classes`), each
+    with why: [{"attack", "reason"}]."""
+    if not settings.attacks or not settings.eps:
         return []
     with torch.no_grad():
         num_classes = classifier(images[:1]).shape[1]
-    if num_classes >= 4:
-        return []
-    return [{"attack": "apgd-t", "reason": f"APGD-DLR-T needs at least 4 classes (its loss compares the true logit "
-                                           f"with the three largest others); this classifier has {num_classes}, so "
-                                           "the robust accuracy is APGD-CE's alone"}]
+    skipped = []
+    for attack in settings.attacks:
+        entry = attack_entry(attack)
+        if num_classes < entry.min_classes:
+            ran = [a for a in settings.attacks if attack_entry(a).min_classes <= num_classes]
+            needs = entry.needs or f"{attack} needs at least {entry.min_classes} classes"
+            skipped.append({"attack": attack, "reason": f"{needs}; this classifier has {num_classes}, so the robust "
+                                                        f"accuracy is {'+'.join(ran) or 'no attack'}'s alone"})
+    return skipped
 
 
 def fraction(mask: torch.Tensor) -> float:

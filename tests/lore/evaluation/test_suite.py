@@ -128,7 +128,7 @@ def test_linear_head_fits_clean_features(digits_classifier):
 
 
 def test_invalid_settings_are_named():
-    with pytest.raises(ValueError, match="unknown attacks"):
+    with pytest.raises(ValueError, match="unknown attack .fgsm.; choose from"):
         EvalSettings(attacks=["fgsm"])
     with pytest.raises(ValueError, match="unknown corruptions"):
         EvalSettings(corruptions=["fog"])
