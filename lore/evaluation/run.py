@@ -20,6 +20,7 @@ from ..files import refuse_symlink
 from ..models.encoders import ImageEncoder
 from ..provenance import dataset_fingerprint, provenance
 from ..models.export import is_export_folder, load_export_folder
+from ..models.families import claims_by_name
 from ..models.model_card import write_model_card
 from .config import EvalConfig
 from .linear_head import fit_linear_head
@@ -48,7 +49,7 @@ def load_model(model: str, pretrained: Optional[str], image_size: Optional[int],
     Raises:
         FileNotFoundError: a path that does not exist, or a run folder without its export (names its status).
     """
-    if model.startswith(("hf:", "local-dir:", "timm:")):  # a prefixed name: build_model checks its own path
+    if claims_by_name(model):  # a name a model family claims (hf:, timm:, local-dir:, ...): it checks its own path
         return build_model(model, pretrained, image_size, cache_dir=Path(cache_dir).expanduser(), seed=seed, device=device,
                            allow_missing=allow_missing)
     path = Path(model)

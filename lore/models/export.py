@@ -8,7 +8,8 @@
 - timm and digits encoders: `encoder.safetensors` (the backbone's state) and
   `encoder.json` (how to rebuild it), loadable with ``lore.load_exported(PATH)``.
 
-The writer (`export_encoder`) and the readers (`load_exported` for the encoder alone, `load_export_folder` for
+The writer (`export_encoder`, which hands each model to its family's exporter, `lore.models.families`) and the
+readers (`load_exported` for the encoder alone, `load_export_folder` for
 the model with its text tower, as `lore eval` uses it) live here together; every file is written atomically.
 """
 
@@ -23,49 +24,102 @@ import torch
 
 from ..files import check_complete, missing_folder_hint, staged_folder
 from ..jsonio import write_json
+from ..plugins import resolve
 from .build import BuiltModel, build_model
+from .families import ModelFamily, family_named
 from .hf import is_hf_folder, load_hf, save_hf_export
 from .encoders import OPEN_CLIP_WEIGHTS, ImageEncoder, load_open_clip, load_state_file, load_timm, save_state_file
 
 
-def exported_weights(built: BuiltModel) -> torch.nn.Module:
-    """The module whose state `export_encoder` writes for `built`: the whole `transformers` or open_clip model,
-    the digits CLIP's backbone and whole model, or the backbone alone (`lore.training.disk` sizes it)."""
+def _family_of(built: BuiltModel) -> ModelFamily:
+    """The family whose exporter writes `built`: the one that built it, else the one its kind implies (a
+    `BuiltModel` made by hand or read back from an export folder)."""
+    if built.family:
+        return family_named(built.family)
     if built.hf is not None:
-        return built.hf.model
-    if built.kind == "open_clip":
-        return built.clip
-    if built.kind == "digits-clip":
-        return torch.nn.ModuleList([built.encoder.backbone, built.clip])
-    return built.encoder.backbone
+        return family_named("hf")
+    return family_named(_FAMILY_OF_KIND.get(built.kind, "digits"))  # an encoder alone: its backbone's state
+
+
+_FAMILY_OF_KIND = {"open_clip": "open_clip", "digits-clip": "digits-clip", "timm": "timm", "digits": "digits"}
+
+
+def exported_weights(built: BuiltModel) -> torch.nn.Module:
+    """The module whose state `export_encoder` writes for `built` (its family's `exported_weights`; by default the
+    encoder's backbone), which `lore.training.disk` sizes."""
+    family = _family_of(built)
+    if family.exported_weights is None:
+        return built.encoder.backbone
+    return resolve(family.exported_weights, f"the exported weights of model family {family.name!r}")(built)
+
+
+def hf_weights(built: BuiltModel) -> torch.nn.Module:
+    """An `hf:` model's export: the whole `transformers` model."""
+    return built.hf.model
+
+
+def open_clip_weights(built: BuiltModel) -> torch.nn.Module:
+    """An open_clip model's export: the whole CLIP model (its visual.* is the tuned tower)."""
+    return built.clip
+
+
+def digits_clip_weights(built: BuiltModel) -> torch.nn.Module:
+    """The digits CLIP's export: the backbone and the whole model (for zero-shot evaluation of the export)."""
+    return torch.nn.ModuleList([built.encoder.backbone, built.clip])
 
 
 def export_encoder(built, model_name: str, folder: Union[str, Path], *, replace: bool = False) -> Path:
-    """Writes the fine-tuned encoder of a `BuiltModel` into `folder`, staged and renamed into place whole
-    (`lore.files.staged_folder`); returns the folder.
+    """Writes the fine-tuned encoder of a `BuiltModel` into `folder` with its model family's exporter
+    (`lore.models.families`), staged and renamed into place whole (`lore.files.staged_folder`); returns the folder.
 
     Args:
         replace: replace an existing `folder` (a run's own export/, never followed if it is a link); otherwise
             it must be new or empty.
-    """
-    folder = Path(folder)
-    if built.hf is not None:  # a transformers folder: loadable by transformers, and by lore as hf:FOLDER
-        return save_hf_export(built.hf, folder, replace=replace)
-    config = None
-    if built.kind == "open_clip":
-        import open_clip
 
-        config = open_clip.get_model_config(model_name)
-        if config is None:
-            raise ValueError(f"no open_clip config found for {model_name!r}; cannot write a loadable export")
+    Raises:
+        ValueError: the family registers no exporter.
+    """
+    family = _family_of(built)
+    if family.export is None:
+        raise ValueError(f"model family {family.name!r} registers no exporter, so {model_name!r} cannot be exported")
+    return resolve(family.export, f"the exporter of model family {family.name!r}")(built, model_name, Path(folder),
+                                                                                   replace)
+
+
+def check_exportable(built: BuiltModel, model_name: str) -> None:
+    """Refuses, before any training, a model whose family registers no exporter (the run would end without its
+    export)."""
+    family = _family_of(built)
+    if family.export is None:
+        raise ValueError(f"model family {family.name!r} registers no exporter, so a run of {model_name!r} could not "
+                         "write its export; register the family with export=...")
+
+
+def export_hf(built: BuiltModel, model_name: str, folder: Path, replace: bool) -> Path:
+    """An `hf:` model as a `transformers` folder, loadable by transformers and by lore as hf:FOLDER."""
+    return save_hf_export(built.hf, folder, replace=replace)
+
+
+def export_open_clip(built: BuiltModel, model_name: str, folder: Path, replace: bool) -> Path:
+    """An open_clip model as a `local-dir` folder: open_clip_config.json + open_clip_model.safetensors."""
+    import open_clip
+
+    config = open_clip.get_model_config(model_name)
+    if config is None:
+        raise ValueError(f"no open_clip config found for {model_name!r}; cannot write a loadable export")
     with staged_folder(folder, replace=replace) as staging:
-        if config is not None:
-            write_json(staging / "open_clip_config.json", {"model_cfg": config, "preprocess_cfg": {
-                "mean": built.encoder.mean.flatten().tolist(), "std": built.encoder.std.flatten().tolist()}}, indent=2)
-            save_state_file(built.clip.state_dict(), staging / OPEN_CLIP_WEIGHTS)  # visual.* is the tuned tower
-            return folder
+        write_json(staging / "open_clip_config.json", {"model_cfg": config, "preprocess_cfg": {
+            "mean": built.encoder.mean.flatten().tolist(), "std": built.encoder.std.flatten().tolist()}}, indent=2)
+        save_state_file(built.clip.state_dict(), staging / OPEN_CLIP_WEIGHTS)  # visual.* is the tuned tower
+    return folder
+
+
+def export_encoder_files(built: BuiltModel, model_name: str, folder: Path, replace: bool) -> Path:
+    """A timm or digits encoder as encoder.safetensors (the backbone's state) + encoder.json (how to rebuild it),
+    loadable with `load_exported`; the digits CLIP adds clip.safetensors (its text tower, for zero-shot)."""
+    with staged_folder(folder, replace=replace) as staging:
         save_state_file(built.encoder.backbone.state_dict(), staging / "encoder.safetensors")
-        if built.kind == "digits-clip":  # the text tower too, for zero-shot evaluation of the export
+        if built.kind == "digits-clip":
             save_state_file(built.clip.state_dict(), staging / "clip.safetensors")
         spec = {"kind": built.kind, "model": model_name, "mean": built.encoder.mean.flatten().tolist(),
                 "std": built.encoder.std.flatten().tolist(), "embed_dim": built.encoder.embed_dim,

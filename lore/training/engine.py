@@ -36,7 +36,7 @@ from ..jsonio import dumps, write_json, write_text_atomic
 from ..methods import build_method
 from ..heads import ZeroShotHead
 from ..models.build import BuiltModel, build_head, build_model
-from ..models.export import export_encoder, exported_weights
+from ..models.export import check_exportable, export_encoder, exported_weights
 from ..models.model_card import write_model_card
 from ..provenance import dataset_fingerprint, model_fingerprint, provenance
 from .disk import predict as predict_disk_use
@@ -347,6 +347,7 @@ def _build(config: TrainConfig, resume: bool, info: DistInfo) -> _Run:
     torch.manual_seed(config.seed)
     built = build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
                         seed=config.split_seed, device=device, allow_missing=config.allow_missing)
+    check_exportable(built, config.model)  # before any training: a run must end with its export
     encoder = built.encoder
     _prepare_for_device(config, built, device, info)
     reference = FrozenReference(encoder)  # phi_0: the weights as built, before any checkpoint is loaded
