@@ -42,3 +42,14 @@ def test_gaps_pair_seeds_and_name_each_setting(tmp_path, capsys):
     (a / "results.json").write_text(json.dumps({"status": "interrupted"}))
     with pytest.raises(ValueError, match="not a finished job"):
         steps_gap.collect([a], "16/255")
+
+
+def test_jobs_of_different_splits_are_refused(tmp_path):
+    a = _job(tmp_path / "A", 90, [("fare", 0, 0.90, 0.20)], baseline_updates="authors")
+    b = _job(tmp_path / "B", 90, [("lore", 0, 0.95, 0.25)], dual_preset="embedded")
+    for folder, split in ((a, "test"), (b, "validation")):
+        results = json.loads((folder / "results.json").read_text())
+        results["provenance"] = {"data": {"split": split}}
+        (folder / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match="different splits"):
+        steps_gap.collect([a, b], "16/255")

@@ -42,13 +42,25 @@ def setting_of(run: dict, results: dict) -> str:
     return run["method"]
 
 
+def split_of(results: dict) -> str:
+    """The digits part a job evaluated on ("test", "validation"), from its provenance; "unrecorded" for a job
+    older than the split."""
+    return results.get("provenance", {}).get("data", {}).get("split", "unrecorded")
+
+
 def collect(folders: list[Path], robust_at: str) -> dict:
-    """{(train eps, steps, setting): {seed: (clean, robust)}} over the folders' results.json."""
+    """{(train eps, steps, setting): {seed: (clean, robust)}} over the folders' results.json, all of one split
+    (jobs evaluated on different splits are refused: their gaps are not comparable)."""
     found: dict = {}
+    splits = {}
     for folder in folders:
         results = json.loads((folder / "results.json").read_text())
         if results.get("status") != "finished":
             raise ValueError(f"{folder}/results.json is not a finished job")
+        splits[folder] = split_of(results)
+        if len(set(splits.values())) > 1:
+            raise ValueError(f"the jobs were evaluated on different splits: "
+                             f"{', '.join(f'{f}: {s}' for f, s in splits.items())}")
         steps = results["setting"]["steps"]
         for run in results["runs"]:
             key = (run["train_eps"], steps, setting_of(run, results))
@@ -101,7 +113,7 @@ def table(found: dict, gap: dict, robust_at: str) -> str:
     return "\n".join(lines)
 
 
-def plot(gap: dict, robust_at: str, path: Path) -> Path:
+def plot(gap: dict, robust_at: str, path: Path, split: str = "test") -> Path:
     from lore.plotting import finish_axes, new_figure, save_figure
 
     radii = sorted({eps for eps, _, _ in gap}, key=lambda e: float(e.split("/")[0]))
@@ -124,7 +136,7 @@ def plot(gap: dict, robust_at: str, path: Path) -> Path:
             axis.set(title=f"trained at {eps}: {what}", xlabel="training batches",
                      ylabel="LORE − FARE, points (mean ± std over seeds)")
             finish_axes(axis)
-    fig.suptitle("Does LORE's gap to FARE close with more steps? (digits CLIP, held-out test digits)")
+    fig.suptitle(f"Does LORE's gap to FARE close with more steps? (digits CLIP, {split} digits)")
     return save_figure(fig, path)
 
 
@@ -135,9 +147,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("steps_gap.png"), help="the figure to write")
     args = parser.parse_args(argv)
     found = collect(args.runs, args.robust_at)
+    split = split_of(json.loads((args.runs[0] / "results.json").read_text()))
     gap = gaps(found)
+    print(f"split: {split}\n")
     print(table(found, gap, args.robust_at))
-    print(f"\nwrote {plot(gap, args.robust_at, args.out)}")
+    print(f"\nwrote {plot(gap, args.robust_at, args.out, split)}")
     return 0
 
 
