@@ -42,7 +42,8 @@ class EvalConfig:
         "help": "evaluation images per dataset, a fixed seeded subset (default: 500; with --benchmark 1000, "
                 "as RobustVLM's zero-shot evaluation); alias --samples"})
     batch_size: int = field(default=128, metadata={"help": "images per attack batch"})
-    attacks: str = field(default="apgd-ce,apgd-t", metadata={"help": "comma list of apgd-ce, apgd-t, or attacks a plugin registered, run in order (empty: none)"})
+    attacks: str = field(default="apgd-ce,apgd-t", metadata={
+        "help": "comma list of apgd-ce, apgd-t, or attacks a plugin registered, run in order (empty: none)"})
     eps: str = field(default="1/255,2/255,4/255,8/255", metadata={"help": "comma list of l_inf radii"})
     n_iter: int = field(default=100, metadata={"help": "APGD iterations"})
     restarts: int = field(default=1, metadata={"help": "APGD restarts"})
