@@ -201,11 +201,9 @@ class TrainConfig:
                                "with the batch's numbers in one transfer per batch", default=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.eps, str):
-            self.eps = parse_eps(self.eps)
+        self.eps = parse_eps(self.eps)  # once: "4/255" or a number -> a float in [0, 1], before the type check
         check_field_types(self)
         check_seed_and_size(self, ("seed", "split_seed"))
-        self.eps = parse_eps(self.eps)
         check_device(self.device)
         resolved = resolve_dual(self.dual_preset, {name: getattr(self, name) for name in PRESET_FIELDS})
         for name, value in resolved.items():

@@ -39,6 +39,7 @@ from ..models.build import BuiltModel, build_head, build_model
 from ..models.export import check_exportable, export_encoder, exported_weights
 from ..models.model_card import write_model_card
 from ..provenance import dataset_fingerprint, model_fingerprint, provenance
+from ..units import format_eps
 from .disk import predict as predict_disk_use
 from ..registry import method_entry
 from ..progress import progress
@@ -487,7 +488,7 @@ def _loop(run: _Run) -> tuple[str, int]:
     config, info = run.config, run.info
     writer = _tensorboard(run.output) if config.tensorboard and info.is_main else None
     metrics_file = open_append(run.output / "metrics.jsonl") if info.is_main else None
-    bar = progress(run.total, f"{config.method} eps={config.eps * 255:.3g}/255", initial=run.start, unit="batch",
+    bar = progress(run.total, f"{config.method} eps={format_eps(config.eps)}", initial=run.start, unit="batch",
                    enabled=info.is_main)
     batches = _batches(run)
     collapsed = 0  # consecutive batches with a collapsed multiplier (see _stop_flags), the same count on every rank
