@@ -23,7 +23,8 @@ This module imports nothing of lore or torch.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Union
+import re
+from typing import Any, Callable, Mapping, Union
 
 GROUP = "lore.plugins"
 """The entry-point group `load_plugins` reads."""
@@ -52,6 +53,23 @@ def load_plugins() -> None:
             raise ImportError(f"lore plugin {point.name!r} ({point.value}) is not callable; an entry point in "
                               f"{GROUP!r} must name a function that registers what the plugin adds")
         target()
+
+
+NAME = re.compile(r"[a-z][a-z0-9_.]*(-[a-z0-9_.]+)*")
+"""What every registry accepts as a name: lower-case words joined by "-" (no "," or "+", which the command line
+and the reports use to join names)."""
+
+
+def check_new_name(what: str, name: Any, registered: Mapping[str, Any], replace: bool) -> None:
+    """Refuses a registration's name, as every registry does: not a `NAME`, or already registered (unless `replace`).
+
+    Args:
+        what: the registry's word for an entry ("method", "attack", "model family").
+    """
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ValueError(f"{what} names are lower-case words joined by '-', got {name!r}")
+    if name in registered and not replace:
+        raise ValueError(f"{what} {name!r} is already registered; pass replace=True to replace it")
 
 
 def reset_plugins() -> None:

@@ -11,12 +11,11 @@ stay free of torch. A factory is named by a "module:attribute" string, imported 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional, Union
 
-from .plugins import load_plugins
+from .plugins import check_new_name, load_plugins
 
 DUAL_KINDS: tuple[str, ...] = ("network", "linear", "scalar")
 """How LORE's multiplier is parameterised (`lore.methods.dual_factory`): a 2-layer network on phi_0(x) (the
@@ -75,8 +74,6 @@ METHODS: Mapping[str, MethodEntry] = MappingProxyType(_REGISTERED)
 """Every registered method, by name, the built-ins first in the paper's order (a live, read-only view; read
 it through `method_names` or `method_entry` so that plugins are loaded first)."""
 
-_NAME = re.compile(r"[a-z][a-z0-9_.]*(-[a-z0-9_.]+)*")
-
 
 def register_method(entry: MethodEntry, *, replace: bool = False) -> MethodEntry:
     """Adds `entry` to `METHODS`, so that `lore train --method NAME`, `TrainConfig` and the engine accept it.
@@ -91,11 +88,9 @@ def register_method(entry: MethodEntry, *, replace: bool = False) -> MethodEntry
             equal-updates label), a taken name, a missing factory, or options that are not strings.
     """
     name = entry.name
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith("-k"):
-        raise ValueError(f"a method name is lower-case words joined by '-' and does not end in '-k' (the main "
-                         f"job's label for K updates), got {name!r}")
-    if name in _REGISTERED and not replace:
-        raise ValueError(f"method {name!r} is already registered; pass replace=True to replace it")
+    check_new_name("method", name, _REGISTERED, replace)
+    if name.endswith("-k"):
+        raise ValueError(f"a method name does not end in '-k' (the main job's label for K updates), got {name!r}")
     if entry.factory is None:
         raise ValueError(f"method {name!r} has no factory (a callable or a 'module:attribute' string)")
     bad = {k: v for k, v in entry.options.items() if not (isinstance(k, str) and isinstance(v, str))}

@@ -11,11 +11,10 @@ register themselves the same way. This module imports nothing of torch.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
-from ..plugins import load_plugins
+from ..plugins import check_new_name, load_plugins
 
 DEFAULT_ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-t")
 """`lore eval`'s cascade by default: APGD-CE, then APGD-DLR-T (AutoAttack's white-box pair)."""
@@ -43,7 +42,6 @@ class AttackEntry:
 
 
 _REGISTERED: dict[str, AttackEntry] = {}
-_NAME = re.compile(r"[a-z][a-z0-9_.]*(-[a-z0-9_.]+)*")
 
 
 def register_attack(entry: AttackEntry, *, replace: bool = False) -> AttackEntry:
@@ -53,10 +51,7 @@ def register_attack(entry: AttackEntry, *, replace: bool = False) -> AttackEntry
         ValueError: a name that is not lower-case words joined by "-" (names are joined by "+" in reports and
             listed with "," on the command line), a taken name (unless `replace`), or `min_classes` < 2.
     """
-    if not isinstance(entry.name, str) or not _NAME.fullmatch(entry.name):
-        raise ValueError(f"an attack name is lower-case words joined by '-', got {entry.name!r}")
-    if entry.name in _REGISTERED and not replace:
-        raise ValueError(f"attack {entry.name!r} is already registered; pass replace=True to replace it")
+    check_new_name("attack", entry.name, _REGISTERED, replace)
     if isinstance(entry.min_classes, bool) or not isinstance(entry.min_classes, int) or entry.min_classes < 2:
         raise ValueError(f"attack {entry.name!r}: min_classes must be an integer >= 2, got {entry.min_classes!r}")
     _REGISTERED[entry.name] = entry

@@ -139,15 +139,12 @@ def skipped_attacks(classifier: Callable, images: torch.Tensor, settings: EvalSe
         return []
     with torch.no_grad():
         num_classes = classifier(images[:1]).shape[1]
-    skipped = []
-    for attack in settings.attacks:
-        entry = attack_entry(attack)
-        if num_classes < entry.min_classes:
-            ran = [a for a in settings.attacks if attack_entry(a).min_classes <= num_classes]
-            needs = entry.needs or f"{attack} needs at least {entry.min_classes} classes"
-            skipped.append({"attack": attack, "reason": f"{needs}; this classifier has {num_classes}, so the robust "
-                                                        f"accuracy is {'+'.join(ran) or 'no attack'}'s alone"})
-    return skipped
+    entries = [attack_entry(attack) for attack in settings.attacks]
+    ran = "+".join(entry.name for entry in entries if entry.min_classes <= num_classes) or "no attack"
+    return [{"attack": entry.name,
+             "reason": f"{entry.needs or f'{entry.name} needs at least {entry.min_classes} classes'}; this classifier "
+                       f"has {num_classes}, so the robust accuracy is {ran}'s alone"}
+            for entry in entries if num_classes < entry.min_classes]
 
 
 def fraction(mask: torch.Tensor) -> float:

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-from ..plugins import load_plugins
+from ..plugins import check_new_name, load_plugins
 
 Target = Union[str, Callable[..., Any]]
 
@@ -51,7 +51,6 @@ class ModelFamily:
 
 
 _REGISTERED: dict[str, ModelFamily] = {}
-_NAME = re.compile(r"[a-z][a-z0-9_]*(-[a-z0-9_]+)*")
 
 
 def register_model_family(family: ModelFamily, *, replace: bool = False) -> ModelFamily:
@@ -61,10 +60,7 @@ def register_model_family(family: ModelFamily, *, replace: bool = False) -> Mode
         ValueError: a bad family name, a taken name (unless `replace`), a prefix that is not "word:" or that
             another family claims, an exact name another family claims, or a family that claims nothing.
     """
-    if not isinstance(family.name, str) or not _NAME.fullmatch(family.name):
-        raise ValueError(f"a model family name is lower-case words joined by '-', got {family.name!r}")
-    if family.name in _REGISTERED and not replace:
-        raise ValueError(f"model family {family.name!r} is already registered; pass replace=True to replace it")
+    check_new_name("model family", family.name, _REGISTERED, replace)
     if family.prefix and not re.fullmatch(r"[a-z][a-z0-9_-]*:", family.prefix):
         raise ValueError(f"model family {family.name!r}: a prefix is a word and a colon (e.g. 'timm:'), got "
                          f"{family.prefix!r}")
