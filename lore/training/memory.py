@@ -174,7 +174,7 @@ def config_plan(config) -> tuple[MemoryPlan, int]:
 
     from ..methods import build_method
     from ..models.build import build_model
-    from .engine import freeze_unreachable
+    from .placement import freeze_unreachable
 
     cpu = torch.device("cpu")
     built = build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),

@@ -197,14 +197,14 @@ def test_a_full_or_read_only_disk_is_one_line_naming_the_file(tmp_path, capsys, 
     import errno
     import os as os_module
 
-    from lore.training import engine
+    from lore.training import assembly
 
     assert code == (errno.ENOSPC if "space" in advice else errno.EROFS)
 
     def failing(*args, **kwargs):
         raise OSError(code, os_module.strerror(code), str(tmp_path / "run" / "last.pt"))
 
-    monkeypatch.setattr(engine, "save_atomic", failing)
+    monkeypatch.setattr(assembly, "save_atomic", failing)
     assert main(["train", "--output", str(tmp_path / "run"), "--cache-dir", str(lore_cache), "--device", "cpu",
                  "--max-steps", "1", "--batch-size", "8", "--pgd-steps", "1", "--primal-steps", "1",
                  "--probe-every", "0"]) == 2
@@ -277,12 +277,12 @@ def test_train_help_names_hf_models(capsys):
 def test_missing_data_is_refused_before_the_model_is_built_and_leaves_no_file(tmp_path, capsys, monkeypatch):
     """The missing-data error did not list wds:, came after the model had loaded (19 s for an hf: model) and left a
     config.json in --output."""
-    from lore.training import engine
+    from lore.training import assembly
 
     def never(*args, **kwargs):
         raise AssertionError("the model was built before the data was checked")
 
-    monkeypatch.setattr(engine, "build_model", never)
+    monkeypatch.setattr(assembly, "build_model", never)
     output = tmp_path / "run"
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--output", str(output), "--device", "cpu"]) == 2
     said = capsys.readouterr().err.strip().splitlines()
@@ -308,17 +308,17 @@ def test_fare_and_tecoa_take_their_authors_update_count_in_lore_train_and_k_as_t
 
 
 def test_the_engine_hands_the_step_the_configs_update_count(tmp_path, monkeypatch):
-    from lore.training import engine
+    from lore.training import assembly, engine
 
     seen = []
-    original = engine.RobustStep
+    original = assembly.RobustStep
 
     def recording(*args, **kwargs):
         step = original(*args, **kwargs)
         seen.append(step.primal_steps)
         return step
 
-    monkeypatch.setattr(engine, "RobustStep", recording)
+    monkeypatch.setattr(assembly, "RobustStep", recording)
     for updates in ("authors", "equal"):
         engine.train(TrainConfig(method="fare", baseline_updates=updates, output=str(tmp_path / updates), max_steps=1,
                                  batch_size=8, pgd_steps=1, probe_every=0, device="cpu"))
@@ -329,7 +329,7 @@ def test_a_resilient_margin_from_the_command_line_reaches_the_step(tmp_path, mon
     """--relax quadratic --relax-price 4 gives LORE's constraint Quadratic(4): its dual ascends on g - lambda / 4."""
     from constrained import Linear, Quadratic
     from lore.methods import build_method
-    from lore.training import engine
+    from lore.training import assembly
 
     assert build_method("lore", TrainConfig(method="lore", relax="quadratic", relax_price=4.0)).constraint.relax \
         == Quadratic(4.0)
@@ -337,14 +337,14 @@ def test_a_resilient_margin_from_the_command_line_reaches_the_step(tmp_path, mon
         == Linear(0.5)
     assert build_method("lore", TrainConfig(method="lore")).constraint.relax is None  # the paper's hard margin
     seen = []
-    original = engine.RobustStep
+    original = assembly.RobustStep
 
     def recording(*args, **kwargs):
         step = original(*args, **kwargs)
         seen.append(step.method.constraint.relax)
         return step
 
-    monkeypatch.setattr(engine, "RobustStep", recording)
+    monkeypatch.setattr(assembly, "RobustStep", recording)
     assert main(["train", "--method", "lore", "--relax", "quadratic", "--relax-price", "4", "--output",
                  str(tmp_path / "run"), "--max-steps", "1", "--batch-size", "8", "--pgd-steps", "1",
                  "--probe-every", "0", "--device", "cpu"]) == 0

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from lore.cli import build_parser, config_from_args
-from lore.training import engine
+from lore.training import assembly, engine, health
 
 fault, output, flags = sys.argv[1], Path(sys.argv[2]), sys.argv[4:]
 rank = int(os.environ["RANK"])
 if rank == 1 and fault == "nan":
-    step_call = engine.RobustStep.__call__
+    step_call = assembly.RobustStep.__call__
     calls = {"n": 0}
 
     def poisoned(self, images, *args, **kwargs):
@@ -30,18 +30,18 @@ if rank == 1 and fault == "nan":
             images = torch.full_like(images, float("nan"))
         return step_call(self, images, *args, **kwargs)
 
-    engine.RobustStep.__call__ = poisoned
+    assembly.RobustStep.__call__ = poisoned
 elif fault == "collapse":
-    engine.COLLAPSE_PATIENCE = 3
+    health.COLLAPSE_PATIENCE = 3
     if rank == 1:
-        local_flags = engine._stop_flags
+        local_flags = health.stop_flags
 
         def collapsed(result, signalled):
             flags = local_flags(result, signalled)
             flags[2] = 1.0  # this rank alone sees lambda ~ 0 with most of its rows violating
             return flags
 
-        engine._stop_flags = collapsed
+        health.stop_flags = collapsed
 config = config_from_args(build_parser().parse_args(["train", "--output", str(output / "run"), *flags]))
 try:
     engine.train(config)

@@ -109,7 +109,7 @@ def test_a_key_that_appears_twice_is_refused(tmp_path):
 def test_samples_without_an_image_are_listed_with_the_unreadable_ones(tmp_path, write_shards):
     """ShardImages counted them (without_image) and nothing read it: now the run lists and counts them."""
     from lore.data.unreadable import UnreadableLog
-    from lore.training.engine import _note_samples_without_image
+    from lore.training.run_data import note_samples_without_image as _note_samples_without_image
 
     data = build_dataset(write_shards(tmp_path / "shards", shards=1, per_shard=4, without_image=2), 32)
     log = UnreadableLog(tmp_path / "unreadable_images.txt")

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from lore.training.config import TrainConfig
-from lore.training.engine import COLLAPSE_PATIENCE, _restart_advice, train
+from lore.training.engine import train
+from lore.training.health import COLLAPSE_PATIENCE
+from lore.training.run_folder import restart_advice
 
 
 @pytest.mark.slow
@@ -47,25 +49,25 @@ def test_a_sane_run_is_not_flagged(tmp_path, lore_cache):
 
 def test_restart_advice_names_only_checkpoints_that_exist_and_are_finite(tmp_path):
     path = tmp_path / "last.pt"
-    assert "No checkpoint was written yet" in _restart_advice(path)
+    assert "No checkpoint was written yet" in restart_advice(path)
     torch.save({"step": 7, "encoder": {"w": torch.ones(2)}}, path)
-    assert "last.pt (batch 7), holds finite weights" in _restart_advice(path)
+    assert "last.pt (batch 7), holds finite weights" in restart_advice(path)
     torch.save({"step": 8, "encoder": {"w": torch.tensor([1.0, float("nan")])}}, path)
-    assert "already holds non-finite weights" in _restart_advice(path)
+    assert "already holds non-finite weights" in restart_advice(path)
     path.write_bytes(b"garbage")
-    assert "cannot be read" in _restart_advice(path)
-    assert "A --resume keeps the run's settings" in _restart_advice(path)
+    assert "cannot be read" in restart_advice(path)
+    assert "A --resume keeps the run's settings" in restart_advice(path)
 
 
 def test_a_resume_drops_the_metrics_of_batches_it_will_train_again(tmp_path):
     """Killed at batch 7 with the last checkpoint at batch 5: batches 6 and 7 are trained and logged again."""
     import json
 
-    from lore.training.engine import _drop_metrics_after
+    from lore.training.run_folder import drop_metrics_after
 
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(8)) + '{"step": 8, "lo')  # torn
-    _drop_metrics_after(path, 5)
+    drop_metrics_after(path, 5)
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [0, 1, 2, 3, 4, 5]
 
 

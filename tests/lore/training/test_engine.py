@@ -130,7 +130,7 @@ def test_a_folder_run_without_probe_data_holds_its_probe_out_of_training(tmp_pat
     """`lore train --data FOLDER` without --probe-data: the probe's images and the training images are disjoint
     and together the folder; probe_images.txt lists the probe, and training batches never load one of them."""
     from lore.data.specs import PROBE_SHARE
-    from lore.training import engine
+    from lore.training import engine, run_data, run_folder
     from lore.training.distributed import DistInfo
 
     folder, _ = digit_folders  # 80 digit PNGs
@@ -150,10 +150,10 @@ def test_a_folder_run_without_probe_data_holds_its_probe_out_of_training(tmp_pat
         engine.train(config)
     finally:
         engine.training_batches = original
-    probe_files = (run / engine.PROBE_FILES).read_text().split()
+    probe_files = (run / run_folder.PROBE_FILES).read_text().split()
     every = {str(p) for p in folder.rglob("*.png")}
     assert len(probe_files) == min(12, round(PROBE_SHARE * 80)) and set(probe_files) <= every
-    train, probe = engine._train_and_probe_sets(config, 16, DistInfo(rank=1, world_size=1, local_rank=0))
+    train, probe = run_data.train_and_probe_sets(config, 16, DistInfo(rank=1, world_size=1, local_rank=0))
     training_files = {train.source(i) for i in range(len(train))}
     assert training_files.isdisjoint(probe_files) and training_files | set(probe_files) == every
     assert loaded and set(loaded) <= training_files  # what the batches loaded came from the training part only
@@ -164,7 +164,8 @@ def test_no_save_optimizer_state_writes_a_smaller_checkpoint_and_a_resume_says_w
     from it warns that the moments restart, and a checkpoint with them resumes silently."""
     import warnings
 
-    from lore.training.engine import LAST, train
+    from lore.training.engine import train
+    from lore.training.run_folder import LAST
 
     sizes = {}
     for keep in (True, False):
@@ -187,12 +188,12 @@ def test_no_save_optimizer_state_writes_a_smaller_checkpoint_and_a_resume_says_w
 def test_the_predicted_disk_use_matches_the_files_written(tmp_path, capsys, monkeypatch, model, tiny_clip_dir):
     """The start-of-run prediction of last.pt and the export, from the tensors' bytes, is within 0.5 % + 64 kB
     of the files (their containers add names and headers), with and without the optimizer state."""
-    from lore.training import engine
+    from lore.training import assembly, engine, run_folder
     from lore.training.disk import format_bytes
 
     predicted = []
-    original = engine.predict_disk_use
-    monkeypatch.setattr(engine, "predict_disk_use", lambda *a, **k: predicted.append(original(*a, **k)) or predicted[-1])
+    original = assembly.predict_disk_use
+    monkeypatch.setattr(assembly, "predict_disk_use", lambda *a, **k: predicted.append(original(*a, **k)) or predicted[-1])
     name = f"local-dir:{tiny_clip_dir}" if model == "tiny-open-clip" else model
     if model == "tiny-hf-clip":  # the prediction counts the weights; the line says the other files come on top
         from hf_checkpoints import clip_folder
@@ -207,7 +208,7 @@ def test_the_predicted_disk_use_matches_the_files_written(tmp_path, capsys, monk
         said = capsys.readouterr().out
         assert f"disk: last.pt about {format_bytes(use.checkpoint)}" in said
         assert f"the export's weights about {format_bytes(use.export)} (plus its config" in said
-        written = (run / engine.LAST).stat().st_size
+        written = (run / run_folder.LAST).stat().st_size
         exported = sum(f.stat().st_size for f in (run / "export").glob("*.safetensors"))
         assert abs(use.checkpoint - written) <= 0.005 * written + 64e3, (use, written)
         assert abs(use.export - exported) <= 0.005 * exported + 64e3, (use, exported)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lore.data.images import as_float_pixels
-from lore.training.engine import freeze_unreachable, has_running_statistics
+from lore.training.placement import freeze_unreachable, has_running_statistics
 from lore.training.loader import prefetch_batches
 
 
@@ -73,11 +73,11 @@ def test_uint8_batches_become_the_floats_totensor_made():
 def test_the_reference_snapshot_is_taken_in_the_channels_last_layout(tmp_path, lore_cache):
     from lore.training.config import TrainConfig
     from lore.training.distributed import DistInfo
-    from lore.training.engine import _build
+    from lore.training.assembly import build_run
 
     config = TrainConfig(output=str(tmp_path / "run"), cache_dir=str(lore_cache), max_steps=1, device="cpu",
                          channels_last=True, batch_size=16)
-    run = _build(config, False, DistInfo())
+    run = build_run(config, False, DistInfo())
     convs = [name for name, t in run.reference._snapshot.items() if t.dim() == 4]
     assert convs and all(run.reference._snapshot[name].is_contiguous(memory_format=torch.channels_last)
                          for name in convs)
@@ -88,15 +88,15 @@ def test_a_bare_cuda_device_means_this_ranks_gpu_and_is_refused_without_one(tmp_
     refused by name."""
     from lore.training.config import TrainConfig
     from lore.training.distributed import DistInfo
-    from lore.training.engine import _device
+    from lore.training.placement import training_device
 
-    assert _device(TrainConfig(device="cpu"), DistInfo()) == torch.device("cpu")
+    assert training_device("cpu", DistInfo()) == torch.device("cpu")
     if torch.cuda.is_available():
-        assert _device(TrainConfig(device="cuda"), DistInfo(rank=1, world_size=2, local_rank=1)) == torch.device("cuda:1")
+        assert training_device("cuda", DistInfo(rank=1, world_size=2, local_rank=1)) == torch.device("cuda:1")
     else:
         with pytest.raises(ValueError, match="CUDA is not available"):
-            _device(TrainConfig(device="cuda"), DistInfo())
-        assert _device(TrainConfig(), DistInfo()) == torch.device("cpu")
+            training_device("cuda", DistInfo())
+        assert training_device(TrainConfig().device, DistInfo()) == torch.device("cpu")
 
 
 def test_eager_checks_stop_before_the_update_naming_the_batch(tmp_path, lore_cache):

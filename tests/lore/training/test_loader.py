@@ -108,7 +108,7 @@ def test_imagenet100_is_the_standard_list_and_selects_folders_with_real_names(tm
 def test_grad_checkpointing_and_channels_last_keep_the_gradients(tiny_clip_dir):
     """Recomputed activations and another memory layout: the same gradients (checkpointing: exactly)."""
     from lore.models.encoders import load_open_clip
-    from lore.training.engine import enable_grad_checkpointing
+    from lore.training.placement import enable_grad_checkpointing
 
     encoder = load_open_clip(f"local-dir:{tiny_clip_dir}").encoder.train()
     images = torch.rand(4, 3, 32, 32)
