@@ -57,12 +57,31 @@ def weights_sha256(module) -> str:
     for name, value in sorted(module.state_dict().items()):
         digest.update(name.encode())
         if isinstance(value, torch.Tensor):
-            tensor = value.detach().cpu().contiguous()
-            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+            _update_with_tensor(digest, value)
         else:
             digest.update(repr(value).encode())
     return digest.hexdigest()
+
+
+def tensors_sha256(*tensors) -> str:
+    """SHA-256 over the dtype, shape and bytes of each tensor, in order."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        _update_with_tensor(digest, tensor)
+    return digest.hexdigest()
+
+
+def tensor_bytes(tensor) -> bytes:
+    """A tensor's bytes as stored, on the CPU and contiguous (b"" for an empty tensor)."""
+    import torch
+
+    tensor = tensor.detach().cpu().contiguous()
+    return tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+
+
+def _update_with_tensor(digest, tensor) -> None:
+    digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+    digest.update(tensor_bytes(tensor))
 
 
 def files_fingerprint(paths: Iterable[Union[str, Path]], root: Optional[Union[str, Path]] = None) -> dict[str, Any]:

@@ -14,7 +14,9 @@ from lore.data.images import as_float_pixels
 
 from lore.cli import main as lore_main
 from lore.evaluation import benchmark as benchmark_module
-from lore.evaluation.benchmark import cached_class_embeddings, run_benchmark
+from lore.evaluation import head_cache
+from lore.evaluation.benchmark import run_benchmark
+from lore.evaluation.head_cache import cached_class_embeddings
 from lore.data.benchmark import BenchmarkDataMissing, build_benchmark_dataset
 from lore.evaluation.suite import EvalSettings
 from lore.data.zero_shot import PAPER_DATASETS, parse_benchmark, zero_shot_metadata
@@ -161,7 +163,7 @@ def test_text_embeddings_are_computed_once_per_text_tower(tiny_clip_dir, tmp_pat
     tokenizer = open_clip.get_tokenizer(f"local-dir:{tiny_clip_dir}")
     first = cached_class_embeddings(clip, tokenizer, ["cat", "dog"], ["a photo of a {}."], tmp_path)
     calls = []
-    monkeypatch.setattr(benchmark_module, "class_text_embeddings", lambda *a: calls.append(a))
+    monkeypatch.setattr(head_cache, "class_text_embeddings", lambda *a: calls.append(a))
     again = cached_class_embeddings(clip, tokenizer, ["cat", "dog"], ["a photo of a {}."], tmp_path)
     assert torch.equal(first, again) and not calls
     with torch.no_grad():  # a fine-tuned vision tower shares the text embeddings ...
