@@ -1,13 +1,15 @@
 """Running a user's closure and checking what it returns, before anything is updated.
 
 A closure evaluates the model on one (micro-)batch and returns ``(loss, observations)``: a scalar objective f
-and one `Observation` per bound constraint (or a single `Observation`).
+and one `Observation` per bound constraint (or a single `Observation`); or ``(loss, observations, misc)``, where
+`misc` is any value of the caller's own (per-sample losses, embeddings to log), handed back untouched in
+`StepReport.misc` (as cooper's `CMPState.misc`), so that nothing has to leave the closure through a side channel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import torch
 
@@ -15,15 +17,18 @@ from .binding import Binding
 from .lagrangian import Priced, multiplier_values, price, primal_lagrangian
 from .protocols import Formulation, Observation
 
-Closure = Callable[[], tuple[torch.Tensor, Union[Observation, Sequence[Observation]]]]
+Observations = Union[Observation, Sequence[Observation]]
+Closure = Callable[[], Union[tuple[torch.Tensor, Observations], tuple[torch.Tensor, Observations, Any]]]
 
 
 class Evaluation(NamedTuple):
-    """One run of a closure: its loss, its observations by constraint name, and their priced form."""
+    """One run of a closure: its loss, its observations by constraint name, their priced form, and the closure's
+    own `misc` value (None when it returned two values)."""
 
     loss: torch.Tensor
     observations: dict[str, Observation]
     priced: dict[str, Priced]
+    misc: Any = None
 
     @property
     def rows(self) -> Optional[int]:
@@ -43,9 +48,10 @@ def evaluate(closure: Closure, bindings: Mapping[str, Binding], require_grad: bo
         TypeError / ValueError / FloatingPointError naming the constraint at fault.
     """
     result = closure()
-    if not (isinstance(result, tuple) and len(result) == 2):
-        raise TypeError("closure must return (loss, observations)")
-    loss, observations = result
+    if not (isinstance(result, tuple) and len(result) in (2, 3)):
+        raise TypeError("closure must return (loss, observations) or (loss, observations, misc)")
+    loss, observations = result[0], result[1]
+    misc = result[2] if len(result) == 3 else None
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise ValueError(f"closure's loss must be a scalar tensor, got {shape}")
@@ -59,7 +65,7 @@ def evaluate(closure: Closure, bindings: Mapping[str, Binding], require_grad: bo
         by_name[name] = observation
     if len(by_name) != len(bindings):
         raise ValueError(f"closure did not observe constraint(s) {sorted(set(bindings) - set(by_name))}")
-    return Evaluation(loss, by_name, {name: price(bindings[name], obs) for name, obs in by_name.items()})
+    return Evaluation(loss, by_name, {name: price(bindings[name], obs) for name, obs in by_name.items()}, misc)
 
 
 def strict_violations_finite(evaluation: Evaluation) -> Optional[torch.Tensor]:

@@ -250,6 +250,16 @@ class _FeatureMultiplier(cooper.multipliers.ImplicitMultiplier):
         self.feature_scale.copy_(scale.clamp_min(1e-6 * float(scale.max().clamp_min(1e-12))))
         self.standardization_fitted.fill_(True)
 
+    @property
+    def features_fitted(self) -> bool:
+        """The `FitsFeatures` hook: False while `standardize` has no statistics yet (reads the buffer: a sync)."""
+        return not self.standardize or bool(self.standardization_fitted)
+
+    def fit_features(self, features: torch.Tensor) -> None:
+        """The `FitsFeatures` hook: `fit_standardization` when `standardize`, otherwise nothing to fit."""
+        if self.standardize:
+            self.fit_standardization(features)
+
     def features_of(self, observation: Observation) -> torch.Tensor:
         if observation.features is None:
             raise ValueError(

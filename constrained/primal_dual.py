@@ -35,7 +35,7 @@ from .closures import Closure, Evaluation, evaluate, primal_objective, strict_vi
 from .dual_state import check_setup, check_values, constraint_settings
 from .formulations import Lagrangian
 from .lagrangian import dual_lagrangian, multiplier_values, primal_lagrangian
-from .protocols import ConstraintKind, Formulation, MultiplierKind
+from .protocols import ConstraintKind, FitsFeatures, Formulation, MultiplierKind
 from .relaxation import relaxation_report
 from .report import RecentReports, StepReport, mean_of, summarize
 from .updates import PAPER_DUAL_LR, DualOptimizerFactory, DualUpdate, PrimalUpdate
@@ -178,6 +178,7 @@ class PrimalDual:
         finite = self._finite(cast(torch.Tensor, lagrangian), evaluations)
         if self.checks == "eager":
             loss, lagrangian = self._read_or_raise(cast(torch.Tensor, loss), cast(torch.Tensor, lagrangian), finite)
+        misc = tuple(e.misc for e in evaluations)  # from the evaluations the primal update differentiated
         skipped = self._update_primal(closures, weight)
         self.primal_steps += 1
         updated = dual_due and not skipped
@@ -196,7 +197,7 @@ class PrimalDual:
         return StepReport(loss=loss, lagrangian=lagrangian, constraints=reports, dual_updated=updated,
                           primal_steps=self.primal_steps, dual_steps=self.dual_steps, skipped=skipped,
                           after_update=updated and self.mode == "alternating",
-                          finite=True if self.checks == "eager" else finite)
+                          finite=True if self.checks == "eager" else finite, misc=misc)
 
     def _finite(self, lagrangian: torch.Tensor, evaluations: Sequence[Evaluation]) -> torch.Tensor:
         """Whether the step's Lagrangian, primal gradients and (deferred mode) strict violations are all finite,
@@ -308,6 +309,20 @@ class PrimalDual:
         if name not in self._bindings:
             raise KeyError(f"no constraint named {name!r}; have {sorted(self._bindings)}")
         return self._bindings[name].multiplier
+
+    def unfitted_features(self) -> list[str]:
+        """The constraints whose multiplier has a `FitsFeatures` hook not fitted yet (reads each one's state: a host
+        read; call it before training, not per step)."""
+        return [name for name, binding in self._bindings.items()
+                if isinstance(binding.multiplier, FitsFeatures) and not binding.multiplier.features_fitted]
+
+    def fit_features(self, features: torch.Tensor, names: Optional[Sequence[str]] = None) -> None:
+        """Calls the `FitsFeatures` hook of the multipliers bound to `names` (default: every one that has it) with
+        [N, F] features of N typical samples, e.g. phi_0 of a thousand training images."""
+        for name in self._bindings if names is None else names:
+            multiplier = self.multiplier(name)
+            if isinstance(multiplier, FitsFeatures):
+                multiplier.fit_features(features)
 
     def _setup(self) -> dict[str, Any]:
         return {"constraints": sorted(self._bindings), "formulation": repr(self.formulation),

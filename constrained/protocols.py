@@ -169,6 +169,24 @@ class MultiplierKind(Protocol):
 
 
 @runtime_checkable
+class FitsFeatures(Protocol):
+    """An optional multiplier hook: statistics fitted once on a sample of the features before training (a
+    network multiplier's per-feature standardization). `PrimalDual.fit_features` calls it on the multipliers
+    that have it; a multiplier without these members is left alone.
+
+    Attributes:
+        features_fitted: True once fitted, or when the multiplier fits nothing (reading it may read a device
+            buffer: a host sync, so callers read it once, before training).
+    """
+
+    @property
+    def features_fitted(self) -> bool: ...
+
+    def fit_features(self, features: torch.Tensor) -> None:
+        """Fits the statistics on [N, F] features of N typical samples (the features `features_of` returns)."""
+
+
+@runtime_checkable
 class Formulation(Protocol):
     """How a constraint enters the objective (`Lagrangian`, `AugmentedLagrangian`, `FixedPenalty`).
 

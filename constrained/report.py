@@ -160,6 +160,9 @@ class StepReport:
         after_update: `loss` and `constraints` describe the model after this step's primal update (the
             re-evaluation of mode="alternating" before its dual step); otherwise they describe the model the
             closure evaluated before the update.
+        misc: each closure's own third return value (None where it returned two), in the order of the closures,
+            from the evaluation the primal update differentiated (not an L-BFGS re-evaluation, nor
+            mode="alternating"'s re-evaluation after the update).
 
     `loss`, `lagrangian` and `finite` may be given as device tensors (`PrimalDual(checks="deferred")` does):
     they are then read to floats together, in one transfer, when one of them is first read, and
@@ -169,7 +172,7 @@ class StepReport:
     def __init__(self, loss: Union[float, torch.Tensor], lagrangian: Union[float, torch.Tensor],
                  constraints: Optional[Mapping[str, ConstraintReport]] = None, dual_updated: bool = False,
                  primal_steps: int = 0, dual_steps: int = 0, skipped: bool = False, after_update: bool = False,
-                 finite: Union[bool, torch.Tensor] = True) -> None:
+                 finite: Union[bool, torch.Tensor] = True, misc: tuple[Any, ...] = ()) -> None:
         self._pending: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
         if any(isinstance(v, torch.Tensor) for v in (loss, lagrangian, finite)):
             loss_t, lagrangian_t, finite_t = (torch.as_tensor(v).detach().float().reshape(()) for v in (loss, lagrangian, finite))
@@ -180,6 +183,7 @@ class StepReport:
         self.constraints: Mapping[str, ConstraintReport] = {} if constraints is None else constraints
         self.dual_updated, self.primal_steps, self.dual_steps = dual_updated, primal_steps, dual_steps
         self.skipped, self.after_update = skipped, after_update
+        self.misc = misc
 
     def scalars_tensor(self) -> Optional[torch.Tensor]:
         """[loss, lagrangian, finite (1.0 or 0.0)] as one float tensor on the device, while not yet read (None once

@@ -61,7 +61,8 @@ from pathlib import Path
 from lore.evaluation.config import split_list
 from lore.jsonio import write_json
 from lore.presets import DUAL_PRESETS
-from lore.registry import BASELINE_UPDATES, PROBE_SPLITS, DUAL_FEATURES, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, method_names
+from lore.registry import method_names
+from lore.vocabulary import BaselineUpdates, DualFeatures, DualLink, DualOptimizer, DualSignal, ProbeSplit, choices
 from lore.training.checkpoint import CheckpointError
 from lore_clip_support.black_box import run_black_box
 from lore_clip_support.compare import RunInterrupted
@@ -96,14 +97,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "docs/lore.md tables both); the dual flags below override single values")
     parser.add_argument("--dual-lr", type=float, default=None, help="dual learning rate (default: the preset's)")
     parser.add_argument("--dual-hidden", type=int, default=None, help="hidden width of the dual network (default: the preset's)")
-    parser.add_argument("--dual-signal", default=None, choices=DUAL_SIGNALS,
+    parser.add_argument("--dual-signal", default=None, choices=choices(DualSignal),
                         help="what LORE's dual step ascends on: violation (the paper's) or rate (default: the preset's)")
-    parser.add_argument("--dual-link", default=None, choices=DUAL_LINKS,
+    parser.add_argument("--dual-link", default=None, choices=choices(DualLink),
                         help="lambda(x) from the dual network's output: softplus (the paper's) or projected (default: the preset's)")
-    parser.add_argument("--dual-features", default=None, choices=DUAL_FEATURES,
+    parser.add_argument("--dual-features", default=None, choices=choices(DualFeatures),
                         help="what the dual network sees of phi_0(x): raw (the paper's), standardized or unit-rms "
                         "(default: the preset's)")
-    parser.add_argument("--dual-optimizer", default=None, choices=DUAL_OPTIMIZERS,
+    parser.add_argument("--dual-optimizer", default=None, choices=choices(DualOptimizer),
                         help="dual ascent: sgd (Algorithm 1's plain ascent) or adam (default: the preset's)")
     parser.add_argument("--dual-init", type=float, default=None, help="initial lambda(x) (default: the preset's)")
     parser.add_argument("--dual-beta1", type=float, default=None, help="Adam dual: beta1 (default: the preset's)")
@@ -114,7 +115,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="LORE: c > 0 adds (c/2) relu(violation)^2 per sample (augmented Lagrangian; default 0: "
                         "the paper's Lagrangian)")
     parser.add_argument("--primal-steps", type=int, default=None, help="K (default: the preset's, 5)")
-    parser.add_argument("--baseline-updates", choices=BASELINE_UPDATES, default=None,
+    parser.add_argument("--baseline-updates", choices=choices(BaselineUpdates), default=None,
                         help="FARE and TeCoA: 'authors' (default) takes their authors' one encoder update per "
                         "adversarial batch; 'equal' takes K like LORE (the equal-updates control)")
     parser.add_argument("--steps", type=int, default=None, help="training batches per model (default: 90 embedded, 16 quick)")
@@ -155,7 +156,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--retrain-reference", action="store_true",
                         help="embedded model: build phi_0 on this machine (replacing its cached copy) instead of "
                         "loading the weights shipped with the package")
-    parser.add_argument("--eval-split", choices=PROBE_SPLITS, default="test",
+    parser.add_argument("--eval-split", choices=choices(ProbeSplit), default="test",
                         help="embedded digits: evaluate (and probe during training) on the test digits (default: "
                         "reporting) or on the validation digits (choosing settings); the split: docs/lore.md")
     parser.add_argument("--seed", type=int, default=0, help="first training seed")

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from .evaluation.config import EvalConfig
 from .presets import DUAL_PRESETS, PRESET_FIELDS, resolve_dual
-from .registry import BASELINE_UPDATES, PROBE_SPLITS, RELAXATIONS, method_names
+from .registry import method_names
 from .training.config import TrainConfig, unused_reason
 from .validation import read_json_object
 
@@ -40,14 +40,13 @@ def _default_text(name: str, default) -> str:
 
 #: Extra spellings of some flags (the issue-tracker and paper-reproduction commands use the short ones).
 ALIASES = {"output": ["--out"], "n_samples": ["--samples"]}
-#: Flags whose values come from a fixed vocabulary; argparse lists them in the help and refuses others.
-CHOICES = {"dual_preset": tuple(DUAL_PRESETS), "baseline_updates": BASELINE_UPDATES, "probe_split": PROBE_SPLITS,
-           "relax": RELAXATIONS}
 
 
 def _choices() -> dict:
-    """`CHOICES`, plus the registered methods (read when the parser is built, after plugins registered theirs)."""
-    return {**CHOICES, "method": method_names()}
+    """The flags whose values come from a named set that is not a field's `Literal` type (those are read from the
+    annotation): the dual presets and the registered methods (read when the parser is built, after plugins
+    registered theirs). argparse lists them in the help and refuses others."""
+    return {"dual_preset": tuple(DUAL_PRESETS), "method": method_names()}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_type, aliases: Optional[dict] = None) -> None:
@@ -65,8 +64,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_type, aliases: Opt
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
-        kind = str if field.name == "eps" else base  # eps: "4/255"; TrainConfig parses and names it when wrong
-        parser.add_argument(*flags, dest=field.name, type=kind, default=None, help=help_text, choices=choices.get(field.name),
+        names = typing.get_args(base) if typing.get_origin(base) is typing.Literal else choices.get(field.name)
+        kind = str if field.name == "eps" or names else base  # eps: "4/255"; TrainConfig parses and names it when wrong
+        parser.add_argument(*flags, dest=field.name, type=kind, default=None, help=help_text, choices=names,
                             metavar=field.name.upper())
 
 

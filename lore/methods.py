@@ -25,112 +25,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 import torch
-import torch.nn.functional as F
 
-from constrained import (
-    AugmentedLagrangian,
-    Constraint,
-    EntropyMargin,
-    FixedMargin,
-    FixedPenalty,
-    Formulation,
-    Lagrangian,
-    Linear,
-    LinearMultiplier,
-    MultiplierKind,
-    MultiplierNetwork,
-    NormMargin,
-    Quadratic,
-    RelaxationCost,
-    ScalarMultiplier,
-    kl_div,
-    sq_l2,
-)
+from constrained import (AugmentedLagrangian, Constraint, EntropyMargin, FixedMargin, FixedPenalty, Formulation,
+                         Lagrangian, MultiplierKind, NormMargin, RelaxationCost, kl_div, sq_l2)
 
-from .heads import ZeroShotHead
+from .dual import DualAscent, dual_factory, relaxation
+from .objectives import Batch, embedding, embedding_distance, zero_shot_cross_entropy, zero_shot_logits
 from .plugins import resolve
-from .presets import DEFAULT_PRESET, resolve_dual
-from .registry import DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS, RELAXATIONS, method_entry
-
-
-@dataclass(frozen=True)
-class Batch:
-    """What a method may look at for one batch.
-
-    Attributes:
-        images: [B, C, H, W] clean images in [0, 1].
-        reference: [B, D] frozen reference embeddings phi_0(x).
-        labels: [B] int64 class labels (supervised methods only).
-        head: zero-shot head mapping embeddings to logits (supervised methods only).
-    """
-
-    images: torch.Tensor
-    reference: torch.Tensor
-    labels: Optional[torch.Tensor] = None
-    head: Optional[ZeroShotHead] = None
-
-
-def embedding(embeddings: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """The identity view: constraints compare embeddings [B, D]."""
-    return embeddings
-
-
-def zero_shot_logits(embeddings: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """The logits view: [B, D] embeddings -> [B, C] zero-shot logits through `batch.head`."""
-    if batch.head is None:
-        raise ValueError("this method needs a zero-shot head: pass head=ZeroShotHead(...) to the trainer")
-    return batch.head(embeddings)
-
-
-def embedding_distance(adversarial: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """FARE's loss ||phi(x + delta) - phi_0(x)||^2 per sample, [B]."""
-    return sq_l2(adversarial, batch.reference)
-
-
-def zero_shot_cross_entropy(adversarial: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """TeCoA's loss CE(scale * cos(phi(x + delta), text_c), y) per sample, [B]."""
-    if batch.labels is None:
-        raise ValueError("this method is supervised: pass labels to the training step")
-    logits = zero_shot_logits(adversarial, batch)
-    labels = batch.labels
-    if labels.dtype not in (torch.int64, torch.int32) or labels.shape != logits.shape[:1]:
-        raise ValueError(f"labels must be integer class ids of shape [{logits.shape[0]}], got {labels.dtype} {tuple(labels.shape)}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
-        raise ValueError(f"labels must lie in [0, {logits.shape[1] - 1}] (the head's classes), got values in "
-                         f"[{int(labels.min())}, {int(labels.max())}]; ignored labels (-100) are not supported")
-    return F.cross_entropy(logits, labels.long(), reduction="none")
-
-
-@dataclass(frozen=True)
-class DualAscent:
-    """How a method's multiplier parameters ascend (a factory params -> maximising optimizer).
-
-    Args:
-        optimizer: "sgd": plain gradient ascent, Algorithm 1's omega <- omega + lr * L_clean * grad lambda_w(x);
-            "adam": Adam with betas (beta1, beta2), steps of about lr whatever the violations' scale.
-        lr: the dual learning rate (paper: 5e-4).
-        beta1: Adam's beta1 (ignored by "sgd").
-        beta2: Adam's beta2 (ignored by "sgd").
-    """
-
-    optimizer: str = "sgd"
-    lr: float = 5e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in DUAL_OPTIMIZERS:
-            raise ValueError(f"dual optimizer must be one of {DUAL_OPTIMIZERS}, got {self.optimizer!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr >= 0):
-            raise ValueError(f"dual lr must be >= 0, got {self.lr!r}")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"dual {name} must be in [0, 1), got {getattr(self, name)!r}")
-
-    def __call__(self, params) -> torch.optim.Optimizer:
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr, betas=(self.beta1, self.beta2), maximize=True)
-        return torch.optim.SGD(params, lr=self.lr, maximize=True)
+from .presets import DEFAULT_PRESET, DualSettings, dual_preset
+from .registry import method_entry
+from .vocabulary import DualKind, DualSignal, check_choice
 
 
 @dataclass(frozen=True)
@@ -164,34 +68,6 @@ class Method:
     authors_updates: Optional[int] = None
 
 
-def dual_factory(kind: str = "network", *, hidden: int = 512, init: float = 1.0,
-                 features: str = "standardized", link: str = "softplus") -> Callable[[int], MultiplierKind]:
-    """Multiplier factory for the paper's dual parameterisations (App. G, K.2).
-
-    Args:
-        kind: "network" (2-layer MLP on phi_0(x), the paper's), "linear", or "scalar".
-        hidden: hidden width of the network (paper: 512).
-        init: initial lambda (> 0 for network/linear, >= 0 for scalar).
-        features: how network/linear see phi_0(x): "standardized" (each feature's mean and standard
-            deviation over training images removed; the trainer fits them, see `fit_dual_features`),
-            "unit-rms" (each sample rescaled to unit root-mean-square) or "raw" (the paper's).
-        link: network/linear output -> lambda: "softplus" (the paper's) or "projected" (relu with the
-            gradient of projected ascent; `constrained.multipliers.LINKS`).
-    """
-    if features not in DUAL_FEATURES:
-        raise ValueError(f"features must be one of {DUAL_FEATURES}, got {features!r}")
-    if link not in DUAL_LINKS:
-        raise ValueError(f"link must be one of {DUAL_LINKS}, got {link!r}")
-    scaling = {"normalize": features == "unit-rms", "standardize": features == "standardized"}
-    if kind == "network":
-        return lambda dim: MultiplierNetwork(dim, hidden=hidden, init=init, link=link, **scaling)
-    if kind == "linear":
-        return lambda dim: LinearMultiplier(dim, init=init, link=link, **scaling)
-    if kind == "scalar":
-        return lambda dim: ScalarMultiplier(init=init)
-    raise ValueError(f"dual must be one of {DUAL_KINDS}, got {kind!r}")
-
-
 def fare() -> Method:
     """FARE (Schlarmann et al. 2024; paper Eq. 2): unsupervised, unconstrained."""
     return Method("fare", embedding_distance, authors_updates=method_entry("fare").authors_updates)
@@ -203,61 +79,35 @@ def naive(weight: float = 1.0) -> Method:
     return Method("naive", embedding_distance, clean, formulation=FixedPenalty(weight))
 
 
-def relaxation(relax: Union[str, RelaxationCost, None], price: float = 1.0) -> Optional[RelaxationCost]:
-    """A constrained method's resilient relaxation (`constrained.relaxation`): None or "none" (the hard margin),
-    "quadratic" (`Quadratic(price)`), "linear" (`Linear(price)`), or a user's `RelaxationCost` (then `price` is
-    its own business and must stay at its default)."""
-    if relax is None or relax == "none":
-        return None
-    if isinstance(relax, str):
-        if relax not in RELAXATIONS:
-            raise ValueError(f"relax must be one of {RELAXATIONS} or a constrained.RelaxationCost, got {relax!r}")
-        return Quadratic(price) if relax == "quadratic" else Linear(price)
-    if price != 1.0:
-        raise ValueError(f"relax_price={price!r} prices the named relaxations only; {type(relax).__name__} states its own")
-    return relax
-
-
 def _proximity(rho: float, adaptive_margin: bool, violation_rate: Optional[float] = None,
                relax: Optional[RelaxationCost] = None) -> Constraint:
     margin = NormMargin(rho) if adaptive_margin else FixedMargin(rho)
     return Constraint(d=sq_l2, margin=margin, name="clean", violation_rate=violation_rate, relax=relax)
 
 
-class _Dual:
-    """A constrained method's dual settings resolved from a preset (`lore.presets`) and explicit overrides."""
-
-    def __init__(self, preset: str, **given) -> None:
-        self.values = resolve_dual(preset, given)
-        v = self.values
-        if v["dual_signal"] not in DUAL_SIGNALS:
-            raise ValueError(f"dual_signal must be one of {DUAL_SIGNALS}, got {v['dual_signal']!r}")
-
-    def multiplier(self, kind: str) -> Callable[[int], MultiplierKind]:
-        v = self.values
-        return dual_factory(kind, hidden=v["dual_hidden"], init=v["dual_init"], features=v["dual_features"],
-                            link=v["dual_link"])
-
-    def ascent(self) -> DualAscent:
-        v = self.values
-        return DualAscent(v["dual_optimizer"], v["dual_lr"], v["dual_beta1"], v["dual_beta2"])
-
-    def violation_rate(self) -> Optional[float]:
-        return self.values["violation_rate"] if self.values["dual_signal"] == "rate" else None
+def _dual_settings(preset: str, dual: Union[DualKind, DualSettings], **given: Any) -> DualSettings:
+    """The method's dual, whole: `dual` itself when it is a `DualSettings` (then nothing else may be given), else
+    `preset`'s values with kind `dual` and the values given that are not None."""
+    if isinstance(dual, DualSettings):
+        extra = sorted(name for name, value in given.items() if value is not None)
+        if extra or preset != DEFAULT_PRESET:
+            raise ValueError(f"dual is a whole DualSettings; leave out {extra or ['preset']}, or pass them without it")
+        return dual
+    return DualSettings.from_preset(preset, kind=dual, **given)
 
 
 def lore(
     rho: float = 0.1,
     *,
     preset: str = DEFAULT_PRESET,
-    dual: str = "network",
+    dual: Union[DualKind, DualSettings] = "network",
     hidden: Optional[int] = None,
     init: Optional[float] = None,
     adaptive_margin: bool = True,
     features: Optional[str] = None,
     link: Optional[str] = None,
     penalty: float = 0.0,
-    dual_signal: Optional[str] = None,
+    dual_signal: Optional[DualSignal] = None,
     violation_rate: Optional[float] = None,
     dual_optimizer: Optional[str] = None,
     dual_lr: Optional[float] = None,
@@ -277,13 +127,15 @@ def lore(
     Args:
         rho: margin scale (paper: 0.1; 0.01 CIFAR-10, 0.05 DINOv2-S, 0.15-0.2 elsewhere).
         preset: the dual preset the other dual settings default to.
-        dual: multiplier parameterisation, "network" (paper), "linear" or "scalar" (App. G).
+        dual: the multiplier's parameterisation, "network" (paper), "linear" or "scalar" (App. G); or the whole
+            dual as one `lore.presets.DualSettings` (what `lore train` passes), and then none of hidden, init,
+            features, link or dual_optimizer to dual_beta2.
         hidden: hidden width of the dual network.
         init: initial lambda.
         adaptive_margin: rho ||phi_0(x)||^2 (paper) if True, the fixed tolerance rho otherwise (Table 13).
         features: what the dual network sees of phi_0(x): "raw" (the paper's), "standardized" or "unit-rms";
-            see `dual_factory`.
-        link: "softplus" (the paper's) or "projected"; see `dual_factory`.
+            see `lore.dual.dual_factory`.
+        link: "softplus" (the paper's) or "projected"; see `lore.dual.dual_factory`.
         penalty: c > 0 adds (c/2) relu(g(x))^2 per sample to the primal (augmented Lagrangian): each
             violating sample is pushed back on its own, whatever lambda_w(x); 0 is the paper's Lagrangian.
         dual_signal: what the dual ascends on: "violation": the violations themselves (the paper's); "rate":
@@ -299,13 +151,15 @@ def lore(
             (default): the paper's hard margin.
         relax_price: alpha of "quadratic", beta of "linear" (> 0).
     """
-    settings = _Dual(preset, dual_hidden=hidden, dual_init=init, dual_features=features, dual_link=link,
-                     dual_signal=dual_signal, violation_rate=violation_rate, dual_optimizer=dual_optimizer,
-                     dual_lr=dual_lr, dual_beta1=dual_beta1, dual_beta2=dual_beta2)
+    settings = _dual_settings(preset, dual, hidden=hidden, init=init, features=features, link=link,
+                              optimizer=dual_optimizer, lr=dual_lr, beta1=dual_beta1, beta2=dual_beta2)
+    defaults = dual_preset(preset)
+    signal = check_choice(defaults.dual_signal if dual_signal is None else dual_signal, DualSignal, "dual_signal")
+    rate = (violation_rate if violation_rate is not None else defaults.violation_rate) if signal == "rate" else None
     formulation = AugmentedLagrangian(penalty) if penalty else Lagrangian()
-    constraint = _proximity(rho, adaptive_margin, settings.violation_rate(), relaxation(relax, relax_price))
-    return Method("lore", embedding_distance, constraint,
-                  formulation=formulation, multiplier=settings.multiplier(dual), dual_ascent=settings.ascent())
+    constraint = _proximity(rho, adaptive_margin, rate, relaxation(relax, relax_price))
+    return Method("lore", embedding_distance, constraint, formulation=formulation, multiplier=dual_factory(settings),
+                  dual_ascent=DualAscent.of(settings))
 
 
 def tecoa() -> Method:
@@ -314,15 +168,7 @@ def tecoa() -> Method:
                   authors_updates=method_entry("tecoa").authors_updates)
 
 
-def _tecoa_dual(preset, hidden, init, features, link, dual_optimizer, dual_lr, dual_beta1, dual_beta2) -> _Dual:
-    """The TeCoA variants' dual: `preset` with these overrides, ascending on the violations (the rate signal is
-    LORE's only)."""
-    return _Dual(preset, dual_hidden=hidden, dual_init=init, dual_features=features, dual_link=link,
-                 dual_signal="violation", dual_optimizer=dual_optimizer, dual_lr=dual_lr, dual_beta1=dual_beta1,
-                 dual_beta2=dual_beta2)
-
-
-def tecoa_l2(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: str = "network",
+def tecoa_l2(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: Union[DualKind, DualSettings] = "network",
              hidden: Optional[int] = None, init: Optional[float] = None, features: Optional[str] = None,
              link: Optional[str] = None, dual_optimizer: Optional[str] = None,
              dual_lr: Optional[float] = None, dual_beta1: Optional[float] = None,
@@ -330,13 +176,14 @@ def tecoa_l2(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: str = "net
              relax_price: float = 1.0) -> Method:
     """TeCoA + LORE's embedding constraint (paper App. J.7); dual settings and `relax` as in `lore` (ascent on
     the violations: the rate signal is LORE's only)."""
-    settings = _tecoa_dual(preset, hidden, init, features, link, dual_optimizer, dual_lr, dual_beta1, dual_beta2)
+    settings = _dual_settings(preset, dual, hidden=hidden, init=init, features=features, link=link,
+                              optimizer=dual_optimizer, lr=dual_lr, beta1=dual_beta1, beta2=dual_beta2)
     constraint = _proximity(rho, True, relax=relaxation(relax, relax_price))
-    return Method("tecoa-l2", zero_shot_cross_entropy, constraint, multiplier=settings.multiplier(dual),
-                  supervised=True, dual_ascent=settings.ascent())
+    return Method("tecoa-l2", zero_shot_cross_entropy, constraint, multiplier=dual_factory(settings),
+                  supervised=True, dual_ascent=DualAscent.of(settings))
 
 
-def tecoa_kl(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: str = "network",
+def tecoa_kl(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: Union[DualKind, DualSettings] = "network",
              hidden: Optional[int] = None, init: Optional[float] = None, features: Optional[str] = None,
              link: Optional[str] = None, dual_optimizer: Optional[str] = None,
              dual_lr: Optional[float] = None, dual_beta1: Optional[float] = None,
@@ -344,16 +191,11 @@ def tecoa_kl(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: str = "net
              relax_price: float = 1.0) -> Method:
     """TeCoA + KL(p_0 || p_theta) <= rho H(p_0) on zero-shot predictions (paper App. J.7); dual settings and
     `relax` as in `tecoa_l2`."""
-    settings = _tecoa_dual(preset, hidden, init, features, link, dual_optimizer, dual_lr, dual_beta1, dual_beta2)
-    return Method(
-        "tecoa-kl",
-        zero_shot_cross_entropy,
-        Constraint(d=kl_div, margin=EntropyMargin(rho), name="clean", relax=relaxation(relax, relax_price)),
-        view=zero_shot_logits,
-        multiplier=settings.multiplier(dual),
-        supervised=True,
-        dual_ascent=settings.ascent(),
-    )
+    settings = _dual_settings(preset, dual, hidden=hidden, init=init, features=features, link=link,
+                              optimizer=dual_optimizer, lr=dual_lr, beta1=dual_beta1, beta2=dual_beta2)
+    constraint = Constraint(d=kl_div, margin=EntropyMargin(rho), name="clean", relax=relaxation(relax, relax_price))
+    return Method("tecoa-kl", zero_shot_cross_entropy, constraint, view=zero_shot_logits,
+                  multiplier=dual_factory(settings), supervised=True, dual_ascent=DualAscent.of(settings))
 
 
 def build_method(name: str, settings: Any) -> Method:
@@ -373,3 +215,7 @@ def build_method(name: str, settings: Any) -> Method:
     if not isinstance(method, Method):
         raise ValueError(f"the factory of method {name!r} returned {type(method).__name__}, not a lore Method")
     return method
+
+
+__all__ = ["Batch", "DualAscent", "Method", "build_method", "dual_factory", "embedding", "embedding_distance", "fare",
+           "lore", "naive", "relaxation", "tecoa", "tecoa_kl", "tecoa_l2", "zero_shot_cross_entropy", "zero_shot_logits"]

@@ -17,9 +17,12 @@ and says so; anything else uses it only when asked (`--dual-preset embedded`, `l
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
+
+from .vocabulary import DualFeatures, DualKind, DualLink, DualOptimizer, DualSignal, check_choice
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,13 @@ class DualPreset:
 
     name: str
     summary: str
-    dual_signal: str
+    dual_signal: DualSignal
     violation_rate: float
-    dual_features: str
-    dual_link: str
+    dual_features: DualFeatures
+    dual_link: DualLink
     dual_hidden: int
     dual_init: float
-    dual_optimizer: str
+    dual_optimizer: DualOptimizer
     dual_lr: float
     dual_beta1: float
     dual_beta2: float
@@ -129,6 +132,75 @@ def resolve_dual(preset: str, given: Mapping[str, Optional[object]]) -> dict:
     values = dual_preset(preset).values()
     values.update({k: v for k, v in given.items() if k in PRESET_FIELDS and v is not None})
     return values
+
+
+#: `DualSettings` field -> the `TrainConfig` field (and `lore train` flag) that sets it: the one place the two
+#: spellings meet
+DUAL_FIELDS: Mapping[str, str] = MappingProxyType({
+    "kind": "dual", "hidden": "dual_hidden", "init": "dual_init", "features": "dual_features", "link": "dual_link",
+    "optimizer": "dual_optimizer", "lr": "dual_lr", "beta1": "dual_beta1", "beta2": "dual_beta2"})
+
+
+@dataclass(frozen=True)
+class DualSettings:
+    """A constrained method's multiplier and its ascent, resolved once (from a preset and the values given) and
+    passed whole to the method (`lore.lore(dual=...)`, `tecoa_l2`, `tecoa_kl`); checked when made.
+
+    Attributes:
+        kind: the multiplier's parameterisation (`DualKind`).
+        hidden: hidden width of the dual network (the network only).
+        init: lambda(x) of every sample before the first dual step (>= 0).
+        features: what the network or linear multiplier sees of phi_0(x) (`DualFeatures`).
+        link: network or linear output -> lambda >= 0 (`DualLink`).
+        optimizer: "sgd" (plain gradient ascent) or "adam" (`DualOptimizer`; both maximise).
+        lr: eta, the dual learning rate (>= 0).
+        beta1, beta2: Adam's betas, in [0, 1) (Adam only).
+    """
+
+    kind: DualKind
+    hidden: int
+    init: float
+    features: DualFeatures
+    link: DualLink
+    optimizer: DualOptimizer
+    lr: float
+    beta1: float
+    beta2: float
+
+    def __post_init__(self) -> None:
+        for name, literal in (("kind", DualKind), ("features", DualFeatures), ("link", DualLink),
+                              ("optimizer", DualOptimizer)):
+            check_choice(getattr(self, name), literal, DUAL_FIELDS[name])
+        if not isinstance(self.hidden, int) or isinstance(self.hidden, bool) or self.hidden < 1:
+            raise ValueError(f"dual_hidden must be an int >= 1, got {self.hidden!r}")
+        for name in ("init", "lr"):
+            value = getattr(self, name)
+            if not _number(value) or not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{DUAL_FIELDS[name]} must be finite and >= 0, got {value!r}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not _number(value) or not 0 <= value < 1:
+                raise ValueError(f"{DUAL_FIELDS[name]} must be in [0, 1), got {value!r}")
+
+    @classmethod
+    def from_preset(cls, preset: str = "paper", kind: DualKind = "network", **given: Any) -> "DualSettings":
+        """`preset`'s values, overridden by those in `given` (DualSettings field names) that are not None."""
+        values = dual_preset(preset).values()
+        unknown = sorted(set(given) - set(DUAL_FIELDS))
+        if unknown:
+            raise TypeError(f"unknown dual settings {unknown}; known: {sorted(DUAL_FIELDS)}")
+        settings = {name: values[field] for name, field in DUAL_FIELDS.items() if name != "kind"}
+        settings.update({k: v for k, v in given.items() if v is not None})
+        return cls(kind=kind, **settings)
+
+    @classmethod
+    def of(cls, config: Any) -> "DualSettings":
+        """The settings an object with the `TrainConfig` field names (`DUAL_FIELDS`) holds, resolved already."""
+        return cls(**{name: getattr(config, field) for name, field in DUAL_FIELDS.items()})
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _cell(preset: DualPreset, field: str) -> str:

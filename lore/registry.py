@@ -5,8 +5,8 @@ reads), the engine and `lore.methods.build_method` all read `METHODS` here. To a
 `MethodEntry` with its factory, from Python or from a plugin (`lore.plugins`), through `register_method`:
 the built-ins below register themselves the same way. Nothing outside this module special-cases a name.
 
-This module imports nothing of torch and, of lore, only `lore.plugins`: `lore --help` and config validation
-stay free of torch. A factory is named by a "module:attribute" string, imported when a method is built.
+This module imports nothing of torch and, of lore, only the torch-free `lore.plugins` and `lore.presets`:
+`lore --help` and config validation stay free of torch. A factory is named by a "module:attribute" string, imported when a method is built.
 """
 
 from __future__ import annotations
@@ -16,28 +16,14 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional, Union
 
 from .plugins import check_new_name, load_plugins
+from .presets import DUAL_FIELDS
 
-DUAL_KINDS: tuple[str, ...] = ("network", "linear", "scalar")
-"""How LORE's multiplier is parameterised (`lore.methods.dual_factory`): a 2-layer network on phi_0(x) (the
-paper's), a linear function of it, or one scalar lambda."""
-
-DUAL_FEATURES: tuple[str, ...] = ("standardized", "unit-rms", "raw")
-"""What a dual network or linear multiplier sees of phi_0(x) (`lore.methods.dual_factory`)."""
-
-DUAL_SIGNALS: tuple[str, ...] = ("rate", "violation")
-"""What LORE's dual step ascends on (`lore.methods.lore`): the share outside the margin, or the violations."""
-
-DUAL_LINKS: tuple[str, ...] = ("softplus", "projected")
-"""How a dual network or linear multiplier maps its output to lambda >= 0 (`constrained.multipliers.LINKS`)."""
-
-DUAL_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
-"""How a multiplier's parameters ascend (`lore.methods.DualAscent`): plain gradient ascent or Adam."""
+#: the option value that hands a method its whole dual (`lore.presets.DualSettings`, `TrainConfig.dual_settings`)
+DUAL_SETTINGS = "dual_settings"
+#: the `TrainConfig` fields a `DUAL_SETTINGS` option reads (so the command line refuses them for other methods)
+DUAL_SETTINGS_FIELDS: tuple[str, ...] = ("dual_preset", *DUAL_FIELDS.values())
 
 _RELAX = {"relax": "relax", "relax_price": "relax_price"}
-
-_DUAL = {"preset": "dual_preset", "dual": "dual", "hidden": "dual_hidden", "init": "dual_init",
-         "features": "dual_features", "link": "dual_link", "dual_optimizer": "dual_optimizer", "dual_lr": "dual_lr",
-         "dual_beta1": "dual_beta1", "dual_beta2": "dual_beta2"}
 
 
 @dataclass(frozen=True)
@@ -80,7 +66,8 @@ def register_method(entry: MethodEntry, *, replace: bool = False) -> MethodEntry
 
     Args:
         entry: the method; its `options` map factory keywords to existing `TrainConfig` fields (a method reads
-            the settings the command line already has; the others given to it are refused, as for the built-ins).
+            the settings the command line already has; the others given to it are refused, as for the built-ins),
+            or to `DUAL_SETTINGS` for the whole dual as one `lore.presets.DualSettings`.
         replace: replace a method of the same name (otherwise a second registration is refused).
 
     Raises:
@@ -107,16 +94,16 @@ for _entry in (
                 authors_updates=1, factory="lore.methods:fare"),
     MethodEntry("naive", {"weight": "naive_weight"}, "naive regularization (Eq. 3): FARE + fixed lambda",
                 fixed_weight=True, factory="lore.methods:naive"),
-    MethodEntry("lore", {"rho": "rho", **_DUAL, "adaptive_margin": "adaptive_margin",
+    MethodEntry("lore", {"rho": "rho", "dual": DUAL_SETTINGS, "adaptive_margin": "adaptive_margin",
                          "penalty": "penalty", "dual_signal": "dual_signal",
                          "violation_rate": "violation_rate", **_RELAX},
                 "LORE (Eq. 7, Algorithm 1): FARE s.t. ||phi - phi_0||^2 <= rho ||phi_0||^2 per sample",
                 own_margin=True, factory="lore.methods:lore"),
     MethodEntry("tecoa", {}, "TeCoA (Eq. 25): supervised adversarial zero-shot cross-entropy", authors_updates=1,
                 factory="lore.methods:tecoa"),
-    MethodEntry("tecoa-l2", {"rho": "rho", **_DUAL, **_RELAX}, "TeCoA + LORE's embedding constraint (App. J.7)",
+    MethodEntry("tecoa-l2", {"rho": "rho", "dual": DUAL_SETTINGS, **_RELAX}, "TeCoA + LORE's embedding constraint (App. J.7)",
                 own_margin=True, factory="lore.methods:tecoa_l2"),
-    MethodEntry("tecoa-kl", {"rho": "rho", **_DUAL, **_RELAX}, "TeCoA + KL(p_0 || p) <= rho H(p_0) (App. J.7)",
+    MethodEntry("tecoa-kl", {"rho": "rho", "dual": DUAL_SETTINGS, **_RELAX}, "TeCoA + KL(p_0 || p) <= rho H(p_0) (App. J.7)",
                 factory="lore.methods:tecoa_kl"),
 ):
     register_method(_entry)
@@ -130,20 +117,6 @@ def method_names() -> tuple[str, ...]:
     load_plugins()
     return tuple(_REGISTERED)
 
-BASELINE_UPDATES: tuple[str, ...] = ("authors", "equal")
-"""How many encoder updates per adversarial batch a method with its own authors' recipe (FARE, TeCoA) takes:
-theirs (`MethodEntry.authors_updates`, the default), or K like the constrained methods (the equal-updates
-control)."""
-
-RELAXATIONS: tuple[str, ...] = ("none", "quadratic", "linear")
-"""A constrained method's resilient relaxation (`constrained.relaxation`): none (the hard margin, the paper's),
-h(u) = price u^2 / 2 (`Quadratic`), or h(u) = price u (`Linear`: lambda capped at the price)."""
-
-PROBE_SPLITS: tuple[str, ...] = ("test", "validation")
-"""Which held-out part of the training data a run's probe (and the main job's evaluation) reads: "validation"
-when choosing settings (the digits only), "test" when reporting."""
-
-
 def method_entry(name: str) -> MethodEntry:
     """The registered method `name` (plugins loaded first); an unknown name is refused with the known ones."""
     names = method_names()
@@ -154,10 +127,16 @@ def method_entry(name: str) -> MethodEntry:
 
 def method_fields() -> frozenset[str]:
     """The `TrainConfig` fields that some methods take and others ignore (rho, the dual, the penalty, ...)."""
-    return frozenset(source for name in method_names() for source in _REGISTERED[name].options.values())
+    return frozenset(field for name in method_names() for field in _fields_read(_REGISTERED[name]))
 
 
 def method_takes(name: str, config_field: str) -> bool:
     """Whether method `name` reads `TrainConfig.<config_field>` (every field outside `method_fields()` is read
     by all methods)."""
-    return config_field not in method_fields() or config_field in method_entry(name).options.values()
+    return config_field not in method_fields() or config_field in _fields_read(method_entry(name))
+
+
+def _fields_read(entry: MethodEntry) -> tuple[str, ...]:
+    """The `TrainConfig` fields behind `entry.options` (a `DUAL_SETTINGS` option reads every dual field)."""
+    return tuple(field for source in entry.options.values()
+                 for field in (DUAL_SETTINGS_FIELDS if source == DUAL_SETTINGS else (source,)))

@@ -16,15 +16,13 @@ alive at a time: FARE's peak memory, the same update.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Callable, Literal, Optional
 
 import torch
 from torch import nn
 
 from constrained import PrimalDual, StepReport, sq_l2
-from constrained.primal_dual import CHECKS
 from constrained.validation import check_positive_int
 
 from .attacks.projected_gradient import pgd
@@ -32,10 +30,11 @@ from .heads import ZeroShotHead
 from .methods import Batch, Method
 from .presets import PAPER
 from .reference import FrozenReference
+from .vocabulary import Checks, Passes, check_choice
+from .wrappers import input_gradient_only, unwrap
+from .step_closure import Measured, batch_closure, micro_batches
 from .step_result import PhaseClock, PhaseTimer, StepChecks, StepResult
 
-
-PASSES = ("fused", "sequential")
 
 
 class RobustStep:
@@ -89,11 +88,11 @@ class RobustStep:
         dual_optimizer=None,
         mode: Literal["simultaneous", "alternating"] = "simultaneous",
         embed_dim: Optional[int] = None,
-        passes: Literal["fused", "sequential"] = "fused",
+        passes: Passes = "fused",
         autocast_dtype: Optional[torch.dtype] = None,
         measure_clean: Optional[bool] = None,
         accumulation_steps: int = 1,
-        checks: Literal["deferred", "eager"] = "deferred",
+        checks: Checks = "deferred",
         profile: bool = False,
     ) -> None:
         if not isinstance(method, Method):
@@ -104,25 +103,21 @@ class RobustStep:
         self.method = method
         self.optimizer = optimizer
         self.eps = eps
-        self.reference = reference if reference is not None else FrozenReference(_unwrap(encoder))
+        self.reference = reference if reference is not None else FrozenReference(unwrap(encoder))
         self.head = head
         self.pgd_steps = pgd_steps
         self.pgd_step_size = pgd_step_size
         if primal_steps is None:
             primal_steps = method.authors_updates or PAPER.primal_steps
         self._primal_steps = check_positive_int(primal_steps, "primal_steps")  # read through `primal_steps`
-        if passes not in PASSES:
-            raise ValueError(f"passes must be one of {PASSES}, got {passes!r}")
-        self.passes = passes
+        self.passes = check_choice(passes, Passes, "passes")
         self.autocast_dtype = autocast_dtype
         self.measure_clean = bool(measure_clean)
         self.accumulation_steps = check_positive_int(accumulation_steps, "accumulation_steps")
-        if checks not in CHECKS:
-            raise ValueError(f"checks must be one of {CHECKS}, got {checks!r}")
-        self.checks = checks
+        self.checks = check_choice(checks, Checks, "checks")
         self._clock = PhaseClock(next(encoder.parameters()).device, synchronize=profile)
         self._dual_timer = PhaseTimer(self._clock)
-        self._dual_features_ready = False  # a standardizing multiplier's statistics are known to be set
+        self._dual_features_ready = False  # the multiplier's feature statistics are known to be set
         # one update path: an unconstrained method (FARE, TeCoA) steps through PrimalDual too, with no constraint
         self.primal_dual = self._primal_dual(optimizer, dual_optimizer, mode, embed_dim)
 
@@ -135,7 +130,7 @@ class RobustStep:
             return PrimalDual(optimizer, {}, primal_steps_per_dual=self._primal_steps, mode=mode, checks=self.checks)
         multiplier = None
         if method.multiplier is not None:
-            embed_dim = embed_dim or getattr(_unwrap(encoder), "embed_dim", None)
+            embed_dim = embed_dim or getattr(unwrap(encoder), "embed_dim", None)
             if embed_dim is None:
                 raise ValueError(f"method {method.name!r} needs embed_dim to size its multiplier")
             multiplier = method.multiplier(embed_dim).to(next(encoder.parameters()).device)
@@ -164,7 +159,8 @@ class RobustStep:
 
     @torch.no_grad()
     def fit_dual_features(self, images: torch.Tensor, batch_size: int = 256) -> None:
-        """Fits a standardizing multiplier's feature statistics on phi_0 of `images` (a no-op otherwise).
+        """Fits the multiplier's feature statistics (its `constrained.FitsFeatures` hook: a standardizing network's
+        mean and scale) on phi_0 of `images`, when it has statistics to fit; a no-op otherwise.
 
         Call it once before training with a sample of training images (e.g. a thousand, the same on every
         rank); the first batch is used instead if it was not called.
@@ -173,27 +169,21 @@ class RobustStep:
             images: [N >= 2, C, H, W] training images in [0, 1].
             batch_size: images per forward pass of phi_0.
         """
-        multiplier = self._standardizing_multiplier()
-        if multiplier is None:
-            return
-        with self._autocast(images):  # phi_0 as the step computes it
-            features = torch.cat([self.reference(images[i : i + batch_size]).float()
-                                  for i in range(0, len(images), batch_size)])
-        multiplier.fit_standardization(features)
+        unfitted = self.primal_dual.unfitted_features()  # one host read, before training
+        if unfitted:
+            with self._autocast(images):  # phi_0 as the step computes it
+                features = torch.cat([self.reference(images[i : i + batch_size]).float()
+                                      for i in range(0, len(images), batch_size)])
+            self.primal_dual.fit_features(features, unfitted)
         self._dual_features_ready = True
 
-    def _standardizing_multiplier(self) -> Optional[nn.Module]:
-        multiplier = self.multiplier
-        return multiplier if multiplier is not None and getattr(multiplier, "standardize", False) else None
-
     def _fit_dual_features_once(self, reference: torch.Tensor) -> None:
-        """Fits on this batch's phi_0 if nothing fitted the statistics yet; reads the buffer (a device sync) only
-        until it is known to be set, so the training step pays nothing afterwards."""
+        """Fits on this batch's phi_0 if nothing fitted the statistics yet; reads the hook's state (a device sync)
+        only until it is known to be set, so the training step pays nothing afterwards."""
         if self._dual_features_ready:
             return
-        multiplier = self._standardizing_multiplier()
-        if multiplier is not None and not bool(multiplier.standardization_fitted):
-            multiplier.fit_standardization(reference)
+        if unfitted := self.primal_dual.unfitted_features():
+            self.primal_dual.fit_features(reference, unfitted)
         self._dual_features_ready = True
 
     def _autocast(self, images: torch.Tensor):
@@ -206,21 +196,6 @@ class RobustStep:
         encoder = self.encoder.module if plain and isinstance(self.encoder, nn.parallel.DistributedDataParallel) else self.encoder
         with self._autocast(images):
             return encoder(images).float()
-
-    def _micro_batches(self, batch: Batch, initial_delta: Optional[torch.Tensor]):
-        """Splits a batch into `accumulation_steps` equal parts, each with its slice of the PGD start (views, not
-        copies: one part is the batch itself)."""
-        count = self.accumulation_steps
-        size = batch.images.shape[0]
-        if size % count:
-            raise ValueError(f"batch size {size} is not divisible by accumulation_steps={count}")
-        parts = []
-        for first in range(0, size, size // count):
-            rows = slice(first, first + size // count)
-            part = Batch(batch.images[rows], batch.reference[rows],
-                         None if batch.labels is None else batch.labels[rows], batch.head)
-            parts.append((part, None if initial_delta is None else initial_delta[rows]))
-        return parts
 
     def __call__(
         self,
@@ -248,18 +223,17 @@ class RobustStep:
             reference = self.reference(images).float()
         batch = Batch(images=images, reference=reference, labels=labels, head=self.head)
         self._fit_dual_features_once(batch.reference)  # fit_dual_features was not called: this batch's statistics
-        # per micro-batch index: the first evaluation of each primal step, the one its update differentiates (not
-        # the re-evaluations after it, alternating mode's dual step, or inside it, L-BFGS)
-        stats: dict[str, dict[int, torch.Tensor]] = {"robust_loss": {}, "clean_distance": {}}
-        micro = self._micro_batches(batch, initial_delta)
+        micro = micro_batches(batch, initial_delta, self.accumulation_steps)
         began = self._clock.mark()
         adversarial = [self._attack(part, start, generator) for part, start in micro]
-        weight = 1.0 / len(micro)  # each micro-batch's share of the Lagrangian (as in step_accumulated)
-        closures = [self._closure(index, len(micro), part, adv, weight, stats, flags)
+        sequential = self.method.constraint is not None and self.passes == "sequential"
+        closures = [batch_closure(self.method, part, adv, embed=self._embed, no_sync=self._no_sync,
+                                  last=index == len(micro) - 1, sequential=sequential, weight=1.0 / len(micro),
+                                  flags=flags)
                     for index, ((part, _), adv) in enumerate(zip(micro, adversarial))]
         attacked = self._clock.mark()
         self._dual_timer.spans = []
-        report = self._update(closures, stats, flags)
+        report = self._update(closures, flags)
         updated = self._clock.mark()
         spans, clock, dual = list(self._dual_timer.spans), self._clock, self._dual_timer
 
@@ -267,102 +241,54 @@ class RobustStep:
             dual_seconds = dual.seconds(spans)
             return (clock.seconds(began, attacked), clock.seconds(attacked, updated) - dual_seconds, dual_seconds)
 
-        return self._result(batch, stats, report, flags, timing)
+        return self._result(batch, report, flags, timing)
 
     def _attack(self, part: Batch, start: Optional[torch.Tensor], generator: Optional[torch.Generator]) -> torch.Tensor:
         """x + delta for one micro-batch: PGD on the method's robust loss, outside DDP, with the encoder's
         parameters set not to require gradients, so that eager and compiled backward passes compute the input's
         gradient only."""
         method = self.method
-        with _input_gradient_only(_unwrap(self.encoder)):
+        with input_gradient_only(unwrap(self.encoder)):
             return part.images + pgd(
                 lambda perturbed: method.robust_loss(self._embed(perturbed, plain=True), part),
                 part.images, eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps,
                 generator=generator, initial_delta=start, check_range=False,  # checked once per batch (StepChecks)
             )
 
-    def _closure(self, index: int, count: int, part: Batch, adv: torch.Tensor, weight: float,
-                 stats: dict[str, dict[int, torch.Tensor]], flags: StepChecks) -> Callable[[], tuple[torch.Tensor, list]]:
-        """The closure of micro-batch `index` of `count`: (mean robust loss, [the constraint's observation]); its
-        first evaluation in each primal step records the robust loss and the clean distance into `stats`. Under
-        DDP every micro-batch but the last runs its forward in `no_sync`, so its backward does not all-reduce."""
-        method = self.method
-
-        def closure():
-            with self._no_sync() if index < count - 1 else nullcontext():
-                return evaluate()
-
-        def evaluate():
-            sequential = method.constraint is not None and self.passes == "sequential"
-            if method.constraint is not None and not sequential:
-                adv_emb, clean_emb = self._embed(torch.cat([adv, part.images])).chunk(2)
-                robust = method.robust_loss(adv_emb, part)
-            elif sequential:
-                robust = self._backward_now(lambda: method.robust_loss(self._embed(adv), part), weight, flags)
-                clean_emb = self._embed(part.images)  # the robust term is already back-propagated: a value only
-            else:
-                robust, clean_emb = method.robust_loss(self._embed(adv), part), None
-            first = index not in stats["robust_loss"]
-            if first:
-                stats["robust_loss"][index] = robust.detach()
-            if clean_emb is None:
-                return robust.mean(), []
-            if first:
-                stats["clean_distance"][index] = sq_l2(clean_emb.detach(), part.reference)
-            observation = method.constraint.observe(
-                method.view(clean_emb, part), method.view(part.reference, part), features=part.reference
-            )
-            return robust.mean(), [observation]
-
-        return closure
-
     def _no_sync(self):
         """DDP's no_sync (gradients accumulate locally); nothing outside DDP or without gradients."""
         sync_later = getattr(self.encoder, "no_sync", None) if torch.is_grad_enabled() else None
         return sync_later() if sync_later is not None else nullcontext()
 
-    def _update(self, closures: list, stats: dict[str, dict[int, torch.Tensor]], flags: StepChecks
-                ) -> Optional[StepReport]:
-        """K primal updates on the closures (through `PrimalDual` for constrained methods, with its dual update);
-        returns the last `StepReport` (None for unconstrained methods)."""
-        report = None
+    def _update(self, closures: list, flags: StepChecks) -> StepReport:
+        """K primal updates on the closures through `PrimalDual` (with its dual update, for constrained methods);
+        returns the last `StepReport`."""
         for _ in range(self.primal_steps):
-            stats["robust_loss"].clear()
-            stats["clean_distance"].clear()
             report = self.primal_dual.step_accumulated(closures)
             if (scalars := report.scalars_tensor()) is not None:  # deferred: [loss, lagrangian, finite]
                 flags.finite(scalars[2] > 0, f"{self.method.name}: a loss or gradient is not finite")
-        return report if self.method.constraint is not None else None
+        return report
 
-    def _result(self, batch: Batch, stats: dict[str, dict[int, torch.Tensor]], report: Optional[StepReport],
-                flags: StepChecks, timing: Callable[[], tuple[float, float, float]]) -> StepResult:
-        """The step's numbers from its own evaluations (a no-grad clean forward only when none measured it), still
-        on the device."""
-        measured = {k: torch.cat(list(v.values())) for k, v in stats.items() if v}
-        if "clean_distance" not in measured and self.measure_clean:
+    def _result(self, batch: Batch, report: StepReport, flags: StepChecks,
+                timing: Callable[[], tuple[float, float, float]]) -> StepResult:
+        """The step's numbers from the last update's own evaluations (`Measured`, in `report.misc`; a no-grad clean
+        forward only when none measured it), still on the device."""
+        measured: tuple[Measured, ...] = report.misc
+        distance = torch.cat([m.clean_distance for m in measured]) if measured[0].clean_distance is not None else None
+        if distance is None and self.measure_clean:
             with torch.no_grad():
-                measured["clean_distance"] = sq_l2(self._embed(batch.images, plain=True), batch.reference)
-        distance = measured.get("clean_distance")
-        robust = measured["robust_loss"].float().mean()
+                distance = sq_l2(self._embed(batch.images, plain=True), batch.reference)
+        robust = torch.cat([m.robust_loss for m in measured]).float().mean()
         if distance is None:
             values = torch.stack([robust, robust.new_tensor(float("nan")), robust.new_tensor(float("nan"))])
         else:
             relative = (distance / batch.reference.pow(2).sum(dim=1).clamp_min(1e-12)).mean()
             values = torch.stack([robust, distance.float().mean(), relative.float()])
         name = self.method.constraint.name if self.method.constraint is not None else ""
-        return StepResult(values, flags.tensor(), has_clean=distance is not None, report=report, constraint_name=name,
+        constrained_report = report if self.method.constraint is not None else None
+        return StepResult(values, flags.tensor(), has_clean=distance is not None, report=constrained_report,
+                          constraint_name=name,
                           timing=timing, method_name=self.method.name)
-
-    def _backward_now(self, robust_loss: Callable[[], torch.Tensor], weight: float, flags: StepChecks) -> torch.Tensor:
-        """Forward and back-propagate `weight * mean(robust loss)` at once, freeing its activations; returns the
-        per-sample losses, detached. Under DDP the gradients are synchronised by the later clean backward."""
-        grad = torch.is_grad_enabled()
-        with self._no_sync():
-            robust = robust_loss()
-            flags.finite(torch.isfinite(robust.detach()).all(), f"{self.method.name} robust loss is not finite")
-            if grad and robust.requires_grad:
-                (weight * robust.mean()).backward()
-        return robust.detach()
 
     def state_dict(self) -> dict:
         """Dual state (multipliers, dual optimizer, schedule); the encoder and optimizer are saved by the caller."""
@@ -373,29 +299,3 @@ class RobustStep:
             if "primal_dual" not in state:
                 raise ValueError(f"method {self.method.name!r} needs dual state, the state dict has none")
             self.primal_dual.load_state_dict(state["primal_dual"])
-
-
-@contextmanager
-def _input_gradient_only(module: nn.Module) -> Iterator[None]:
-    """Inside: `module`'s parameters do not require gradients (restored on exit), so a backward pass computes
-    the input's gradient alone: eager autograd skips the weight gradients' matmuls either way, but a compiled
-    graph (torch.compile) keeps them unless the parameters are marked like this."""
-    trainable = [p for p in module.parameters() if p.requires_grad]
-    for parameter in trainable:
-        parameter.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for parameter in trainable:
-            parameter.requires_grad_(True)
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    """The plain module inside DDP / torch.compile wrappers."""
-    while True:
-        if isinstance(module, nn.parallel.DistributedDataParallel):
-            module = module.module
-        elif isinstance(module, torch._dynamo.eval_frame.OptimizedModule):
-            module = module._orig_mod
-        else:
-            return module

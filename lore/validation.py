@@ -10,7 +10,8 @@ from typing import Union
 
 
 def check_field_types(config) -> None:
-    """Checks every field of a config dataclass against its annotation (int, float, str, bool, Optional[...]).
+    """Checks every field of a config dataclass against its annotation (int, float, str, bool, a `Literal` of
+    names, Optional[...]).
 
     JSON config files carry their own types, so `"max_steps": "5"` or `"seed": 2.5` must be refused here,
     naming the key, instead of failing later inside the training loop.
@@ -23,6 +24,10 @@ def check_field_types(config) -> None:
             if value is None:
                 continue
             hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if typing.get_origin(hint) is typing.Literal:  # a name of `lore.vocabulary`
+            if value not in typing.get_args(hint):
+                raise ValueError(f"{item.name} must be one of {typing.get_args(hint)}, got {value!r}")
+            continue
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             continue  # 1 is a fine float
         if hint in (int, float, str, bool) and (not isinstance(value, hint) or (hint is not bool and isinstance(value, bool))):

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..vocabulary import Corruption, choices
+
 GAUSSIAN_NOISE = (0.04, 0.06, 0.08, 0.09, 0.10)
 BLUR_SIGMA = (0.5, 0.75, 1.0, 1.5, 2.0)
 JPEG_QUALITY = (80, 65, 58, 50, 40)
@@ -84,4 +86,5 @@ def contrast(images, severity: int, generator=None):
     return ((images - mean) * CONTRAST[_check(severity)] + mean).clamp(0, 1)
 
 
-CORRUPTIONS: dict[str, Callable] = {"noise": noise, "blur": blur, "jpeg": jpeg, "brightness": brightness, "contrast": contrast}
+#: every corruption of `lore.vocabulary.Corruption`, in its order: each name is the name of its function here
+CORRUPTIONS: dict[str, Callable] = {name: globals()[name] for name in choices(Corruption)}

@@ -11,9 +11,9 @@ from ..data.zero_shot import parse_benchmark
 from ..devices import check_device
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size
+from ..vocabulary import Corruption, choices
 from .attacks import attack_names
 
-CORRUPTION_NAMES = ("blur", "brightness", "contrast", "jpeg", "noise")
 
 
 def split_list(text: str) -> list[str]:
@@ -95,9 +95,9 @@ class EvalConfig:
         bad = [s for s in self.sigma_list if not (math.isfinite(s) and s > 0)]
         if bad:
             raise ValueError(f"noise_sigmas must be finite and > 0, got {bad}")
-        bad_names = [c for c in self.corruption_list if c not in CORRUPTION_NAMES]
+        bad_names = [c for c in self.corruption_list if c not in choices(Corruption)]
         if bad_names:
-            raise ValueError(f"corruptions: unknown {bad_names}; choose from {list(CORRUPTION_NAMES)} or 'all'")
+            raise ValueError(f"corruptions: unknown {bad_names}; choose from {list(choices(Corruption))} or 'all'")
         if self.benchmark:
             self._check_benchmark()
         elif self.data_root or self.baseline or self.linear_head or self.check_data:
@@ -152,4 +152,4 @@ class EvalConfig:
 
     @property
     def corruption_list(self) -> list[str]:
-        return list(CORRUPTION_NAMES) if self.corruptions.strip() == "all" else split_list(self.corruptions)
+        return list(choices(Corruption)) if self.corruptions.strip() == "all" else split_list(self.corruptions)

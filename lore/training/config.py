@@ -8,18 +8,17 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Optional, Union
 
 from ..data.specs import PROBE_SHARE, is_image_folder
 from ..devices import check_device
-from ..presets import DEFAULT_PRESET, DUAL_PRESETS, PRESET_FIELDS, resolve_dual
-from ..registry import (BASELINE_UPDATES, DUAL_FEATURES, DUAL_KINDS, DUAL_LINKS, DUAL_OPTIMIZERS, DUAL_SIGNALS,
-                        BUILTIN_METHODS, PROBE_SPLITS, RELAXATIONS, method_entry, method_takes)
+from ..presets import DEFAULT_PRESET, DUAL_PRESETS, PRESET_FIELDS, DualSettings, resolve_dual
+from ..registry import BUILTIN_METHODS, method_entry
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size, read_json_object
-
-PRECISIONS = ("fp32", "bf16")
-PASS_MODES = ("auto", "fused", "sequential")
+from .unused import unused_reason
+from ..vocabulary import (BaselineUpdates, DualFeatures, DualKind, DualLink, DualOptimizer, DualSignal, PassSetting,
+                          Precision, ProbeSplit, Relaxation, choices)
 
 
 def _help(text: str, **kwargs):
@@ -29,37 +28,6 @@ def _help(text: str, **kwargs):
 def _preset_help(name: str) -> str:
     """'default: paper V, embedded W' for a field a dual preset sets."""
     return "default: " + ", ".join(f"{p.name} {getattr(p, name)!r}" for p in DUAL_PRESETS.values())
-
-
-def unused_reason(settings: Mapping[str, Any], name: str) -> Optional[str]:
-    """Why setting `name` takes no part in a run with these resolved `settings` (TrainConfig field -> value): the
-    method does not read it, or the chosen dual optimizer, signal or parameterisation ignores it. None when it
-    takes part. `TrainConfig` refuses an unused field set to anything but its default; `lore train` refuses
-    any such flag given, even at its default."""
-    method, dual = settings["method"], settings["dual"]
-    if not method_takes(method, name):
-        return f"method {method} does not read it"
-    if name in ("dual_beta1", "dual_beta2") and settings["dual_optimizer"] != "adam":
-        return f"the dual optimizer is {settings['dual_optimizer']}; the betas are Adam's (--dual-optimizer adam)"
-    if name == "violation_rate" and settings["dual_signal"] != "rate":
-        return f"the dual signal is {settings['dual_signal']}; violation_rate belongs to --dual-signal rate"
-    if name == "dual_hidden" and dual != "network":
-        return f"the dual is {dual}; only the network has a hidden layer"
-    if name in ("dual_features", "dual_link") and dual == "scalar":
-        return "the dual is scalar: one lambda, which reads no features and has no link"
-    authors = method_entry(method).authors_updates
-    if name == "baseline_updates" and authors is None:
-        return f"method {method} takes K updates per batch (--primal-steps); only FARE and TeCoA have their own count"
-    if name == "primal_steps" and authors is not None and settings["baseline_updates"] == "authors":
-        return (f"method {method} takes its authors' {authors} update per adversarial batch; --baseline-updates "
-                "equal gives it K")
-    if name == "relax_price" and settings["relax"] == "none":
-        return "relax is none: the margin is hard (--relax quadratic or linear prices a relaxation)"
-    if name == "allow_missing" and not str(settings["model"]).startswith("hf:"):
-        return "it applies to hf: models only"
-    if name == "probe_size" and settings["probe_every"] == 0:
-        return "probe_every is 0: no probe runs"
-    return None
 
 
 @dataclass
@@ -92,7 +60,7 @@ class TrainConfig:
                                       "split, or for an image folder a fifth of it, at most --probe-size images, that "
                                       "training then excludes)", default=None)
     probe_size: int = _help("images in the held-out probe set", default=256)
-    probe_split: str = _help("which held-out part of --data the probe reads when --data has one (digits: 'test', "
+    probe_split: ProbeSplit = _help("which held-out part of --data the probe reads when --data has one (digits: 'test', "
                              "or 'validation' when choosing settings; torchvision: 'test')", default="test")
     classes: Optional[str] = _help("train (and probe) on these class folders of an image-folder --data only: "
                                    "'imagenet100' (the standard ImageNet-100 list of CMC, Tian et al. 2019, shipped "
@@ -114,17 +82,17 @@ class TrainConfig:
     dual_preset: str = _help(f"LORE's dual settings: {', '.join(DUAL_PRESETS)} (paper: Algorithm 1 and App. C; "
                              "embedded: measured on the digits model; the dual flags below override single values; "
                              "docs/lore.md)", default=DEFAULT_PRESET)
-    baseline_updates: str = _help("FARE and TeCoA: 'authors' takes their authors' one encoder update per adversarial "
+    baseline_updates: BaselineUpdates = _help("FARE and TeCoA: 'authors' takes their authors' one encoder update per adversarial "
                                   "batch (RobustVLM's FARE, TeCoA); 'equal' takes K (--primal-steps) like the "
                                   "constrained methods: the equal-updates control", default="authors")
     primal_steps: Optional[int] = _help(f"K: primal updates per batch and per dual update ({_preset_help('primal_steps')})",
                                         default=None)
-    dual: str = _help(f"dual parameterisation: {', '.join(DUAL_KINDS)}", default="network")
+    dual: DualKind = _help(f"dual parameterisation: {', '.join(choices(DualKind))}", default="network")
     dual_hidden: Optional[int] = _help(f"hidden width of the dual network ({_preset_help('dual_hidden')})", default=None)
     dual_lr: Optional[float] = _help(f"dual learning rate eta ({_preset_help('dual_lr')})", default=None)
     dual_init: Optional[float] = _help("initial lambda(x) of every sample, > 0 with --dual-link softplus "
                                        f"({_preset_help('dual_init')})", default=None)
-    relax: str = _help("LORE, TeCoA+l2/KL: a resilient margin (constrained.relaxation): each sample's bound may relax "
+    relax: Relaxation = _help("LORE, TeCoA+l2/KL: a resilient margin (constrained.relaxation): each sample's bound may relax "
                        "by u(x) >= 0 at a price: 'quadratic' h(u) = price u^2 / 2, so u(x) = lambda(x) / price; "
                        "'linear' h(u) = price u, lambda capped at the price; 'none' (default): the hard margin, the "
                        "paper's", default="none")
@@ -132,21 +100,21 @@ class TrainConfig:
                                "less)", default=1.0)
     penalty: float = _help("LORE: c > 0 adds (c/2) relu(violation)^2 per sample (augmented Lagrangian); 0: the "
                            "paper's Lagrangian", default=0.0)
-    dual_signal: Optional[str] = _help(f"LORE: what the dual step ascends on: {', '.join(DUAL_SIGNALS)}. violation: the "
+    dual_signal: Optional[DualSignal] = _help(f"LORE: what the dual step ascends on: {', '.join(choices(DualSignal))}. violation: the "
                                        "violations d - rho m(x) (Algorithm 1); rate: 1[outside the margin] - "
                                        "violation_rate, so lambda(x) rises where more than that share of samples "
                                        f"violate and falls to 0 where fewer do ({_preset_help('dual_signal')})",
                                        default=None)
     violation_rate: Optional[float] = _help("LORE, --dual-signal rate: tolerated share of samples outside the margin "
                                             f"({_preset_help('violation_rate')})", default=None)
-    dual_features: Optional[str] = _help(f"what the dual network sees of phi_0(x): {', '.join(DUAL_FEATURES)} (raw: "
+    dual_features: Optional[DualFeatures] = _help(f"what the dual network sees of phi_0(x): {', '.join(choices(DualFeatures))} (raw: "
                                          "the paper's; standardized: each feature's mean and std over training "
                                          "images removed, so lambda(x) varies across samples; "
                                          f"{_preset_help('dual_features')})", default=None)
-    dual_link: Optional[str] = _help(f"dual network/linear output -> lambda: {', '.join(DUAL_LINKS)} (softplus: the "
+    dual_link: Optional[DualLink] = _help(f"dual network/linear output -> lambda: {', '.join(choices(DualLink))} (softplus: the "
                                      "paper's; projected: relu with projected-ascent gradients, no vanishing gradient "
                                      f"after a slack phase; {_preset_help('dual_link')})", default=None)
-    dual_optimizer: Optional[str] = _help(f"dual ascent: {', '.join(DUAL_OPTIMIZERS)} (both maximise). sgd: Algorithm "
+    dual_optimizer: Optional[DualOptimizer] = _help(f"dual ascent: {', '.join(choices(DualOptimizer))} (both maximise). sgd: Algorithm "
                                           "1's plain ascent, steps proportional to the violations; adam: steps of "
                                           f"about dual_lr whatever their scale ({_preset_help('dual_optimizer')})",
                                           default=None)
@@ -163,8 +131,8 @@ class TrainConfig:
     max_steps: Optional[int] = _help("stop after this many batches (overrides epochs)", default=None)
     batch_size: int = _help("images per process per batch", default=128)
     grad_accumulation: int = _help("split each batch into this many micro-batches (same update, less memory)", default=1)
-    precision: str = _help("fp32 or bf16 (autocast)", default="fp32")
-    passes: str = _help("constrained methods: 'fused' (one forward over [adversarial; clean]), 'sequential' (the "
+    precision: Precision = _help("fp32 or bf16 (autocast)", default="fp32")
+    passes: PassSetting = _help("constrained methods: 'fused' (one forward over [adversarial; clean]), 'sequential' (the "
                         "adversarial term back-propagated before the clean forward: FARE's activation memory, the "
                         "same update), or 'auto' (sequential on GPUs, where memory decides the batch; fused on CPU)",
                         default="auto")
@@ -206,50 +174,35 @@ class TrainConfig:
         check_seed_and_size(self, ("seed", "split_seed"))
         check_device(self.device)
         resolved = resolve_dual(self.dual_preset, {name: getattr(self, name) for name in PRESET_FIELDS})
-        for name, value in resolved.items():
+        for name, value in resolved.items():  # the preset resolved once, into the fields config.json records
             setattr(self, name, value)
-        check_field_types(self)
+        check_field_types(self)  # the names (Literal fields) and types of the preset's values too
         method_entry(self.method)  # refuses a name the registry does not know
-        if self.dual not in DUAL_KINDS:
-            raise ValueError(f"dual must be one of {DUAL_KINDS}, got {self.dual!r}")
-        if self.dual_signal not in DUAL_SIGNALS:
-            raise ValueError(f"dual_signal must be one of {DUAL_SIGNALS}, got {self.dual_signal!r}")
+        DualSettings.of(self)  # checks the dual's values
+        self._check_numbers()
+        self._check_data_split()
+        preset = DUAL_PRESETS[self.dual_preset].values()
+        for f in fields(self):
+            default = preset[f.name] if f.name in preset else f.default
+            why = self.why_unused(f.name)
+            if why is not None and getattr(self, f.name) != default:
+                raise ValueError(f"{f.name}={getattr(self, f.name)!r} does not apply: {why}; leave it out")
+
+    def _check_numbers(self) -> None:
+        """Counts >= 1, finite non-negative rates and weights, shares in [0, 1), a price > 0, and the batch split."""
         if not (isinstance(self.violation_rate, (int, float)) and 0 <= self.violation_rate < 1):
             raise ValueError(f"violation_rate must be a share in [0, 1), got {self.violation_rate!r}")
-        if self.dual_features not in DUAL_FEATURES:
-            raise ValueError(f"dual_features must be one of {DUAL_FEATURES}, got {self.dual_features!r}")
-        if self.dual_link not in DUAL_LINKS:
-            raise ValueError(f"dual_link must be one of {DUAL_LINKS}, got {self.dual_link!r}")
-        if not (isinstance(self.dual_beta1, (int, float)) and 0 <= self.dual_beta1 < 1):
-            raise ValueError(f"dual_beta1 must be in [0, 1), got {self.dual_beta1!r}")
-        if not (isinstance(self.dual_beta2, (int, float)) and 0 <= self.dual_beta2 < 1):
-            raise ValueError(f"dual_beta2 must be in [0, 1), got {self.dual_beta2!r}")
-        if self.dual_optimizer not in DUAL_OPTIMIZERS:
-            raise ValueError(f"dual_optimizer must be one of {DUAL_OPTIMIZERS}, got {self.dual_optimizer!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.relax not in RELAXATIONS:
-            raise ValueError(f"relax must be one of {RELAXATIONS}, got {self.relax!r}")
         if not (isinstance(self.relax_price, (int, float)) and not isinstance(self.relax_price, bool)
                 and math.isfinite(self.relax_price) and self.relax_price > 0):
             raise ValueError(f"relax_price must be a finite number > 0, got {self.relax_price!r}")
-        if self.probe_split not in PROBE_SPLITS:
-            raise ValueError(f"probe_split must be one of {PROBE_SPLITS}, got {self.probe_split!r}")
-        if self.probe_split != "test" and self.data != "digits":
-            raise ValueError(f"probe_split {self.probe_split!r}: only the digits have a validation part "
-                             f"(data {self.data!r})")
-        if self.baseline_updates not in BASELINE_UPDATES:
-            raise ValueError(f"baseline_updates must be one of {BASELINE_UPDATES}, got {self.baseline_updates!r}")
-        if self.passes not in PASS_MODES:
-            raise ValueError(f"passes must be one of {PASS_MODES}, got {self.passes!r}")
         if self.workers < -1:
             raise ValueError(f"workers must be >= 0, or -1 for automatic, got {self.workers}")
-        for name in ("pgd_steps", "primal_steps", "epochs", "batch_size", "checkpoint_every", "log_every", "dual_hidden",
+        for name in ("pgd_steps", "primal_steps", "epochs", "batch_size", "checkpoint_every", "log_every",
                      "probe_size", "grad_accumulation", "prefetch_mib"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        for name in ("rho", "dual_lr", "dual_init", "lr", "weight_decay", "naive_weight", "penalty"):
+        for name in ("rho", "lr", "weight_decay", "naive_weight", "penalty"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
@@ -260,12 +213,17 @@ class TrainConfig:
         for name in ("warmup_steps", "probe_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        preset = DUAL_PRESETS[self.dual_preset].values()
-        for f in fields(self):
-            default = preset[f.name] if f.name in preset else f.default
-            why = self.why_unused(f.name)
-            if why is not None and getattr(self, f.name) != default:
-                raise ValueError(f"{f.name}={getattr(self, f.name)!r} does not apply: {why}; leave it out")
+
+    def _check_data_split(self) -> None:
+        if self.probe_split != "test" and self.data != "digits":
+            raise ValueError(f"probe_split {self.probe_split!r}: only the digits have a validation part "
+                             f"(data {self.data!r})")
+
+    @property
+    def dual_settings(self) -> DualSettings:
+        """The dual as one checked, frozen object (`lore.presets.DualSettings`), what LORE and the TeCoA variants
+        take whole."""
+        return DualSettings.of(self)
 
     @property
     def updates_per_batch(self) -> int:

@@ -241,14 +241,6 @@ def test_a_standardizing_multiplier_is_fitted_on_the_first_batch_once_unless_fit
     assert torch.equal(fresh.multiplier.feature_mean, fitted)
 
 
-def test_the_registry_lists_the_library_links():
-    """lore.registry stays torch-free, so it spells the links out; they must be the library's."""
-    from constrained.multipliers import LINKS
-    from lore.registry import DUAL_LINKS
-
-    assert DUAL_LINKS == LINKS
-
-
 @pytest.mark.parametrize("passes", ["fused", "sequential"])
 def test_the_logged_robust_loss_in_alternating_mode_is_the_one_the_update_used(pretrained_encoder, digits_split, passes):
     """Alternating mode re-runs the closures after the update for the dual step; those evaluations must not

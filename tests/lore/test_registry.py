@@ -10,6 +10,7 @@ import pytest
 
 from lore import registry
 from lore.cli import build_parser
+from lore.presets import DualSettings
 from lore.training.config import TrainConfig
 
 
@@ -36,10 +37,12 @@ def test_every_entry_names_config_fields_its_factory_accepts():
     from lore.plugins import resolve
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert isinstance(TrainConfig().dual_settings, DualSettings)  # what a DUAL_SETTINGS option reads, whole
     for name, entry in registry.METHODS.items():
         parameters = inspect.signature(resolve(entry.factory, name)).parameters
-        assert set(entry.options.values()) <= fields, name
+        assert set(entry.options.values()) <= fields | {registry.DUAL_SETTINGS}, name
         assert set(entry.options) <= set(parameters), name
+    assert set(registry.DUAL_SETTINGS_FIELDS) <= fields
 
 
 def test_the_engine_builds_every_method_through_its_entry():
@@ -93,18 +96,19 @@ def test_a_factory_that_cannot_be_built_is_named(monkeypatch):
         build_method("wrong", TrainConfig(method="fare"))
 
 
-def test_the_registry_imports_only_the_plugin_loader():
-    """lore.registry is the torch-free hub every layer reads: of lore it imports only lore.plugins (torch-free)."""
+def test_the_registry_imports_only_torch_free_modules():
+    """lore.registry is the torch-free hub every layer reads: of lore it imports only lore.plugins and lore.presets,
+    which import only the standard library and lore.vocabulary."""
     import ast
 
-    from lore import plugins
+    from lore import plugins, presets, vocabulary
 
-    for module in (registry, plugins):
+    for module in (registry, plugins, presets, vocabulary):
         tree = ast.parse(open(module.__file__).read())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        assert imported <= {"__future__", "dataclasses", "types", "typing", "re", "importlib", "importlib.metadata",
-                            "plugins"}, (module.__name__, imported)
+        assert imported <= {"__future__", "dataclasses", "math", "types", "typing", "re", "importlib",
+                            "importlib.metadata", "plugins", "presets", "vocabulary"}, (module.__name__, imported)
 
 
 def test_config_options_reach_the_factory():
