@@ -41,8 +41,8 @@ def black_box_results(job: Job, encoder: torch.nn.Module, folder: Path, seed: in
         settings = EvalSettings(eps=list(job.s["eval_eps"]), attacks=(), square_queries=queries,
                                 noise_sigmas=NOISE_SIGMAS, seed=seed, progress=False)
         report = evaluate(classifier, job.images, job.labels, settings)
-        return {"clean_accuracy": report["clean_accuracy"], "square": report["square"],
-                "gaussian_noise": report["gaussian_noise"]}
+        return {"clean_accuracy": report.clean_accuracy, "square": report.square,
+                "gaussian_noise": report.gaussian_noise}
 
     return cached_result(folder / "black_box.json", setting, compute)
 

@@ -87,13 +87,13 @@ def zero_shot_results(encoder, reference_encoder, class_embeddings: torch.Tensor
         within = fraction(distance <= rho * norm)
         deviation = torch.quantile((distance / norm.clamp_min(1e-12)).double().cpu(), torch.tensor([0.5, 0.9], dtype=torch.float64))
     return {
-        "clean_accuracy": report["clean_accuracy"],
-        "robust_accuracy": {e: row[ROBUST_CASCADE] for e, row in report["robust_accuracy"].items()},
-        "robust_accuracy_apgd_ce": {e: row["apgd-ce"] for e, row in report["robust_accuracy"].items()},
+        "clean_accuracy": report.clean_accuracy,
+        "robust_accuracy": {e: row[ROBUST_CASCADE] for e, row in report.robust_accuracy.items()},
+        "robust_accuracy_apgd_ce": {e: row["apgd-ce"] for e, row in report.robust_accuracy.items()},
         "within_margin": within,
         "relative_deviation": {"q50": float(deviation[0]), "q90": float(deviation[1])},
-        "alignment": report.get("alignment"),
-        "warnings": report["warnings"],
+        "alignment": report.alignment,
+        "warnings": report.warnings,
     }
 
 

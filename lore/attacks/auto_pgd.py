@@ -84,73 +84,92 @@ def apgd(
         (fooled [B] bool, adversarial images [B, C, H, W]); for points never
         misclassified the adversarial image is the best-loss iterate.
     """
-    batch = images.shape[0]
-    view = (-1,) + (1,) * (images.dim() - 1)
-    noise = 2 * torch.rand(images.shape, generator=generator, device=generator.device if generator else images.device) - 1
-    noise = noise.to(images)
-    x = _project(images + eps * noise / noise.flatten(1).abs().amax(1).clamp_min(1e-12).view(view), images, eps)
-    fooled = torch.zeros(batch, dtype=torch.bool, device=images.device)
-    adversarial = images.clone()
-    active = torch.arange(batch, device=images.device)  # rows of the batch still being attacked
-    clean, targets = images, labels
-
-    def evaluate(points):
-        points = points.detach().requires_grad_(True)
-        with torch.enable_grad():
-            logits = classifier(points)
-            loss = loss_fn(logits, active)
-            (grad,) = torch.autograd.grad(loss.sum(), points)
-        return loss.detach(), grad.detach().contiguous(), logits.detach().argmax(1) != targets
-
-    loss, grad, wrong = evaluate(x)
-    step = torch.full((batch,) + view[1:], 2 * eps, device=images.device, dtype=images.dtype)
-    state = {
-        "x": x, "previous": x.clone(), "grad": grad, "loss": loss, "best_loss": loss.clone(),
-        "best_x": x.clone(), "best_grad": grad.clone(), "step": step, "clean": clean, "targets": targets,
-        "increases": torch.zeros(batch, device=images.device), "best_at_last_mark": loss.clone(),
-        "reduced_at_last_mark": torch.ones(batch, dtype=torch.bool, device=images.device), "active": active,
-    }
-
-    def retire(wrong):
-        """Records newly fooled points and drops them from every per-point state tensor."""
-        nonlocal active, clean, targets
-        if wrong.any():
-            adversarial[state["active"][wrong]] = state["x"][wrong]
-            fooled[state["active"][wrong]] = True
-            keep = ~wrong
-            for key in state:
-                state[key] = state[key][keep]
-            active, clean, targets = state["active"], state["clean"], state["targets"]
-
-    retire(wrong)
+    run = _Run(classifier, images, labels, loss_fn, eps, generator)
     marks = set(checkpoints(n_iter))
     last_mark = 0
     for k in range(n_iter):
-        if len(active) == 0:
+        if len(run.state["active"]) == 0:
             break
-        st = state
-        momentum = 0.75 if k > 0 else 1.0
-        z = _project(st["x"] + st["step"] * st["grad"].sign(), clean, eps)
-        candidate = _project(st["x"] + momentum * (z - st["x"]) + (1 - momentum) * (st["x"] - st["previous"]), clean, eps)
+        wrong = run.advance(momentum=0.75 if k > 0 else 1.0)
+        if k + 1 in marks:
+            run.reduce_steps(window=k + 1 - last_mark)
+            last_mark = k + 1
+        run.retire(wrong)
+    run.adversarial[run.state["active"]] = run.state["best_x"]
+    return run.fooled, run.adversarial.detach()
+
+
+class _Run:
+    """The per-point state of one APGD run (iterate, momentum, step size, best point, ...): rows leave every
+    tensor of `state` as soon as they are misclassified, recorded in `fooled` and `adversarial` [B]."""
+
+    def __init__(self, classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
+                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], eps: float,
+                 generator: Optional[torch.Generator]) -> None:
+        self.classifier, self.loss_fn, self.eps = classifier, loss_fn, eps
+        batch, device = images.shape[0], images.device
+        view = (-1,) + (1,) * (images.dim() - 1)
+        noise = 2 * torch.rand(images.shape, generator=generator, device=generator.device if generator else device) - 1
+        noise = noise.to(images)
+        x = _project(images + eps * noise / noise.flatten(1).abs().amax(1).clamp_min(1e-12).view(view), images, eps)
+        self.fooled = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.adversarial = images.clone()
+        # rows of the batch still attacked, their clean images and classes
+        self.state = {"active": torch.arange(batch, device=device), "clean": images, "targets": labels}
+        loss, grad, wrong = self.evaluate(x)
+        step = torch.full((batch,) + view[1:], 2 * eps, device=device, dtype=images.dtype)
+        self.state.update({
+            "x": x, "previous": x.clone(), "grad": grad, "loss": loss, "best_loss": loss.clone(), "best_x": x.clone(),
+            "best_grad": grad.clone(), "step": step, "increases": torch.zeros(batch, device=device),
+            "best_at_last_mark": loss.clone(), "reduced_at_last_mark": torch.ones(batch, dtype=torch.bool, device=device),
+        })
+        self.retire(wrong)
+
+    def evaluate(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss [A], its gradient in the points [A, C, H, W], misclassified [A]) at the active rows' `points`."""
+        points = points.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.classifier(points)
+            loss = self.loss_fn(logits, self.state["active"])
+            (grad,) = torch.autograd.grad(loss.sum(), points)
+        return loss.detach(), grad.detach().contiguous(), logits.detach().argmax(1) != self.state["targets"]
+
+    def advance(self, momentum: float) -> torch.Tensor:
+        """One step with momentum from the current iterate; returns which rows the new iterate fools."""
+        st, eps = self.state, self.eps
+        z = _project(st["x"] + st["step"] * st["grad"].sign(), st["clean"], eps)
+        candidate = _project(st["x"] + momentum * (z - st["x"]) + (1 - momentum) * (st["x"] - st["previous"]),
+                             st["clean"], eps)
         st["previous"], st["x"] = st["x"], candidate
-        new_loss, st["grad"], wrong = evaluate(candidate)
+        new_loss, st["grad"], wrong = self.evaluate(candidate)
         st["increases"] += (new_loss > st["loss"]).float()
         st["loss"] = new_loss
         better = new_loss > st["best_loss"]
         st["best_loss"] = torch.where(better, new_loss, st["best_loss"])
         st["best_x"][better], st["best_grad"][better] = candidate[better], st["grad"][better]
-        if k + 1 in marks:
-            window = k + 1 - last_mark
-            halve = (st["increases"] <= 0.75 * window) | (~st["reduced_at_last_mark"] & (st["best_at_last_mark"] >= st["best_loss"]))
-            st["step"][halve] /= 2
-            st["x"][halve], st["grad"][halve] = st["best_x"][halve], st["best_grad"][halve]  # restart from the best point
-            st["reduced_at_last_mark"] = halve
-            st["best_at_last_mark"] = st["best_loss"].clone()
-            st["increases"].zero_()
-            last_mark = k + 1
-        retire(wrong)
-    adversarial[state["active"]] = state["best_x"]
-    return fooled, adversarial.detach()
+        return wrong
+
+    def reduce_steps(self, window: int) -> None:
+        """At a checkpoint, `window` iterations after the last: halves the step size (restarting from the best
+        point) where at most 75 % of them increased the loss, or where the step was not reduced at the last
+        checkpoint and the best loss has not improved since."""
+        st = self.state
+        halve = (st["increases"] <= 0.75 * window) | (~st["reduced_at_last_mark"] & (st["best_at_last_mark"] >= st["best_loss"]))
+        st["step"][halve] /= 2
+        st["x"][halve], st["grad"][halve] = st["best_x"][halve], st["best_grad"][halve]  # restart from the best point
+        st["reduced_at_last_mark"] = halve
+        st["best_at_last_mark"] = st["best_loss"].clone()
+        st["increases"].zero_()
+
+    def retire(self, wrong: torch.Tensor) -> None:
+        """Records newly fooled points and drops them from every per-point state tensor."""
+        if wrong.any():
+            rows = self.state["active"][wrong]
+            self.adversarial[rows] = self.state["x"][wrong]
+            self.fooled[rows] = True
+            keep = ~wrong
+            for key in self.state:
+                self.state[key] = self.state[key][keep]
 
 
 def target_classes(ranking: torch.Tensor, labels: torch.Tensor, rank: int) -> torch.Tensor:

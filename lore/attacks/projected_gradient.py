@@ -60,16 +60,7 @@ def pgd(
     images = images.detach()
     if check_range:
         check_pixel_range(images, "images")
-    if initial_delta is not None:
-        if initial_delta.shape != images.shape:
-            raise ValueError(f"initial_delta must have shape {tuple(images.shape)}, got {tuple(initial_delta.shape)}")
-        delta = initial_delta.detach().to(images.device, images.dtype)
-    elif random_start and eps > 0:
-        noise = torch.rand(images.shape, generator=generator, device=generator.device if generator else images.device)
-        delta = (2 * noise.to(images.device, images.dtype) - 1) * eps
-    else:
-        delta = torch.zeros_like(images)
-    delta = _project(delta, images, eps)
+    delta = _project(_start(images, eps, random_start, generator, initial_delta), images, eps)
     for _ in range(steps):
         delta.requires_grad_(True)
         with torch.enable_grad():
@@ -79,6 +70,19 @@ def pgd(
             (grad,) = torch.autograd.grad(values.sum(), delta)
         delta = _project(delta.detach() + step_size * grad.sign(), images, eps)
     return delta.detach()
+
+
+def _start(images: torch.Tensor, eps: float, random_start: bool, generator: Optional[torch.Generator],
+           initial_delta: Optional[torch.Tensor]) -> torch.Tensor:
+    """PGD's starting delta, before projection: `initial_delta`, a uniform draw in the ball, or zero."""
+    if initial_delta is not None:
+        if initial_delta.shape != images.shape:
+            raise ValueError(f"initial_delta must have shape {tuple(images.shape)}, got {tuple(initial_delta.shape)}")
+        return initial_delta.detach().to(images.device, images.dtype)
+    if random_start and eps > 0:
+        noise = torch.rand(images.shape, generator=generator, device=generator.device if generator else images.device)
+        return (2 * noise.to(images.device, images.dtype) - 1) * eps
+    return torch.zeros_like(images)
 
 
 def check_pixel_range(images: torch.Tensor, name: str = "images", tolerance: float = 1e-4) -> None:

@@ -168,14 +168,14 @@ def evaluate_dataset(built: BuiltModel, prepared: PreparedDataset, *, settings: 
     classifier = torch.nn.Sequential(built.encoder, prepared.head).eval()
     report = evaluate(classifier, prepared.images, prepared.labels, settings, embed=built.encoder,
                       class_embeddings=prepared.class_embeddings)
-    robust = {eps: list(row.values())[-1] for eps, row in report["robust_accuracy"].items()}
-    attacks = {eps: list(row)[-1] for eps, row in report["robust_accuracy"].items()}
-    result = {"clean": report["clean_accuracy"], "robust": robust, "robust_by_attack": report["robust_accuracy"],
-              "attacks": sorted(set(attacks.values())), "samples": report["n_samples"], "classes": len(prepared.classnames),
-              "head": prepared.head_kind, "warnings": report["warnings"] + prepared.warnings,
+    robust = {eps: list(row.values())[-1] for eps, row in report.robust_accuracy.items()}
+    attacks = {eps: list(row)[-1] for eps, row in report.robust_accuracy.items()}
+    result = {"clean": report.clean_accuracy, "robust": robust, "robust_by_attack": report.robust_accuracy,
+              "attacks": sorted(set(attacks.values())), "samples": report.n_samples, "classes": len(prepared.classnames),
+              "head": prepared.head_kind, "warnings": report.warnings + prepared.warnings,
               "dataset_images": prepared.dataset_images}
-    if "alignment" in report:
-        result["alignment"] = report["alignment"]
+    if report.alignment is not None:
+        result["alignment"] = report.alignment
     return result
 
 

@@ -181,13 +181,14 @@ def _run_evaluation(config: EvalConfig, pool: ThreadPoolExecutor) -> dict:
     images, labels = probe_subset(test_set, config.samples, config.seed, workers_pool=pool, on_unreadable=unreadable)
     images, labels = images.to(device), labels.to(device)
     classifier = torch.nn.Sequential(encoder, head).eval()
-    report = evaluate(classifier, images, labels, settings, embed=encoder, class_embeddings=text_embeddings)
+    report = evaluate(classifier, images, labels, settings, embed=encoder,
+                      class_embeddings=text_embeddings).as_dict()  # evaluation.json: the suite's report, then the run's
     report["model"] = config.model
     report["head"] = head_kind
     if unreadable is not None:
         report["unreadable_images"] = list(unreadable.seen)
         if unreadable.count:
-            report["warnings"] = [*report.get("warnings", []), f"{unreadable.count} undecodable image(s) were replaced "
+            report["warnings"] = [*report["warnings"], f"{unreadable.count} undecodable image(s) were replaced "
                                   f"by the next decodable one (listed in {UNREADABLE_LIST})"]
     report["config"] = asdict(config)
     report["provenance"] = provenance(model=encoder, device=str(device),

@@ -8,7 +8,7 @@ still robust (clean-misclassified points are never attacked).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -152,6 +152,37 @@ def fraction(mask: torch.Tensor) -> float:
     return int(mask.sum()) / mask.numel()
 
 
+@dataclass
+class EvalReport:
+    """What `evaluate` measured; `as_dict()` is the JSON evaluation.json and the reports store.
+
+    Attributes:
+        n_samples: N, the images evaluated.
+        clean_accuracy: the share classified correctly, clean.
+        robust_accuracy: {eps as "k/255": {cascade so far ("apgd-ce", "apgd-ce+apgd-t"): share robust}}.
+        skipped: the attacks that could not run, each {"attack", "reason"}.
+        warnings: what the gradient-masking check (and the caller) found.
+        square: {eps: share robust to Square}, when run.
+        gaussian_noise: {sigma: share correct under Gaussian noise}, when run.
+        corruptions: {name: {severity "1".."5": share correct}}, when run.
+        alignment: mean cosine of clean embeddings with their class embedding (Fig. 4b), when measured.
+    """
+
+    n_samples: int
+    clean_accuracy: float
+    robust_accuracy: dict[str, dict[str, float]]
+    skipped: list[dict[str, str]]
+    warnings: list[str]
+    square: Optional[dict[str, float]] = None
+    gaussian_noise: Optional[dict[str, float]] = None
+    corruptions: Optional[dict[str, dict[str, float]]] = None
+    alignment: Optional[float] = None
+
+    def as_dict(self) -> dict:
+        """The report as JSON-ready dict, in this field order, without the parts that were not run."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
 def evaluate(
     classifier: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
@@ -160,8 +191,8 @@ def evaluate(
     *,
     embed: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     class_embeddings: Optional[torch.Tensor] = None,
-) -> dict:
-    """Runs the suite and returns a JSON-ready report.
+) -> EvalReport:
+    """Runs the suite and returns its `EvalReport`.
 
     Args:
         classifier: images [B, C, H, W] in [0, 1] -> logits [B, K], in eval mode.
@@ -171,46 +202,27 @@ def evaluate(
         embed: image encoder, for the image-text alignment (mean cosine of clean embeddings with their
             class embedding, Fig. 4b).
         class_embeddings: [K, D] class text embeddings, for the same alignment.
-
-    Returns:
-        `{"n_samples", "clean_accuracy", "robust_accuracy": {eps: {attack: acc}}, "square": {eps: acc},
-        "gaussian_noise": {sigma: acc}, "corruptions": {name: {severity: acc}}, "alignment", "skipped":
-        [{"attack", "reason"}], "warnings"}`.
     """
     if images.dim() != 4 or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
         raise ValueError(f"need images [N > 0, C, H, W] and labels [N], got {tuple(images.shape)} and {tuple(labels.shape)}")
     warnings_seen = check_gradient_masking(classifier, images[: min(16, len(images))], labels[: min(16, len(labels))])
     predictions = _predict(classifier, images, settings.batch_size)
-    report: dict = {
-        "n_samples": len(labels),
-        "clean_accuracy": fraction(predictions == labels),
-        "robust_accuracy": {},
-        "skipped": skipped_attacks(classifier, images, settings),
-        "warnings": warnings_seen,
-    }
+    report = EvalReport(n_samples=len(labels), clean_accuracy=fraction(predictions == labels), robust_accuracy={},
+                        skipped=skipped_attacks(classifier, images, settings), warnings=warnings_seen)
     for i, eps in enumerate(settings.eps):
         if settings.attacks:
-            report["robust_accuracy"][format_eps(eps)] = robust_accuracy(classifier, images, labels, eps, settings, eps_index=i)
+            report.robust_accuracy[format_eps(eps)] = robust_accuracy(classifier, images, labels, eps, settings, eps_index=i)
     if settings.square_queries:
-        report["square"] = {}
-        for i, eps in enumerate(settings.eps):
-            correct = (predictions == labels).nonzero().flatten()
-            fooled_total = 0
-            for b, s in enumerate(_batches(len(correct), settings.batch_size)):
-                generator = torch.Generator(device=images.device).manual_seed(settings.seed + 31 * i + b)
-                fooled, _ = square_attack(classifier, images[correct[s]], labels[correct[s]], eps=eps,
-                                          n_queries=settings.square_queries, generator=generator)
-                fooled_total += int(fooled.sum())
-            report["square"][format_eps(eps)] = (len(correct) - fooled_total) / len(labels)
+        report.square = _square(classifier, images, labels, predictions, settings)
     if settings.noise_sigmas:
         generator = torch.Generator(device=images.device).manual_seed(settings.seed)
-        report["gaussian_noise"] = {
+        report.gaussian_noise = {
             f"{sigma:g}": fraction(_predict(classifier, gaussian_noise(images, sigma, generator), settings.batch_size) == labels)
             for sigma in settings.noise_sigmas
         }
     if settings.corruptions:
         generator = torch.Generator(device=images.device).manual_seed(settings.seed)
-        report["corruptions"] = {
+        report.corruptions = {
             name: {str(sev): fraction(_predict(classifier, CORRUPTIONS[name](images, sev, generator), settings.batch_size) == labels)
                    for sev in range(1, 6)}
             for name in settings.corruptions
@@ -219,5 +231,22 @@ def evaluate(
         with torch.no_grad():
             emb = torch.cat([embed(images[s]) for s in _batches(len(images), settings.batch_size)])
             cos = F.cosine_similarity(emb, class_embeddings[labels].to(emb), dim=1)
-        report["alignment"] = round(cos.double().mean().item(), 6)
+        report.alignment = round(cos.double().mean().item(), 6)
     return report
+
+
+def _square(classifier: Callable, images: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor,
+            settings: EvalSettings) -> dict[str, float]:
+    """{eps: share robust to Square}: Square attacks the clean-correct points, batch by batch, seeded per eps and
+    batch."""
+    square = {}
+    for i, eps in enumerate(settings.eps):
+        correct = (predictions == labels).nonzero().flatten()
+        fooled_total = 0
+        for b, s in enumerate(_batches(len(correct), settings.batch_size)):
+            generator = torch.Generator(device=images.device).manual_seed(settings.seed + 31 * i + b)
+            fooled, _ = square_attack(classifier, images[correct[s]], labels[correct[s]], eps=eps,
+                                      n_queries=settings.square_queries, generator=generator)
+            fooled_total += int(fooled.sum())
+        square[format_eps(eps)] = (len(correct) - fooled_total) / len(labels)
+    return square
