@@ -96,26 +96,12 @@ def _dual_settings(preset: str, dual: Union[DualKind, DualSettings], **given: An
     return DualSettings.from_preset(preset, kind=dual, **given)
 
 
-def lore(
-    rho: float = 0.1,
-    *,
-    preset: str = DEFAULT_PRESET,
-    dual: Union[DualKind, DualSettings] = "network",
-    hidden: Optional[int] = None,
-    init: Optional[float] = None,
-    adaptive_margin: bool = True,
-    features: Optional[str] = None,
-    link: Optional[str] = None,
-    penalty: float = 0.0,
-    dual_signal: Optional[DualSignal] = None,
-    violation_rate: Optional[float] = None,
-    dual_optimizer: Optional[str] = None,
-    dual_lr: Optional[float] = None,
-    dual_beta1: Optional[float] = None,
-    dual_beta2: Optional[float] = None,
-    relax: Union[str, RelaxationCost, None] = None,
-    relax_price: float = 1.0,
-) -> Method:
+def lore(rho: float = 0.1, *, preset: str = DEFAULT_PRESET, dual: Union[DualKind, DualSettings] = "network",
+         hidden: Optional[int] = None, init: Optional[float] = None, adaptive_margin: bool = True,
+         features: Optional[str] = None, link: Optional[str] = None, penalty: float = 0.0,
+         dual_signal: Optional[DualSignal] = None, violation_rate: Optional[float] = None,
+         dual_optimizer: Optional[str] = None, dual_lr: Optional[float] = None, dual_beta1: Optional[float] = None,
+         dual_beta2: Optional[float] = None, relax: Union[str, RelaxationCost, None] = None, relax_price: float = 1.0) -> Method:
     """LORE (paper Eq. 7, Algorithm 1).
 
     Every dual setting left None takes the value of `preset` (`lore.presets`): "paper" (default) is

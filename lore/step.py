@@ -33,8 +33,7 @@ from .reference import FrozenReference
 from .vocabulary import Checks, Passes, check_choice
 from .wrappers import input_gradient_only, unwrap
 from .step_closure import Measured, batch_closure, micro_batches
-from .step_result import PhaseClock, PhaseTimer, StepChecks, StepResult
-
+from .step_result import PhaseClock, PhaseTimer, StepChecks, StepResult, step_values
 
 
 class RobustStep:
@@ -278,17 +277,12 @@ class RobustStep:
         if distance is None and self.measure_clean:
             with torch.no_grad():
                 distance = sq_l2(self._embed(batch.images, plain=True), batch.reference)
-        robust = torch.cat([m.robust_loss for m in measured]).float().mean()
-        if distance is None:
-            values = torch.stack([robust, robust.new_tensor(float("nan")), robust.new_tensor(float("nan"))])
-        else:
-            relative = (distance / batch.reference.pow(2).sum(dim=1).clamp_min(1e-12)).mean()
-            values = torch.stack([robust, distance.float().mean(), relative.float()])
-        name = self.method.constraint.name if self.method.constraint is not None else ""
-        constrained_report = report if self.method.constraint is not None else None
-        return StepResult(values, flags.tensor(), has_clean=distance is not None, report=constrained_report,
-                          constraint_name=name,
-                          timing=timing, method_name=self.method.name)
+        values = step_values(torch.cat([m.robust_loss for m in measured]), distance, batch.reference)
+        constraint = self.method.constraint
+        return StepResult(values, flags.tensor(), has_clean=distance is not None,
+                          report=report if constraint is not None else None,
+                          constraint_name=constraint.name if constraint is not None else "", timing=timing,
+                          method_name=self.method.name)
 
     def state_dict(self) -> dict:
         """Dual state (multipliers, dual optimizer, schedule); the encoder and optimizer are saved by the caller."""

@@ -240,3 +240,15 @@ class StepChecks:
     def tensor(self) -> torch.Tensor:
         """[non-finite, pixels out of range] as 0.0/1.0 floats (the order of `PROBLEMS`)."""
         return torch.stack([self._nonfinite, self._pixels]).float()
+
+
+def step_values(robust_loss: torch.Tensor, clean_distance: Optional[torch.Tensor],
+                reference: torch.Tensor) -> torch.Tensor:
+    """A step's logged numbers, [3] on the device: the mean robust loss over the batch's [B] per-sample losses,
+    the mean squared clean distance ||phi(x) - phi_0(x)||^2 over its [B] values, and the mean of that distance
+    relative to ||phi_0(x)||^2 (`reference`: phi_0(x) [B, D]); NaN for the two distances when none was measured."""
+    robust = robust_loss.float().mean()
+    if clean_distance is None:
+        return torch.stack([robust, robust.new_tensor(float("nan")), robust.new_tensor(float("nan"))])
+    relative = (clean_distance / reference.pow(2).sum(dim=1).clamp_min(1e-12)).mean()
+    return torch.stack([robust, clean_distance.float().mean(), relative.float()])

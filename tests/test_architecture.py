@@ -339,3 +339,40 @@ def test_no_lore_code_special_cases_a_method_by_its_name():
              for path in sorted((ROOT / "lore").rglob("*.py"))
              for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert not found, "\n".join(found)
+
+
+MODULE_LINES = 300  #: the most lines a module of lore/ may have
+FUNCTION_LINES = 60  #: the most lines a function or method may span, from `def` to its last line, docstring included
+
+
+def oversized(root: Path, package: str) -> list[str]:
+    """The modules of `package` under `root` longer than `MODULE_LINES` and the functions longer than
+    `FUNCTION_LINES`, each as "path: N lines" or "path::name: N lines"."""
+    found = []
+    for path in sorted((root / package).rglob("*.py")):
+        source = path.read_text()
+        name = path.relative_to(root).as_posix()
+        if len(source.splitlines()) > MODULE_LINES:
+            found.append(f"{name}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                span = node.end_lineno - node.lineno + 1
+                if span > FUNCTION_LINES:
+                    found.append(f"{name}::{node.name}: {span} lines")
+    return found
+
+
+def test_the_size_checker_finds_long_modules_and_long_functions(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    body = "".join(f"    x{i} = {i}\n" for i in range(FUNCTION_LINES))  # def line + 60 lines: 61
+    (package / "long_function.py").write_text(f"def f():\n{body}\n\ndef g():\n    return 1\n")
+    (package / "long_module.py").write_text("".join(f"x{i} = {i}\n" for i in range(MODULE_LINES + 1)))
+    at_limit = "".join(f"        y{i} = {i}\n" for i in range(FUNCTION_LINES - 1))  # def line + 59 lines: 60
+    (package / "fine.py").write_text(f"class A:\n    def method(self):\n{at_limit}")
+    assert oversized(tmp_path, "pkg") == ["pkg/long_function.py::f: 61 lines", "pkg/long_module.py: 301 lines"]
+
+
+def test_no_lore_module_is_over_300_lines_and_no_function_over_60():
+    """One job per module, one step per function: a module that outgrows 300 lines is split by what it does."""
+    assert oversized(ROOT, "lore") == []

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
+
+from .imagenet import imagenet_classnames, imagenet_wnids
 
 from torchvision.datasets import ImageFolder
 
@@ -64,3 +66,31 @@ def check_links(root: str | Path) -> None:
                 raise ValueError(f"{path} is {how} {seen[inode]} ({path.resolve()}): it would count twice, possibly "
                                  "under two labels")
             seen[inode] = path
+
+
+def class_folder_dataset(spec: str, classes: Optional[Sequence[str]], transform) -> ImageFolder:
+    """The image folder `spec` (one sub-folder per class; only `classes` when given), links checked, with at least
+    2 classes; its `classnames` attribute holds `folder_classnames` of its class folders."""
+    folder = Path(spec)
+    check_links(folder)
+    try:
+        base = ImageFolder(str(folder), transform=transform) if classes is None else \
+            SelectedImageFolder(str(folder), classes, transform=transform)
+    except FileNotFoundError as error:  # torchvision: no class folders / no images in them
+        raise ValueError(f"image folder {spec}: {error}") from error
+    if len(base.classes) < 2:
+        raise ValueError(f"image folder {spec} has {len(base.classes)} class folder(s) ({base.classes}); "
+                         "classification needs at least 2 (one sub-folder per class)")
+    base.classnames = folder_classnames(base.classes)
+    return base
+
+
+def folder_classnames(folders: Sequence[str]) -> tuple[str, ...]:
+    """Class names of class folders: ImageNet's real names when every folder is a WordNet id, else the folder
+    names with "_" read as a space."""
+    if folders and all(len(f) == 9 and f[0] == "n" and f[1:].isdigit() for f in folders):
+        index = {wnid: i for i, wnid in enumerate(imagenet_wnids())}
+        if all(f in index for f in folders):
+            names = imagenet_classnames()
+            return tuple(names[index[f]] for f in folders)
+    return tuple(f.replace("_", " ") for f in folders)

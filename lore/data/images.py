@@ -17,7 +17,6 @@ import torch
 from torch.utils.data import Dataset
 
 from .digits import load_digits_images
-from .imagenet import imagenet_classnames, imagenet_wnids
 from .specs import DATA_FORMS, UnreadableImageError, is_image_folder, is_shard_spec
 
 
@@ -116,47 +115,27 @@ def build_dataset(spec: str, image_size: int, *, split: str = "train", seed: int
     if split not in ("train", "test"):
         raise ValueError(f"split {split!r}: only the digits have a validation part; {spec!r} has train and test")
 
-    from torchvision import datasets
-
     transform = image_transform(image_size, bicubic=True)
     if spec.startswith("torchvision:"):
-        _, name, root = spec.split(":", 2)  # its form and root were checked above
-        if not hasattr(datasets, name):
-            raise ValueError(f"torchvision has no dataset {name!r}")
-        try:
-            base = getattr(datasets, name)(root=root, train=(split == "train"), download=False, transform=transform)
-        except RuntimeError as error:  # torchvision's "Dataset not found" (we never download)
-            raise FileNotFoundError(f"{name} not found under {root} (no downloads here): {error}") from error
-        return IndexedImages(base, tuple(getattr(base, "classes", ())))
+        return _torchvision_dataset(spec, split, transform)
+    from .folders import class_folder_dataset
 
-    folder = Path(spec)
-    from .folders import check_links
+    folder = class_folder_dataset(spec, classes, transform)
+    return IndexedImages(folder, folder.classnames)
 
-    check_links(folder)
+
+def _torchvision_dataset(spec: str, split: str, transform) -> "IndexedImages":
+    """A torchvision dataset already downloaded to ROOT ("torchvision:NAME:ROOT", checked), train or test split."""
+    from torchvision import datasets
+
+    _, name, root = spec.split(":", 2)
+    if not hasattr(datasets, name):
+        raise ValueError(f"torchvision has no dataset {name!r}")
     try:
-        if classes is None:
-            base = datasets.ImageFolder(str(folder), transform=transform)
-        else:
-            from .folders import SelectedImageFolder
-
-            base = SelectedImageFolder(str(folder), classes, transform=transform)
-    except FileNotFoundError as error:  # torchvision: no class folders / no images in them
-        raise ValueError(f"image folder {spec}: {error}") from error
-    if len(base.classes) < 2:
-        raise ValueError(f"image folder {spec} has {len(base.classes)} class folder(s) ({base.classes}); "
-                         "classification needs at least 2 (one sub-folder per class)")
-    return IndexedImages(base, folder_classnames(base.classes))
-
-
-def folder_classnames(folders: Sequence[str]) -> tuple[str, ...]:
-    """Class names of class folders: ImageNet's real names when every folder is a WordNet id, else the folder
-    names with "_" read as a space."""
-    if folders and all(len(f) == 9 and f[0] == "n" and f[1:].isdigit() for f in folders):
-        index = {wnid: i for i, wnid in enumerate(imagenet_wnids())}
-        if all(f in index for f in folders):
-            names = imagenet_classnames()
-            return tuple(names[index[f]] for f in folders)
-    return tuple(f.replace("_", " ") for f in folders)
+        base = getattr(datasets, name)(root=root, train=(split == "train"), download=False, transform=transform)
+    except RuntimeError as error:  # torchvision's "Dataset not found" (we never download)
+        raise FileNotFoundError(f"{name} not found under {root} (no downloads here): {error}") from error
+    return IndexedImages(base, tuple(getattr(base, "classes", ())))
 
 
 def read_class_list(name_or_path: str) -> list[str]:

@@ -60,23 +60,11 @@ def settings_record(settings: EvalSettings, samples: int, head_samples: int, *, 
             "image_size": image_size, "pretrained": pretrained, "linear_head": linear_head}
 
 
-def run_benchmark(
-    models: Sequence[str],
-    datasets: Sequence[str],
-    data_root: Union[str, Path],
-    output: Union[str, Path],
-    *,
-    settings: EvalSettings,
-    samples: int = DEFAULT_SAMPLES,
-    pretrained: Optional[str] = None,
-    image_size: Optional[int] = None,
-    baseline: Optional[str] = None,
-    cache_dir: str = "~/.cache/lore",
-    device: Union[str, torch.device] = "",
-    linear_head: Optional[str] = None,
-    head_samples: int = 10_000,
-    workers: int = 8,
-) -> dict:
+def run_benchmark(models: Sequence[str], datasets: Sequence[str], data_root: Union[str, Path], output: Union[str, Path],
+                  *, settings: EvalSettings, samples: int = DEFAULT_SAMPLES, pretrained: Optional[str] = None,
+                  image_size: Optional[int] = None, baseline: Optional[str] = None, cache_dir: str = "~/.cache/lore",
+                  device: Union[str, torch.device] = "", linear_head: Optional[str] = None, head_samples: int = 10_000,
+                  workers: int = 8) -> dict:
     """Evaluates every model on every dataset and writes OUTPUT/report.json, report.md and benchmark.png.
 
     Args:

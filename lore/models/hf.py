@@ -19,45 +19,21 @@ resamples at every forward by itself.
 
 from __future__ import annotations
 
-import json
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
 
-from ..files import check_complete, missing_folder_hint, staged_folder
+from ..files import staged_folder
 from ..jsonio import write_json
 from ..validation import read_json_object
 from .encoders import ImageEncoder, check_patch_multiple
+from .hf_folder import (ARCHITECTURES, TOKENIZER_FILES, check_architecture, folder_of, is_hf_folder,
+                        processor_size, read_processor, with_size)
 
-PREFIX = "hf:"
-#: config.json's first architecture -> (lore kind, has a text tower)
-ARCHITECTURES = {
-    "CLIPModel": ("hf-clip", True),
-    "CLIPVisionModelWithProjection": ("hf-clip-vision", False),
-    "SiglipModel": ("hf-siglip", True),
-    "SiglipVisionModel": ("hf-siglip-vision", False),
-    "Dinov2Model": ("hf-dinov2", False),
-}
-#: config.json's first architecture -> the `model_type`s its class loads (a CLIP config naming Dinov2Model would
-#: build a random DINOv2)
-MODEL_TYPES = {
-    "CLIPModel": ("clip",),
-    "CLIPVisionModelWithProjection": ("clip", "clip_vision_model"),
-    "SiglipModel": ("siglip",),
-    "SiglipVisionModel": ("siglip", "siglip_vision_model"),
-    "Dinov2Model": ("dinov2",),
-}
-#: the image processor's settings: `preprocessor_config.json`, or transformers 5's `processor_config.json`
-#: (`CLIPProcessor.save_pretrained`), whose "image_processor" entry holds them
-PROCESSOR_LAYOUTS = ("preprocessor_config.json", "processor_config.json")
-#: a text tower's tokenizer is read from one of these (AutoTokenizer without them builds a 2-token tokenizer
-#: that gives every prompt the same ids)
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "spiece.model", "tokenizer.model", "sentencepiece.bpe.model")
 #: weight entries a checkpoint need not hold (buffers `transformers` rebuilds)
 REBUILT = ("position_ids",)
 
@@ -134,75 +110,6 @@ class HFTokenizer:
         return tokens
 
 
-def processor_file(folder: Path) -> Optional[Path]:
-    """The file of `PROCESSOR_LAYOUTS` that `folder` holds, or None."""
-    return next((folder / name for name in PROCESSOR_LAYOUTS if (folder / name).is_file()), None)
-
-
-def folder_of(name: str) -> Path:
-    """The folder of an `hf:PATH` model name, checked: a missing folder or file is a one-line error, and so is a
-    folder a lore export left incomplete."""
-    folder = Path(name[len(PREFIX):]).expanduser()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model {name!r}: no folder {folder} (hf: takes a local transformers folder; nothing "
-                                f"is downloaded){missing_folder_hint(folder)}")
-    check_complete(folder, f"model {name!r}:")
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"model {name!r}: {folder} has no config.json (save the model with save_pretrained)")
-    if processor_file(folder) is None:
-        raise FileNotFoundError(f"model {name!r}: {folder} has no preprocessor_config.json or processor_config.json "
-                                "(save the image processor or processor with save_pretrained)")
-    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
-        raise FileNotFoundError(f"model {name!r}: {folder} holds no weights (model.safetensors)")
-    return folder
-
-
-def is_hf_folder(path: Path) -> bool:
-    """Whether `path` holds a `transformers` checkpoint of a supported class (an `hf:` export included)."""
-    config = path / "config.json"
-    if not (path.is_dir() and config.is_file() and processor_file(path) is not None):
-        return False
-    try:
-        architectures = json.loads(config.read_text()).get("architectures") or []
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return False
-    return isinstance(architectures, list) and bool(architectures) and architectures[0] in ARCHITECTURES
-
-
-def read_processor(folder: Path, what: str) -> dict:
-    """The image processor's settings of `folder`, checked: image_mean and image_std are finite numbers, one per
-    channel or one for all three (transformers accepts a scalar), std positive; they come back as 3-lists.
-
-    Raises:
-        ValueError: naming the file and the field.
-    """
-    path = processor_file(folder)
-    assert path is not None, "folder_of checked it"
-    processor = read_json_object(path, f"{what}:", holds="")
-    if path.name == "processor_config.json":
-        inner = processor.get("image_processor")
-        if not isinstance(inner, dict):
-            raise ValueError(f"{what}: {path} holds no \"image_processor\" object (save the processor with "
-                             "save_pretrained, or its image processor alone)")
-        processor = inner
-    processor = dict(processor)
-    for key in ("image_mean", "image_std"):
-        processor[key] = _channels(processor.get(key), path, key)
-    if min(processor["image_std"]) <= 0:
-        raise ValueError(f"{path}: image_std must be positive (pixels are divided by it), got {processor['image_std']}")
-    return processor
-
-
-def _channels(value: Any, path: Path, key: str) -> list[float]:
-    """A processor's per-channel value as three floats (a number or a 1-list applies to every channel)."""
-    numbers = value if isinstance(value, list) else [value]
-    if not (len(numbers) in (1, 3) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                           and math.isfinite(v) for v in numbers)):
-        shown = "missing" if value is None else repr(value)
-        raise ValueError(f"{path}: {key} must be a finite number or a list of 3 (one per RGB channel), got {shown}")
-    return [float(v) for v in numbers] * (3 // len(numbers))
-
-
 def load_hf(name: str, *, image_size: Optional[int] = None, device: Union[str, torch.device] = "cpu",
             allow_missing: bool = False) -> HFModel:
     """Builds an `hf:PATH` model with `transformers` (the `hf` extra).
@@ -227,23 +134,14 @@ def load_hf(name: str, *, image_size: Optional[int] = None, device: Union[str, t
     folder = folder_of(name)
     what = f"model {name!r}"
     config = read_json_object(folder / "config.json", f"{what}:", holds="")
-    architectures = config.get("architectures")
-    architecture = architectures[0] if isinstance(architectures, list) and architectures else "(none named)"
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"{what}: {folder / 'config.json'} names architecture {architecture!r}, which is not supported; hf: takes "
-                         f"{', '.join(ARCHITECTURES)}")
-    if config.get("model_type") not in MODEL_TYPES[architecture]:
-        raise ValueError(f"{what}: {folder / 'config.json'} names {architecture} but model_type "
-                         f"{config.get('model_type')!r} (a {architecture} config has model_type "
-                         f"{' or '.join(map(repr, MODEL_TYPES[architecture]))})")
+    kind, has_text = check_architecture(config, folder, what)
     processor = read_processor(folder, what)
-    kind, has_text = ARCHITECTURES[architecture]
     if has_text and not any((folder / file).is_file() for file in TOKENIZER_FILES):
         raise FileNotFoundError(f"{what}: {folder} has a text tower but no tokenizer ({' or '.join(TOKENIZER_FILES)}); "
                                 "save the tokenizer with save_pretrained (or the processor, which holds it)")
-    model, missing = _from_pretrained(getattr(transformers, architecture), folder, what, allow_missing)
+    model, missing = _from_pretrained(getattr(transformers, config["architectures"][0]), folder, what, allow_missing)
     model = model.float().to(device).eval()
-    size = image_size or _processor_size(processor) or _vision_config(model).image_size
+    size = image_size or processor_size(processor) or _vision_config(model).image_size
     vision_model = model.vision_model if hasattr(model, "vision_model") else model
     check_patch_multiple(size, _vision_config(model).patch_size, name)
     if kind != "hf-dinov2" and size != _vision_config(model).image_size:
@@ -253,20 +151,23 @@ def load_hf(name: str, *, image_size: Optional[int] = None, device: Union[str, t
     tower = HFImageTower(vision_model, projection)
     width = projection.out_features if projection is not None else _vision_config(model).hidden_size
     encoder = ImageEncoder(tower, processor["image_mean"], processor["image_std"], embed_dim=width).to(device)
-    text = tokenizer = None
-    if has_text:
-        text = HFTextTower(model)
-        fixed = kind == "hf-siglip"
-        try:
-            loaded = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        except Exception as error:  # a broken tokenizer file: transformers' own words, on one line
-            raise ValueError(f"{what}: its tokenizer cannot be loaded from {folder}: {_first_line(error)}") from None
-        tokenizer = HFTokenizer(loaded, max_length=model.config.text_config.max_position_embeddings, fixed_length=fixed)
-        check_tokenizer_tells_apart(tokenizer, what)
+    text, tokenizer = (HFTextTower(model), _tokenizer(transformers, model, folder, kind, what)) if has_text else (None, None)
     with torch.no_grad():
         scale = float(model.logit_scale.exp()) if hasattr(model, "logit_scale") else 100.0
         bias = float(model.logit_bias) if hasattr(model, "logit_bias") else 0.0
     return HFModel(encoder, model, text, tokenizer, size, kind, scale, bias, folder, processor, missing)
+
+
+def _tokenizer(transformers, model: nn.Module, folder: Path, kind: str, what: str) -> "HFTokenizer":
+    """The text tower's tokenizer from `folder`, checked to tell prompts apart (SigLIP's pads to a fixed length)."""
+    try:
+        loaded = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception as error:  # a broken tokenizer file: transformers' own words, on one line
+        raise ValueError(f"{what}: its tokenizer cannot be loaded from {folder}: {_first_line(error)}") from None
+    tokenizer = HFTokenizer(loaded, max_length=model.config.text_config.max_position_embeddings,
+                            fixed_length=kind == "hf-siglip")
+    check_tokenizer_tells_apart(tokenizer, what)
+    return tokenizer
 
 
 def _from_pretrained(model_class, folder: Path, what: str, allow_missing: bool):
@@ -342,8 +243,8 @@ def save_hf_export(built: HFModel, folder: Union[str, Path], *, replace: bool = 
         if built.tokenizer is not None:
             built.tokenizer.tokenizer.save_pretrained(staging)
         processor = {key: value for key, value in built.processor.items() if not key.startswith("_")}
-        if _processor_size(processor) != built.image_size:  # trained at another size: the processor says so
-            processor = _with_size(processor, built.image_size)
+        if processor_size(processor) != built.image_size:  # trained at another size: the processor says so
+            processor = with_size(processor, built.image_size)
         write_json(staging / "preprocessor_config.json", processor)
     return Path(folder)
 
@@ -351,29 +252,6 @@ def save_hf_export(built: HFModel, folder: Union[str, Path], *, replace: bool = 
 def _vision_config(model: nn.Module):
     config = model.config
     return getattr(config, "vision_config", config)
-
-
-def _processor_size(processor: dict) -> Optional[int]:
-    """The square side a processor crops or resizes to (crop_size, else size), or None."""
-    for key in ("crop_size", "size"):
-        value = processor.get(key)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, dict):
-            side = value.get("height") or value.get("shortest_edge")
-            if side:
-                return int(side)
-    return None
-
-
-def _with_size(processor: dict, size: int) -> dict:
-    processor = dict(processor)
-    if "crop_size" in processor:
-        processor["crop_size"] = {"height": size, "width": size}
-        processor["size"] = {"shortest_edge": size}
-    else:
-        processor["size"] = {"height": size, "width": size}
-    return processor
 
 
 __all__ = ["ARCHITECTURES", "HFImageTower", "HFModel", "HFTextTower", "HFTokenizer", "check_tokenizer_tells_apart",

@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lore.data.images import build_dataset, epoch_order, folder_classnames, read_class_list
+from lore.data.folders import folder_classnames
+from lore.data.images import build_dataset, epoch_order, read_class_list
 from lore.data.specs import UnreadableImageError
 from lore.training.loader import GlobalBatchSampler, training_batches
 

@@ -16,14 +16,15 @@ import typing
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .evaluation.config import EvalConfig
-from .presets import DUAL_PRESETS, PRESET_FIELDS, resolve_dual
-from .registry import method_names
-from .training.config import TrainConfig, unused_reason
-from .validation import read_json_object
+from ..evaluation.config import EvalConfig
+from ..presets import DUAL_PRESETS, PRESET_FIELDS, resolve_dual
+from ..registry import method_names
+from ..training.config import TrainConfig, unused_reason
+from ..validation import read_json_object
+from .errors import INTERRUPTED, fail, os_error
+from .evaluate import run_eval
+from .export import run_export, run_plot
 
-INPUT_ERROR = 2
-INTERRUPTED = 130
 
 
 def _flag(name: str) -> str:
@@ -132,161 +133,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
-def _fail(command: str, error: BaseException) -> int:
-    print(f"lore {command}: {error}", file=sys.stderr)
-    return INPUT_ERROR
-
-
-def _os_error(error: OSError) -> str:
-    """One line for a file-system failure (full disk, read-only or missing output), naming the file."""
-    import errno
-
-    where = f" {error.filename}" if error.filename else ""
-    reason = error.strerror or str(error)
-    advice = {errno.ENOSPC: "; free space and rerun (files are written atomically: earlier ones are intact)",
-              errno.EROFS: "; choose an --output on a writable file system",
-              errno.EACCES: "; choose an --output you may write to"}.get(error.errno or 0, "")
-    return f"cannot write or read{where}: {reason}{advice}"
-
-
-def _eval(args: argparse.Namespace) -> int:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig) if getattr(args, f.name) is not None}
-    try:
-        config = EvalConfig(**values)
-    except ValueError as error:
-        return _fail("eval", error)
-    if config.benchmark and args.data is not None:
-        return _fail("eval", ValueError("give either --data (one dataset) or --benchmark with --data-root, not both"))
-    from .data.specs import UnreadableImageError
-
-    try:
-        if config.benchmark:
-            return _benchmark(config)
-        from .evaluation.report import markdown_table
-        from .evaluation.run import run_evaluation
-
-        report = run_evaluation(config)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError, UnreadableImageError) as error:
-        return _fail("eval", error)
-    except OSError as error:
-        return _fail("eval", OSError(_os_error(error)))
-    print(markdown_table(report))
-    print(f"wrote {config.output}/report.json, report.md, robust_accuracy.png")
-    return 0
-
-
-def _check_data(config: EvalConfig) -> int:
-    from .evaluation.benchmark import check_data
-
-    found = check_data(config.benchmark_list, config.data_root)
-    print(f"{'dataset':<16}{'status':<12}{'images':>9}{'release':>9}{'classes':>9}  problem")
-    for entry in found:
-        images = "—" if entry["images"] is None else str(entry["images"])
-        expected = "?" if entry["expected"] is None else str(entry["expected"])
-        classes = "—" if entry["classes"] is None else str(entry["classes"])
-        print(f"{entry['dataset']:<16}{entry['status']:<12}{images:>9}{expected:>9}{classes:>9}  "
-              f"{(entry['problem'] or '').splitlines()[0] if entry['problem'] else ''}")
-    unreadable = [e["dataset"] for e in found if e["status"] == "unreadable"]
-    if unreadable:
-        print(f"lore eval: {len(unreadable)} dataset(s) cannot be read under {config.data_root}: {', '.join(unreadable)}",
-              file=sys.stderr)
-        return INPUT_ERROR
-    return 0
-
-
-def _benchmark(config: EvalConfig) -> int:
-    from .evaluation.benchmark import run_benchmark
-    from .evaluation.run import settings_of
-
-    if config.check_data:
-        return _check_data(config)
-
-    try:
-        run_benchmark(config.model_list, config.benchmark_list, config.data_root, config.output, settings=settings_of(config),
-                      samples=config.samples, pretrained=config.pretrained, image_size=config.image_size,
-                      baseline=config.baseline, cache_dir=config.cache_dir, device=config.device,
-                      linear_head=config.linear_head, head_samples=config.head_samples, workers=config.workers)
-    except KeyboardInterrupt:
-        print(f"lore eval: interrupted; finished datasets are kept in {config.output}/models/ and a re-run resumes",
-              file=sys.stderr)
-        return INTERRUPTED
-    print((Path(config.output) / "report.md").read_text())
-    print(f"wrote {config.output}/report.json, report.md, benchmark.png")
-    return 0
-
-
-def _plot(args: argparse.Namespace) -> int:
-    from .training.plots import plot_run
-
-    try:
-        paths = plot_run(args.run_dir)
-    except FileNotFoundError as error:
-        return _fail("plot", error)
-    for path in paths:
-        print(path)
-    return 0
-
-
-def _export(args: argparse.Namespace) -> int:
-    import torch
-
-    from .models.export import load_export_folder
-    from .models.hf_convert import export_open_clip_as_hf
-
-    try:
-        source = conversion_source(args.source, args.output)
-        built = load_export_folder(source, None, cache_dir=Path("~/.cache/lore").expanduser(), seed=0,
-                                   device=torch.device("cpu"))
-        folder = export_open_clip_as_hf(built.clip, built.encoder, built.image_size, args.output)
-    except (ValueError, OSError) as error:
-        return _fail("export", error)
-    print(folder)
-    return 0
-
-
-def conversion_source(source: Path, output: Path) -> Path:
-    """The open_clip export folder `lore export SOURCE --output OUTPUT` converts, checked: a finished run's (or a
-    finished run's export/ given directly, or a standalone export), complete, with its weights; and an OUTPUT
-    that is not inside the run or the export.
-
-    Raises:
-        ValueError, FileNotFoundError: naming what is wrong and what to do.
-    """
-    from .evaluation.run import _is_run_folder, _run_status
-    from .models.encoders import OPEN_CLIP_WEIGHTS
-    from .models.export import check_export_folder
-    from .training.config import read_run_config
-
-    run = source if (source / "config.json").is_file() and not (source / "open_clip_config.json").is_file() else None
-    if run is None and (source.parent / "summary.json").is_file() and source.name == "export":
-        run = source.parent
-    export = source / "export" if run is source else source
-    if run is not None:
-        status = _run_status(run)
-        if status != "finished" or not _is_run_folder(run):
-            raise ValueError(f"{run} is a `lore train` run that did not finish ({status}): its export/ is missing or an "
-                             f"earlier run's; finish it with `lore train --resume --output {run}` first")
-        read_run_config(run)
-    check_export_folder(export)
-    if not (export / "open_clip_config.json").is_file():
-        raise ValueError(f"{export} holds no open_clip export (open_clip_config.json); --format hf converts open_clip "
-                         "models (an hf: run's export already is a transformers folder)")
-    if not (export / OPEN_CLIP_WEIGHTS).is_file():
-        raise FileNotFoundError(f"{export} holds no {OPEN_CLIP_WEIGHTS}: there are no trained weights to convert")
-    target = output.expanduser().resolve()
-    for owner in filter(None, (run, export)):
-        owner = owner.resolve()
-        if target == owner or owner in target.parents:
-            raise ValueError(f"--output {output} lies inside {owner}: write the conversion to a new folder outside "
-                             "the run (it would mix two libraries' files, or replace the run's own config.json)")
-    return export
-
-
 def _train(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
     except (ValueError, OSError) as error:
-        return _fail("train", error)
+        return fail("train", error)
     if args.print_config:
         import json
 
@@ -294,25 +145,25 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     if args.plan:
         try:
-            from .training.memory import print_plan
+            from ..training.memory import print_plan
 
             print_plan(config)
         except (ValueError, OSError) as error:
-            return _fail("train", error)
+            return fail("train", error)
         return 0
-    from .data.specs import UnreadableImageError
-    from .training.checkpoint import CheckpointError
-    from .training.engine import train
+    from ..data.specs import UnreadableImageError
+    from ..training.checkpoint import CheckpointError
+    from ..training.engine import train
 
     try:
         result = train(config, resume=args.resume)
     except (CheckpointError, FileExistsError, FileNotFoundError, UnreadableImageError, ValueError) as error:
-        return _fail("train", error)
+        return fail("train", error)
     except FloatingPointError as error:  # the run diverged: not an input error, but no traceback helps either
         print(f"lore train: {error}", file=sys.stderr)
         return 1
     except OSError as error:
-        return _fail("train", OSError(_os_error(error)))
+        return fail("train", OSError(os_error(error)))
     except RuntimeError as error:
         if "DataLoader worker" not in str(error):
             raise
@@ -342,15 +193,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     missing = missing_vision_stack()
     if missing:
-        return _fail(args.command, ModuleNotFoundError(
+        return fail(args.command, ModuleNotFoundError(
             f"the lore commands need the vision stack, and {', '.join(missing)} cannot be imported: "
             'pip install "lore-constrained[lore]" (the base install is the constrained library alone)'))
-    from .devices import torch_pair_problem
+    from ..devices import torch_pair_problem
 
     problem = torch_pair_problem()
     if problem is not None:
-        return _fail(args.command, RuntimeError(problem))
-    return {"eval": _eval, "export": _export, "plot": _plot, "train": _train}[args.command](args)
+        return fail(args.command, RuntimeError(problem))
+    return {"eval": run_eval, "export": run_export, "plot": run_plot, "train": _train}[args.command](args)
 
 
 if __name__ == "__main__":
