@@ -23,7 +23,7 @@ from .margins import EntropyMargin, FixedMargin, Margin, NormMargin
 from .multipliers import IndexedMultiplier, LinearMultiplier, MultiplierNetwork, ScalarMultiplier
 from .primal_dual import PrimalDual
 from .relaxation import Linear, Quadratic, RelaxationCost
-from .protocols import ConstraintKind, FitsFeatures, Formulation, MultiplierKind, Observation
+from .protocols import ConstraintKind, FitsFeatures, Formulation, HasEntries, MultiplierKind, Observation
 from .report import ConstraintReport, DeferredReports, StepReport
 from .selection import BestIterate
 
@@ -41,6 +41,7 @@ __all__ = [
     "FitsFeatures",
     "Formulation",
     "GroupConstraint",
+    "HasEntries",
     "GroupMultiplier",
     "IndexedMultiplier",
     "Lagrangian",

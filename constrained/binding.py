@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from .constraint import check_kind
-from .multipliers import LookupMultiplier
-from .protocols import ConstraintKind, Formulation, MultiplierKind
+from .protocols import ConstraintKind, Formulation, HasEntries, MultiplierKind
 from .relaxation import RelaxationCost, check_relaxation
 
 
@@ -33,9 +32,9 @@ class Binding:
     relax: Optional[RelaxationCost] = None  #: the constraint's relaxation cost (`constrained.relaxation`), if any
 
     def entries(self) -> Optional[torch.Tensor]:
-        """[N] a copy of every lambda of a lookup multiplier (`IndexedMultiplier`, `GroupMultiplier`); None for
-        others, whose lambda(x) needs an x."""
-        return self.multiplier.entries() if isinstance(self.multiplier, LookupMultiplier) else None
+        """[N] a copy of every lambda of a multiplier with a table of them (the `HasEntries` hook:
+        `IndexedMultiplier`, `GroupMultiplier`, or a user's); None for others, whose lambda(x) needs an x."""
+        return self.multiplier.entries() if isinstance(self.multiplier, HasEntries) else None
 
 
 def check_hashable(constraint: object) -> None:

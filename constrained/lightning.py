@@ -23,11 +23,13 @@ logging)::
 
 What the base class does:
 
-- manual optimization: one `PrimalDual.step` per training batch (K primal steps per dual step count
-  batches, as in a plain loop). The primal optimizer is stepped through Lightning's optimizer wrapper, so
+- manual optimization: one `PrimalDual.step` per training batch, so the `PrimalDual`'s
+  `primal_steps_per_dual` counts *batches* per dual step here (`PrimalDualModule.batches_per_dual`), as in a
+  plain loop with one step per batch; it is not Algorithm 1's K, which counts updates on one batch
+  (`lore.RobustStep(primal_steps=K)`). The primal optimizer is stepped through Lightning's optimizer wrapper, so
   `trainer.global_step` counts primal steps and Lightning's `on_before_optimizer_step` hooks run;
 - the `StepReport` goes to `self.log_dict` under ``constrained/...`` (per step);
-- the dual state (multipliers, dual optimizer, K:1 schedule position, GradScaler) is saved in every
+- the dual state (multipliers, dual optimizer, position in the dual schedule, GradScaler) is saved in every
   Lightning checkpoint under ``"primal_dual"`` and restored on resume (into the `PrimalDual` that
   `configure_optimizers` builds, on the same module instance or a new one);
 - a resumed run equals the uninterrupted one when the data order does too: from an end-of-epoch
@@ -49,23 +51,22 @@ and is refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional, Union, cast
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .protocols import Observation
 from .primal_dual import PrimalDual
 from .report import StepReport
+from .resumable_loader import ResumableLoader
 
 try:
     import lightning.pytorch as pl
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError('constrained.lightning needs PyTorch Lightning: pip install "lore-constrained[lightning]"') from error
 
-from lightning.fabric.utilities.types import _Stateful  # noqa: E402
 from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
 
 __all__ = ["CHECKPOINT_KEY", "PrimalDualModule", "ResumableLoader", "SaveOnSigterm", "rank_disagreement"]
@@ -112,6 +113,11 @@ class PrimalDualModule(pl.LightningModule):
                                "call trainer.fit first")
         return self._primal_dual
 
+    @property
+    def batches_per_dual(self) -> int:
+        """Training batches per dual step: the `PrimalDual`'s `primal_steps_per_dual`, one step per batch."""
+        return self.primal_dual.primal_steps_per_dual
+
     # ---------------------------------------------------------------- Lightning hooks
 
     def configure_optimizers(self) -> Any:
@@ -154,9 +160,7 @@ class PrimalDualModule(pl.LightningModule):
             return
         per_epoch = trainer.num_training_batches
         done = trainer.global_step % per_epoch if per_epoch not in (0, float("inf")) else 0
-        loader = trainer.fit_loop._combined_loader
-        loaders = loader.flattened if loader is not None else []
-        if done and not all(isinstance(item, _Stateful) for item in loaders):
+        if done and not all(_saves_position(item) for item in _flattened(trainer.train_dataloader)):
             raise ValueError(f"resuming from a mid-epoch checkpoint (batch {done} of {int(per_epoch)} of epoch "
                              f"{trainer.current_epoch}) with a loader that does not save its position: it would "
                              f"repeat this epoch's first {done} batches. Resume from an end-of-epoch checkpoint, or "
@@ -212,6 +216,23 @@ def rank_disagreement(gathered: torch.Tensor) -> float:
     return difference
 
 
+def _flattened(loaders: Any) -> list[Any]:
+    """The loaders of `Trainer.train_dataloader` (one loader, or a list, tuple or dict of them), as a list."""
+    if loaders is None:
+        return []
+    if isinstance(loaders, (list, tuple)):
+        return [item for entry in loaders for item in _flattened(entry)]
+    if isinstance(loaders, dict):
+        return _flattened(list(loaders.values()))
+    return [loaders]
+
+
+def _saves_position(loader: Any) -> bool:
+    """Whether Lightning checkpoints `loader`'s position: it has `state_dict` and `load_state_dict` (what
+    Lightning's loops look for)."""
+    return callable(getattr(loader, "state_dict", None)) and callable(getattr(loader, "load_state_dict", None))
+
+
 def _batch_size(batch: Any) -> Optional[int]:
     """The leading dimension of the batch's first tensor (what Lightning would infer, without its warning)."""
     if isinstance(batch, torch.Tensor):
@@ -224,104 +245,6 @@ def _batch_size(batch: Any) -> Optional[int]:
     if isinstance(batch, dict):
         return _batch_size(list(batch.values()))
     return None
-
-
-class _EpochOrder(Sampler[int]):
-    """The sample order of `ResumableLoader`: a permutation of range(`size`) drawn from (seed, epoch) alone,
-    starting `skip` samples in (once, for a resumed epoch); under torch.distributed each rank takes every
-    world-th index of it (padded to equal length, as `DistributedSampler` does)."""
-
-    def __init__(self, size: int, seed: int, shuffle: bool) -> None:
-        self.size, self.seed, self.shuffle = size, seed, shuffle
-        self.epoch, self.skip = 0, 0
-
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls it at every epoch start
-        if epoch != self.epoch:
-            self.skip = 0  # a resumed position belongs to the epoch it was saved in
-        self.epoch = epoch
-
-    def _indices(self) -> list[int]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.size, generator=generator).tolist()
-        else:
-            order = list(range(self.size))
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
-            order += order[:(-len(order)) % world]
-            order = order[rank::world]
-        return order
-
-    def __len__(self) -> int:
-        return len(self._indices())
-
-    def __iter__(self) -> Iterator[int]:
-        order, self.skip = self._indices()[self.skip:], 0
-        return iter(order)
-
-
-class ResumableLoader(DataLoader[Any]):
-    """A `DataLoader` whose order Lightning can checkpoint mid-epoch: a seeded shuffle per epoch, resumed at
-    the next unseen batch.
-
-    The permutation of epoch e depends only on (`seed`, e), so a resumed run sees exactly the batches the
-    uninterrupted one would; `state_dict` records (epoch, batches handed out this epoch) and Lightning stores it
-    in every checkpoint (a loader with `state_dict`/`load_state_dict` is one Lightning checkpoints).
-
-    Args:
-        dataset: a map-style dataset (has `len`).
-        batch_size: rows per batch.
-        seed: the shuffle's seed.
-        shuffle: False keeps the dataset's order (still resumable mid-epoch).
-        **kwargs: other `DataLoader` arguments (`num_workers`, `collate_fn`, `drop_last`, ...); not `sampler`,
-            `batch_sampler` or `generator`, which the loader owns. Under DDP pass
-            ``Trainer(use_distributed_sampler=False)``: the loader shards each epoch by rank itself.
-    """
-
-    def __init__(self, dataset: Dataset[Any], batch_size: int, seed: int, shuffle: bool = True, **kwargs: Any) -> None:
-        owned = sorted({"sampler", "batch_sampler", "generator"} & set(kwargs))
-        if owned:
-            raise ValueError(f"ResumableLoader owns its order: drop {', '.join(owned)} (under DDP, pass "
-                             "Trainer(use_distributed_sampler=False); the loader shards by rank itself)")
-        if not hasattr(dataset, "__len__"):
-            raise ValueError("ResumableLoader needs a map-style dataset with a length")
-        self.seed = seed
-        self.order = _EpochOrder(len(cast(Any, dataset)), seed, shuffle)
-        super().__init__(dataset, batch_size=batch_size, sampler=self.order, **kwargs)
-        self._handed_out = 0
-
-    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        self._handed_out = self.order.skip // cast(int, self.batch_size)
-        for batch in super().__iter__():
-            self._handed_out += 1
-            yield batch
-
-    def state_dict(self) -> dict[str, int]:
-        """{"seed", "epoch", "batches", "size", "batch_size"}: the batches of this epoch handed to the training loop
-        so far, and the order they came from (dataset size and batch size)."""
-        return {"seed": self.seed, "epoch": self.order.epoch, "batches": self._handed_out, "size": self.order.size,
-                "batch_size": cast(int, self.batch_size)}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continues epoch `state["epoch"]` after its first `state["batches"]` batches.
-
-        Raises:
-            ValueError: a state from another order: another seed, dataset size or batch size (the resumed epoch
-                would skip samples it never saw, or repeat some), or one that does not record them.
-        """
-        missing = [key for key in ("seed", "epoch", "batches", "size", "batch_size") if key not in state]
-        if missing:
-            raise ValueError(f"the checkpoint's loader state lacks {', '.join(missing)} (written by an older "
-                             "ResumableLoader?): the position cannot be checked against this loader's order")
-        for key, ours, what in (("seed", self.seed, "seeded"), ("size", self.order.size, "over a dataset of size"),
-                                ("batch_size", self.batch_size, "in batches of size")):
-            if int(state[key]) != ours:
-                raise ValueError(f"the checkpoint's loader was {what} {state[key]}, this one {ours}: resumed "
-                                 f"at batch {state['batches']} it would skip or repeat samples; resume with the run's "
-                                 f"own {key}")
-        self.order.epoch = int(state["epoch"])
-        self.order.skip = int(state["batches"]) * cast(int, self.batch_size)
-        self._handed_out = int(state["batches"])
 
 
 class SaveOnSigterm(pl.Callback):

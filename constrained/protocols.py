@@ -169,6 +169,16 @@ class MultiplierKind(Protocol):
 
 
 @runtime_checkable
+class HasEntries(Protocol):
+    """An optional multiplier hook: a multiplier whose lambdas form a table (one per index or group, as
+    `IndexedMultiplier` and `GroupMultiplier`) lists them, so reports can show every lambda (`Binding.entries`).
+    A multiplier computed from features (lambda(x)) has no such table and leaves it out."""
+
+    def entries(self) -> torch.Tensor:
+        """[N] a detached copy of every lambda of the table."""
+
+
+@runtime_checkable
 class FitsFeatures(Protocol):
     """An optional multiplier hook: statistics fitted once on a sample of the features before training (a
     network multiplier's per-feature standardization). `PrimalDual.fit_features` calls it on the multipliers

@@ -59,23 +59,23 @@ class FairClassifier(PrimalDualModule):
         bound: the parity bound, or None for a plain (unconstrained) fit through the same loop.
         lr: Adam's learning rate.
         dual_lr: the dual ascent step of the group multipliers.
-        primal_steps_per_dual: K, primal steps per dual step.
+        batches_per_dual: training batches per dual step (one primal step per batch).
     """
 
     def __init__(self, bound: float | None = 0.02, lr: float = 5e-3, dual_lr: float = 0.1,
-                 primal_steps_per_dual: int = 1) -> None:
+                 batches_per_dual: int = 1) -> None:
         super().__init__()
         self.net = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
         # unconstrained: the same loop with a bound no network can violate (parity differences are <= 1)
         self.parity = demographic_parity(2, 1.0 if bound is None else bound)
-        self.lr, self.dual_lr, self.primal_steps_per_dual = lr, dual_lr, primal_steps_per_dual
+        self.lr, self.dual_lr, self.batches = lr, dual_lr, batches_per_dual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)
 
     def configure_primal_dual(self) -> PrimalDual:
         return PrimalDual(torch.optim.Adam(self.net.parameters(), lr=self.lr), {self.parity: self.parity.multiplier()},
-                          dual_lr=self.dual_lr, primal_steps_per_dual=self.primal_steps_per_dual)
+                          dual_lr=self.dual_lr, primal_steps_per_dual=self.batches)
 
     def constrained_step(self, batch, batch_idx):
         x, y, group = batch

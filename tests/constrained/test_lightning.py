@@ -25,7 +25,7 @@ def dataset(seed: int = 0) -> TensorDataset:
 
 class TwoConstraints(PrimalDualModule):
     """A 5-16-1 MLP under demographic parity (group multipliers) and a per-sample bound on its squared score
-    (a multiplier network), with K = 2 primal steps per dual step: every kind of dual state is exercised."""
+    (a multiplier network), with a dual step every 2 batches: every kind of dual state is exercised."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,6 +93,7 @@ def test_a_lightning_run_equals_the_plain_loop():
     assert_same(state(module), state(reference))
     steps = 3 * (ROWS // BATCH)
     assert module.primal_dual.primal_steps == steps and module.primal_dual.dual_steps == steps // 2
+    assert module.batches_per_dual == 2  # one primal step per batch: the schedule counts batches
     assert run.global_step == steps  # Lightning counts our primal steps
     multipliers = state(module)["dual.demographic_parity.weight"]
     assert multipliers.abs().sum() > 0  # the constraint was active: the comparison is not of untouched zeros

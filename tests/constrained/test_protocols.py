@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from constrained import Constraint, Lagrangian, NormMargin, Observation, PrimalDual, sq_l2
-from constrained.protocols import ConstraintKind, Formulation, MultiplierKind
+from constrained.binding import bind
+from constrained.protocols import ConstraintKind, FitsFeatures, Formulation, HasEntries, MultiplierKind
 
 
 def test_observation_checks_features_and_indices():
@@ -133,3 +134,48 @@ def test_a_multiplier_missing_a_protocol_member_is_refused_by_name():
     theta = torch.nn.Parameter(torch.zeros(2, 3))
     with pytest.raises(TypeError, match=r"MultiplierKind \(.*project_\), got NoProjection"):
         PrimalDual(torch.optim.SGD([theta], lr=0.1), {Constraint(d=sq_l2, margin=NormMargin(RHO)): NoProjection()})
+
+
+def test_a_users_table_multiplier_lists_its_entries_through_the_hook_and_a_plain_one_does_not():
+    """Reports read every lambda of a table through the `HasEntries` hook, not by asking for a library class."""
+
+    class ListedTable(PerSampleTable):
+        def entries(self) -> torch.Tensor:
+            return self.table.detach().clone()
+
+    constraint = Constraint(d=sq_l2, margin=NormMargin(RHO))
+    listed, plain = ListedTable(4), PerSampleTable(4)
+    with torch.no_grad():
+        listed.table.copy_(torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64))
+    assert isinstance(listed, HasEntries) and not isinstance(plain, HasEntries)
+    for multiplier, expected in ((listed, [0.0, 1.0, 2.0, 3.0]), (plain, None)):
+        entries = bind(constraint, multiplier, Lagrangian(), {}).entries()
+        assert (entries is None) if expected is None else entries.tolist() == expected
+
+
+def test_primal_dual_fits_a_users_feature_statistics_through_the_hook_once():
+    """`PrimalDual.unfitted_features` names the multipliers whose `FitsFeatures` hook still wants a sample of the
+    features; `fit_features` hands it to them (and to no multiplier without the hook)."""
+
+    class CentredTable(PerSampleTable):
+        def __init__(self, samples: int) -> None:
+            super().__init__(samples)
+            self.register_buffer("centre", torch.zeros(3))
+            self.fitted = False
+
+        @property
+        def features_fitted(self) -> bool:
+            return self.fitted
+
+        def fit_features(self, features: torch.Tensor) -> None:
+            self.centre.copy_(features.mean(0))
+            self.fitted = True
+
+    theta = torch.nn.Parameter(torch.zeros(2, 3))
+    hooked, plain = CentredTable(4), PerSampleTable(4)
+    first, second = Constraint(d=sq_l2, margin=NormMargin(RHO), name="a"), Constraint(d=sq_l2, margin=NormMargin(RHO), name="b")
+    stepper = PrimalDual(torch.optim.SGD([theta], lr=0.1), {first: hooked, second: plain})
+    assert isinstance(hooked, FitsFeatures) and not isinstance(plain, FitsFeatures)
+    assert stepper.unfitted_features() == ["a"]
+    stepper.fit_features(torch.tensor([[1.0, 2.0, 3.0], [3.0, 4.0, 5.0]]), stepper.unfitted_features())
+    assert hooked.centre.tolist() == [2.0, 3.0, 4.0] and stepper.unfitted_features() == []
