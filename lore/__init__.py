@@ -8,47 +8,49 @@ costs nothing until a name is used, and the CLI's help and argument errors need 
 
 from __future__ import annotations
 
-from typing import Any
+from .plugins import lazy_exports
 
-__all__ = [
-    "Batch", "DUAL_PRESETS", "Digits", "DualAscent", "DualPreset", "FrozenReference", "ImageEncoder", "METHODS",
-    "Method", "MethodEntry", "OpenClipModel", "RobustStep", "SmallConvNet", "ZeroShotHead", "class_text_embeddings", "dual_factory",
-    "embedding", "embedding_distance", "export_encoder", "fare", "format_eps", "load_digits_images", "load_exported",
-    "load_open_clip", "load_state_file", "load_timm", "lore", "naive", "parse_eps", "pgd", "pretrain_classifier",
-    "register_method", "small_digits_encoder", "tecoa", "tecoa_kl", "tecoa_l2", "zero_shot_cross_entropy", "zero_shot_logits",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "pgd":
-        from .attacks import projected_gradient as home
-    elif name in ("Digits", "load_digits_images"):
-        from .data import digits as home
-    elif name in ("SmallConvNet", "pretrain_classifier", "small_digits_encoder"):
-        from .models import digits as home
-    elif name in ("ImageEncoder", "OpenClipModel", "load_open_clip", "load_state_file", "load_timm"):
-        from .models import encoders as home
-    elif name in ("export_encoder", "load_exported"):
-        from .models import export as home
-    elif name in ("ZeroShotHead", "class_text_embeddings"):
-        from . import heads as home
-    elif name in ("DualPreset", "DUAL_PRESETS"):
-        from . import presets as home
-    elif name == "FrozenReference":
-        from . import reference as home
-    elif name in ("format_eps", "parse_eps"):
-        from . import units as home
-    elif name == "RobustStep":
-        from . import step as home
-    elif name in ("METHODS", "register_method", "MethodEntry"):
-        from . import registry as home
-    elif name in __all__:
-        from . import methods as home
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = globals()[name] = getattr(home, name)  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+#: every public name and the module that defines it, imported on first use (`lore.plugins.lazy_exports`)
+EXPORTS = {
+    "pgd": "lore.attacks.projected_gradient:pgd",
+    "Digits": "lore.data.digits:Digits",
+    "load_digits_images": "lore.data.digits:load_digits_images",
+    "SmallConvNet": "lore.models.digits:SmallConvNet",
+    "pretrain_classifier": "lore.models.digits:pretrain_classifier",
+    "small_digits_encoder": "lore.models.digits:small_digits_encoder",
+    "ImageEncoder": "lore.models.encoders:ImageEncoder",
+    "OpenClipModel": "lore.models.encoders:OpenClipModel",
+    "load_open_clip": "lore.models.encoders:load_open_clip",
+    "load_state_file": "lore.models.encoders:load_state_file",
+    "load_timm": "lore.models.encoders:load_timm",
+    "export_encoder": "lore.models.export:export_encoder",
+    "load_exported": "lore.models.export:load_exported",
+    "ZeroShotHead": "lore.heads:ZeroShotHead",
+    "class_text_embeddings": "lore.heads:class_text_embeddings",
+    "DualPreset": "lore.presets:DualPreset",
+    "DUAL_PRESETS": "lore.presets:DUAL_PRESETS",
+    "DualSettings": "lore.presets:DualSettings",
+    "FrozenReference": "lore.reference:FrozenReference",
+    "format_eps": "lore.units:format_eps",
+    "parse_eps": "lore.units:parse_eps",
+    "RobustStep": "lore.step:RobustStep",
+    "METHODS": "lore.registry:METHODS",
+    "register_method": "lore.registry:register_method",
+    "MethodEntry": "lore.registry:MethodEntry",
+    "Batch": "lore.objectives:Batch",
+    "embedding": "lore.objectives:embedding",
+    "embedding_distance": "lore.objectives:embedding_distance",
+    "zero_shot_cross_entropy": "lore.objectives:zero_shot_cross_entropy",
+    "zero_shot_logits": "lore.objectives:zero_shot_logits",
+    "DualAscent": "lore.dual:DualAscent",
+    "dual_factory": "lore.dual:dual_factory",
+    "Method": "lore.methods:Method",
+    "fare": "lore.methods:fare",
+    "lore": "lore.methods:lore",
+    "naive": "lore.methods:naive",
+    "tecoa": "lore.methods:tecoa",
+    "tecoa_kl": "lore.methods:tecoa_kl",
+    "tecoa_l2": "lore.methods:tecoa_l2",
+}
+__all__ = sorted(EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), EXPORTS)

@@ -78,6 +78,32 @@ def reset_plugins() -> None:
     _state["loaded"] = False
 
 
+def import_attribute(target: str) -> Any:
+    """What a "package.module:attribute" string names, its module imported now (import errors propagate)."""
+    module_name, attribute = target.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def lazy_exports(namespace: dict, exports: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list]]:
+    """A package's PEP 562 `__getattr__` and `__dir__`, from its one map of public names.
+
+    `exports` maps each public name to the "package.module:attribute" that defines it; a name's module is imported
+    when the name is first read (so `import lore` costs nothing, and torch-free names load without torch), and its
+    value is cached in `namespace` (the package's `globals()`). The architecture test reads these maps as imports.
+    """
+    def __getattr__(name: str) -> Any:
+        target = exports.get(name)
+        if target is None:
+            raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+        value = namespace[name] = import_attribute(target)
+        return value
+
+    def __dir__() -> list:
+        return sorted(set(namespace) | set(exports))
+
+    return __getattr__, __dir__
+
+
 def resolve(target: Union[str, Callable[..., Any]], what: str) -> Callable[..., Any]:
     """A registered implementation: a callable as is, or a "module:attribute" string imported now.
 
@@ -92,9 +118,8 @@ def resolve(target: Union[str, Callable[..., Any]], what: str) -> Callable[..., 
         return target
     if not isinstance(target, str) or target.count(":") != 1:
         raise ValueError(f"{what} must be a callable or a 'module:attribute' string, got {target!r}")
-    module_name, attribute = target.split(":")
     try:
-        value = getattr(importlib.import_module(module_name), attribute)
+        value = import_attribute(target)
     except (ImportError, AttributeError) as error:
         raise ValueError(f"{what} is {target!r}, which cannot be imported: {error}") from error
     if not callable(value):

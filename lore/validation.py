@@ -35,6 +35,18 @@ def check_field_types(config) -> None:
             raise ValueError(f"{item.name} must be {expected}, got {value!r} ({type(value).__name__})")
 
 
+#: file suffixes of weights files: a name ending in one is a path, not a model name or a pretrained tag
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether a `--model` or `--pretrained` value names a file or folder rather than a model name or tag: it has a
+    path separator, starts with "." or "~", or ends in a weights suffix (`WEIGHTS_SUFFIXES`). Such a value that
+    does not exist is reported as a missing file, not as an unknown name."""
+    return ("/" in text or "\\" in text or text.startswith((".", "~"))
+            or Path(text).suffix in WEIGHTS_SUFFIXES)
+
+
 def read_json_object(path: Union[str, Path], what: str = "config file", holds: str = "TrainConfig keys") -> dict:
     """Reads a JSON object from `path`, with one-line errors that name the file.
 

@@ -41,7 +41,8 @@ def import_graph(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
     """{module: modules of `packages` it imports}, from every import statement (module level or in a function).
 
     `from a import b` counts as importing the module a.b when that is a module, else a. A call of
-    `import_module`/`__import__` with a string literal counts as an import of that module. Imports under
+    `import_module`/`__import__` with a string literal counts as an import of that module, and so does each
+    "module:attribute" value of a package's `EXPORTS` map (`lore.plugins.lazy_exports`). Imports under
     `if TYPE_CHECKING:` are left out: they never run, they only name types for annotations.
     """
     files = module_files(root, packages)
@@ -62,6 +63,8 @@ def import_graph(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
                 names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base for alias in node.names]
             elif isinstance(node, ast.Call) and _string_import(node) is not None:
                 names = [_resolve_string(module, is_package, _string_import(node))]
+            elif _exports_map(node) is not None:
+                names = _exports_map(node)
             else:
                 continue
             for name in names:
@@ -82,6 +85,15 @@ def _string_import(node: ast.Call) -> Optional[str]:
         return None
     first = node.args[0]
     return first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else None
+
+
+def _exports_map(node: ast.AST) -> Optional[list[str]]:
+    """The modules an `EXPORTS = {"name": "module:attribute", ...}` assignment names, else None."""
+    if not (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "EXPORTS" for t in node.targets)
+            and isinstance(node.value, ast.Dict)):
+        return None
+    return [value.value.split(":")[0] for value in node.value.values
+            if isinstance(value, ast.Constant) and isinstance(value.value, str) and ":" in value.value]
 
 
 def _resolve_string(module: str, is_package: bool, name: str) -> str:
@@ -287,8 +299,11 @@ def test_the_checker_counts_string_imports(tmp_path):
         "lore/methods.py": "from .registry import f\n",
         "lore/cli.py": "from importlib import import_module\nx = import_module('.methods', __package__)\n",
         "lore/units.py": "y = __import__('lore.cli')\n",
+        "lore/data/__init__.py": "EXPORTS = {'build': 'lore.data.images:build', 'x': 'lore.units:x'}\n",
+        "lore/data/images.py": "",
     })
     graph = import_graph(tmp_path)
+    assert graph["lore.data"] == {"lore.data.images", "lore.units"}  # the lazy map's modules are imports too
     assert graph["lore.registry"] == {"lore.methods"}
     assert graph["lore.cli"] == {"lore.methods"}
     assert graph["lore.units"] == {"lore.cli"}

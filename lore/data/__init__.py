@@ -8,33 +8,31 @@ Every dataset yields (image [3, H, W] in [0, 1], label, index). Public names are
 
 from __future__ import annotations
 
-from typing import Any
+from ..plugins import lazy_exports
 
-__all__ = [
-    "BenchmarkDataMissing", "DIGIT_NAMES", "DigitSplits", "Digits", "IndexedImages", "LAYOUTS", "PAPER_DATASETS",
-    "PROMPT_TEMPLATES", "TensorImages", "UnreadableImageError", "ZERO_SHOT_DATASETS", "build_benchmark_dataset",
-    "build_dataset", "dataset_classnames", "load_batch", "load_digits_images", "parse_benchmark", "probe_subset",
-    "prompt_templates", "read_class_list", "zero_shot_metadata",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("DIGIT_NAMES", "DigitSplits", "Digits", "load_digits_images"):
-        from . import digits as home
-    elif name in ("IndexedImages", "TensorImages", "UnreadableImageError", "build_dataset", "dataset_classnames",
-                  "load_batch", "probe_subset", "read_class_list"):
-        from . import images as home
-    elif name == "build_benchmark_dataset":
-        from . import benchmark as home
-    elif name in ("BenchmarkDataMissing", "LAYOUTS"):
-        from . import release_files as home
-    elif name in __all__:
-        from . import zero_shot as home
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = globals()[name] = getattr(home, name)
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+#: every public name and the module that defines it, imported on first use (`lore.plugins.lazy_exports`)
+EXPORTS = {
+    "DIGIT_NAMES": "lore.data.digits:DIGIT_NAMES",
+    "DigitSplits": "lore.data.digits:DigitSplits",
+    "Digits": "lore.data.digits:Digits",
+    "load_digits_images": "lore.data.digits:load_digits_images",
+    "IndexedImages": "lore.data.images:IndexedImages",
+    "TensorImages": "lore.data.images:TensorImages",
+    "build_dataset": "lore.data.images:build_dataset",
+    "dataset_classnames": "lore.data.images:dataset_classnames",
+    "load_batch": "lore.data.images:load_batch",
+    "probe_subset": "lore.data.images:probe_subset",
+    "read_class_list": "lore.data.images:read_class_list",
+    "UnreadableImageError": "lore.data.specs:UnreadableImageError",
+    "build_benchmark_dataset": "lore.data.benchmark:build_benchmark_dataset",
+    "BenchmarkDataMissing": "lore.data.release_files:BenchmarkDataMissing",
+    "LAYOUTS": "lore.data.release_files:LAYOUTS",
+    "PAPER_DATASETS": "lore.data.zero_shot:PAPER_DATASETS",
+    "PROMPT_TEMPLATES": "lore.data.zero_shot:PROMPT_TEMPLATES",
+    "ZERO_SHOT_DATASETS": "lore.data.zero_shot:ZERO_SHOT_DATASETS",
+    "parse_benchmark": "lore.data.zero_shot:parse_benchmark",
+    "prompt_templates": "lore.data.zero_shot:prompt_templates",
+    "zero_shot_metadata": "lore.data.zero_shot:zero_shot_metadata",
+}
+__all__ = sorted(EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), EXPORTS)

@@ -7,32 +7,22 @@ Public names are imported on first use (PEP 562), so the torch-free `EvalConfig`
 
 from __future__ import annotations
 
-from typing import Any
+from ..plugins import lazy_exports
 
-__all__ = [
-    "AttackEntry", "EvalConfig", "EvalSettings", "attack_names", "evaluate", "fit_linear_head", "plot_robustness",
-    "register_attack", "robust_accuracy", "run_benchmark", "write_report",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "EvalConfig":
-        from . import config as home
-    elif name in ("AttackEntry", "attack_names", "register_attack"):
-        from . import attacks as home
-    elif name == "run_benchmark":
-        from . import benchmark as home
-    elif name == "fit_linear_head":
-        from . import linear_head as home
-    elif name in ("plot_robustness", "write_report"):
-        from . import report as home
-    elif name in ("EvalSettings", "evaluate", "robust_accuracy"):
-        from . import suite as home
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = globals()[name] = getattr(home, name)
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+#: every public name and the module that defines it, imported on first use (`lore.plugins.lazy_exports`)
+EXPORTS = {
+    "EvalConfig": "lore.evaluation.config:EvalConfig",
+    "AttackEntry": "lore.evaluation.attacks:AttackEntry",
+    "attack_names": "lore.evaluation.attacks:attack_names",
+    "register_attack": "lore.evaluation.attacks:register_attack",
+    "run_benchmark": "lore.evaluation.benchmark:run_benchmark",
+    "fit_linear_head": "lore.evaluation.linear_head:fit_linear_head",
+    "plot_robustness": "lore.evaluation.report:plot_robustness",
+    "write_report": "lore.evaluation.report:write_report",
+    "EvalReport": "lore.evaluation.suite:EvalReport",
+    "EvalSettings": "lore.evaluation.suite:EvalSettings",
+    "evaluate": "lore.evaluation.suite:evaluate",
+    "robust_accuracy": "lore.evaluation.suite:robust_accuracy",
+}
+__all__ = sorted(EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), EXPORTS)

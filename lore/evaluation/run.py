@@ -20,6 +20,7 @@ from ..files import refuse_symlink
 from ..models.encoders import ImageEncoder
 from ..provenance import dataset_fingerprint, provenance
 from ..models.export import is_export_folder, load_export_folder
+from ..validation import looks_like_path
 from ..models.families import claims_by_name
 from ..models.model_card import write_model_card
 from .config import EvalConfig
@@ -53,7 +54,7 @@ def load_model(model: str, pretrained: Optional[str], image_size: Optional[int],
         return build_model(model, pretrained, image_size, cache_dir=Path(cache_dir).expanduser(), seed=seed, device=device,
                            allow_missing=allow_missing)
     path = Path(model)
-    if _looks_like_path(model) and not path.exists():
+    if looks_like_path(model) and not path.exists():
         raise FileNotFoundError(f"model {model!r}: no such file or folder")
     if _is_run_folder(path):
         status = _run_status(path)
@@ -130,10 +131,6 @@ def _same_data(a: str, b: str) -> bool:
         return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
     except OSError:
         return False
-
-
-def _looks_like_path(text: str) -> bool:
-    return "/" in text or "\\" in text or text.startswith(".") or text.startswith("~")
 
 
 def run_evaluation(config: EvalConfig) -> dict:

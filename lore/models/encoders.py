@@ -15,6 +15,8 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
+from ..validation import looks_like_path
+
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 #: the weights file of a `local-dir:` folder that lore writes and reads (open_clip also reads the .bin name)
@@ -109,7 +111,7 @@ def load_open_clip(
 
     if pretrained is not None and model.startswith("local-dir:"):
         raise ValueError(f"pretrained={pretrained!r} is ignored for {model!r}; a local-dir folder carries its weights")
-    if pretrained is not None and _looks_like_path(pretrained) and not Path(pretrained).is_file():
+    if pretrained is not None and looks_like_path(pretrained) and not Path(pretrained).is_file():
         raise FileNotFoundError(f"pretrained checkpoint file not found: {pretrained}")
     if model.startswith("local-dir:"):
         folder = Path(model[len("local-dir:"):])
@@ -254,5 +256,3 @@ def save_state_file(state: dict[str, torch.Tensor], path: Union[str, Path]) -> P
     return path
 
 
-def _looks_like_path(value: str) -> bool:
-    return any(sep in value for sep in ("/", "\\")) or Path(value).suffix in {".pt", ".pth", ".bin", ".safetensors"}

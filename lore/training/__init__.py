@@ -8,29 +8,18 @@ Public names are imported on first use (PEP 562), so the torch-free `TrainConfig
 
 from __future__ import annotations
 
-from typing import Any
+from ..plugins import lazy_exports
 
-__all__ = [
-    "CheckpointError", "RunResult", "TrainConfig", "cosine_with_warmup", "make_method", "plot_run", "probe", "train",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TrainConfig":
-        from . import config as home
-    elif name in ("RunResult", "train", "make_method", "cosine_with_warmup"):
-        from . import engine as home
-    elif name == "CheckpointError":
-        from . import checkpoint as home
-    elif name == "plot_run":
-        from . import plots as home
-    elif name == "probe":
-        from . import probe as home
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = globals()[name] = getattr(home, name)
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+#: every public name and the module that defines it, imported on first use (`lore.plugins.lazy_exports`)
+EXPORTS = {
+    "TrainConfig": "lore.training.config:TrainConfig",
+    "RunResult": "lore.training.engine:RunResult",
+    "train": "lore.training.engine:train",
+    "make_method": "lore.training.assembly:make_method",
+    "cosine_with_warmup": "lore.training.assembly:cosine_with_warmup",
+    "CheckpointError": "lore.training.checkpoint:CheckpointError",
+    "plot_run": "lore.training.plots:plot_run",
+    "probe": "lore.training.probe:probe",
+}
+__all__ = sorted(EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), EXPORTS)
