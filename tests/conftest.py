@@ -169,3 +169,13 @@ def pytest_collection_modifyitems(config, items):
         parts = item.path.relative_to(config.rootpath).parts
         if len(parts) > 1 and parts[0] == "tests" and parts[1] in SLOW_FOLDERS:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def all_standins(tmp_path_factory):
+    """(root, what was written): a stand-in of every paper benchmark dataset in its release layout
+    (tests/benchmark_standins.py), written once per session."""
+    from benchmark_standins import write_all
+
+    root = tmp_path_factory.mktemp("benchmark-data")
+    return root, write_all(root)
