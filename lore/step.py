@@ -46,7 +46,9 @@ class RobustStep:
         eps: l_inf training radius in pixel units (e.g. 4/255).
         reference: frozen phi_0; default: a `FrozenReference` of `encoder` as it is now.
         head: zero-shot head for supervised methods (TeCoA family).
-        pgd_steps: PGD iterations (paper: 10); step size `pgd_step_size` (default eps/4).
+        attack: the training attack, `lore.attacks.pgd` (default, the paper's) or any callable with its arguments
+            (`lore.training.attacks` registers them by name for `lore train --attack`).
+        pgd_steps: the attack's iterations (paper: 10); step size `pgd_step_size` (default eps/4).
         primal_steps: K, primal updates per batch and per dual update. None (default): the method's authors'
             count where it has one (`Method.authors_updates`: FARE and TeCoA take 1 update per adversarial
             batch), else the paper's K = 5 (Algorithm 1, Table 6). Give K to FARE or TeCoA for the
@@ -81,6 +83,7 @@ class RobustStep:
         eps: float,
         reference: Optional[Callable[..., torch.Tensor]] = None,
         head: Optional[ZeroShotHead] = None,
+        attack: Callable[..., torch.Tensor] = pgd,
         pgd_steps: int = 10,
         pgd_step_size: Optional[float] = None,
         primal_steps: Optional[int] = None,
@@ -104,6 +107,7 @@ class RobustStep:
         self.eps = eps
         self.reference = reference if reference is not None else FrozenReference(unwrap(encoder))
         self.head = head
+        self.attack = attack
         self.pgd_steps = pgd_steps
         self.pgd_step_size = pgd_step_size
         if primal_steps is None:
@@ -243,12 +247,12 @@ class RobustStep:
         return self._result(batch, report, flags, timing)
 
     def _attack(self, part: Batch, start: Optional[torch.Tensor], generator: Optional[torch.Generator]) -> torch.Tensor:
-        """x + delta for one micro-batch: PGD on the method's robust loss, outside DDP, with the encoder's
+        """x + delta for one micro-batch: the attack (PGD) on the method's robust loss, outside DDP, with the encoder's
         parameters set not to require gradients, so that eager and compiled backward passes compute the input's
         gradient only."""
         method = self.method
         with input_gradient_only(unwrap(self.encoder)):
-            return part.images + pgd(
+            return part.images + self.attack(
                 lambda perturbed: method.robust_loss(self._embed(perturbed, plain=True), part),
                 part.images, eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps,
                 generator=generator, initial_delta=start, check_range=False,  # checked once per batch (StepChecks)

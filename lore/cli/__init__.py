@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 from ..evaluation.config import EvalConfig
 from ..presets import DUAL_PRESETS, PRESET_FIELDS, resolve_dual
 from ..registry import method_names
+from ..training.attacks import training_attack_names
 from ..training.config import TrainConfig, unused_reason
 from ..validation import read_json_object
 from .errors import INTERRUPTED, fail, os_error
@@ -47,7 +48,7 @@ def _choices() -> dict:
     """The flags whose values come from a named set that is not a field's `Literal` type (those are read from the
     annotation): the dual presets and the registered methods (read when the parser is built, after plugins
     registered theirs). argparse lists them in the help and refuses others."""
-    return {"dual_preset": tuple(DUAL_PRESETS), "method": method_names()}
+    return {"dual_preset": tuple(DUAL_PRESETS), "method": method_names(), "attack": training_attack_names()}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_type, aliases: Optional[dict] = None) -> None:

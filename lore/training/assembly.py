@@ -26,6 +26,7 @@ from ..provenance import dataset_fingerprint, model_fingerprint
 from ..reference import FrozenReference
 from ..registry import method_entry
 from ..step import RobustStep
+from .attacks import training_attack
 from .checkpoint import FORMAT_VERSION, check_inputs, save_atomic
 from .config import TrainConfig
 from .disk import predict as predict_disk_use
@@ -135,7 +136,8 @@ def robust_step(config: TrainConfig, info: DistInfo, built: BuiltModel, referenc
     torch.manual_seed(config.seed)  # the dual network's init must not depend on how the model was built
     return RobustStep(
         model, method, optimizer, eps=config.eps, reference=reference, head=head,
-        pgd_steps=config.pgd_steps, primal_steps=config.updates_per_batch, embed_dim=built.encoder.embed_dim,
+        attack=training_attack(config.attack), pgd_steps=config.pgd_steps, primal_steps=config.updates_per_batch,
+        embed_dim=built.encoder.embed_dim,
         autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None,
         accumulation_steps=config.grad_accumulation, passes=passes,
         checks="eager" if config.eager_checks else "deferred", profile=config.profile,

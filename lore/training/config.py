@@ -16,6 +16,7 @@ from ..presets import DEFAULT_PRESET, DUAL_PRESETS, PRESET_FIELDS, DualSettings,
 from ..registry import BUILTIN_METHODS, method_entry
 from ..units import parse_eps
 from ..validation import check_field_types, check_seed_and_size, read_json_object
+from .attacks import DEFAULT_TRAINING_ATTACK, training_attack_names
 from .unused import unused_reason
 from ..vocabulary import (BaselineUpdates, DualFeatures, DualKind, DualLink, DualOptimizer, DualSignal, PassSetting,
                           Precision, ProbeSplit, Relaxation, choices)
@@ -75,7 +76,9 @@ class TrainConfig:
     # method
     method: str = _help(f"one of {', '.join(BUILTIN_METHODS)}, or one a plugin registered", default="lore")
     eps: float = _help("l_inf training radius as a fraction of the pixel range; the CLI accepts 4/255", default=4 / 255)
-    pgd_steps: int = _help("PGD iterations (step size eps/4)", default=10)
+    attack: str = _help("the training attack, once per batch: pgd (the paper's), or one a plugin registered "
+                        "(lore.training.attacks)", default=DEFAULT_TRAINING_ATTACK)
+    pgd_steps: int = _help("the attack's iterations (PGD: step size eps/4)", default=10)
     rho: float = _help("margin scale rho (LORE, TeCoA+l2, TeCoA+KL)", default=0.1)
     adaptive_margin: bool = _help("LORE's margin rho ||phi_0(x)||^2 (paper); --no-adaptive-margin: the fixed "
                                   "tolerance rho in squared-l2 units (paper Table 13)", default=True)
@@ -178,6 +181,8 @@ class TrainConfig:
             setattr(self, name, value)
         check_field_types(self)  # the names (Literal fields) and types of the preset's values too
         method_entry(self.method)  # refuses a name the registry does not know
+        if self.attack not in (names := training_attack_names()):
+            raise ValueError(f"attack must be one of {names}, got {self.attack!r}")
         DualSettings.of(self)  # checks the dual's values
         self._check_numbers()
         self._check_data_split()

@@ -1,5 +1,6 @@
-"""A user's package extends lore without editing it: a model family, an attack and a method registered from tests/
-alone reach `lore train` and `lore eval` through the command line, and an installed entry point registers too."""
+"""A user's package extends lore without editing it: a model family, an evaluation attack, a training attack and a
+method registered from tests/ alone reach `lore train` and `lore eval` through the command line, and an installed
+entry point registers too."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from lore import plugins, registry
 from lore.cli import main
 from lore.evaluation import attacks
 from lore.models import families
+from lore.training import attacks as training_attacks
 
 # ---- the user's code: nothing below edits lore ----------------------------------------------------------------
 
@@ -45,6 +47,19 @@ def sign_noise(classifier, images, labels, eps, settings, generator):
         return classifier((images + eps * noise).clamp(0, 1)).argmax(1) != labels
 
 
+CORNER_CALLS: list[dict] = []
+
+
+def corner_start(objective, images, *, eps, steps, generator=None, initial_delta=None, **_):
+    """A training attack: the better of the run's own uniform start and its sign, after no gradient step."""
+    CORNER_CALLS.append({"eps": eps, "steps": steps, "start_given": initial_delta is not None})
+    corner = initial_delta.sign() * eps
+    with torch.no_grad():
+        better = objective((images + corner).clamp(0, 1)) > objective((images + initial_delta).clamp(0, 1))
+    delta = torch.where(better[:, None, None, None], corner, initial_delta)
+    return ((images + delta).clamp(0, 1) - images).detach()
+
+
 def fare_l1(weight):
     """FARE with an l1 embedding loss, scaled by `weight` (read from --naive-weight)."""
     from lore import Method
@@ -55,8 +70,10 @@ def fare_l1(weight):
 
 @pytest.fixture
 def registered():
-    """Registers the three and removes them afterwards, as they were."""
-    saved = [(table, dict(table)) for table in (registry._REGISTERED, attacks._REGISTERED, families._REGISTERED)]
+    """Registers the four and removes them afterwards, as they were."""
+    saved = [(table, dict(table)) for table in (registry._REGISTERED, attacks._REGISTERED, families._REGISTERED,
+                                                training_attacks._REGISTERED)]
+    training_attacks.register_training_attack(training_attacks.TrainingAttackEntry("corner-start", corner_start))
     families.register_model_family(families.ModelFamily("toy", build_toy, prefix="toy:", export=export_toy))
     attacks.register_attack(attacks.AttackEntry("sign-noise", sign_noise, summary="one random corner"))
     registry.register_method(registry.MethodEntry("fare-l1", {"weight": "naive_weight"}, "FARE, l1",
@@ -69,11 +86,14 @@ def registered():
 
 def test_lore_train_and_eval_reach_a_users_family_attack_and_method(registered, tmp_path, lore_cache):
     run = tmp_path / "run"
-    assert main(["train", "--model", "toy:8", "--method", "fare-l1", "--naive-weight", "2", "--output", str(run),
-                 "--cache-dir", str(lore_cache), "--max-steps", "2", "--batch-size", "16", "--eps", "8/255",
-                 "--pgd-steps", "1", "--probe-every", "0", "--device", "cpu"]) == 0
+    CORNER_CALLS.clear()
+    assert main(["train", "--model", "toy:8", "--method", "fare-l1", "--naive-weight", "2", "--attack", "corner-start",
+                 "--output", str(run), "--cache-dir", str(lore_cache), "--max-steps", "2", "--batch-size", "16",
+                 "--eps", "8/255", "--pgd-steps", "1", "--probe-every", "0", "--device", "cpu"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["method"] == "fare-l1" and config["naive_weight"] == 2 and config["model"] == "toy:8"
+    assert config["attack"] == "corner-start"
+    assert CORNER_CALLS == [{"eps": 8 / 255, "steps": 1, "start_given": True}] * 2  # once per batch, the run's start
     assert json.loads((run / "export" / "toy.json").read_text()) == {"model": "toy:8"}  # the family's exporter
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["step"] == 2
@@ -168,3 +188,13 @@ def test_a_broken_entry_point_is_named(tmp_path, monkeypatch):
             registry.method_names()
     finally:
         sys.modules.pop("fakeplugin", None)
+
+
+def test_an_unknown_training_attack_is_refused_with_the_registered_ones(capsys):
+    from lore.training.config import TrainConfig
+
+    with pytest.raises(ValueError, match=r"attack must be one of \('pgd',.*got 'fgsm'"):
+        TrainConfig(attack="fgsm")
+    with pytest.raises(SystemExit):
+        main(["train", "--attack", "fgsm"])
+    assert "invalid choice: 'fgsm'" in capsys.readouterr().err
