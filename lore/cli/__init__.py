@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..evaluation.config import EvalConfig
-from ..presets import DUAL_PRESETS, PRESET_FIELDS, resolve_dual
+from ..presets import DUAL_PRESETS, PRESET_FIELDS
 from ..registry import method_names
 from ..training.attacks import training_attack_names
-from ..training.config import TrainConfig, unused_reason
+from ..training.config import TrainConfig
 from ..validation import read_json_object
 from .errors import INTERRUPTED, fail, os_error
 from .evaluate import run_eval
@@ -117,21 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The run's `TrainConfig`: --config's keys, overridden by the flags given. A `--dual-preset` flag replaces the
-    file's dual values too (a config.json records them resolved), except those also given as flags."""
+    file's dual values too (a config.json records them resolved), except those also given as flags. A flag that
+    takes no part in the run is refused by name, even at its default (`TrainConfig._check_unused`)."""
     values = read_json_object(args.config) if args.config else {}
     if getattr(args, "dual_preset", None) is not None:
         values = {k: v for k, v in values.items() if k not in PRESET_FIELDS}
-    for field in dataclasses.fields(TrainConfig):
-        value = getattr(args, field.name, None)
-        if value is not None:
-            values[field.name] = value
-    resolved = {**{field.name: field.default for field in dataclasses.fields(TrainConfig)}, **values}
-    resolved.update(resolve_dual(resolved["dual_preset"], {name: values.get(name) for name in PRESET_FIELDS}))
-    for field in dataclasses.fields(TrainConfig):
-        why = unused_reason(resolved, field.name) if getattr(args, field.name, None) is not None else None
-        if why is not None:
-            raise ValueError(f"{_flag(field.name)} does not apply: {why}; leave it out")
-    return TrainConfig.from_dict(values)
+    given = [field.name for field in dataclasses.fields(TrainConfig) if getattr(args, field.name, None) is not None]
+    values.update({name: getattr(args, name) for name in given})
+    return TrainConfig.from_dict(values, given=given)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -48,7 +48,7 @@ def conversion_source(source: Path, output: Path) -> Path:
     from ..evaluation.run import _is_run_folder, _run_status
     from ..models.encoders import OPEN_CLIP_WEIGHTS
     from ..models.export import check_export_folder
-    from ..training.config import read_run_config
+    from ..training.run_folder import read_run_config
 
     run = source if (source / "config.json").is_file() and not (source / "open_clip_config.json").is_file() else None
     if run is None and (source.parent / "summary.json").is_file() and source.name == "export":

@@ -6,9 +6,9 @@ Library code takes a `TrainConfig`; only the CLI turns flags or a JSON file into
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import InitVar, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Optional, Union
+from typing import Collection, Optional, Union
 
 from ..data.specs import PROBE_SHARE, is_image_folder
 from ..devices import check_device
@@ -170,8 +170,10 @@ class TrainConfig:
     eager_checks: bool = _help("debugging: read each correctness check (non-finite loss or gradient, pixel range) "
                                "where it is made and stop before the update it guards; by default they are read "
                                "with the batch's numbers in one transfer per batch", default=False)
+    #: the fields the command line was given (not a setting: `_check_unused` refuses them by flag when unused)
+    given: InitVar[Collection[str]] = ()
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, given: Collection[str]) -> None:
         self.eps = parse_eps(self.eps)  # once: "4/255" or a number -> a float in [0, 1], before the type check
         check_field_types(self)
         check_seed_and_size(self, ("seed", "split_seed"))
@@ -186,6 +188,14 @@ class TrainConfig:
         DualSettings.of(self)  # checks the dual's values
         self._check_numbers()
         self._check_data_split()
+        self._check_unused(given)
+
+    def _check_unused(self, given: Collection[str]) -> None:
+        """Refuses a setting that takes no part in the run (`why_unused`): any in `given` (what the command line
+        was given, named by its flag, even at its default), then any other set to anything but its default."""
+        for name in (f.name for f in fields(self) if f.name in given):
+            if (why := self.why_unused(name)) is not None:
+                raise ValueError(f"--{name.replace('_', '-')} does not apply: {why}; leave it out")
         preset = DUAL_PRESETS[self.dual_preset].values()
         for f in fields(self):
             default = preset[f.name] if f.name in preset else f.default
@@ -245,12 +255,14 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict, given: Collection[str] = ()) -> "TrainConfig":
+        """The config of `values` (field -> value); `given`: the fields the command line was given (see
+        `_check_unused`)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**values)
+        return cls(**values, given=given)
 
     @classmethod
     def from_json(cls, path: Union[str, Path]) -> "TrainConfig":
@@ -270,21 +282,6 @@ class TrainConfig:
             # trained on the probe's images too: refused)
             values["probe_held_out"] = f"{PROBE_SHARE:g} of data, at most probe_size images"
         return values
-
-
-def read_run_config(folder: Union[str, Path]) -> TrainConfig:
-    """The `TrainConfig` a `lore train` run folder recorded (config.json), checked.
-
-    Raises:
-        ValueError: naming the file and what is wrong with it. FileNotFoundError: no config.json.
-    """
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder} holds no config.json: it is not a `lore train` run folder")
-    try:
-        return TrainConfig.from_dict(read_json_object(path))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path} is not the config.json `lore train` writes: {error}") from None
 
 
 OPERATIONAL_FIELDS = frozenset({"output", "cache_dir", "checkpoint_every", "log_every", "probe_every", "tensorboard",

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
 from ..data.unreadable import UNREADABLE_LIST
 from ..files import read_own_text, refuse_symlink
 from ..jsonio import write_json, write_text_atomic
+from ..validation import read_json_object
 from .checkpoint import load_checkpoint, remove_stale_temporaries
+from .config import TrainConfig
 
 LAST = "last.pt"  #: the checkpoint a resume continues from
 PROBE_FILES = "probe_images.txt"  #: the images held out of a --data folder for the probe, one path per line
@@ -82,3 +84,18 @@ def restart_advice(checkpoint_path: Path) -> str:
     if not finite:
         return f"The last checkpoint, {where}, already holds non-finite weights. " + new_run
     return f"The last checkpoint, {where}, holds finite weights. " + new_run
+
+
+def read_run_config(folder: Union[str, Path]) -> TrainConfig:
+    """The `TrainConfig` a `lore train` run folder recorded (config.json), checked.
+
+    Raises:
+        ValueError: naming the file and what is wrong with it. FileNotFoundError: no config.json.
+    """
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} holds no config.json: it is not a `lore train` run folder")
+    try:
+        return TrainConfig.from_dict(read_json_object(path))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path} is not the config.json `lore train` writes: {error}") from None

@@ -3,6 +3,8 @@ folder holds one run, probes match the training classes, and a full disk at a ch
 
 from __future__ import annotations
 
+import dataclasses
+
 import errno
 import json
 import os
@@ -69,7 +71,7 @@ def test_world_size_mismatch_names_it(tmp_path):
 
 def test_every_field_that_shapes_training_is_in_the_fingerprint():
     fingerprint = TrainConfig().resume_fingerprint()
-    for name in TrainConfig.__dataclass_fields__:
+    for name in (f.name for f in dataclasses.fields(TrainConfig)):
         assert (name in fingerprint) != (name in OPERATIONAL_FIELDS), name
 
 
