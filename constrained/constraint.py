@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Literal, Optional, Sequence, cast, get_args
 
 import torch
 
@@ -45,7 +45,7 @@ class Constraint:
     d: Divergence
     margin: Margin = field(default_factory=FixedMargin)
     name: str = "constraint"
-    kind: str = "inequality"
+    kind: Kind = "inequality"
     violation_rate: Optional[float] = None
     relax: Optional[Any] = None
     summed: ClassVar[bool] = False  # per-sample: the primal term is the batch mean (protocols.ConstraintKind)
@@ -120,12 +120,14 @@ class Constraint:
         return Observation(self, violation, features=features, indices=indices, strict_violation=strict)
 
 
-KINDS = ("inequality", "equality")
+Kind = Literal["inequality", "equality"]
+"""A constraint's sense: d - m <= 0 (a multiplier >= 0 prices it) or d - m = 0 (a multiplier of free sign)."""
+KINDS: tuple[str, ...] = get_args(Kind)
 
 
-def check_kind(kind: str) -> str:
+def check_kind(kind: str) -> Kind:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    return kind
+    return cast(Kind, kind)
 
 

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Optional, Sequence
 import torch
 
 from .validation import check_positive_int
-from .constraint import check_kind
+from .constraint import Kind, check_kind
 from .protocols import Observation
 from .multipliers import LookupMultiplier
 from .relaxation import check_relaxation
@@ -71,7 +71,7 @@ class GroupConstraint:
     relative: bool = False
     two_sided: bool = False
     num_strata: int = 1
-    kind: str = "inequality"
+    kind: Kind = "inequality"
     summed: ClassVar[bool] = True  # one entry per group, each already a mean: the primal sums them
     name: str = "group"
     relax: Optional[Any] = None
