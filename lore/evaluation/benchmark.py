@@ -28,7 +28,7 @@ from ..provenance import provenance, weights_sha256
 from ..units import format_eps
 from .benchmark_data import PreparedDataset, check_data, check_datasets_present, prepare_dataset, size_warning
 from .benchmark_report import write_benchmark_report
-from .result_store import canonical_model, reuse_result, store_result
+from .result_store import DatasetResult, canonical_model, reuse_result, store_result
 from .run import load_model
 from .suite import EvalSettings, evaluate
 
@@ -136,21 +136,20 @@ def _check_request(models: Sequence[str], datasets: Sequence[str], samples: int,
 
 def _stored_or_computed(path: Path, key: dict, built: BuiltModel, prepared: PreparedDataset, settings: EvalSettings,
                         label: str) -> tuple[dict, bool]:
-    """(the dataset's result, whether it was computed now): the result stored at `path` when it was computed from
+    """(the dataset's stored record, whether it was computed now): the record at `path` when it was computed from
     `key`, else a new evaluation, stored there with its key."""
     if path.is_file():
         return reuse_result(path, key), False
     result = evaluate_dataset(built, prepared, settings=settings)
-    result.update(key)
-    store_result(path, result)
-    tqdm.write(f"{label} {prepared.name}: clean {result['clean']:.3f}, robust "
-               + ", ".join(f"{e} {v:.3f}" for e, v in result["robust"].items()) + f" ({result['samples']} images)")
-    return result, True
+    record = {**result.as_dict(), **key}
+    store_result(path, record)
+    tqdm.write(f"{label} {prepared.name}: clean {result.clean:.3f}, robust "
+               + ", ".join(f"{e} {v:.3f}" for e, v in result.robust.items()) + f" ({result.samples} images)")
+    return record, True
 
 
-def evaluate_dataset(built: BuiltModel, prepared: PreparedDataset, *, settings: EvalSettings) -> dict:
-    """One model on one prepared dataset: {"clean", "robust": {eps: worst case over the cascade}, "robust_by_attack",
-    "attacks", "samples", "classes", "head", "alignment"?, "warnings", "dataset_images"}."""
+def evaluate_dataset(built: BuiltModel, prepared: PreparedDataset, *, settings: EvalSettings) -> DatasetResult:
+    """One model on one prepared dataset, as a `DatasetResult`."""
     for warning in prepared.warnings:
         tqdm.write(f"warning: {warning}")
     classifier = torch.nn.Sequential(built.encoder, prepared.head).eval()
@@ -158,13 +157,11 @@ def evaluate_dataset(built: BuiltModel, prepared: PreparedDataset, *, settings: 
                       class_embeddings=prepared.class_embeddings)
     robust = {eps: list(row.values())[-1] for eps, row in report.robust_accuracy.items()}
     attacks = {eps: list(row)[-1] for eps, row in report.robust_accuracy.items()}
-    result = {"clean": report.clean_accuracy, "robust": robust, "robust_by_attack": report.robust_accuracy,
-              "attacks": sorted(set(attacks.values())), "samples": report.n_samples, "classes": len(prepared.classnames),
-              "head": prepared.head_kind, "warnings": report.warnings + prepared.warnings,
-              "dataset_images": prepared.dataset_images}
-    if report.alignment is not None:
-        result["alignment"] = report.alignment
-    return result
+    return DatasetResult(clean=report.clean_accuracy, robust=robust, robust_by_attack=report.robust_accuracy,
+                         attacks=sorted(set(attacks.values())), samples=report.n_samples,
+                         classes=len(prepared.classnames), head=prepared.head_kind,
+                         warnings=report.warnings + prepared.warnings, dataset_images=prepared.dataset_images,
+                         alignment=report.alignment)
 
 
 def _baseline_label(baseline: Optional[str], models: Sequence[str], labels: Sequence[str]) -> str:
@@ -176,5 +173,5 @@ def _baseline_label(baseline: Optional[str], models: Sequence[str], labels: Sequ
     raise ValueError(f"baseline {baseline!r} is not one of the evaluated models {list(labels)}")
 
 
-__all__ = ["DEFAULT_SAMPLES", "PreparedDataset", "check_data", "evaluate_dataset",
+__all__ = ["DEFAULT_SAMPLES", "DatasetResult", "PreparedDataset", "check_data", "evaluate_dataset",
            "model_label", "prepare_dataset", "run_benchmark", "settings_record", "size_warning"]

@@ -4,7 +4,9 @@ computed from exactly the same model, settings, weights, data and head."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Optional
 
 from ..jsonio import write_json
 
@@ -12,6 +14,38 @@ from ..jsonio import write_json
 KEY_PARTS = {"model": "model", "weights_sha256": "weights (the encoder changed)",
              "data_fingerprint": "data (the files or pixels under the data root changed)",
              "head_fingerprint": "head (fitted on other data, samples or weights, or another head file)"}
+
+
+@dataclass
+class DatasetResult:
+    """One model on one benchmark dataset; `as_dict()` is its stored JSON (then the key it was computed from).
+
+    Attributes:
+        clean: clean accuracy.
+        robust: {eps: robust accuracy, the worst case over the cascade}.
+        robust_by_attack: {eps: {cascade so far: robust accuracy}} (`EvalReport.robust_accuracy`).
+        attacks: the cascades that gave `robust` (one per eps, deduplicated).
+        samples: images evaluated; classes: the dataset's classes; dataset_images: the size of its whole split.
+        head: how the head was made ("zero-shot", "linear (...)").
+        warnings: about the split and the attacks.
+        alignment: mean cosine of clean embeddings with their class embedding, when measured.
+    """
+
+    clean: float
+    robust: dict[str, float]
+    robust_by_attack: dict[str, dict[str, float]]
+    attacks: list[str]
+    samples: int
+    classes: int
+    head: str
+    warnings: list[str]
+    dataset_images: int
+    alignment: Optional[float] = None
+
+    def as_dict(self) -> dict:
+        """The JSON record, in field order, without an alignment that was not measured."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if not (f.name == "alignment" and self.alignment is None)}
 
 
 def canonical_model(model: str) -> str:

@@ -373,3 +373,19 @@ def test_a_stored_result_with_non_numeric_accuracy_is_named(tiny_clip_dir, two_d
     stored.write_text(stored.read_text().replace('"clean": ', '"clean": "abc", "was": ', 1))
     with pytest.raises(ValueError, match="cifar10.json is not a dataset result.*accuracies in"):
         run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, **kwargs)
+
+
+def test_a_stored_dataset_result_keeps_the_json_layout(tiny_clip_dir, two_datasets, tmp_path):
+    """`DatasetResult.as_dict()` and the key it was computed from write the file the dict records of earlier
+    versions wrote: the same keys, in the same order, and the numbers `evaluate` measured."""
+    out = tmp_path / "out"
+    run_benchmark([str(tiny_clip_dir)], ["cifar10"], two_datasets, out, settings=FAST, samples=10,
+                  cache_dir=str(tmp_path / "cache"), device="cpu")
+    stored = json.loads((out / "models" / tiny_clip_dir.name / "cifar10.json").read_text())
+    assert list(stored) == ["clean", "robust", "robust_by_attack", "attacks", "samples", "classes", "head", "warnings",
+                            "dataset_images", "alignment", "model", "settings", "weights_sha256", "data_fingerprint",
+                            "head_fingerprint"]
+    assert stored["samples"] == 10 and stored["classes"] == 10 and stored["head"] == "zero-shot"
+    assert stored["robust"] == {eps: row[stored["attacks"][0]] for eps, row in stored["robust_by_attack"].items()}
+    assert benchmark_module.DatasetResult(**{k: stored[k] for k in list(stored)[:10]}).as_dict() == \
+        {k: stored[k] for k in list(stored)[:10]}
