@@ -15,7 +15,6 @@ EXPORTS = {
     "TrainConfig": "lore.training.config:TrainConfig",
     "RunResult": "lore.training.engine:RunResult",
     "train": "lore.training.engine:train",
-    "make_method": "lore.training.assembly:make_method",
     "cosine_with_warmup": "lore.training.assembly:cosine_with_warmup",
     "CheckpointError": "lore.training.checkpoint:CheckpointError",
     "plot_run": "lore.training.plots:plot_run",

@@ -19,7 +19,7 @@ from ..data.specs import is_shard_spec
 from ..data.unreadable import UNREADABLE_LIST, UnreadableLog
 from ..devices import bf16_warning
 from ..heads import ZeroShotHead
-from ..methods import Method, build_method
+from ..methods import build_method
 from ..models.build import BuiltModel, build_model
 from ..models.export import check_exportable, exported_weights
 from ..provenance import dataset_fingerprint, model_fingerprint
@@ -36,11 +36,6 @@ from .placement import (enable_grad_checkpointing, prepare_for_device, resolve_p
 from .probe import probe
 from .run_data import note_samples_without_image, probe_and_head, train_and_probe_sets
 from .run_folder import LAST, drop_metrics_after, prepare_output
-
-
-def make_method(config: TrainConfig) -> Method:
-    """The `Method` a config names, with its parameters (the registry says which config fields it takes)."""
-    return build_method(config.method, config)
 
 
 def cosine_with_warmup(total: int, warmup: int):
@@ -132,7 +127,7 @@ def robust_step(config: TrainConfig, info: DistInfo, built: BuiltModel, referenc
     if config.grad_checkpointing:
         enable_grad_checkpointing(built.encoder, config.model)
     model = wrap_for_training(built.encoder, device, info, compile=config.compile)
-    method = make_method(config)
+    method = build_method(config.method, config)  # the registry says which config fields it reads
     torch.manual_seed(config.seed)  # the dual network's init must not depend on how the model was built
     return RobustStep(
         model, method, optimizer, eps=config.eps, reference=reference, head=head,

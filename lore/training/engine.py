@@ -26,7 +26,7 @@ from ..jsonio import write_json
 from ..step_result import StepResult
 from ..units import format_eps
 from . import health
-from .assembly import Run, build_run, cosine_with_warmup, make_method
+from .assembly import Run, build_run, cosine_with_warmup
 from .checkpoint import CheckpointError
 from .config import TrainConfig
 from .distributed import DistInfo, init_distributed, parameters_agree, shutdown_distributed
@@ -205,4 +205,4 @@ def _finish(run: Run, status: str, step: int) -> RunResult:
     return RunResult(status, step, run.total, run.output, agree, run.start, unreadable)
 
 
-__all__ = ["RunResult", "train", "make_method", "cosine_with_warmup", "CheckpointError"]
+__all__ = ["RunResult", "train", "cosine_with_warmup", "CheckpointError"]

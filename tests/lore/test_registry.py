@@ -14,6 +14,13 @@ from lore.presets import DualSettings
 from lore.training.config import TrainConfig
 
 
+def method_of(config):
+    """The `Method` a `TrainConfig` names, as the engine builds it."""
+    from lore.methods import build_method
+
+    return build_method(config.method, config)
+
+
 def _train_action(dest: str):
     parser = build_parser()
     train = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices["train"]
@@ -46,23 +53,21 @@ def test_every_entry_names_config_fields_its_factory_accepts():
 
 
 def test_the_engine_builds_every_method_through_its_entry():
-    from lore.training.engine import make_method
 
     for name in registry.method_names():
-        assert make_method(TrainConfig(method=name)).name == name
+        assert method_of(TrainConfig(method=name)).name == name
 
 
 def test_a_registered_method_reaches_config_engine_and_refusals(monkeypatch):
     """A user's entry (a callable factory reading only rho) is accepted by TrainConfig, built by the engine with
     the config's rho, and the settings it does not read are refused as for the built-ins."""
     from lore import methods
-    from lore.training.engine import make_method
 
     monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
     monkeypatch.setattr(registry, "METHODS", registry.MappingProxyType(registry._REGISTERED))
     registry.register_method(registry.MethodEntry("lore-tight", {"rho": "rho"}, "LORE with only rho",
                                                   factory=lambda rho: methods.lore(rho)))
-    method = make_method(TrainConfig(method="lore-tight", rho=0.02))
+    method = method_of(TrainConfig(method="lore-tight", rho=0.02))
     assert method.name == "lore" and method.constraint.margin.rho == 0.02
     with pytest.raises(ValueError, match="penalty"):
         TrainConfig(method="lore-tight", penalty=1.0)  # lore reads it; lore-tight does not
@@ -112,7 +117,6 @@ def test_the_registry_imports_only_torch_free_modules():
 
 
 def test_config_options_reach_the_factory():
-    from lore.training.engine import make_method
 
-    assert make_method(TrainConfig(method="naive", naive_weight=3.0)).formulation.weight == 3.0
-    assert make_method(TrainConfig(method="tecoa-kl", dual="scalar")).multiplier(8).__class__.__name__ == "ScalarMultiplier"
+    assert method_of(TrainConfig(method="naive", naive_weight=3.0)).formulation.weight == 3.0
+    assert method_of(TrainConfig(method="tecoa-kl", dual="scalar")).multiplier(8).__class__.__name__ == "ScalarMultiplier"

@@ -14,6 +14,13 @@ from lore.cli import build_parser, main
 from lore.training.config import TrainConfig, parse_eps
 
 
+def method_of(config):
+    """The `Method` a `TrainConfig` names, as the engine builds it."""
+    from lore.methods import build_method
+
+    return build_method(config.method, config)
+
+
 def test_help_documents_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -57,22 +64,21 @@ def test_corrupt_and_foreign_checkpoints_give_clear_errors(tmp_path):
 
 def test_config_options_reach_the_method_and_the_dual_optimizer():
     from constrained import AugmentedLagrangian, FixedMargin, Lagrangian, NormMargin
-    from lore.training.engine import make_method
 
-    default = make_method(TrainConfig())
+    default = method_of(TrainConfig())
     assert isinstance(default.formulation, Lagrangian) and isinstance(default.constraint.margin, NormMargin)
-    assert isinstance(make_method(TrainConfig(penalty=20.0)).formulation, AugmentedLagrangian)
-    assert isinstance(make_method(TrainConfig(adaptive_margin=False, rho=0.3)).constraint.margin, FixedMargin)
-    assert make_method(TrainConfig(dual_features="unit-rms")).multiplier(8).normalize is True
-    raw = make_method(TrainConfig()).multiplier(8)  # the default: the paper's raw phi_0(x)
+    assert isinstance(method_of(TrainConfig(penalty=20.0)).formulation, AugmentedLagrangian)
+    assert isinstance(method_of(TrainConfig(adaptive_margin=False, rho=0.3)).constraint.margin, FixedMargin)
+    assert method_of(TrainConfig(dual_features="unit-rms")).multiplier(8).normalize is True
+    raw = method_of(TrainConfig()).multiplier(8)  # the default: the paper's raw phi_0(x)
     assert not raw.standardize and not raw.normalize
-    assert make_method(TrainConfig(dual_preset="embedded")).multiplier(8).standardize is True
+    assert method_of(TrainConfig(dual_preset="embedded")).multiplier(8).standardize is True
     with pytest.raises(ValueError, match="dual_features must be one of"):
         TrainConfig(dual_features="whitened")
     assert default.constraint.violation_rate is None  # the paper's violation signal is the default
-    rate = make_method(TrainConfig(dual_signal="rate", violation_rate=0.2))
+    rate = method_of(TrainConfig(dual_signal="rate", violation_rate=0.2))
     assert rate.constraint.violation_rate == 0.2
-    assert make_method(TrainConfig(dual_preset="embedded", dual_signal="rate")).constraint.violation_rate == 0.05
+    assert method_of(TrainConfig(dual_preset="embedded", dual_signal="rate")).constraint.violation_rate == 0.05
     for bad in ({"dual_signal": "share"}, {"violation_rate": 1.0}, {"violation_rate": -0.1}, {"dual_preset": "mine"}):
         with pytest.raises(ValueError, match="dual_signal|violation_rate|dual_preset"):
             TrainConfig(**bad)
@@ -80,7 +86,7 @@ def test_config_options_reach_the_method_and_the_dual_optimizer():
     sgd = default.dual_ascent(params)  # Algorithm 1: plain ascent at the paper's 5e-4
     assert type(sgd) is torch.optim.SGD and sgd.param_groups[0]["maximize"] and sgd.param_groups[0]["lr"] == 5e-4
     assert sgd.param_groups[0]["momentum"] == 0
-    adam = make_method(TrainConfig(dual_optimizer="adam", dual_lr=1.5e-2, dual_beta1=0.0)).dual_ascent(params)
+    adam = method_of(TrainConfig(dual_optimizer="adam", dual_lr=1.5e-2, dual_beta1=0.0)).dual_ascent(params)
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["maximize"] and adam.param_groups[0]["lr"] == 1.5e-2
     assert adam.param_groups[0]["betas"] == (0.0, 0.999)
     with pytest.raises(ValueError, match="dual_optimizer must be one of"):
@@ -92,14 +98,13 @@ def test_config_options_reach_the_method_and_the_dual_optimizer():
 def test_dual_betas_reach_adam_and_bad_values_are_refused():
     """--dual-beta1/--dual-beta2 are Adam's betas for the dual (beta1 0: no momentum); outside [0, 1) they are
     refused by name."""
-    from lore.training.engine import make_method
 
     param = torch.nn.Parameter(torch.zeros(3))
-    adam = make_method(TrainConfig(dual_optimizer="adam", dual_beta1=0.0)).dual_ascent([param])
+    adam = method_of(TrainConfig(dual_optimizer="adam", dual_beta1=0.0)).dual_ascent([param])
     assert adam.param_groups[0]["betas"] == (0.0, 0.999) and adam.param_groups[0]["maximize"]
-    adam = make_method(TrainConfig(dual_optimizer="adam", dual_beta1=0.0, dual_beta2=0.5)).dual_ascent([param])
+    adam = method_of(TrainConfig(dual_optimizer="adam", dual_beta1=0.0, dual_beta2=0.5)).dual_ascent([param])
     assert adam.param_groups[0]["betas"] == (0.0, 0.5)
-    sgd = make_method(TrainConfig()).dual_ascent([param])
+    sgd = method_of(TrainConfig()).dual_ascent([param])
     assert "betas" not in sgd.param_groups[0]
     with pytest.raises(ValueError, match="dual_beta1=0.0 does not apply: the dual optimizer is sgd"):
         TrainConfig(dual_beta1=0.0)
@@ -113,15 +118,14 @@ def test_dual_betas_reach_adam_and_bad_values_are_refused():
 def test_dual_init_is_every_samples_first_lambda(init):
     """--dual-init sets lambda(x) of every sample before the first dual step (any features); a softplus
     network cannot start at 0 and says so, negative values are refused by name."""
-    from lore.training.engine import make_method
 
-    multiplier = make_method(TrainConfig(dual_init=init, dual_features="raw")).multiplier(16)
+    multiplier = method_of(TrainConfig(dual_init=init, dual_features="raw")).multiplier(16)
     values = multiplier(torch.randn(32, 16))
     torch.testing.assert_close(values, torch.full((32,), init), rtol=1e-6, atol=1e-6)
     zero = TrainConfig(dual_init=0.0, dual_features="raw", dual_link="projected")
-    assert make_method(zero).multiplier(16)(torch.randn(4, 16)).eq(0).all()
+    assert method_of(zero).multiplier(16)(torch.randn(4, 16)).eq(0).all()
     with pytest.raises(ValueError, match="init must be > 0 for a softplus"):
-        make_method(TrainConfig(dual_init=0.0, dual_link="softplus")).multiplier(16)
+        method_of(TrainConfig(dual_init=0.0, dual_link="softplus")).multiplier(16)
     with pytest.raises(ValueError, match="dual_init must be finite and >= 0"):
         TrainConfig(dual_init=-1.0)
 
