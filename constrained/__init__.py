@@ -16,11 +16,12 @@ from cooper.optim import nuPI
 from .constraint import Constraint
 from .divergences import Divergence, cosine_distance, js_div, kl_div, l1, l2, sq_l2
 from .formulations import AugmentedLagrangian, FixedPenalty, Lagrangian
-from .groups import (GroupConstraint, GroupMultiplier, RateConstraint, bounded_group_loss, demographic_parity,
-                     equal_false_positive_rates, equal_opportunity, equalized_odds, false_positive_rate,
-                     parity_difference)
+from .fairness import (bounded_group_loss, demographic_parity, equal_false_positive_rates, equal_opportunity,
+                       equalized_odds, false_positive_rate, parity_difference)
+from .groups import GroupConstraint, GroupMultiplier, RateConstraint
 from .margins import EntropyMargin, FixedMargin, Margin, NormMargin
-from .multipliers import IndexedMultiplier, LinearMultiplier, MultiplierNetwork, ScalarMultiplier
+from .feature_multipliers import LinearMultiplier, MultiplierNetwork
+from .multipliers import IndexedMultiplier, ScalarMultiplier
 from .primal_dual import PrimalDual
 from .relaxation import Linear, Quadratic, RelaxationCost
 from .protocols import ConstraintKind, FitsFeatures, Formulation, HasEntries, MultiplierKind, Observation

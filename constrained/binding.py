@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from .constraint import check_kind
 from .protocols import ConstraintKind, Formulation, HasEntries, MultiplierKind
-from .relaxation import RelaxationCost, check_relaxation
+from .relaxation import RelaxationCost, check_relaxation, relaxation_report
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,14 @@ class Binding:
         """[N] a copy of every lambda of a multiplier with a table of them (the `HasEntries` hook:
         `IndexedMultiplier`, `GroupMultiplier`, or a user's); None for others, whose lambda(x) needs an x."""
         return self.multiplier.entries() if isinstance(self.multiplier, HasEntries) else None
+
+    def report_details(self, kept: list[Any], violation: torch.Tensor, multiplier: torch.Tensor) -> dict[str, Any]:
+        """The constraint's own report fields (`ConstraintKind.report_details` of the observations `kept`) and,
+        when it is relaxed, its relaxation's (`relaxation_report`: u and the relaxed bound, from lambda)."""
+        extra = self.constraint.report_details(kept, violation)
+        if self.relax is not None:
+            extra = {**relaxation_report(self.relax, multiplier, violation), **extra}
+        return extra
 
 
 def check_hashable(constraint: object) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, Optional, cast
 
 import torch
 from torch import nn
@@ -77,3 +77,21 @@ def check_values(state: dict[str, Any], multipliers: nn.ModuleDict) -> None:
                 raise ValueError(f"state dict's multipliers of {name!r} hold values outside their feasible set, "
                                  f"e.g. negative values (min {float(changed.min()):.4g}) where an inequality's "
                                  "multiplier is >= 0")
+
+
+def saved_state(multipliers: nn.ModuleDict, dual_optimizer: Optional[torch.optim.Optimizer],
+                scaler: Optional[torch.amp.GradScaler]) -> dict[str, Any]:
+    """The tensors of a stepper's dual state: {"multipliers", "dual_optimizer", "scaler"} (None for an absent one)."""
+    return {"multipliers": multipliers.state_dict(),
+            "dual_optimizer": None if dual_optimizer is None else dual_optimizer.state_dict(),
+            "scaler": None if scaler is None else scaler.state_dict()}
+
+
+def restore_state(state: dict[str, Any], multipliers: nn.ModuleDict, dual_optimizer: Optional[torch.optim.Optimizer],
+                  scaler: Optional[torch.amp.GradScaler]) -> None:
+    """Loads `saved_state`'s parts of `state` (checked first with `check_setup` and `check_values`)."""
+    multipliers.load_state_dict(state["multipliers"])
+    if dual_optimizer is not None:
+        dual_optimizer.load_state_dict(state["dual_optimizer"])
+    if scaler is not None:
+        scaler.load_state_dict(state["scaler"])

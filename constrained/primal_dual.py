@@ -31,13 +31,13 @@ import torch
 from torch import nn
 
 from .binding import Binding, bind, check_hashable
-from .closures import Closure, Evaluation, evaluate, primal_objective, strict_violations_finite
-from .dual_state import check_setup, check_values, constraint_settings
+from .closures import Closure, Evaluation, primal_objective
+from .dual_state import check_setup, check_values, constraint_settings, restore_state, saved_state
 from .formulations import Lagrangian
-from .lagrangian import dual_lagrangian, multiplier_values, primal_lagrangian
+from .passes import accumulate, all_finite, reevaluate_for_dual
 from .protocols import ConstraintKind, FitsFeatures, Formulation, MultiplierKind
-from .relaxation import relaxation_report
-from .report import RecentReports, StepReport, mean_of, summarize
+from .report import StepReport
+from .summaries import RecentReports, mean_of, summarize
 from .updates import PAPER_DUAL_LR, DualOptimizerFactory, DualUpdate, PrimalUpdate
 from .validation import check_positive_int
 
@@ -187,7 +187,8 @@ class PrimalDual:
             loss = mean_of([e.loss for e in evaluations])
             if self.checks == "eager":
                 loss = float(loss)
-        reports = summarize([e.observations for e in evaluations], values, self._report_details,  # before lambda moves
+        reports = summarize([e.observations for e in evaluations], values,
+                            lambda name, *details: self._bindings[name].report_details(*details),  # before lambda moves
                             lambda name: self._bindings[name].entries())
         if updated:
             self._update_dual()
@@ -201,14 +202,8 @@ class PrimalDual:
 
     def _finite(self, lagrangian: torch.Tensor, evaluations: Sequence[Evaluation]) -> torch.Tensor:
         """Whether the step's Lagrangian, primal gradients and (deferred mode) strict violations are all finite,
-        as a 0-dim bool tensor (no sync)."""
-        flags = [torch.isfinite(lagrangian)]
-        gradients = self.primal.gradients_finite()
-        if gradients is not None:
-            flags.append(gradients)
-        if self.checks == "deferred":
-            flags += [f for e in evaluations if (f := strict_violations_finite(e)) is not None]
-        return flags[0] if len(flags) == 1 else torch.stack(flags).all()
+        as a 0-dim bool tensor (no sync; `passes.all_finite`)."""
+        return all_finite(lagrangian, self.primal.gradients_finite(), evaluations if self.checks == "deferred" else ())
 
     def _read_or_raise(self, loss: torch.Tensor, lagrangian: torch.Tensor, finite: torch.Tensor
                        ) -> tuple[float, float]:
@@ -226,49 +221,16 @@ class PrimalDual:
     def _accumulate(self, closures: Sequence[Closure], weight: float, with_dual: bool
                     ) -> tuple[list[Evaluation], list[dict[str, torch.Tensor]], list[torch.Tensor]]:
         """Evaluates each micro-batch and back-propagates weight x its primal Lagrangian (with the dual
-        Lagrangian in the same backward pass when `with_dual`): the primal term holds lambda fixed, the dual
-        term g. Returns the evaluations, the multiplier values and the detached Lagrangians."""
-        evaluations: list[Evaluation] = []
-        values: list[dict[str, torch.Tensor]] = []
-        lagrangians: list[torch.Tensor] = []
-        for closure in closures:
-            evaluation = evaluate(closure, self._bindings, require_grad=True, check_finite=self.checks == "eager")
-            if evaluation.rows != (first := (evaluations or [evaluation])[0].rows):
-                raise ValueError(f"micro-batches must all have the same number of rows for step_accumulated to "
-                                 f"equal the full-batch update; got {first} rows, then {evaluation.rows} "
-                                 f"(closure {len(evaluations)})")
-            value = multiplier_values(evaluation.priced, self.formulation)  # once, for both terms
-            lagrangian = primal_lagrangian(evaluation.loss, evaluation.priced, value, self.formulation)
-            roots = [self.primal.scaled(weight * lagrangian)]
-            if with_dual:
-                with self._around_dual():
-                    dual = dual_lagrangian(evaluation.priced, value, self.formulation, weight)
-                if dual is not None:
-                    roots.append(dual)
-            torch.autograd.backward(roots)
-            evaluations.append(evaluation)
-            values.append(value)
-            lagrangians.append(lagrangian.detach())
-        return evaluations, values, lagrangians
+        Lagrangian in the same backward pass when `with_dual`); see `passes.accumulate`."""
+        return accumulate(closures, self._bindings, self.formulation, weight, scaled=self.primal.scaled,
+                          around_dual=self._around_dual if with_dual else None, check_finite=self.checks == "eager")
 
     def _reevaluate_for_dual(self, closures: Sequence[Closure], weight: float
                              ) -> tuple[list[Evaluation], list[dict[str, torch.Tensor]]]:
-        """mode="alternating": evaluates the updated model (no primal gradient) and accumulates the dual
-        Lagrangian's gradient at these fresher violations."""
+        """mode="alternating": the updated model evaluated again for the dual step (`passes.reevaluate_for_dual`)."""
         self._zero_grad(dual=True, primal=False)
-        evaluations, values = [], []
-        for closure in closures:
-            with torch.no_grad():
-                evaluation = evaluate(closure, self._bindings, check_finite=self.checks == "eager")
-            with self._around_dual():
-                value = multiplier_values(evaluation.priced, self.formulation)
-                if self.dual_optimizer is not None:
-                    dual = dual_lagrangian(evaluation.priced, value, self.formulation, weight)
-                    if dual is not None:
-                        torch.autograd.backward(dual)
-            evaluations.append(evaluation)
-            values.append(value)
-        return evaluations, values
+        return reevaluate_for_dual(closures, self._bindings, self.formulation, weight, around_dual=self._around_dual,
+                                   ascend=self.dual_optimizer is not None, check_finite=self.checks == "eager")
 
     def _update_primal(self, closures: Sequence[Closure], weight: float) -> bool:
         """The primal update; True when the scaler skipped it."""
@@ -284,15 +246,6 @@ class PrimalDual:
             self.primal_optimizer.zero_grad(set_to_none=True)
         if dual:
             self.dual.zero_grad()
-
-    def _report_details(self, name: str, kept: list[Any], violation: torch.Tensor, multiplier: torch.Tensor
-                        ) -> dict[str, Any]:
-        """A constraint's own report fields (`report_details`) and, when it is relaxed, its relaxation's."""
-        binding = self._bindings[name]
-        extra = binding.constraint.report_details(kept, violation)
-        if binding.relax is not None:
-            extra = {**relaxation_report(binding.relax, multiplier, violation), **extra}
-        return extra
 
     def _dual_due(self) -> bool:
         """Whether the next step also updates the dual (every K-th primal step)."""
@@ -329,27 +282,17 @@ class PrimalDual:
                 "primal_steps_per_dual": self.primal_steps_per_dual, "mode": self.mode}
 
     def state_dict(self) -> dict[str, Any]:
-        """All dual state: multipliers, dual optimizer, and the position in the K:1 schedule."""
-        return {
-            **self._setup(),
-            "constraint_settings": constraint_settings(self._bindings),
-            "multipliers": self.multipliers.state_dict(),
-            "dual_optimizer": None if self.dual_optimizer is None else self.dual_optimizer.state_dict(),
-            "primal_steps": self.primal_steps,
-            "dual_steps": self.dual_steps,
-            "scaler": None if self.scaler is None else self.scaler.state_dict(),
-        }
+        """All dual state: multipliers, dual optimizer, GradScaler, and the position in the schedule."""
+        tensors = saved_state(self.multipliers, self.dual_optimizer, self.scaler)
+        return {**self._setup(), "constraint_settings": constraint_settings(self._bindings),
+                "multipliers": tensors["multipliers"], "dual_optimizer": tensors["dual_optimizer"],
+                "primal_steps": self.primal_steps, "dual_steps": self.dual_steps, "scaler": tensors["scaler"]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores `state_dict()`; raises ValueError, having loaded nothing, if it belongs to a different set-up
         or holds values this stepper could not have written."""
         check_setup(state, self._setup(), constraint_settings(self._bindings), self.scaler is not None)
         check_values(state, self.multipliers)
-        self.multipliers.load_state_dict(state["multipliers"])
-        if self.dual_optimizer is not None:
-            self.dual_optimizer.load_state_dict(state["dual_optimizer"])
-        if self.scaler is not None:
-            self.scaler.load_state_dict(state["scaler"])
+        restore_state(state, self.multipliers, self.dual_optimizer, self.scaler)
         self.primal_steps = int(state["primal_steps"])
         self.dual_steps = int(state["dual_steps"])
-

@@ -58,7 +58,7 @@ def dual_factory(settings: DualSettings) -> Callable[[int], MultiplierKind]:
     paper's), "standardized" (each feature's mean and standard deviation over training images removed; the
     trainer fits them through the multiplier's `constrained.FitsFeatures` hook, see `RobustStep.fit_dual_features`)
     or "unit-rms" (each sample rescaled to unit root-mean-square), and map their output to lambda >= 0 through
-    `settings.link` (`constrained.multipliers.LINKS`). Every multiplier starts at lambda = `settings.init`.
+    `settings.link` (`constrained.feature_multipliers.LINKS`). Every multiplier starts at lambda = `settings.init`.
     """
     scaling = {"normalize": settings.features == "unit-rms", "standardize": settings.features == "standardized"}
     init, link = settings.init, settings.link

@@ -6,7 +6,7 @@ and `choices(Literal)` its names in order. Registries (methods, attacks, model f
 in `lore.registry`, `lore.evaluation.attacks` and `lore.models.families`, not here.
 
 Two sets have a second home in `constrained`, which is installable without `lore` and imports torch, which this
-module must not: the multiplier links (`constrained.multipliers.LINKS`) and the check modes
+module must not: the multiplier links (`constrained.feature_multipliers.LINKS`) and the check modes
 (`constrained.primal_dual.CHECKS`). `lore` passes its names through to `constrained`, which checks them at its
 own boundary; a test holds the two spellings equal.
 """
@@ -27,7 +27,7 @@ DualSignal = Literal["rate", "violation"]
 """What LORE's dual step ascends on: the share outside the margin, or the violations (Algorithm 1's)."""
 
 DualLink = Literal["softplus", "projected"]
-"""How a dual network or linear multiplier maps its output to lambda >= 0 (`constrained.multipliers.LINKS`)."""
+"""How a dual network or linear multiplier maps its output to lambda >= 0 (`constrained.feature_multipliers.LINKS`)."""
 
 DualOptimizer = Literal["sgd", "adam"]
 """How a multiplier's parameters ascend: plain gradient ascent (Algorithm 1's) or Adam."""

@@ -12,7 +12,7 @@ from lore.vocabulary import Checks, Corruption, DualLink, Passes, check_choice, 
 def test_the_two_sets_constrained_also_spells_are_the_same_names():
     """`constrained` is installable alone and imports torch, so it keeps its own links and check modes; `lore`
     hands its names to it, so they must be the ones `constrained` accepts."""
-    from constrained.multipliers import LINKS
+    from constrained.feature_multipliers import LINKS
     from constrained.primal_dual import CHECKS
 
     assert choices(DualLink) == LINKS
