@@ -28,7 +28,7 @@ def data_pipeline_benchmarks(args, device) -> dict:
     from PIL import Image
 
     from lore.data.images import as_float_pixels, build_dataset, load_batch
-    from lore.training.engine import resolve_workers
+    from lore.training.placement import resolve_workers
     from lore.training.loader import GlobalBatchSampler, training_batches
 
     batch, steps = 16, (24 if args.quick else 60)
