@@ -54,6 +54,9 @@ def test_u_is_lambda_over_the_price_and_fares_deviation_is_its_encoders(relax_ru
     assert relax_u.main(["--runs", str(relax_runs), "--out", str(figure)]) == 0
     row, = json.loads(figure.with_suffix(".json").read_text())["rows"]
     assert row["relaxed_share"] == 1.0 and row["u_mean"] == pytest.approx(0.25, abs=1e-6)
+    with torch.no_grad():
+        margins = 0.1 * reference(images).double().pow(2).sum(1)  # rho ||phi_0(x)||^2 over all 454 digits
+    assert row["u_over_margin_mean"] == pytest.approx(float((0.25 / margins).mean()), rel=1e-3)
     assert set(row["u_by_class"]) == {str(d) for d in range(10)} and figure.stat().st_size > 0
 
 

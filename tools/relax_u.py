@@ -4,7 +4,8 @@ For every relaxed run (`lore train --relax quadratic`) under `--runs` (the main 
 rebuilds the run's multiplier network from its last.pt and evaluates, on the split the run was evaluated on:
 
 - lambda(x) on phi_0(x), and u(x) = lambda(x) / price, the relaxation the problem chose for each digit
-  (`constrained.relaxation.Quadratic`: h(u) = price u^2 / 2, so h'(u) = lambda at the optimum);
+  (`constrained.relaxation.Quadratic`: h(u) = price u^2 / 2, so h'(u) = lambda at the optimum), also as a share
+  of the digit's margin rho ||phi_0(x)||^2;
 - the cost of holding that digit's constraint: how far FARE, trained without it at the same radius and seed (a run
   in the same folder), moved the digit's embedding, ||phi_FARE(x) - phi_0(x)||^2 / ||phi_0(x)||^2.
 
@@ -97,9 +98,10 @@ def analyse(runs: Path) -> list[dict]:
         fare_config, fare_state = load_run(fare[(config.eps, config.seed)])
         _, fare_encoder = reference_and_tuned(fare_config, fare_state)
         cost = relative_deviation(fare_encoder, features, images)
+        margin = config.rho * features.double().pow(2).sum(1)  # m(x) = rho ||phi_0(x)||^2, the bound u relaxes
         records.append({"folder": str(folder), "train_eps": format_eps(config.eps), "eps": config.eps,
                         "seed": config.seed, "price": config.relax_price, "split": config.probe_split,
-                        "u": u, "fare_deviation": cost, "labels": labels})
+                        "u": u, "margin": margin, "fare_deviation": cost, "labels": labels})
     if not records:
         raise ValueError(f"{runs} holds no relaxed LORE run (lore train --relax quadratic) with its last.pt")
     return records
@@ -111,7 +113,8 @@ def summary(record: dict) -> dict:
     by_class = {str(c): round(float(u[labels == c].mean()), 6) for c in sorted(set(labels.tolist()))}
     return {"train_eps": record["train_eps"], "seed": record["seed"], "price": record["price"],
             "split": record["split"], "digits": len(u), "relaxed_share": round(float((u > RELAXED).double().mean()), 4),
-            "u_mean": round(float(u.mean()), 6), "u_max": round(float(u.max()), 6), "u_by_class": by_class,
+            "u_mean": round(float(u.mean()), 6), "u_max": round(float(u.max()), 6),
+            "u_over_margin_mean": round(float((u / record["margin"]).mean()), 4), "u_by_class": by_class,
             "rank_correlation_with_fare_deviation": round(rank_correlation(u, record["fare_deviation"]), 4)}
 
 
@@ -124,7 +127,7 @@ def plot(records: list[dict], path: Path) -> Path:
         for r in (r for r in records if r["eps"] == eps):
             ax.scatter(r["fare_deviation"].numpy(), r["u"].numpy(), s=4, alpha=0.35, label=f"seed {r['seed']}")
         ax.set(title=f"train eps {format_eps(eps)}", xlabel="FARE's ||phi - phi_0||^2 / ||phi_0||^2",
-               ylabel="u(x) = lambda(x) / price", xscale="log")
+               ylabel="u(x) = lambda(x) / price")
     ax = axes[-1]
     for eps in radii:
         rows = [r for r in records if r["eps"] == eps]

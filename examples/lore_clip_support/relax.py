@@ -131,7 +131,7 @@ def plot(rows: list[dict], choice: dict, path: Path) -> Path:
             axis.errorbar(x, [m[key][0] for m in members], yerr=[m[key][1] or 0 for m in members], capsize=3,
                           label=name, **style)
     axes[0].set(title="clean", xlabel="training eps (x/255)", ylabel="zero-shot accuracy")
-    axes[1].set(title="robust at the training radius (or the largest evaluated below it)", xlabel="training eps (x/255)")
+    axes[1].set(title="robust, at the largest evaluated eps <= the training eps", xlabel="training eps (x/255)")
     finish_axes(*axes)
     fig.suptitle("one resilient price against a margin chosen per radius")
     return save_figure(fig, path)
