@@ -114,10 +114,12 @@ class Run:
         config = self.config
         # "within margin" uses the method's own embedding margin (LORE, TeCoA+l2); others: rho ||phi_0(x)||^2
         own = method_entry(config.method).own_margin
-        margin = self.step_fn.method.constraint.margin if own else NormMargin(config.rho)
+        constraint = self.step_fn.method.constraint
+        margin = constraint.margin if own else NormMargin(config.rho)
+        relax = constraint.relax if own else None  # u(x) needs the constraint's own violation: its own margin
         return probe(self.encoder, self.reference, self.head, self.probe_images, self.probe_labels, eps=config.eps,
-                     margin=margin, multiplier=self.step_fn.multiplier, seed=config.seed, batch_size=config.batch_size,
-                     autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None)
+                     margin=margin, multiplier=self.step_fn.multiplier, relax=relax, seed=config.seed,
+                     batch_size=config.batch_size, autocast_dtype=torch.bfloat16 if config.precision == "bf16" else None)
 
 
 def robust_step(config: TrainConfig, info: DistInfo, built: BuiltModel, reference: FrozenReference,

@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from constrained import MultiplierKind
+from constrained import MultiplierKind, RelaxationCost
 
 from ..attacks.projected_gradient import pgd
 from ..heads import ZeroShotHead
@@ -48,6 +48,7 @@ def probe(
     margin: Callable[[torch.Tensor], torch.Tensor],
     pgd_steps: int = 10,
     multiplier: Optional[MultiplierKind] = None,
+    relax: Optional[RelaxationCost] = None,
     batch_size: int = 256,
     seed: int = 0,
     autocast_dtype: Optional[torch.dtype] = None,
@@ -63,6 +64,8 @@ def probe(
         margin: m(phi_0(x)) -> [N] for the `probe/within_margin` fraction (||phi - phi_0||^2 <= m), e.g.
             `NormMargin(rho)`; the relative distances are reported whatever the margin.
         multiplier: the method's multiplier (a `constrained.protocols.MultiplierKind`), to report its lambda on held-out data.
+        relax: the constraint's relaxation cost (`constrained.relaxation`) when `margin` is that constraint's own:
+            then the held-out u(x) = its relaxation at lambda(x) and the violation ||phi - phi_0||^2 - m(x).
         batch_size: images per forward pass (the training batch size: the probe then needs no more memory
             than a training step).
         seed: seed of the PGD starts.
@@ -78,7 +81,9 @@ def probe(
         ||phi - phi_0||^2 > 0.9 m) and probe/lambda_inside_mean (over the others, comfortably inside);
         NaN when no image is in that group; and probe/lambda_deviation_rank_correlation, Spearman's
         correlation over images of lambda(x) with ||phi - phi_0||^2 / m(x) (how far each image has used its
-        margin; defined even when no image is near it, NaN when lambda or the deviations are constant).
+        margin; defined even when no image is near it, NaN when lambda or the deviations are constant). With
+        `relax` and a multiplier: probe/relaxation_mean, probe/relaxation_q50/q90 (u(x)) and
+        probe/relaxation_over_margin_mean (u(x) / m(x): by how much of itself each bound was relaxed).
     """
     was_training = encoder.training
     encoder.eval()
@@ -87,10 +92,28 @@ def probe(
                  else contextlib.nullcontext())
     try:
         with precision:
-            return _probe(encoder, reference, head, images, labels, eps=eps, margin=margin, pgd_steps=pgd_steps,
-                          multiplier=multiplier, batch_size=batch_size, seed=seed, device=device)
+            out = _probe(encoder, reference, head, images, labels, eps=eps, margin=margin, pgd_steps=pgd_steps,
+                         multiplier=multiplier, batch_size=batch_size, seed=seed, device=device)
+            if relax is not None and multiplier is not None and not multiplier.per_index:
+                out.update(_relaxation(encoder, reference, images.to(device), margin, multiplier, relax, batch_size))
+            return out
     finally:
         encoder.train(was_training)
+
+
+def _relaxation(encoder, reference, images, margin, multiplier, relax, batch_size) -> dict[str, float]:
+    """Held-out u(x) of a relaxed constraint: its cost's relaxation at lambda(x) and the violation d - m(x)."""
+    with torch.no_grad():
+        clean = _embed(encoder, images, batch_size).float()
+        ref = torch.cat([reference(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]).float()
+        tolerance = margin(ref)
+        violation = (clean - ref).pow(2).sum(1) - tolerance
+        lam = multiplier.value(None if multiplier.averages_constraint else ref).detach().float().flatten()
+        u = relax.relaxation(lam.expand_as(violation) if lam.numel() == 1 else lam, violation).float().cpu()
+    quantiles = torch.quantile(u, torch.tensor((0.5, 0.9))).tolist()
+    return {"probe/relaxation_mean": u.mean().item(), "probe/relaxation_q50": quantiles[0],
+            "probe/relaxation_q90": quantiles[1],
+            "probe/relaxation_over_margin_mean": (u / tolerance.float().cpu().clamp_min(1e-12)).mean().item()}
 
 
 def _probe(encoder, reference, head, images, labels, *, eps, margin, pgd_steps, multiplier, batch_size, seed,

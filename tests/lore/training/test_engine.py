@@ -234,3 +234,21 @@ def test_the_closing_line_gives_the_runs_mean_rate_and_naive_shows_no_share_insi
     shown = float(re.search(r"img/s \(run mean\) ([0-9.e+]+)", lines[0]).group(1))
     seconds = [json.loads(line)["step_seconds"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert shown == pytest.approx(3 * 8 / sum(seconds), rel=0.01)
+
+
+def test_a_relaxed_run_logs_its_held_out_relaxation(tmp_path, lore_cache):
+    """`--relax quadratic --relax-price 4` with lambda held at 1 (dual lr 0): every probe logs u(x) = 1 / 4 on the
+    held-out digits; a run with the hard margin logs no relaxation."""
+    import json
+
+    from lore.training.engine import train
+
+    common = dict(cache_dir=str(lore_cache), max_steps=1, batch_size=16, pgd_steps=1, probe_every=1, probe_size=32,
+                  dual_lr=0.0, dual_init=1.0, device="cpu")
+    train(TrainConfig(output=str(tmp_path / "relaxed"), relax="quadratic", relax_price=4.0, **common))
+    train(TrainConfig(output=str(tmp_path / "hard"), **common))
+    relaxed = [json.loads(line) for line in (tmp_path / "relaxed" / "metrics.jsonl").read_text().splitlines()]
+    hard = [json.loads(line) for line in (tmp_path / "hard" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["probe/relaxation_mean"] for r in relaxed] == pytest.approx([0.25, 0.25], abs=1e-6)
+    assert all(r["probe/relaxation_q90"] == pytest.approx(0.25, abs=1e-6) for r in relaxed)
+    assert not any("probe/relaxation_mean" in r for r in hard)

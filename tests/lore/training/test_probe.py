@@ -113,3 +113,34 @@ class ConstantFeatureMultiplier(torch.nn.Module):
 
     def value(self, features):
         return torch.ones(features.shape[0])
+
+
+def test_the_probe_reports_the_held_out_relaxation_of_a_resilient_constraint():
+    """Quadratic(4): u(x) = lambda(x) / 4, so with lambda(x) = ||phi_0(x)||^2 and the margin 0.1 ||phi_0(x)||^2 every
+    bound is relaxed by 2.5 times itself. Linear(beta): u(x) is the violation, clamped at 0, where lambda(x) has
+    reached its cap beta, and 0 elsewhere. Both are computed independently here."""
+    from constrained import Linear, Quadratic
+
+    encoder, reference, head, images, labels = setting()
+
+    class Growing(torch.nn.Module):
+        averages_constraint = per_index = False
+
+        def value(self, features):
+            return features.pow(2).sum(1)
+
+    quadratic = probe(encoder, reference, head, images, labels, eps=4 / 255, margin=NormMargin(0.1), pgd_steps=1,
+                      multiplier=Growing(), relax=Quadratic(4.0))
+    with torch.no_grad():
+        ref, emb = reference(images), encoder(images)
+    norms = ref.pow(2).sum(1)
+    assert quadratic["probe/relaxation_mean"] == pytest.approx(float((norms / 4).mean()), rel=1e-5)
+    assert quadratic["probe/relaxation_over_margin_mean"] == pytest.approx(2.5, rel=1e-5)
+    cap = float(norms.median())
+    linear = probe(encoder, reference, head, images, labels, eps=4 / 255, margin=NormMargin(0.1), pgd_steps=1,
+                   multiplier=Growing(), relax=Linear(cap))
+    violation = (emb - ref).pow(2).sum(1) - 0.1 * norms
+    expected = torch.where(norms >= cap, violation.clamp_min(0), torch.zeros_like(violation))
+    assert linear["probe/relaxation_mean"] == pytest.approx(float(expected.mean()), rel=1e-5, abs=1e-9)
+    assert "probe/relaxation_mean" not in probe(encoder, reference, head, images, labels, eps=4 / 255,
+                                                margin=NormMargin(0.1), pgd_steps=1, multiplier=Growing())
