@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from constrained import (
     GroupConstraint,
-    PrimalDual,
     demographic_parity,
     equal_opportunity,
     equalized_odds,
@@ -22,17 +21,6 @@ from constrained import (
 def fairlearn_gamma(moment, predictions, labels, groups):
     moment.load_data(np.zeros((len(labels), 1)), labels, sensitive_features=groups)
     return moment.gamma(lambda X: predictions)
-
-
-def one_dual_step(constraint, values, groups, dual_lr=1.0, **observe):
-    """lambda after one simultaneous primal-dual step from lambda = 0 (a dummy primal parameter)."""
-    theta = torch.zeros(1, requires_grad=True)
-    multiplier = constraint.multiplier()
-    pd = PrimalDual(torch.optim.SGD([theta], lr=0.0), {constraint: multiplier}, dual_lr=dual_lr)
-    if "proxy" in observe:
-        observe["proxy"] = observe["proxy"] + theta * 0  # the primal's surrogate carries the gradient
-    pd.step(lambda: (theta.sum() * 0, [constraint.observe(values + theta * 0, groups, **observe)]))
-    return multiplier.weight.detach().flatten().clone()
 
 
 @settings(max_examples=25, deadline=None)
