@@ -64,10 +64,8 @@ def probe(
         margin: m(phi_0(x)) -> [N] for the `probe/within_margin` fraction (||phi - phi_0||^2 <= m), e.g.
             `NormMargin(rho)`; the relative distances are reported whatever the margin.
         multiplier: the method's multiplier (a `constrained.protocols.MultiplierKind`), to report its lambda on held-out data.
-        relax: the constraint's relaxation cost (`constrained.relaxation`) when `margin` is that constraint's own:
-            then the held-out u(x) = its relaxation at lambda(x) and the violation ||phi - phi_0||^2 - m(x).
-        batch_size: images per forward pass (the training batch size: the probe then needs no more memory
-            than a training step).
+        relax: the constraint's relaxation cost when `margin` is that constraint's own (see `_relaxation`).
+        batch_size: images per forward pass (the training batch size: no more memory than a training step).
         seed: seed of the PGD starts.
         autocast_dtype: e.g. torch.bfloat16 to run the forwards under autocast, as training does
             (statistics are computed in fp32).
@@ -94,15 +92,16 @@ def probe(
         with precision:
             out = _probe(encoder, reference, head, images, labels, eps=eps, margin=margin, pgd_steps=pgd_steps,
                          multiplier=multiplier, batch_size=batch_size, seed=seed, device=device)
-            if relax is not None and multiplier is not None and not multiplier.per_index:
-                out.update(_relaxation(encoder, reference, images.to(device), margin, multiplier, relax, batch_size))
-            return out
+            held_out = relax is not None and multiplier is not None and not multiplier.per_index
+            return {**out, **_relaxation(encoder, reference, images.to(device), margin, multiplier, relax,
+                                         batch_size)} if held_out else out
     finally:
         encoder.train(was_training)
 
 
 def _relaxation(encoder, reference, images, margin, multiplier, relax, batch_size) -> dict[str, float]:
-    """Held-out u(x) of a relaxed constraint: its cost's relaxation at lambda(x) and the violation d - m(x)."""
+    """Held-out u(x) of a relaxed constraint (`constrained.relaxation`): its cost's relaxation at lambda(x) and
+    the violation ||phi - phi_0||^2 - m(x)."""
     with torch.no_grad():
         clean = _embed(encoder, images, batch_size).float()
         ref = torch.cat([reference(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]).float()
