@@ -42,8 +42,8 @@ def test_u_is_lambda_over_the_price_and_fares_deviation_is_its_encoders(relax_ru
                                                       atol=1e-6)
     fare = load_exported(relax_runs / "runs" / "fare-eps16of255-seed0" / "export").eval()
     images, _ = relax_u.split_images(relax_u.TrainConfig(), 16)
-    config, state = relax_u.load_run(relax_runs / "runs" / "fare-eps16of255-seed0")
-    reference, _ = relax_u.reference_and_tuned(config, state)
+    config, _ = relax_u.load_run(relax_runs / "runs" / "fare-eps16of255-seed0")
+    reference = relax_u.encoder_of(config)
     with torch.no_grad():
         base, moved = reference(images[:20]).double(), fare(images[:20]).double()
     expected = (moved - base).pow(2).sum(1) / base.pow(2).sum(1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -43,13 +44,14 @@ def load_run(folder: Path) -> tuple[TrainConfig, dict]:
     return config, state
 
 
-def reference_and_tuned(config: TrainConfig, state: dict):
-    """(phi_0, the run's fine-tuned encoder), both in eval mode on the CPU."""
-    build = dict(cache_dir=Path(config.cache_dir).expanduser(), seed=config.split_seed, device=torch.device("cpu"))
-    reference = build_model(config.model, config.pretrained, config.image_size, **build).encoder.eval()
-    tuned = build_model(config.model, config.pretrained, config.image_size, **build).encoder.eval()
-    tuned.load_state_dict(state["encoder"])
-    return reference, tuned
+def encoder_of(config: TrainConfig, state: Optional[dict] = None):
+    """The run's starting encoder phi_0, or with `state` (its last.pt) its fine-tuned encoder; in eval mode on the
+    CPU."""
+    encoder = build_model(config.model, config.pretrained, config.image_size, cache_dir=Path(config.cache_dir).expanduser(),
+                          seed=config.split_seed, device=torch.device("cpu")).encoder.eval()
+    if state is not None:
+        encoder.load_state_dict(state["encoder"])
+    return encoder
 
 
 def split_images(config: TrainConfig, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,14 +92,13 @@ def analyse(runs: Path) -> list[dict]:
         if (config.eps, config.seed) not in fare:
             raise ValueError(f"{folder}: no FARE run at eps {format_eps(config.eps)}, seed {config.seed} in {runs}")
         state = torch.load(folder / "last.pt", map_location="cpu", weights_only=True)
-        reference, _ = reference_and_tuned(config, state)
+        reference = encoder_of(config)
         images, labels = split_images(config, config.image_size or 16)
         with torch.no_grad():
             features = reference(images)
         u = multiplier_values(config, state, features) / config.relax_price
         fare_config, fare_state = load_run(fare[(config.eps, config.seed)])
-        _, fare_encoder = reference_and_tuned(fare_config, fare_state)
-        cost = relative_deviation(fare_encoder, features, images)
+        cost = relative_deviation(encoder_of(fare_config, fare_state), features, images)
         margin = config.rho * features.double().pow(2).sum(1)  # m(x) = rho ||phi_0(x)||^2, the bound u relaxes
         records.append({"folder": str(folder), "train_eps": format_eps(config.eps), "eps": config.eps,
                         "seed": config.seed, "price": config.relax_price, "split": config.probe_split,

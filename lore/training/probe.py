@@ -90,32 +90,26 @@ def probe(
                  else contextlib.nullcontext())
     try:
         with precision:
-            out = _probe(encoder, reference, head, images, labels, eps=eps, margin=margin, pgd_steps=pgd_steps,
-                         multiplier=multiplier, batch_size=batch_size, seed=seed, device=device)
-            held_out = relax is not None and multiplier is not None and not multiplier.per_index
-            return {**out, **_relaxation(encoder, reference, images.to(device), margin, multiplier, relax,
-                                         batch_size)} if held_out else out
+            return _probe(encoder, reference, head, images, labels, eps=eps, margin=margin, pgd_steps=pgd_steps,
+                          multiplier=multiplier, relax=relax, batch_size=batch_size, seed=seed, device=device)
     finally:
         encoder.train(was_training)
 
 
-def _relaxation(encoder, reference, images, margin, multiplier, relax, batch_size) -> dict[str, float]:
-    """Held-out u(x) of a relaxed constraint (`constrained.relaxation`): its cost's relaxation at lambda(x) and
-    the violation ||phi - phi_0||^2 - m(x)."""
-    with torch.no_grad():
-        clean = _embed(encoder, images, batch_size).float()
-        ref = torch.cat([reference(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]).float()
-        tolerance = margin(ref)
-        violation = (clean - ref).pow(2).sum(1) - tolerance
-        lam = multiplier.value(None if multiplier.averages_constraint else ref).detach().float().flatten()
-        u = relax.relaxation(lam.expand_as(violation) if lam.numel() == 1 else lam, violation).float().cpu()
+def _relaxation(relax: RelaxationCost, lam: torch.Tensor, distance: torch.Tensor,
+                tolerance: torch.Tensor) -> dict[str, float]:
+    """Held-out u(x) of a relaxed constraint (`constrained.relaxation`): its cost's relaxation at lambda(x) ([N],
+    or one lambda) and the violation ||phi - phi_0||^2 - m(x) (`distance`, `tolerance`: [N]), summarised."""
+    tolerance = tolerance.float().cpu()
+    violation = distance.float().cpu() - tolerance
+    u = relax.relaxation(lam.expand_as(violation) if lam.numel() == 1 else lam, violation).float()
     quantiles = torch.quantile(u, torch.tensor((0.5, 0.9))).tolist()
     return {"probe/relaxation_mean": u.mean().item(), "probe/relaxation_q50": quantiles[0],
             "probe/relaxation_q90": quantiles[1],
-            "probe/relaxation_over_margin_mean": (u / tolerance.float().cpu().clamp_min(1e-12)).mean().item()}
+            "probe/relaxation_over_margin_mean": (u / tolerance.clamp_min(1e-12)).mean().item()}
 
 
-def _probe(encoder, reference, head, images, labels, *, eps, margin, pgd_steps, multiplier, batch_size, seed,
+def _probe(encoder, reference, head, images, labels, *, eps, margin, pgd_steps, multiplier, relax, batch_size, seed,
            device) -> dict[str, float]:
     """`probe` under its precision context."""
     images, labels = images.to(device), labels.to(device)
@@ -147,6 +141,8 @@ def _probe(encoder, reference, head, images, labels, *, eps, margin, pgd_steps, 
             lam = multiplier.value(None if multiplier.averages_constraint else ref)
         lam = lam.detach().float().flatten().cpu()
         out["probe/lambda_mean"] = lam.mean().item()
+        if relax is not None:  # u(x) from this lambda and these distances: no second pass over the images
+            out.update(_relaxation(relax, lam, distance, tolerance))
         if lam.numel() > 1:
             lambda_quantiles = torch.quantile(lam, torch.tensor(QUANTILES)).tolist()
             out.update({f"probe/lambda_q{int(q * 100)}": v for q, v in zip(QUANTILES, lambda_quantiles)})
